@@ -1,0 +1,9 @@
+/* ModelOTA portable core: one include for ports and host builds. */
+#ifndef MODELOTA_H
+#define MODELOTA_H
+#include "modelota/config.h"
+#include "modelota/status.h"
+#include "modelota/crc32.h"
+#include "modelota/format.h"
+#include "modelota/updater.h"
+#endif

@@ -1,0 +1,84 @@
+/*
+ * Wire format v1 constants. docs/FORMAT.md is the specification; this file
+ * and host_tools/modelota/format.py mirror it field for field, and the
+ * static_asserts in format.cpp pin every offset.
+ */
+#ifndef MODELOTA_FORMAT_H
+#define MODELOTA_FORMAT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MODELOTA_FORMAT_VERSION 1u
+#define MODELOTA_FINGERPRINT_LEN 16u
+#define MODELOTA_DIGEST_LEN 32u
+
+/* Digest types (header byte 5). */
+#define MODELOTA_DIGEST_CRC32 1u
+
+/* Header flags (header bytes 6..7). */
+#define MODELOTA_FLAG_DELTA 0x0001u /* base_version and base_crc32 must match */
+#define MODELOTA_KNOWN_FLAGS (MODELOTA_FLAG_DELTA)
+
+/* The fixed header, little-endian. This struct documents the layout and is
+ * checked against the offsets below; the parser never casts bytes to it
+ * (no alignment or endianness assumptions). */
+typedef struct modelota_header_layout {
+    uint8_t magic[4];      /*  0 "MOTA" */
+    uint8_t format_version; /* 4 1 */
+    uint8_t digest_type;   /*  5 MODELOTA_DIGEST_* */
+    uint8_t flags[2];      /*  6 MODELOTA_FLAG_* */
+    uint8_t fingerprint[MODELOTA_FINGERPRINT_LEN]; /* 8 */
+    uint8_t model_version[4]; /* 24 */
+    uint8_t base_version[4];  /* 28 delta only, else 0 */
+    uint8_t base_crc32[4];    /* 32 delta only, else 0 */
+    uint8_t weights_size[4];  /* 36 size of the whole weight region */
+    uint8_t data_size[4];     /* 40 sum of chunk lengths */
+    uint8_t chunk_count[4];   /* 44 */
+    uint8_t segment_count[4]; /* 48 runs of contiguous chunks */
+    uint8_t max_chunk[4];     /* 52 largest chunk length */
+    uint8_t digest[MODELOTA_DIGEST_LEN]; /* 56 digest of the final region */
+    uint8_t reserved[4];      /* 88 must be 0 */
+    uint8_t header_crc[4];    /* 92 CRC32 of bytes 0..91 */
+} modelota_header_layout;
+
+#define MODELOTA_HEADER_LEN 96u
+#define MODELOTA_HEADER_CRC_OFFSET 92u
+
+/* Chunk framing: seq, offset, length (u32 each), data, CRC32. */
+#define MODELOTA_CHUNK_HEAD_LEN 12u
+#define MODELOTA_CHUNK_TAIL_LEN 4u
+
+static inline uint32_t modelota_load_u32le(const uint8_t* p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+static inline uint16_t modelota_load_u16le(const uint8_t* p) {
+    return (uint16_t)((uint16_t)p[0] | (uint16_t)((uint16_t)p[1] << 8));
+}
+
+#ifdef __cplusplus
+} /* extern "C" */
+
+#include <stddef.h>
+static_assert(sizeof(modelota_header_layout) == MODELOTA_HEADER_LEN, "header is 96 bytes");
+static_assert(offsetof(modelota_header_layout, fingerprint) == 8, "fingerprint at 8");
+static_assert(offsetof(modelota_header_layout, model_version) == 24, "model_version at 24");
+static_assert(offsetof(modelota_header_layout, base_version) == 28, "base_version at 28");
+static_assert(offsetof(modelota_header_layout, base_crc32) == 32, "base_crc32 at 32");
+static_assert(offsetof(modelota_header_layout, weights_size) == 36, "weights_size at 36");
+static_assert(offsetof(modelota_header_layout, data_size) == 40, "data_size at 40");
+static_assert(offsetof(modelota_header_layout, chunk_count) == 44, "chunk_count at 44");
+static_assert(offsetof(modelota_header_layout, segment_count) == 48, "segment_count at 48");
+static_assert(offsetof(modelota_header_layout, max_chunk) == 52, "max_chunk at 52");
+static_assert(offsetof(modelota_header_layout, digest) == 56, "digest at 56");
+static_assert(offsetof(modelota_header_layout, reserved) == 88, "reserved at 88");
+static_assert(offsetof(modelota_header_layout, header_crc) == MODELOTA_HEADER_CRC_OFFSET,
+              "header_crc at 92");
+#endif
+
+#endif /* MODELOTA_FORMAT_H */

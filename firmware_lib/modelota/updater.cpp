@@ -1,0 +1,463 @@
+#include "updater.h"
+
+#include <string.h>
+
+static_assert(sizeof(modelota_updater) <= MODELOTA_MAX_UPDATER_BYTES,
+              "Updater state exceeds MODELOTA_MAX_UPDATER_BYTES");
+static_assert(MODELOTA_CHUNK_TAIL_LEN <= MODELOTA_CHUNK_HEAD_LEN, "tail reuses field[]");
+
+namespace {
+
+const uint8_t kMagic[4] = {'M', 'O', 'T', 'A'};
+
+uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+
+/* Lengths handed to memcpy/crc are bounded by the region or the lent
+ * buffer, both addressable, so they fit size_t even where it is 16 bits. */
+size_t sz(uint32_t n) { return static_cast<size_t>(n); }
+
+/* What a call made outside a running update reports. */
+int idle_status(const modelota_updater* u) {
+    return u->state == MODELOTA_STATE_FAILED ? static_cast<int>(u->status)
+                                             : static_cast<int>(MODELOTA_BAD_STATE);
+}
+
+bool running(const modelota_updater* u) {
+    return u->state >= MODELOTA_STATE_HEADER && u->state <= MODELOTA_STATE_VERIFIED;
+}
+
+/* ---- region and backup access ----------------------------------------- */
+
+int target_write(const modelota_config* c, uint32_t off, const uint8_t* src, uint32_t len) {
+    if (c->target.ram != NULL) {
+        memcpy(c->target.ram + off, src, sz(len));
+        return MODELOTA_OK;
+    }
+    return c->target.write(c->target.ctx, off, src, len) == 0 ? MODELOTA_OK : MODELOTA_STORAGE_IO;
+}
+
+/* CRC32 of region bytes [0, size), read through the lent buffer when the
+ * region is not in RAM. */
+int region_crc(const modelota_config* c, uint32_t* out) {
+    const modelota_target* t = &c->target;
+    if (t->ram != NULL) {
+        *out = modelota_crc32(0, t->ram, sz(t->size));
+        return MODELOTA_OK;
+    }
+    uint32_t crc = 0;
+    for (uint32_t off = 0; off < t->size;) {
+        uint32_t n = min_u32(c->buffer_len, t->size - off);
+        if (t->read(t->ctx, off, c->buffer, n) != 0) {
+            return MODELOTA_STORAGE_IO;
+        }
+        crc = modelota_crc32(crc, c->buffer, sz(n));
+        off += n;
+    }
+    *out = crc;
+    return MODELOTA_OK;
+}
+
+/* Copies backup bytes [lo, hi) over the region. */
+int copy_from_backup(const modelota_config* c, uint32_t lo, uint32_t hi) {
+    const modelota_source* b = &c->backup;
+    if (b->image != NULL) {
+        return target_write(c, lo, b->image + lo, hi - lo);
+    }
+    for (uint32_t off = lo; off < hi;) {
+        uint32_t n = min_u32(c->buffer_len, hi - off);
+        if (c->target.ram != NULL) {
+            if (b->read(b->ctx, off, c->target.ram + off, n) != 0) {
+                return MODELOTA_STORAGE_IO;
+            }
+        } else {
+            if (b->read(b->ctx, off, c->buffer, n) != 0) {
+                return MODELOTA_STORAGE_IO;
+            }
+            int st = target_write(c, off, c->buffer, n);
+            if (st < 0) {
+                return st;
+            }
+        }
+        off += n;
+    }
+    return MODELOTA_OK;
+}
+
+/* Puts the region back to a complete known model after a failure. When the
+ * backup holds the version the region held, only the touched span is copied;
+ * otherwise the touched bytes cannot be told apart from the rest, so the
+ * whole region is reloaded and the device runs the backup's version. */
+void restore(modelota_updater* u) {
+    const modelota_config* c = u->cfg;
+    if (u->touched_hi <= u->touched_lo) {
+        u->restore = MODELOTA_RESTORE_NONE;
+        return;
+    }
+    int st;
+    if (c->backup.version == u->current_version) {
+        st = copy_from_backup(c, u->touched_lo, u->touched_hi);
+        u->restore = MODELOTA_RESTORE_RANGES;
+    } else {
+        st = copy_from_backup(c, 0, c->target.size);
+        u->restore = MODELOTA_RESTORE_FULL;
+        if (st == MODELOTA_OK) {
+            u->current_version = c->backup.version;
+        }
+    }
+    if (st != MODELOTA_OK) {
+        u->restore = MODELOTA_RESTORE_FAILED;
+        return;
+    }
+    u->touched_lo = u->touched_hi = 0;
+}
+
+int fail(modelota_updater* u, int status) {
+    restore(u);
+    u->state = MODELOTA_STATE_FAILED;
+    u->status = (int8_t)status;
+    return status;
+}
+
+/* ---- header ------------------------------------------------------------ */
+
+/* The header is gathered in three steps, stopping after the magic (byte 4)
+ * and the format version (byte 5) so a wrong stream is refused at once. */
+uint32_t header_want(uint32_t pos) {
+    return pos < 4u ? 4u : (pos < 5u ? 5u : MODELOTA_HEADER_LEN);
+}
+
+int check_header(modelota_updater* u) {
+    const modelota_config* c = u->cfg;
+    const uint8_t* h = c->buffer;
+    /* magic and format version were checked as their bytes arrived */
+    u->header_crc = modelota_load_u32le(h + MODELOTA_HEADER_CRC_OFFSET);
+    if (modelota_crc32(0, h, MODELOTA_HEADER_CRC_OFFSET) != u->header_crc) {
+        return MODELOTA_BAD_HEADER_CRC;
+    }
+    uint8_t digest_type = h[5];
+    uint16_t flags = modelota_load_u16le(h + 6);
+    uint32_t base_version = modelota_load_u32le(h + 28);
+    uint32_t base_crc = modelota_load_u32le(h + 32);
+    bool delta = (flags & MODELOTA_FLAG_DELTA) != 0;
+    if (digest_type != MODELOTA_DIGEST_CRC32 || (flags & ~MODELOTA_KNOWN_FLAGS) != 0 ||
+        modelota_load_u32le(h + 88) != 0 ||
+        (!delta && (base_version != 0 || base_crc != 0))) {
+        return MODELOTA_UNSUPPORTED;
+    }
+    for (uint32_t i = 4; i < MODELOTA_DIGEST_LEN; ++i) {
+        if (h[56 + i] != 0) { /* CRC32 digest uses the first 4 bytes only */
+            return MODELOTA_UNSUPPORTED;
+        }
+    }
+    if (memcmp(h + 8, c->fingerprint, MODELOTA_FINGERPRINT_LEN) != 0) {
+        return MODELOTA_WRONG_MODEL;
+    }
+    if (modelota_load_u32le(h + 36) != c->target.size) {
+        return MODELOTA_WRONG_SIZE;
+    }
+    u->new_version = modelota_load_u32le(h + 24);
+    if (u->new_version < u->current_version) {
+        return MODELOTA_ROLLBACK;
+    }
+    if (u->new_version == u->current_version) {
+        return MODELOTA_ALREADY_CURRENT;
+    }
+    u->data_size = modelota_load_u32le(h + 40);
+    u->chunk_count = modelota_load_u32le(h + 44);
+    u->segment_count = modelota_load_u32le(h + 48);
+    u->max_chunk = modelota_load_u32le(h + 52);
+    if (u->data_size > c->target.size || u->max_chunk > c->buffer_len) {
+        return MODELOTA_TOO_LARGE;
+    }
+    /* every chunk carries at least one byte and no more than max_chunk;
+     * every segment holds at least one chunk */
+    bool empty = u->chunk_count == 0;
+    if (empty != (u->data_size == 0) || empty != (u->segment_count == 0) ||
+        empty != (u->max_chunk == 0) || u->chunk_count > u->data_size ||
+        u->segment_count > u->chunk_count ||
+        (!empty && (u->data_size - 1u) / u->max_chunk >= u->chunk_count)) {
+        return MODELOTA_LAYOUT_MISMATCH;
+    }
+    memcpy(u->digest, h + 56, MODELOTA_DIGEST_LEN);
+    if (delta) {
+        if (base_version != u->current_version) {
+            return MODELOTA_WRONG_BASE;
+        }
+        uint32_t crc = 0;
+        int st = region_crc(c, &crc);
+        if (st < 0) {
+            return st;
+        }
+        if (crc != base_crc) {
+            return MODELOTA_WRONG_BASE;
+        }
+    }
+    return MODELOTA_OK;
+}
+
+/* ---- chunks ------------------------------------------------------------ */
+
+int finalize(modelota_updater* u) {
+    if (u->data_seen != u->data_size || u->segments_seen != u->segment_count) {
+        return MODELOTA_LAYOUT_MISMATCH;
+    }
+    uint32_t crc = 0;
+    int st = region_crc(u->cfg, &crc);
+    if (st < 0) {
+        return st;
+    }
+    if (crc != modelota_load_u32le(u->digest)) {
+        return MODELOTA_DIGEST_MISMATCH;
+    }
+    u->state = MODELOTA_STATE_VERIFIED;
+    return MODELOTA_OK;
+}
+
+int check_chunk_head(modelota_updater* u) {
+    const uint8_t* f = u->field;
+    uint32_t seq = modelota_load_u32le(f);
+    uint32_t off = modelota_load_u32le(f + 4);
+    uint32_t len = modelota_load_u32le(f + 8);
+    uint32_t size = u->cfg->target.size;
+    if (seq != u->next_seq) {
+        return MODELOTA_BAD_SEQUENCE;
+    }
+    if (len == 0 || len > u->max_chunk) {
+        return MODELOTA_BAD_CHUNK;
+    }
+    if (off < u->write_end || off > size || len > size - off) {
+        return MODELOTA_OUT_OF_BOUNDS;
+    }
+    if (len > u->data_size - u->data_seen) {
+        return MODELOTA_LAYOUT_MISMATCH;
+    }
+    u->chunk_offset = off;
+    u->chunk_len = len;
+    u->running_crc = modelota_crc32(u->header_crc, f, MODELOTA_CHUNK_HEAD_LEN);
+    return MODELOTA_OK;
+}
+
+int apply_chunk(modelota_updater* u) {
+    if (modelota_load_u32le(u->field) != u->running_crc) {
+        return MODELOTA_CHUNK_CRC;
+    }
+    uint32_t off = u->chunk_offset;
+    uint32_t len = u->chunk_len;
+    bool new_segment = u->next_seq == 0 || off != u->write_end;
+    if (u->touched_hi <= u->touched_lo) {
+        u->touched_lo = off;
+    }
+    /* widen the span before writing: a write that fails half way has
+     * still changed bytes that must be restored */
+    u->touched_hi = off + len;
+    int st = target_write(u->cfg, off, u->cfg->buffer, len);
+    if (st < 0) {
+        return st;
+    }
+    if (new_segment) {
+        u->segments_seen++;
+    }
+    u->write_end = off + len;
+    u->data_seen += len;
+    u->next_seq++;
+    if (u->next_seq == u->chunk_count) {
+        return finalize(u);
+    }
+    return MODELOTA_OK;
+}
+
+/* Gathers bytes into dst until `want` are there. Returns bytes taken. */
+uint32_t gather(modelota_updater* u, uint8_t* dst, uint32_t want, const uint8_t* src, size_t n) {
+    uint32_t room = want - u->pos;
+    uint32_t take = n < room ? (uint32_t)n : room;
+    memcpy(dst + u->pos, src, sz(take));
+    u->pos += take;
+    return take;
+}
+
+/* One step of the state machine over data[0..n). Returns bytes consumed
+ * (at least 1 when n > 0) and sets *st. */
+uint32_t step(modelota_updater* u, const uint8_t* data, size_t n, int* st) {
+    const modelota_config* c = u->cfg;
+    uint32_t took = 0;
+    *st = MODELOTA_OK;
+    switch (u->state) {
+    case MODELOTA_STATE_HEADER: {
+        took = gather(u, c->buffer, header_want(u->pos), data, n);
+        if (u->pos == 4u && memcmp(c->buffer, kMagic, 4) != 0) {
+            *st = MODELOTA_BAD_MAGIC;
+        } else if (u->pos == 5u && c->buffer[4] != MODELOTA_FORMAT_VERSION) {
+            *st = MODELOTA_UNSUPPORTED_VERSION;
+        } else if (u->pos == MODELOTA_HEADER_LEN) {
+            *st = check_header(u);
+            u->pos = 0;
+            u->state = MODELOTA_STATE_CHUNK_HEAD;
+            if (*st == MODELOTA_OK && u->chunk_count == 0) {
+                *st = finalize(u);
+            }
+        }
+        break;
+    }
+    case MODELOTA_STATE_CHUNK_HEAD:
+        took = gather(u, u->field, MODELOTA_CHUNK_HEAD_LEN, data, n);
+        if (u->pos == MODELOTA_CHUNK_HEAD_LEN) {
+            *st = check_chunk_head(u);
+            u->pos = 0;
+            u->state = MODELOTA_STATE_CHUNK_DATA;
+        }
+        break;
+    case MODELOTA_STATE_CHUNK_DATA: {
+        uint32_t start = u->pos;
+        took = gather(u, c->buffer, u->chunk_len, data, n);
+        u->running_crc = modelota_crc32(u->running_crc, c->buffer + start, sz(took));
+        if (u->pos == u->chunk_len) {
+            u->pos = 0;
+            u->state = MODELOTA_STATE_CHUNK_TAIL;
+        }
+        break;
+    }
+    case MODELOTA_STATE_CHUNK_TAIL:
+        took = gather(u, u->field, MODELOTA_CHUNK_TAIL_LEN, data, n);
+        if (u->pos == MODELOTA_CHUNK_TAIL_LEN) {
+            u->pos = 0;
+            u->state = MODELOTA_STATE_CHUNK_HEAD;
+            *st = apply_chunk(u);
+        }
+        break;
+    case MODELOTA_STATE_VERIFIED:
+        *st = MODELOTA_TRAILING_DATA;
+        took = 1;
+        break;
+    default:
+        *st = MODELOTA_BAD_STATE;
+        took = (uint32_t)min_u32(1u, (uint32_t)n);
+        break;
+    }
+    return took;
+}
+
+}  // namespace
+
+extern "C" {
+
+int modelota_init(modelota_updater* u, const modelota_config* cfg) {
+    if (u == NULL) {
+        return MODELOTA_INVALID_ARGUMENT;
+    }
+    memset(u, 0, sizeof(*u));
+    u->cfg = cfg;
+    u->state = MODELOTA_STATE_FAILED;
+    u->status = MODELOTA_INVALID_ARGUMENT;
+    if (cfg == NULL || cfg->fingerprint == NULL || cfg->buffer == NULL ||
+        cfg->buffer_len < MODELOTA_HEADER_LEN) {
+        return MODELOTA_INVALID_ARGUMENT;
+    }
+    const modelota_target* t = &cfg->target;
+    if (t->ram == NULL && (t->read == NULL || t->write == NULL)) {
+        return MODELOTA_INVALID_ARGUMENT;
+    }
+    if (cfg->backup.image == NULL && cfg->backup.read == NULL) {
+        return MODELOTA_INVALID_ARGUMENT;
+    }
+    u->current_version = cfg->current_version;
+    u->state = MODELOTA_STATE_IDLE;
+    u->status = MODELOTA_OK;
+    return MODELOTA_OK;
+}
+
+int modelota_begin(modelota_updater* u) {
+    if (u->cfg == NULL || running(u) ||
+        (u->state == MODELOTA_STATE_FAILED && u->status == MODELOTA_INVALID_ARGUMENT)) {
+        return MODELOTA_BAD_STATE;
+    }
+    if (u->restore == MODELOTA_RESTORE_FAILED) {
+        /* the region is not a known model: do not stack another update on it */
+        return MODELOTA_STORAGE_IO;
+    }
+    const modelota_config* cfg = u->cfg;
+    uint32_t version = u->current_version;
+    memset(u, 0, sizeof(*u));
+    u->cfg = cfg;
+    u->current_version = version;
+    u->state = MODELOTA_STATE_HEADER;
+    return MODELOTA_OK;
+}
+
+int modelota_feed(modelota_updater* u, const uint8_t* data, size_t n) {
+    if (!running(u)) {
+        return idle_status(u);
+    }
+    if (data == NULL && n > 0) {
+        return fail(u, MODELOTA_INVALID_ARGUMENT);
+    }
+    size_t i = 0;
+    while (i < n) {
+        int st = MODELOTA_OK;
+        uint32_t took = step(u, data + i, n - i, &st);
+        i += sz(took);
+        u->total_in += took;
+        if (st < 0) {
+            return fail(u, st);
+        }
+    }
+    return MODELOTA_OK;
+}
+
+int modelota_finish(modelota_updater* u) {
+    if (u->state == MODELOTA_STATE_VERIFIED) {
+        u->current_version = u->new_version;
+        u->touched_lo = u->touched_hi = 0;
+        u->state = MODELOTA_STATE_DONE;
+        u->status = MODELOTA_OK;
+        return MODELOTA_OK;
+    }
+    if (running(u)) {
+        return fail(u, MODELOTA_TRUNCATED);
+    }
+    return idle_status(u);
+}
+
+int modelota_abort(modelota_updater* u, int reason) {
+    int status = reason < 0 ? reason : MODELOTA_ABORTED;
+    if (!running(u)) {
+        return idle_status(u);
+    }
+    return fail(u, status);
+}
+
+int modelota_state_of(const modelota_updater* u) { return u->state; }
+int modelota_last_status(const modelota_updater* u) { return u->status; }
+int modelota_restore_of(const modelota_updater* u) { return u->restore; }
+uint32_t modelota_current_version(const modelota_updater* u) { return u->current_version; }
+uint32_t modelota_bytes_in(const modelota_updater* u) { return u->total_in; }
+uint32_t modelota_data_applied(const modelota_updater* u) { return u->data_seen; }
+uint32_t modelota_data_total(const modelota_updater* u) { return u->data_size; }
+
+uint32_t modelota_bytes_wanted(const modelota_updater* u) {
+    switch (u->state) {
+    case MODELOTA_STATE_HEADER:
+        return header_want(u->pos) - u->pos;
+    case MODELOTA_STATE_CHUNK_HEAD: return MODELOTA_CHUNK_HEAD_LEN - u->pos;
+    case MODELOTA_STATE_CHUNK_DATA: return u->chunk_len - u->pos;
+    case MODELOTA_STATE_CHUNK_TAIL: return MODELOTA_CHUNK_TAIL_LEN - u->pos;
+    default: return 0;
+    }
+}
+
+int modelota_weights_intact(const modelota_updater* u) {
+    if (u->restore == MODELOTA_RESTORE_FAILED) {
+        return 0;
+    }
+    /* mid-update the region is a mix; VERIFIED/DONE/IDLE/FAILED are whole */
+    return (u->state == MODELOTA_STATE_HEADER || u->touched_hi <= u->touched_lo ||
+            u->state == MODELOTA_STATE_VERIFIED || u->state == MODELOTA_STATE_DONE)
+               ? 1
+               : 0;
+}
+
+int modelota_memory_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len) {
+    memcpy(dst, static_cast<const uint8_t*>(ctx) + offset, static_cast<size_t>(len));
+    return 0;
+}
+
+}  // extern "C"

@@ -1,0 +1,195 @@
+/*
+ * ModelOTA Updater: a push-style state machine that applies a payload
+ * (docs/FORMAT.md) to a model's weight region in place.
+ *
+ *   modelota_init(&u, &cfg);
+ *   modelota_begin(&u);
+ *   while (bytes arrive) { st = modelota_feed(&u, bytes, n); if (st < 0) stop; }
+ *   st = modelota_finish(&u);            // MODELOTA_OK: new weights committed
+ *
+ * Every chunk's CRC32 is checked before its bytes touch the region; the
+ * digest of the whole region is checked after the last chunk. On any failure
+ * (and on modelota_abort) the bytes written so far are restored from the
+ * caller's backup source, so the region ends with exactly the old weights.
+ * No heap, no second RAM copy of the model: the only buffer is the chunk
+ * buffer the caller lends.
+ */
+#ifndef MODELOTA_UPDATER_H
+#define MODELOTA_UPDATER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "crc32.h"
+#include "format.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Storage callbacks return 0 on success, any non-zero value on failure
+ * (reported as MODELOTA_STORAGE_IO). */
+typedef int (*modelota_read_fn)(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
+typedef int (*modelota_write_fn)(void* ctx, uint32_t offset, const uint8_t* src, uint32_t len);
+
+/* Where the live weights are. A RAM model sets `ram`; anything else sets
+ * `read` and `write` (and leaves `ram` NULL). */
+typedef struct modelota_target {
+    uint8_t* ram;
+    modelota_read_fn read;
+    modelota_write_fn write;
+    void* ctx;
+    uint32_t size; /* bytes in the weight region */
+} modelota_target;
+
+/* Where the last good weights can be read back from: a directly addressable
+ * image (the const factory array in memory-mapped flash), or a read callback
+ * (AVR PROGMEM, EEPROM, an SD file, a flash partition). `version` says which
+ * model version those bytes are. */
+typedef struct modelota_source {
+    const uint8_t* image;
+    modelota_read_fn read;
+    void* ctx;
+    uint32_t version;
+} modelota_source;
+
+typedef struct modelota_config {
+    modelota_target target;
+    modelota_source backup;
+    const uint8_t* fingerprint; /* MODELOTA_FINGERPRINT_LEN bytes of this build's model */
+    uint32_t current_version;   /* version the target holds at init */
+    uint8_t* buffer;            /* chunk buffer lent by the caller */
+    uint32_t buffer_len;        /* >= MODELOTA_HEADER_LEN; chunks up to this size */
+} modelota_config;
+
+typedef enum modelota_state {
+    MODELOTA_STATE_IDLE = 0,      /* initialised, not started */
+    MODELOTA_STATE_HEADER = 1,    /* gathering the 96-byte header */
+    MODELOTA_STATE_CHUNK_HEAD = 2,
+    MODELOTA_STATE_CHUNK_DATA = 3,
+    MODELOTA_STATE_CHUNK_TAIL = 4,
+    MODELOTA_STATE_VERIFIED = 5,  /* every chunk applied, digest good: finish() commits */
+    MODELOTA_STATE_DONE = 6,      /* committed */
+    MODELOTA_STATE_FAILED = 7     /* failed; touched bytes restored (see weights_intact) */
+} modelota_state;
+
+/* What the last failure did to the weight region. */
+typedef enum modelota_restore {
+    MODELOTA_RESTORE_NONE = 0,      /* nothing had been written */
+    MODELOTA_RESTORE_RANGES = 1,    /* touched bytes copied back from the backup */
+    MODELOTA_RESTORE_FULL = 2,      /* backup held another version: whole region reloaded */
+    MODELOTA_RESTORE_FAILED = 3     /* backup unreadable: region is NOT intact */
+} modelota_restore;
+
+/* All fields are private; the struct is public only so it can live on the
+ * stack or in a static without heap. */
+typedef struct modelota_updater {
+    const modelota_config* cfg;
+    uint32_t current_version; /* version the region holds now */
+    uint32_t new_version;
+    uint32_t data_size;
+    uint32_t chunk_count;
+    uint32_t segment_count;
+    uint32_t max_chunk;
+    uint32_t header_crc; /* seeds every chunk CRC: binds chunks to this header */
+    uint32_t running_crc;
+    uint32_t next_seq;
+    uint32_t write_end;  /* end offset of the last applied chunk */
+    uint32_t touched_lo;
+    uint32_t touched_hi; /* [lo, hi) covers every byte written; lo == hi: none */
+    uint32_t data_seen;
+    uint32_t segments_seen;
+    uint32_t chunk_offset;
+    uint32_t chunk_len;
+    uint32_t pos;        /* bytes gathered in the current field */
+    uint32_t total_in;   /* payload bytes consumed since begin */
+    uint8_t digest[MODELOTA_DIGEST_LEN];
+    uint8_t field[MODELOTA_CHUNK_HEAD_LEN]; /* chunk head, then chunk CRC */
+    uint8_t state;       /* modelota_state */
+    uint8_t restore;     /* modelota_restore of the last failure */
+    int8_t status;       /* last result */
+} modelota_updater;
+
+/* Checks the configuration; MODELOTA_INVALID_ARGUMENT if a pointer is
+ * missing, the buffer is shorter than the header, or the target or backup
+ * has no way to be read or written. */
+int modelota_init(modelota_updater* u, const modelota_config* cfg);
+
+/* Starts a new payload. Allowed in IDLE, DONE and FAILED. */
+int modelota_begin(modelota_updater* u);
+
+/* Consumes n bytes of payload. MODELOTA_OK while the payload is good so
+ * far (including after the last chunk); a negative status when it is not,
+ * after which the region has been restored and further feeds return that
+ * same status. */
+int modelota_feed(modelota_updater* u, const uint8_t* data, size_t n);
+
+/* The stream has ended. MODELOTA_OK and the new version is current when
+ * every chunk arrived and the digest matched; otherwise MODELOTA_TRUNCATED
+ * (or the earlier failure) with the region restored. */
+int modelota_finish(modelota_updater* u);
+
+/* Stops an update in progress and restores the region. `reason` is the
+ * status to record (MODELOTA_ABORTED, MODELOTA_TIMEOUT...); a non-negative
+ * reason records MODELOTA_ABORTED. Returns the recorded status. */
+int modelota_abort(modelota_updater* u, int reason);
+
+int modelota_state_of(const modelota_updater* u);
+int modelota_last_status(const modelota_updater* u);
+int modelota_restore_of(const modelota_updater* u);
+uint32_t modelota_current_version(const modelota_updater* u);
+uint32_t modelota_bytes_in(const modelota_updater* u);     /* payload bytes consumed */
+uint32_t modelota_data_applied(const modelota_updater* u); /* weight bytes written */
+uint32_t modelota_data_total(const modelota_updater* u);   /* weight bytes announced */
+
+/* Bytes the Updater needs to complete the field it is gathering (at least
+ * 1 while an update runs, 0 otherwise). A pull loop that reads at most this
+ * many bytes never reads past the end of the payload, so whatever follows
+ * it on the stream stays there for the application. */
+uint32_t modelota_bytes_wanted(const modelota_updater* u);
+
+/* 1 when the region holds a complete, known model (old or new). */
+int modelota_weights_intact(const modelota_updater* u);
+
+/* Read callback over a directly addressable image, for modelota_source.read
+ * when the caller has a pointer but wants the callback form. */
+int modelota_memory_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
+
+#ifdef __cplusplus
+} /* extern "C" */
+
+namespace modelota {
+
+/* Thin C++ face of the same state machine, for sketches. Holds its own
+ * copy of the configuration, so it may outlive the config it was given. */
+class Updater {
+public:
+    explicit Updater(const modelota_config& cfg) : cfg_(cfg) { init_ = modelota_init(&u_, &cfg_); }
+    int begin() { return init_ < 0 ? init_ : modelota_begin(&u_); }
+    int feed(const uint8_t* data, size_t n) { return modelota_feed(&u_, data, n); }
+    int finish() { return modelota_finish(&u_); }
+    int abort(int reason = MODELOTA_ABORTED) { return modelota_abort(&u_, reason); }
+    int state() const { return modelota_state_of(&u_); }
+    bool complete() const { return modelota_state_of(&u_) == MODELOTA_STATE_VERIFIED; }
+    int lastStatus() const { return init_ < 0 ? init_ : modelota_last_status(&u_); }
+    uint32_t currentVersion() const { return modelota_current_version(&u_); }
+    uint32_t bytesIn() const { return modelota_bytes_in(&u_); }
+    uint32_t dataApplied() const { return modelota_data_applied(&u_); }
+    uint32_t dataTotal() const { return modelota_data_total(&u_); }
+    uint32_t bytesWanted() const { return modelota_bytes_wanted(&u_); }
+    bool weightsIntact() const { return modelota_weights_intact(&u_) != 0; }
+
+private:
+    Updater(const Updater&);            /* not copyable: u_ points at cfg_ */
+    Updater& operator=(const Updater&);
+    modelota_config cfg_;
+    modelota_updater u_;
+    int init_;
+};
+
+}  // namespace modelota
+#endif
+
+#endif /* MODELOTA_UPDATER_H */
