@@ -1,0 +1,497 @@
+"""Wire format v1: the Python mirror of docs/FORMAT.md and firmware_lib/modelota/format.h.
+
+Three jobs live here, all following the specification field for field:
+
+* :func:`pack` builds a payload (full or delta) from weight bytes;
+* :func:`parse` reads a payload without a device and checks everything that can
+  be checked without one (used by ``modelota inspect``);
+* :func:`apply_reference` applies a payload to a weight buffer exactly as the
+  C++ Updater does, returning the same status for every input. Tests hold the
+  two implementations against each other.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .status import ModelOTAError, Status
+
+MAGIC = b"MOTA"
+FORMAT_VERSION = 1
+HEADER_LEN = 96
+HEADER_CRC_OFFSET = 92
+FINGERPRINT_LEN = 16
+DIGEST_LEN = 32
+DIGEST_CRC32 = 1
+FLAG_DELTA = 0x0001
+KNOWN_FLAGS = FLAG_DELTA
+CHUNK_HEAD_LEN = 12
+CHUNK_TAIL_LEN = 4
+CHUNK_OVERHEAD = CHUNK_HEAD_LEN + CHUNK_TAIL_LEN
+U32_MAX = 0xFFFFFFFF
+
+# magic, format_version, digest_type, flags, fingerprint, model_version,
+# base_version, base_crc32, weights_size, data_size, chunk_count,
+# segment_count, max_chunk, digest, reserved  (header_crc follows)
+_HEADER = struct.Struct("<4sBBH16sIIIIIIII32sI")
+_CHUNK_HEAD = struct.Struct("<III")
+_U32 = struct.Struct("<I")
+assert _HEADER.size == HEADER_CRC_OFFSET
+assert HEADER_CRC_OFFSET + 4 == HEADER_LEN
+
+
+def crc32(data: bytes, start: int = 0) -> int:
+    """CRC-32/IEEE, the same function as the device's ``modelota_crc32``."""
+    return zlib.crc32(data, start) & U32_MAX
+
+
+@dataclass(frozen=True)
+class Header:
+    """The fixed 96-byte header (see docs/FORMAT.md, "Header")."""
+
+    fingerprint: bytes
+    model_version: int
+    weights_size: int
+    data_size: int
+    chunk_count: int
+    segment_count: int
+    max_chunk: int
+    digest: bytes
+    digest_type: int = DIGEST_CRC32
+    flags: int = 0
+    base_version: int = 0
+    base_crc32: int = 0
+    format_version: int = FORMAT_VERSION
+    reserved: int = 0
+    magic: bytes = MAGIC
+
+    @property
+    def is_delta(self) -> bool:
+        return bool(self.flags & FLAG_DELTA)
+
+    def body(self) -> bytes:
+        """The 92 bytes covered by the header CRC."""
+        return _HEADER.pack(
+            self.magic,
+            self.format_version,
+            self.digest_type,
+            self.flags,
+            self.fingerprint,
+            self.model_version,
+            self.base_version,
+            self.base_crc32,
+            self.weights_size,
+            self.data_size,
+            self.chunk_count,
+            self.segment_count,
+            self.max_chunk,
+            self.digest,
+            self.reserved,
+        )
+
+    @property
+    def crc(self) -> int:
+        return crc32(self.body())
+
+    def encode(self) -> bytes:
+        body = self.body()
+        return body + _U32.pack(crc32(body))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> tuple[Header, int]:
+        """Splits 96 bytes into fields and the stored CRC; validates nothing."""
+        if len(raw) != HEADER_LEN:
+            raise ValueError(f"header is {HEADER_LEN} bytes, got {len(raw)}")
+        f = _HEADER.unpack(raw[:HEADER_CRC_OFFSET])
+        (stored,) = _U32.unpack(raw[HEADER_CRC_OFFSET:])
+        header = cls(
+            magic=f[0],
+            format_version=f[1],
+            digest_type=f[2],
+            flags=f[3],
+            fingerprint=f[4],
+            model_version=f[5],
+            base_version=f[6],
+            base_crc32=f[7],
+            weights_size=f[8],
+            data_size=f[9],
+            chunk_count=f[10],
+            segment_count=f[11],
+            max_chunk=f[12],
+            digest=f[13],
+            reserved=f[14],
+        )
+        return header, stored
+
+    def digest_crc32(self) -> int:
+        return int(_U32.unpack(self.digest[:4])[0])
+
+
+@dataclass(frozen=True)
+class Chunk:
+    seq: int
+    offset: int
+    data: bytes
+
+    def head(self) -> bytes:
+        return _CHUNK_HEAD.pack(self.seq, self.offset, len(self.data))
+
+    def crc(self, header_crc: int) -> int:
+        return crc32(self.data, crc32(self.head(), header_crc))
+
+    def encode(self, header_crc: int) -> bytes:
+        return self.head() + self.data + _U32.pack(self.crc(header_crc))
+
+
+@dataclass(frozen=True)
+class Payload:
+    header: Header
+    chunks: tuple[Chunk, ...]
+
+    def encode(self) -> bytes:
+        hcrc = self.header.crc
+        return self.header.encode() + b"".join(c.encode(hcrc) for c in self.chunks)
+
+    def chunk_spans(self) -> list[tuple[int, int]]:
+        """(start, end) byte positions of each chunk inside the encoded payload."""
+        spans = []
+        pos = HEADER_LEN
+        for c in self.chunks:
+            end = pos + CHUNK_OVERHEAD + len(c.data)
+            spans.append((pos, end))
+            pos = end
+        return spans
+
+    @property
+    def segments(self) -> list[tuple[int, int]]:
+        return segments_of(self.chunks)
+
+
+def segments_of(chunks: tuple[Chunk, ...] | list[Chunk]) -> list[tuple[int, int]]:
+    """Maximal runs of contiguous chunks as (offset, length)."""
+    segs: list[tuple[int, int]] = []
+    for c in chunks:
+        if segs and segs[-1][0] + segs[-1][1] == c.offset:
+            segs[-1] = (segs[-1][0], segs[-1][1] + len(c.data))
+        else:
+            segs.append((c.offset, len(c.data)))
+    return segs
+
+
+# ---------------------------------------------------------------- packing
+
+
+def diff_ranges(old: bytes, new: bytes, merge_gap: int = CHUNK_OVERHEAD) -> list[tuple[int, int]]:
+    """Changed byte ranges of ``new`` against ``old`` (same length) as (offset, length).
+
+    Two changed runs separated by at most ``merge_gap`` equal bytes are merged:
+    starting a new chunk costs CHUNK_OVERHEAD bytes, so shipping a short gap is
+    cheaper than splitting around it.
+    """
+    if len(old) != len(new):
+        raise ValueError(f"old and new differ in size ({len(old)} vs {len(new)} bytes)")
+    import numpy as np
+
+    a = np.frombuffer(old, dtype=np.uint8)
+    b = np.frombuffer(new, dtype=np.uint8)
+    changed = np.flatnonzero(a != b)
+    if changed.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(changed) > merge_gap + 1)
+    starts = np.concatenate(([changed[0]], changed[breaks + 1]))
+    ends = np.concatenate((changed[breaks], [changed[-1]])) + 1
+    return [(int(s), int(e - s)) for s, e in zip(starts, ends, strict=True)]
+
+
+def split_chunks(new: bytes, segments: list[tuple[int, int]], chunk_size: int) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for off, length in segments:
+        for start in range(off, off + length, chunk_size):
+            end = min(start + chunk_size, off + length)
+            chunks.append(Chunk(len(chunks), start, bytes(new[start:end])))
+    return chunks
+
+
+def pack(
+    new: bytes,
+    *,
+    fingerprint: bytes,
+    version: int,
+    chunk_size: int = 1024,
+    base: bytes | None = None,
+    base_version: int | None = None,
+    segments: list[tuple[int, int]] | None = None,
+) -> Payload:
+    """Builds a payload that turns a device's weights into ``new``.
+
+    Without ``base`` the payload rewrites the whole region. With ``base`` (the
+    weights the device holds, at ``base_version``) it is a delta: only changed
+    ranges are shipped, and the device refuses it unless its weights are
+    exactly ``base``. ``segments`` overrides the ranges to ship.
+    """
+    if len(fingerprint) != FINGERPRINT_LEN:
+        raise ValueError(f"fingerprint must be {FINGERPRINT_LEN} bytes, got {len(fingerprint)}")
+    if not 0 <= version <= U32_MAX:
+        raise ValueError(f"version must fit in 32 bits, got {version}")
+    if not 1 <= chunk_size <= U32_MAX:
+        raise ValueError(f"chunk size must be at least 1, got {chunk_size}")
+    if len(new) > U32_MAX:
+        raise ValueError("weight region larger than 4 GiB")
+    flags = 0
+    base_crc = 0
+    if base is not None:
+        if base_version is None:
+            raise ValueError("a delta needs the base version")
+        if len(base) != len(new):
+            raise ValueError(
+                f"base and new weights differ in size ({len(base)} vs {len(new)} bytes):"
+                " not the same model"
+            )
+        flags |= FLAG_DELTA
+        base_crc = crc32(base)
+        if segments is None:
+            segments = diff_ranges(base, new)
+    elif segments is None:
+        segments = [(0, len(new))] if new else []
+    chunks = split_chunks(new, segments, chunk_size)
+    digest = _U32.pack(crc32(new)) + bytes(DIGEST_LEN - 4)
+    header = Header(
+        fingerprint=bytes(fingerprint),
+        model_version=version,
+        weights_size=len(new),
+        data_size=sum(len(c.data) for c in chunks),
+        chunk_count=len(chunks),
+        segment_count=len(segments_of(chunks)),
+        max_chunk=max((len(c.data) for c in chunks), default=0),
+        digest=digest,
+        flags=flags,
+        base_version=base_version if base is not None and base_version is not None else 0,
+        base_crc32=base_crc,
+    )
+    return Payload(header, tuple(chunks))
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass
+class Device:
+    """What a device knows when a payload arrives (mirror of modelota_config)."""
+
+    fingerprint: bytes
+    current_version: int
+    weights: bytearray
+    buffer_len: int = 1024
+    backup: bytes | None = None
+    backup_version: int | None = None
+
+
+@dataclass
+class Walk:
+    """The result of walking a payload: how far it got and what it found."""
+
+    status: Status
+    message: str = ""
+    header: Header | None = None
+    header_crc_stored: int = 0
+    chunks: list[Chunk] = field(default_factory=list)
+    consumed: int = 0
+    verified: bool = False
+
+
+class _Fail(Exception):
+    def __init__(self, status: Status, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _layout_problem(h: Header) -> str | None:
+    empty = h.chunk_count == 0
+    if (
+        empty != (h.data_size == 0)
+        or empty != (h.segment_count == 0)
+        or empty != (h.max_chunk == 0)
+        or h.chunk_count > h.data_size
+        or h.segment_count > h.chunk_count
+        or (not empty and (h.data_size - 1) // h.max_chunk >= h.chunk_count)
+    ):
+        return (
+            f"counts disagree: {h.chunk_count} chunks, {h.segment_count} segments,"
+            f" {h.data_size} bytes, max chunk {h.max_chunk}"
+        )
+    return None
+
+
+def _check_header(raw: bytes, dev: Device | None) -> tuple[Header, int]:
+    """Header checks in the device's order (firmware_lib check_header)."""
+    h, stored = Header.decode(raw)
+    computed = crc32(raw[:HEADER_CRC_OFFSET])
+    if computed != stored:
+        raise _Fail(
+            Status.BadHeaderCrc, f"header CRC stored 0x{stored:08x}, computed 0x{computed:08x}"
+        )
+    if h.digest_type != DIGEST_CRC32:
+        raise _Fail(Status.Unsupported, f"digest type {h.digest_type} not supported")
+    if h.flags & ~KNOWN_FLAGS:
+        raise _Fail(Status.Unsupported, f"unknown flags 0x{h.flags:04x}")
+    if h.reserved != 0:
+        raise _Fail(Status.Unsupported, "reserved field is not zero")
+    if not h.is_delta and (h.base_version or h.base_crc32):
+        raise _Fail(Status.Unsupported, "base fields set on a full (non-delta) payload")
+    if any(h.digest[4:]):
+        raise _Fail(Status.Unsupported, "CRC32 digest has non-zero padding")
+    if dev is not None:
+        if h.fingerprint != dev.fingerprint:
+            raise _Fail(
+                Status.WrongModel,
+                f"payload is for model {h.fingerprint.hex()}, device runs {dev.fingerprint.hex()}",
+            )
+        if h.weights_size != len(dev.weights):
+            raise _Fail(
+                Status.WrongSize,
+                f"payload has {h.weights_size} weight bytes, device has {len(dev.weights)}",
+            )
+        if h.model_version < dev.current_version:
+            raise _Fail(
+                Status.Rollback,
+                f"version {h.model_version} is older than current {dev.current_version}",
+            )
+        if h.model_version == dev.current_version:
+            raise _Fail(Status.AlreadyCurrent, f"device already runs version {h.model_version}")
+    size_limit = len(dev.weights) if dev is not None else h.weights_size
+    if h.data_size > size_limit or (dev is not None and h.max_chunk > dev.buffer_len):
+        raise _Fail(
+            Status.TooLarge,
+            f"{h.data_size} data bytes in chunks of up to {h.max_chunk} exceed the device",
+        )
+    problem = _layout_problem(h)
+    if problem:
+        raise _Fail(Status.LayoutMismatch, problem)
+    if dev is not None and h.is_delta:
+        if h.base_version != dev.current_version:
+            raise _Fail(
+                Status.WrongBase,
+                f"delta is for version {h.base_version}, device runs {dev.current_version}",
+            )
+        if crc32(bytes(dev.weights)) != h.base_crc32:
+            raise _Fail(Status.WrongBase, "device weights differ from the delta's base")
+    return h, stored
+
+
+def _walk(stream: bytes, dev: Device | None) -> Walk:
+    """Walks ``stream`` in the order the device consumes it.
+
+    With a device, chunks are written into ``dev.weights`` as they pass (the
+    caller restores on failure); without one, only self-contained checks run.
+    """
+    w = Walk(Status.Ok)
+    n = len(stream)
+    try:
+        if n >= 4 and stream[:4] != MAGIC:
+            w.consumed = 4
+            raise _Fail(Status.BadMagic, f"magic is {stream[:4]!r}, expected {MAGIC!r}")
+        if n >= 5 and stream[4] != FORMAT_VERSION:
+            w.consumed = 5
+            raise _Fail(Status.UnsupportedVersion, f"format version {stream[4]} (this reads 1)")
+        if n < HEADER_LEN:
+            w.consumed = n
+            raise _Fail(Status.Truncated, f"stream ends inside the header ({n} bytes)")
+        w.consumed = HEADER_LEN
+        h, w.header_crc_stored = _check_header(stream[:HEADER_LEN], dev)
+        w.header = h
+        pos = HEADER_LEN
+        write_end = 0
+        data_seen = 0
+        limit = len(dev.weights) if dev is not None else h.weights_size
+        for seq in range(h.chunk_count):
+            if n - pos < CHUNK_HEAD_LEN:
+                w.consumed = n
+                raise _Fail(Status.Truncated, f"stream ends inside chunk {seq}")
+            got_seq, off, length = _CHUNK_HEAD.unpack_from(stream, pos)
+            w.consumed = pos + CHUNK_HEAD_LEN
+            if got_seq != seq:
+                raise _Fail(Status.BadSequence, f"chunk {seq} carries sequence number {got_seq}")
+            if length == 0 or length > h.max_chunk:
+                raise _Fail(Status.BadChunk, f"chunk {seq} length {length} (max {h.max_chunk})")
+            if off < write_end or off > limit or length > limit - off:
+                raise _Fail(
+                    Status.OutOfBounds,
+                    f"chunk {seq} [{off}, {off + length}) overlaps earlier data or leaves"
+                    f" the {limit}-byte region",
+                )
+            if length > h.data_size - data_seen:
+                raise _Fail(Status.LayoutMismatch, f"chunk {seq} exceeds the announced data size")
+            end = pos + CHUNK_HEAD_LEN + length + CHUNK_TAIL_LEN
+            if end > n:
+                w.consumed = n
+                raise _Fail(Status.Truncated, f"stream ends inside chunk {seq}")
+            w.consumed = end
+            data = stream[pos + CHUNK_HEAD_LEN : end - CHUNK_TAIL_LEN]
+            chunk = Chunk(seq, off, data)
+            (stored,) = _U32.unpack_from(stream, end - CHUNK_TAIL_LEN)
+            computed = chunk.crc(w.header_crc_stored)
+            if stored != computed:
+                raise _Fail(
+                    Status.ChunkCrc,
+                    f"chunk {seq} CRC stored 0x{stored:08x}, computed 0x{computed:08x}",
+                )
+            if dev is not None:
+                dev.weights[off : off + length] = data
+            w.chunks.append(chunk)
+            write_end = off + length
+            data_seen += length
+            pos = end
+        if data_seen != h.data_size or len(segments_of(w.chunks)) != h.segment_count:
+            raise _Fail(
+                Status.LayoutMismatch,
+                f"chunks carry {data_seen} bytes in {len(segments_of(w.chunks))} segments,"
+                f" header says {h.data_size} in {h.segment_count}",
+            )
+        if dev is not None:
+            got = crc32(bytes(dev.weights))
+            if got != h.digest_crc32():
+                raise _Fail(
+                    Status.DigestMismatch,
+                    f"final weights CRC 0x{got:08x}, header says 0x{h.digest_crc32():08x}",
+                )
+        w.verified = True
+        if pos < n:
+            w.consumed = pos + 1
+            raise _Fail(Status.TrailingData, f"{n - pos} bytes after the last chunk")
+    except _Fail as f:
+        w.status = f.status
+        w.message = f.message
+    return w
+
+
+def parse(data: bytes) -> Payload:
+    """Reads and checks a payload on its own; raises ModelOTAError on any defect."""
+    w = _walk(data, None)
+    if w.status != Status.Ok:
+        raise ModelOTAError(w.status, w.message)
+    assert w.header is not None
+    return Payload(w.header, tuple(w.chunks))
+
+
+def apply_reference(stream: bytes, dev: Device) -> Walk:
+    """Applies ``stream`` to ``dev.weights`` like the C++ Updater fed the whole
+    stream and then told it ended. On failure the weights are put back."""
+    before = bytes(dev.weights)
+    w = _walk(stream, dev)
+    if w.status == Status.Ok and not w.verified:
+        w.status = Status.Truncated
+    if w.status != Status.Ok:
+        dev.weights[:] = before
+    return w
+
+
+def iter_records(data: bytes) -> Iterator[tuple[str, int, int]]:
+    """(kind, start, end) byte spans of a well-formed payload: 'header' and 'chunk'."""
+    payload = parse(data)
+    yield ("header", 0, HEADER_LEN)
+    for start, end in payload.chunk_spans():
+        yield ("chunk", start, end)

@@ -1,0 +1,146 @@
+"""cffi out-of-line API-mode build of the real firmware_lib sources.
+
+``pip install`` runs this through ``cffi_modules`` (setup.py) and produces
+``modelota._native``. Tests also call :func:`make_ffi` with a sanitizer
+variant (ASan + UBSan) built into a temporary directory.
+
+The C declarations are not repeated by hand where they can be read: every
+``MODELOTA_*`` status, state and restore constant is taken from the headers,
+so the Python side cannot drift from the C side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from cffi import FFI
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware_lib"
+SIM = ROOT / "sim"
+
+CORE_SOURCES = [FIRMWARE / "modelota" / n for n in ("crc32.cpp", "status.cpp", "updater.cpp")]
+SIM_SOURCES = [SIM / "sim_storage.cpp"]
+
+STRICT_FLAGS = [
+    "-std=c++11",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-Wconversion",
+    "-fno-exceptions",
+    "-fno-rtti",
+]
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1"]
+
+CDEF_TYPES = """
+typedef int (*modelota_read_fn)(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
+typedef int (*modelota_write_fn)(void* ctx, uint32_t offset, const uint8_t* src, uint32_t len);
+
+typedef struct modelota_target {
+    uint8_t* ram;
+    modelota_read_fn read;
+    modelota_write_fn write;
+    void* ctx;
+    uint32_t size;
+} modelota_target;
+
+typedef struct modelota_source {
+    const uint8_t* image;
+    modelota_read_fn read;
+    void* ctx;
+    uint32_t version;
+} modelota_source;
+
+typedef struct modelota_config {
+    modelota_target target;
+    modelota_source backup;
+    const uint8_t* fingerprint;
+    uint32_t current_version;
+    uint8_t* buffer;
+    uint32_t buffer_len;
+} modelota_config;
+
+typedef struct modelota_updater { ...; } modelota_updater;
+
+typedef struct sim_region {
+    uint8_t* bytes;
+    uint32_t size;
+    uint32_t reads;
+    uint32_t writes;
+    int32_t fail_write_at;
+    int32_t fail_read_at;
+} sim_region;
+
+uint32_t modelota_crc32(uint32_t crc, const uint8_t* data, size_t len);
+const char* modelota_status_str(int status);
+int modelota_init(modelota_updater* u, const modelota_config* cfg);
+int modelota_begin(modelota_updater* u);
+int modelota_feed(modelota_updater* u, const uint8_t* data, size_t n);
+int modelota_finish(modelota_updater* u);
+int modelota_abort(modelota_updater* u, int reason);
+int modelota_state_of(const modelota_updater* u);
+int modelota_last_status(const modelota_updater* u);
+int modelota_restore_of(const modelota_updater* u);
+uint32_t modelota_current_version(const modelota_updater* u);
+uint32_t modelota_bytes_in(const modelota_updater* u);
+uint32_t modelota_data_applied(const modelota_updater* u);
+uint32_t modelota_data_total(const modelota_updater* u);
+uint32_t modelota_bytes_wanted(const modelota_updater* u);
+int modelota_weights_intact(const modelota_updater* u);
+int modelota_memory_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
+int sim_region_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
+int sim_region_write(void* ctx, uint32_t offset, const uint8_t* src, uint32_t len);
+"""
+
+
+def header_constants() -> list[str]:
+    """Every MODELOTA_* enum constant and integer #define in the core headers."""
+    names: list[str] = []
+    for header in ("status.h", "updater.h", "format.h"):
+        text = (FIRMWARE / "modelota" / header).read_text()
+        names += re.findall(r"^\s*(MODELOTA_[A-Z0-9_]+)\s*=", text, flags=re.M)
+        names += re.findall(r"^#define\s+(MODELOTA_[A-Z0-9_]+)\s+\(?-?\d+u?\)?\s*(?:/\*.*)?$", text, flags=re.M)
+    return sorted(set(names))
+
+
+def source_hash() -> str:
+    """Hash of every C/C++ source and header that goes into the build."""
+    h = hashlib.sha256()
+    files = sorted(FIRMWARE.rglob("*.[ch]*")) + sorted(SIM.glob("*.[ch]*"))
+    for f in files:
+        if f.suffix in {".h", ".cpp", ".c"}:
+            h.update(f.relative_to(ROOT).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def make_ffi(module_name: str = "modelota._native", sanitize: bool = False, defines: dict[str, str] | None = None) -> FFI:
+    ffi = FFI()
+    consts = "\n".join(f"static const int {n};" for n in header_constants())
+    ffi.cdef(CDEF_TYPES + consts + "\nstatic const char MODELOTA_SOURCE_HASH[];\n")
+    flags = list(STRICT_FLAGS)
+    if sanitize:
+        flags += SANITIZE_FLAGS
+    macros = [(k, v) for k, v in (defines or {}).items()]
+    ffi.set_source(
+        module_name,
+        '#include "modelota.h"\n#include "sim_storage.h"\n#include <string.h>\n'
+        f'static const char MODELOTA_SOURCE_HASH[] = "{source_hash()}";\n',
+        sources=[os.path.relpath(p) for p in CORE_SOURCES + SIM_SOURCES],  # setuptools wants relative,
+        include_dirs=[str(FIRMWARE), str(SIM)],
+        source_extension=".cpp",
+        extra_compile_args=flags,
+        extra_link_args=["-fsanitize=address,undefined"] if sanitize else [],
+        define_macros=macros,
+    )
+    return ffi
+
+
+ffibuilder = make_ffi()
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)
