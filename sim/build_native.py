@@ -34,7 +34,13 @@ STRICT_FLAGS = [
     "-fno-exceptions",
     "-fno-rtti",
 ]
-SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1"]
+SANITIZE_FLAGS = [
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+    "-fno-omit-frame-pointer",
+    "-g",
+    "-O1",
+]
 
 CDEF_TYPES = """
 typedef int (*modelota_read_fn)(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
@@ -103,7 +109,11 @@ def header_constants() -> list[str]:
     for header in ("status.h", "updater.h", "format.h"):
         text = (FIRMWARE / "modelota" / header).read_text()
         names += re.findall(r"^\s*(MODELOTA_[A-Z0-9_]+)\s*=", text, flags=re.M)
-        names += re.findall(r"^#define\s+(MODELOTA_[A-Z0-9_]+)\s+\(?-?\d+u?\)?\s*(?:/\*.*)?$", text, flags=re.M)
+        names += re.findall(
+            r"^#define\s+(MODELOTA_[A-Z0-9_]+)\s+\(?-?(?:0x[0-9A-Fa-f]+|\d+)u?\)?\s*(?:/\*.*)?$",
+            text,
+            flags=re.M,
+        )
     return sorted(set(names))
 
 
@@ -118,7 +128,15 @@ def source_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def make_ffi(module_name: str = "modelota._native", sanitize: bool = False, defines: dict[str, str] | None = None) -> FFI:
+def make_ffi(
+    module_name: str = "modelota._native",
+    sanitize: bool = False,
+    defines: dict[str, str] | None = None,
+    absolute_paths: bool = False,
+) -> FFI:
+    """The cffi builder. setuptools wants source paths relative to the project
+    root (where pip runs this); ffi.compile() into another directory wants
+    absolute ones."""
     ffi = FFI()
     consts = "\n".join(f"static const int {n};" for n in header_constants())
     ffi.cdef(CDEF_TYPES + consts + "\nstatic const char MODELOTA_SOURCE_HASH[];\n")
@@ -130,7 +148,9 @@ def make_ffi(module_name: str = "modelota._native", sanitize: bool = False, defi
         module_name,
         '#include "modelota.h"\n#include "sim_storage.h"\n#include <string.h>\n'
         f'static const char MODELOTA_SOURCE_HASH[] = "{source_hash()}";\n',
-        sources=[os.path.relpath(p) for p in CORE_SOURCES + SIM_SOURCES],  # setuptools wants relative,
+        sources=[
+            str(p) if absolute_paths else os.path.relpath(p) for p in CORE_SOURCES + SIM_SOURCES
+        ],
         include_dirs=[str(FIRMWARE), str(SIM)],
         source_extension=".cpp",
         extra_compile_args=flags,

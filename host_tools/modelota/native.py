@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import itertools
 import os
 from dataclasses import dataclass
 from types import ModuleType
@@ -187,7 +188,7 @@ class Updater:
         if st != Status.Ok:
             return st
         cuts = [0, *(s for s in (splits or []) if 0 < s < len(payload)), len(payload)]
-        for a, b in zip(cuts, cuts[1:], strict=False):
+        for a, b in itertools.pairwise(cuts):
             st = self.feed(payload[a:b])
             if st != Status.Ok:
                 return st

@@ -1,0 +1,94 @@
+"""Hypothesis strategies and helpers shared by the property tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+from modelota import Device, Status, apply_reference, pack
+from modelota.format import Payload
+from modelota.native import Updater
+
+FP = bytes.fromhex("6d6f64656c6f74612d746573742d6670")  # "modelota-test-fp"
+OTHER_FP = bytes.fromhex("00112233445566778899aabbccddeeff")
+
+
+@dataclass
+class Case:
+    old: bytes
+    new: bytes
+    chunk_size: int
+    delta: bool
+    current_version: int
+    new_version: int
+
+    def payload(self) -> Payload:
+        if self.delta:
+            return pack(
+                self.new,
+                fingerprint=FP,
+                version=self.new_version,
+                chunk_size=self.chunk_size,
+                base=self.old,
+                base_version=self.current_version,
+            )
+        return pack(self.new, fingerprint=FP, version=self.new_version, chunk_size=self.chunk_size)
+
+    def device(self, **kw: object) -> Updater:
+        kw.setdefault("buffer_len", max(96, self.chunk_size))
+        return Updater(
+            bytearray(self.old),
+            fingerprint=FP,
+            current_version=self.current_version,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def reference(self, stream: bytes) -> Status:
+        dev = Device(FP, self.current_version, bytearray(self.old), max(96, self.chunk_size))
+        return apply_reference(stream, dev).status
+
+
+@st.composite
+def weight_pairs(draw: st.DrawFn, max_size: int = 70_000) -> tuple[bytes, bytes]:
+    """Old and new weights of one size: random, or new = old with a few changed runs."""
+    size = draw(st.one_of(st.integers(0, 300), st.integers(0, max_size)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    import random
+
+    rnd = random.Random(seed)
+    old = rnd.randbytes(size)
+    if draw(st.booleans()) or size == 0:
+        return old, rnd.randbytes(size)
+    new = bytearray(old)
+    for _ in range(draw(st.integers(1, 8))):
+        start = rnd.randrange(size)
+        length = min(size - start, rnd.choice([1, 2, 5, 40, 300, 5000, 70_000]))
+        new[start : start + length] = rnd.randbytes(length)
+    return old, bytes(new)
+
+
+@st.composite
+def cases(draw: st.DrawFn, max_size: int = 70_000) -> Case:
+    old, new = draw(weight_pairs(max_size))
+    chunk = draw(
+        st.one_of(st.sampled_from([1, 2, 7, 64, 96, 255, 256, 1024, 4096]), st.integers(1, 4096))
+    )
+    # keep the chunk count (and so the test time) bounded for large models
+    chunk = max(chunk, len(new) // 4000 + 1)
+    current = draw(st.integers(0, 2**32 - 2))
+    new_version = draw(st.integers(current + 1, 2**32 - 1))
+    return Case(old, new, chunk, draw(st.booleans()), current, new_version)
+
+
+@st.composite
+def splits(draw: st.DrawFn, length: int) -> list[int]:
+    """Feed boundaries: everything at once, random cuts, or a fixed step."""
+    mode = draw(st.sampled_from(["whole", "cuts", "step"]))
+    if mode == "whole" or length == 0:
+        return []
+    if mode == "cuts":
+        return sorted(set(draw(st.lists(st.integers(1, max(1, length - 1)), max_size=40))))
+    step = draw(st.sampled_from([1, 2, 3, 5, 13, 96, 97, 512]))
+    step = max(step, length // 20_000 + 1)  # one-byte feeds only for small payloads
+    return list(range(step, length, step))

@@ -1,0 +1,265 @@
+"""(b) Every corruption is refused with its own status and leaves the old weights intact.
+
+Each test feeds a damaged stream to the native C++ core and checks three things:
+the status is the one the damage calls for, the Python reference applier
+(modelota.format.apply_reference) returns the very same status, and the weight
+region is byte-identical to the weights before the update.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from modelota import Status
+from modelota.format import (
+    CHUNK_HEAD_LEN,
+    HEADER_LEN,
+    Chunk,
+    Header,
+    Payload,
+    crc32,
+)
+from modelota.native import Updater
+from payloads import FP, OTHER_FP, Case, cases, splits
+
+CHUNK_DAMAGE = {
+    Status.ChunkCrc,
+    Status.BadSequence,
+    Status.BadChunk,
+    Status.OutOfBounds,
+    Status.LayoutMismatch,
+    Status.Truncated,
+}
+
+
+def small_cases() -> st.SearchStrategy[Case]:
+    return cases(max_size=4000)
+
+
+def run(case: Case, stream: bytes, cut: list[int] | None = None, **kw: object) -> Updater:
+    dev = case.device(**kw)
+    dev.status = dev.apply(stream, cut)  # type: ignore[attr-defined]
+    return dev
+
+
+def check_refused(
+    case: Case, stream: bytes, expected: set[Status], cut: list[int] | None = None, **kw: object
+) -> Status:
+    dev = run(case, stream, cut, **kw)
+    status = dev.status  # type: ignore[attr-defined]
+    assert status in expected, f"got {status!r}, expected one of {expected}"
+    assert case.reference(stream) == status, "C++ and Python disagree"
+    assert bytes(dev.weights) == case.old, "weights changed after a refused update"
+    assert dev.current_version == case.current_version
+    assert dev.weights_intact
+    return status
+
+
+def where(payload: Payload, pos: int) -> str:
+    if pos < 4:
+        return "magic"
+    if pos == 4:
+        return "version"
+    if pos < HEADER_LEN:
+        return "header"
+    return "chunk"
+
+
+EXPECTED_FOR_REGION = {
+    "magic": {Status.BadMagic},
+    "version": {Status.UnsupportedVersion},
+    "header": {Status.BadHeaderCrc},
+    "chunk": CHUNK_DAMAGE,
+}
+
+
+@given(data=st.data(), case=small_cases())
+def test_bit_flip_anywhere(data: st.DataObject, case: Case) -> None:
+    payload = case.payload()
+    raw = bytearray(payload.encode())
+    pos = data.draw(st.integers(0, len(raw) - 1), label="pos")
+    raw[pos] ^= 1 << data.draw(st.integers(0, 7), label="bit")
+    cut = data.draw(splits(len(raw)), label="splits")
+    check_refused(case, bytes(raw), EXPECTED_FOR_REGION[where(payload, pos)], cut)
+
+
+@given(data=st.data(), case=small_cases())
+def test_truncation_at_any_byte(data: st.DataObject, case: Case) -> None:
+    raw = case.payload().encode()
+    end = data.draw(st.integers(0, len(raw) - 1), label="end")
+    check_refused(case, raw[:end], {Status.Truncated}, data.draw(splits(end), label="splits"))
+
+
+@given(data=st.data(), case=small_cases(), junk=st.binary(min_size=1, max_size=64))
+def test_trailing_garbage(data: st.DataObject, case: Case, junk: bytes) -> None:
+    raw = case.payload().encode() + junk
+    check_refused(case, raw, {Status.TrailingData}, data.draw(splits(len(raw)), label="splits"))
+
+
+def chunk_bytes(payload: Payload) -> tuple[bytes, list[bytes]]:
+    raw = payload.encode()
+    return raw[:HEADER_LEN], [raw[a:b] for a, b in payload.chunk_spans()]
+
+
+multi_chunk = small_cases().filter(lambda c: c.payload().header.chunk_count >= 2)
+
+
+@given(data=st.data(), case=multi_chunk)
+def test_duplicated_chunk(data: st.DataObject, case: Case) -> None:
+    head, chunks = chunk_bytes(case.payload())
+    i = data.draw(st.integers(0, len(chunks) - 1))
+    stream = head + b"".join([*chunks[: i + 1], chunks[i], *chunks[i + 1 :]])
+    # a repeat of the last chunk arrives after the payload is complete
+    expected = Status.TrailingData if i == len(chunks) - 1 else Status.BadSequence
+    check_refused(case, stream, {expected})
+
+
+@given(data=st.data(), case=multi_chunk)
+def test_reordered_chunks(data: st.DataObject, case: Case) -> None:
+    head, chunks = chunk_bytes(case.payload())
+    i = data.draw(st.integers(0, len(chunks) - 2))
+    j = data.draw(st.integers(i + 1, len(chunks) - 1))
+    chunks[i], chunks[j] = chunks[j], chunks[i]
+    check_refused(case, head + b"".join(chunks), {Status.BadSequence})
+
+
+@given(data=st.data(), case=multi_chunk)
+def test_missing_chunk(data: st.DataObject, case: Case) -> None:
+    head, chunks = chunk_bytes(case.payload())
+    i = data.draw(st.integers(0, len(chunks) - 1))
+    expected = Status.Truncated if i == len(chunks) - 1 else Status.BadSequence
+    check_refused(case, head + b"".join(chunks[:i] + chunks[i + 1 :]), {expected})
+
+
+@given(case=small_cases())
+def test_wrong_fingerprint(case: Case) -> None:
+    raw = case.payload().encode()
+    dev = Updater(
+        bytearray(case.old),
+        fingerprint=OTHER_FP,
+        current_version=case.current_version,
+        buffer_len=max(96, case.chunk_size),
+    )
+    assert dev.apply(raw) == Status.WrongModel
+    assert bytes(dev.weights) == case.old
+
+
+@given(case=small_cases(), extra=st.integers(-50, 50).filter(lambda d: d != 0))
+def test_wrong_size(case: Case, extra: int) -> None:
+    raw = case.payload().encode()
+    size = len(case.old) + extra
+    weights = bytearray(random.Random(size).randbytes(max(0, size)))
+    if len(weights) == len(case.old):
+        return
+    before = bytes(weights)
+    dev = Updater(
+        weights,
+        fingerprint=FP,
+        current_version=case.current_version,
+        buffer_len=max(96, case.chunk_size),
+    )
+    assert dev.apply(raw) == Status.WrongSize
+    assert bytes(dev.weights) == before
+
+
+@given(case=small_cases(), drop=st.integers(0, 2**32 - 1))
+def test_lower_or_equal_version(case: Case, drop: int) -> None:
+    case.new_version = case.current_version - drop % (case.current_version + 1)
+    expected = (
+        Status.AlreadyCurrent if case.new_version == case.current_version else Status.Rollback
+    )
+    check_refused(case, case.payload().encode(), {expected})
+
+
+# ---- forged headers: the header CRC is recomputed, so only the semantic checks remain
+
+
+def reforge(payload: Payload, header: Header, chunks: tuple[Chunk, ...] | None = None) -> bytes:
+    return Payload(header, payload.chunks if chunks is None else chunks).encode()
+
+
+def _replace(h: Header, **kw: object) -> Header:
+    from dataclasses import replace
+
+    return replace(h, **kw)  # type: ignore[arg-type]
+
+
+@given(case=small_cases().filter(lambda c: len(c.new) > 0 and c.old != c.new))
+def test_wrong_final_digest_is_caught_after_every_chunk_was_written(case: Case) -> None:
+    """The late failure: every chunk is valid and written, then the digest disagrees."""
+    p = case.payload()
+    bad = struct.pack("<I", crc32(case.new) ^ 0x1) + bytes(28)
+    check_refused(case, reforge(p, _replace(p.header, digest=bad)), {Status.DigestMismatch})
+
+
+@given(case=small_cases().filter(lambda c: c.payload().header.chunk_count > 0))
+def test_chunk_larger_than_the_device_buffer(case: Case) -> None:
+    p = case.payload()
+    raw = p.encode()
+    dev = Updater(
+        bytearray(case.old), fingerprint=FP, current_version=case.current_version, buffer_len=96
+    )
+    expected = Status.TooLarge if p.header.max_chunk > 96 else Status.Ok
+    assert dev.apply(raw) == expected
+    assert bytes(dev.weights) == (case.old if expected != Status.Ok else case.new)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"flags": 0x8000}, Status.Unsupported),
+        ({"digest_type": 2}, Status.Unsupported),
+        ({"reserved": 1}, Status.Unsupported),
+        ({"base_version": 5}, Status.Unsupported),
+        ({"data_size": 1}, Status.LayoutMismatch),
+        ({"segment_count": 9}, Status.LayoutMismatch),
+        ({"chunk_count": 1}, Status.LayoutMismatch),
+        ({"max_chunk": 1}, Status.LayoutMismatch),
+    ],
+)
+def test_forged_header_fields(change: dict[str, int], expected: Status) -> None:
+    rnd = random.Random(11)
+    case = Case(rnd.randbytes(2000), rnd.randbytes(2000), 300, False, 4, 5)
+    p = case.payload()
+    check_refused(case, reforge(p, _replace(p.header, **change)), {expected})
+
+
+def test_delta_on_the_wrong_base_is_refused_before_any_write() -> None:
+    rnd = random.Random(12)
+    base = rnd.randbytes(3000)
+    new = bytearray(base)
+    new[100:200] = rnd.randbytes(100)
+    case = Case(base, bytes(new), 256, True, 7, 8)
+    raw = case.payload().encode()
+    # same version, different bytes: the base CRC catches it
+    other = bytearray(base)
+    other[2999] ^= 0xFF
+    check_refused(Case(bytes(other), bytes(new), 256, True, 7, 8), raw, {Status.WrongBase})
+    # right bytes, other version: the base version catches it
+    check_refused(Case(base, bytes(new), 256, True, 6, 8), raw, {Status.WrongBase})
+
+
+def test_chunks_of_another_payload_are_refused() -> None:
+    """Mix and match: same layout, valid CRCs of their own, other header."""
+    rnd = random.Random(13)
+    old = rnd.randbytes(2048)
+    a = Case(old, rnd.randbytes(2048), 512, False, 1, 2).payload()
+    b = Case(old, rnd.randbytes(2048), 512, False, 1, 2).payload()
+    mixed = a.header.encode() + b.encode()[HEADER_LEN:]
+    device = Case(old, old, 512, False, 1, 2)  # only the old weights and versions matter here
+    check_refused(device, mixed, {Status.ChunkCrc})
+
+
+def test_chunk_moved_outside_the_region_is_refused() -> None:
+    rnd = random.Random(14)
+    case = Case(rnd.randbytes(1000), rnd.randbytes(1000), 400, False, 1, 2)
+    p = case.payload()
+    moved = (*p.chunks[:-1], Chunk(p.chunks[-1].seq, 900, p.chunks[-1].data))
+    stream = reforge(p, p.header, moved)
+    assert CHUNK_HEAD_LEN == 12
+    check_refused(case, stream, {Status.OutOfBounds})
