@@ -197,6 +197,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    return run()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="modelota",
@@ -241,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--weights", nargs="+", help="expected final weights: check the digest")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser("demo", help="end-to-end update of a simulated device (real C++ core)")
+    sp.set_defaults(func=cmd_demo)
 
     sp = sub.add_parser(
         "fingerprint", help="print the fingerprint of raw weights as hex and C array"
