@@ -1,0 +1,98 @@
+"""docs/FORMAT.md is the source of truth: its tables and its worked example are
+checked against the packer and the native parser."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import struct
+import zlib
+from pathlib import Path
+
+from modelota import Status
+from modelota.format import Header, pack
+from modelota.native import Updater
+
+DOC = (Path(__file__).resolve().parent.parent / "docs" / "FORMAT.md").read_text()
+
+
+def doc_table(title: str) -> list[tuple[int, int, str]]:
+    """(offset, size, field) rows of the table under the heading `title`."""
+    section = DOC.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*`(\w+)`", section, flags=re.M)
+    return [(int(o), int(s), f) for o, s, f in rows]
+
+
+def test_header_table_matches_the_packer() -> None:
+    rows = doc_table("Header (96 bytes)")
+    assert [r[2] for r in rows][:3] == ["magic", "format_version", "digest_type"]
+    # contiguous, 96 bytes in all
+    assert rows[0][0] == 0 and all(a[0] + a[1] == b[0] for a, b in itertools.pairwise(rows))
+    assert rows[-1][0] + rows[-1][1] == 96
+    values = {
+        "fingerprint": bytes(range(100, 116)),
+        "model_version": 0x11223344,
+        "base_version": 0x55667788,
+        "base_crc32": 0x99AABBCC,
+        "weights_size": 0x01020304,
+        "data_size": 0x05060708,
+        "chunk_count": 0x090A0B0C,
+        "segment_count": 0x0D0E0F10,
+        "max_chunk": 0x11121314,
+        "digest": bytes(range(200, 232)),
+        "flags": 0x0201,
+        "digest_type": 0x7E,
+        "reserved": 0x31323334,
+    }
+    h = Header(**values)  # type: ignore[arg-type]
+    raw = h.encode()
+    for offset, size, name in rows:
+        field = raw[offset : offset + size]
+        if name == "magic":
+            assert field == b"MOTA"
+        elif name == "format_version":
+            assert field == b"\x01"
+        elif name == "header_crc":
+            assert field == struct.pack("<I", zlib.crc32(raw[:92]))
+        else:
+            v = values[name]
+            expected = v if isinstance(v, bytes) else v.to_bytes(size, "little")
+            assert field == expected, name
+
+
+def test_chunk_table_matches_the_packer() -> None:
+    rows = doc_table("Chunk (16 + length bytes)")
+    assert [r[2] for r in rows] == ["seq", "offset", "length"]
+    p = pack(bytes(range(50)), fingerprint=bytes(16), version=1, chunk_size=20)
+    c = p.chunks[1]
+    raw = c.encode(p.header.crc)
+    expected = {"seq": c.seq, "offset": c.offset, "length": len(c.data)}
+    for offset, size, name in rows:
+        assert raw[offset : offset + size] == expected[name].to_bytes(size, "little"), name
+    assert raw[12:-4] == c.data
+    assert raw[-4:] == struct.pack("<I", zlib.crc32(raw[:-4], p.header.crc))
+
+
+def test_worked_example_byte_by_byte() -> None:
+    weights = bytes([1, 2, 3, 4, 5])
+    fp = bytes(range(16))
+    u32 = lambda v: struct.pack("<I", v)  # noqa: E731
+    body = (
+        b"MOTA" + b"\x01\x01" + b"\x00\x00" + fp
+        + u32(2) + u32(0) + u32(0)
+        + u32(5) + u32(5) + u32(2) + u32(1) + u32(4)
+        + u32(zlib.crc32(weights)) + bytes(28) + u32(0)
+    )  # fmt: skip
+    hcrc = zlib.crc32(body)
+    header = body + u32(hcrc)
+    head0 = u32(0) + u32(0) + u32(4) + weights[:4]
+    head1 = u32(1) + u32(4) + u32(1) + weights[4:]
+    expected = header + head0 + u32(zlib.crc32(head0, hcrc)) + head1 + u32(zlib.crc32(head1, hcrc))
+    assert pack(weights, fingerprint=fp, version=2, chunk_size=4).encode() == expected
+    dev = Updater(bytearray(5), fingerprint=fp, current_version=1)
+    assert dev.apply(expected) == Status.Ok and bytes(dev.weights) == weights
+
+
+def test_status_table_in_the_doc_matches_the_enum() -> None:
+    for name, value in re.findall(r"`(\w+)` \((-\d+)\)", DOC):
+        assert Status[name] == int(value), name
