@@ -6,4 +6,6 @@
 #include "modelota/crc32.h"
 #include "modelota/format.h"
 #include "modelota/updater.h"
+#include "modelota/storage.h"
+#include "modelota/store.h"
 #endif

@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware_lib"
 SIM = ROOT / "sim"
 
-CORE_SOURCES = [FIRMWARE / "modelota" / n for n in ("crc32.cpp", "status.cpp", "updater.cpp")]
+CORE_SOURCES = [
+    FIRMWARE / "modelota" / n for n in ("crc32.cpp", "status.cpp", "updater.cpp", "store.cpp")
+]
 SIM_SOURCES = [SIM / "sim_storage.cpp"]
 
 STRICT_FLAGS = [
@@ -52,6 +54,7 @@ typedef struct modelota_target {
     modelota_write_fn write;
     void* ctx;
     uint32_t size;
+    int (*commit)(void* ctx, uint32_t version);
 } modelota_target;
 
 typedef struct modelota_source {
@@ -68,9 +71,40 @@ typedef struct modelota_config {
     uint32_t current_version;
     uint8_t* buffer;
     uint32_t buffer_len;
+    uint8_t verify_only;
 } modelota_config;
 
 typedef struct modelota_updater { ...; } modelota_updater;
+
+typedef struct modelota_storage modelota_storage;
+struct modelota_storage {
+    void* context;
+    int (*read)(const modelota_storage* s, uint32_t block, uint32_t off, uint8_t* buf,
+                uint32_t size);
+    int (*prog)(const modelota_storage* s, uint32_t block, uint32_t off, const uint8_t* buf,
+                uint32_t size);
+    int (*erase)(const modelota_storage* s, uint32_t block);
+    int (*sync)(const modelota_storage* s);
+    uint32_t prog_size;
+    uint32_t block_size;
+    uint32_t block_count;
+    uint8_t erased_value;
+};
+
+typedef struct modelota_store_config {
+    const modelota_storage* storage;
+    uint32_t region_block;
+    uint32_t region_size;
+    uint32_t meta_block;
+    uint32_t backup_block;
+    uint32_t journal_block;
+    uint32_t journal_blocks;
+    uint32_t log_block;
+    uint32_t log_blocks;
+    uint8_t* block_buf;
+} modelota_store_config;
+
+typedef struct modelota_store { ...; } modelota_store;
 
 typedef struct sim_region {
     uint8_t* bytes;
@@ -98,6 +132,18 @@ uint32_t modelota_data_total(const modelota_updater* u);
 uint32_t modelota_bytes_wanted(const modelota_updater* u);
 int modelota_weights_intact(const modelota_updater* u);
 int modelota_memory_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
+int modelota_store_init(modelota_store* st, const modelota_store_config* cfg);
+int modelota_store_recover(modelota_store* st);
+int modelota_store_format(modelota_store* st, const uint8_t* weights, uint32_t version);
+int modelota_store_load(modelota_store* st, uint8_t* ram, uint32_t size);
+int modelota_store_state_of(const modelota_store* st);
+uint32_t modelota_store_version(const modelota_store* st);
+int modelota_store_begin(modelota_store* st);
+int modelota_store_log(modelota_store* st, const uint8_t* data, uint32_t n);
+int modelota_store_commit(modelota_store* st, uint32_t version);
+void modelota_store_cancel(modelota_store* st);
+int modelota_store_region_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
+int modelota_store_commit_hook(void* ctx, uint32_t version);
 int sim_region_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
 int sim_region_write(void* ctx, uint32_t offset, const uint8_t* src, uint32_t len);
 """
@@ -106,7 +152,7 @@ int sim_region_write(void* ctx, uint32_t offset, const uint8_t* src, uint32_t le
 def header_constants() -> list[str]:
     """Every MODELOTA_* enum constant and integer #define in the core headers."""
     names: list[str] = []
-    for header in ("status.h", "updater.h", "format.h"):
+    for header in ("status.h", "updater.h", "format.h", "store.h"):
         text = (FIRMWARE / "modelota" / header).read_text()
         names += re.findall(r"^\s*(MODELOTA_[A-Z0-9_]+)\s*=", text, flags=re.M)
         names += re.findall(

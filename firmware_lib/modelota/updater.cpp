@@ -36,25 +36,28 @@ int target_write(const modelota_config* c, uint32_t off, const uint8_t* src, uin
     return c->target.write(c->target.ctx, off, src, len) == 0 ? MODELOTA_OK : MODELOTA_STORAGE_IO;
 }
 
-/* CRC32 of region bytes [0, size), read through the lent buffer when the
- * region is not in RAM. */
-int region_crc(const modelota_config* c, uint32_t* out) {
+/* Continues *crc over region bytes [lo, hi), read through the lent buffer
+ * when the region is not in RAM. */
+int region_crc_range(const modelota_config* c, uint32_t lo, uint32_t hi, uint32_t* crc) {
     const modelota_target* t = &c->target;
     if (t->ram != NULL) {
-        *out = modelota_crc32(0, t->ram, sz(t->size));
+        *crc = modelota_crc32(*crc, t->ram + lo, sz(hi - lo));
         return MODELOTA_OK;
     }
-    uint32_t crc = 0;
-    for (uint32_t off = 0; off < t->size;) {
-        uint32_t n = min_u32(c->buffer_len, t->size - off);
+    for (uint32_t off = lo; off < hi;) {
+        uint32_t n = min_u32(c->buffer_len, hi - off);
         if (t->read(t->ctx, off, c->buffer, n) != 0) {
             return MODELOTA_STORAGE_IO;
         }
-        crc = modelota_crc32(crc, c->buffer, sz(n));
+        *crc = modelota_crc32(*crc, c->buffer, sz(n));
         off += n;
     }
-    *out = crc;
     return MODELOTA_OK;
+}
+
+int region_crc(const modelota_config* c, uint32_t* out) {
+    *out = 0;
+    return region_crc_range(c, 0, c->target.size, out);
 }
 
 /* Copies backup bytes [lo, hi) over the region. */
@@ -202,7 +205,13 @@ int finalize(modelota_updater* u) {
         return MODELOTA_LAYOUT_MISMATCH;
     }
     uint32_t crc = 0;
-    int st = region_crc(u->cfg, &crc);
+    int st;
+    if (u->cfg->verify_only) {
+        crc = u->digest_crc;
+        st = region_crc_range(u->cfg, u->digest_pos, u->cfg->target.size, &crc);
+    } else {
+        st = region_crc(u->cfg, &crc);
+    }
     if (st < 0) {
         return st;
     }
@@ -234,6 +243,13 @@ int check_chunk_head(modelota_updater* u) {
     u->chunk_offset = off;
     u->chunk_len = len;
     u->running_crc = modelota_crc32(u->header_crc, f, MODELOTA_CHUNK_HEAD_LEN);
+    if (u->cfg->verify_only) {
+        /* the current bytes between the previous chunk and this one are part
+         * of the final region: hash them now, while the buffer is free */
+        int st = region_crc_range(u->cfg, u->digest_pos, off, &u->digest_crc);
+        u->digest_pos = off;
+        return st;
+    }
     return MODELOTA_OK;
 }
 
@@ -244,15 +260,20 @@ int apply_chunk(modelota_updater* u) {
     uint32_t off = u->chunk_offset;
     uint32_t len = u->chunk_len;
     bool new_segment = u->next_seq == 0 || off != u->write_end;
-    if (u->touched_hi <= u->touched_lo) {
-        u->touched_lo = off;
-    }
-    /* widen the span before writing: a write that fails half way has
-     * still changed bytes that must be restored */
-    u->touched_hi = off + len;
-    int st = target_write(u->cfg, off, u->cfg->buffer, len);
-    if (st < 0) {
-        return st;
+    if (u->cfg->verify_only) {
+        u->digest_crc = modelota_crc32(u->digest_crc, u->cfg->buffer, sz(len));
+        u->digest_pos = off + len;
+    } else {
+        if (u->touched_hi <= u->touched_lo) {
+            u->touched_lo = off;
+        }
+        /* widen the span before writing: a write that fails half way has
+         * still changed bytes that must be restored */
+        u->touched_hi = off + len;
+        int st = target_write(u->cfg, off, u->cfg->buffer, len);
+        if (st < 0) {
+            return st;
+        }
     }
     if (new_segment) {
         u->segments_seen++;
@@ -353,10 +374,13 @@ int modelota_init(modelota_updater* u, const modelota_config* cfg) {
         return MODELOTA_INVALID_ARGUMENT;
     }
     const modelota_target* t = &cfg->target;
-    if (t->ram == NULL && (t->read == NULL || t->write == NULL)) {
+    if (!cfg->verify_only && t->ram == NULL && (t->read == NULL || t->write == NULL)) {
         return MODELOTA_INVALID_ARGUMENT;
     }
-    if (cfg->backup.image == NULL && cfg->backup.read == NULL) {
+    if (!cfg->verify_only && cfg->backup.image == NULL && cfg->backup.read == NULL) {
+        return MODELOTA_INVALID_ARGUMENT;
+    }
+    if (cfg->verify_only && t->ram == NULL && t->read == NULL) {
         return MODELOTA_INVALID_ARGUMENT;
     }
     u->current_version = cfg->current_version;
@@ -405,6 +429,13 @@ int modelota_feed(modelota_updater* u, const uint8_t* data, size_t n) {
 
 int modelota_finish(modelota_updater* u) {
     if (u->state == MODELOTA_STATE_VERIFIED) {
+        const modelota_target* t = &u->cfg->target;
+        if (t->commit != NULL) {
+            int st = t->commit(t->ctx, u->new_version);
+            if (st != 0) {
+                return fail(u, st < 0 && st >= MODELOTA_STATUS_MIN ? st : MODELOTA_STORAGE_IO);
+            }
+        }
         u->current_version = u->new_version;
         u->touched_lo = u->touched_hi = 0;
         u->state = MODELOTA_STATE_DONE;

@@ -42,6 +42,9 @@ typedef struct modelota_target {
     modelota_write_fn write;
     void* ctx;
     uint32_t size; /* bytes in the weight region */
+    /* Optional: makes a verified update durable (e.g. modelota_store_commit_hook).
+     * finish() calls it before reporting success; a failure fails the update. */
+    int (*commit)(void* ctx, uint32_t version);
 } modelota_target;
 
 /* Where the last good weights can be read back from: a directly addressable
@@ -62,6 +65,11 @@ typedef struct modelota_config {
     uint32_t current_version;   /* version the target holds at init */
     uint8_t* buffer;            /* chunk buffer lent by the caller */
     uint32_t buffer_len;        /* >= MODELOTA_HEADER_LEN; chunks up to this size */
+    /* 1: check everything, write nothing. The final digest is computed over
+     * the region as it would be (current bytes with the chunks laid over),
+     * in one ascending pass. A flash model uses this while the store logs
+     * the payload; then target.commit applies it. No backup is needed. */
+    uint8_t verify_only;
 } modelota_config;
 
 typedef enum modelota_state {
@@ -105,6 +113,8 @@ typedef struct modelota_updater {
     uint32_t chunk_len;
     uint32_t pos;        /* bytes gathered in the current field */
     uint32_t total_in;   /* payload bytes consumed since begin */
+    uint32_t digest_crc; /* verify_only: CRC of the region as it would be, so far */
+    uint32_t digest_pos; /* verify_only: region bytes covered by digest_crc */
     uint8_t digest[MODELOTA_DIGEST_LEN];
     uint8_t field[MODELOTA_CHUNK_HEAD_LEN]; /* chunk head, then chunk CRC */
     uint8_t state;       /* modelota_state */

@@ -1,0 +1,630 @@
+#include "store.h"
+
+#include <string.h>
+
+#include "crc32.h"
+#include "format.h"
+
+static_assert(MODELOTA_RECORD_LEN % 4u == 0u && MODELOTA_ENTRY_LEN % 4u == 0u, "u32 fields");
+static_assert(sizeof(modelota_store) <= 96u, "store state stays small");
+
+namespace {
+
+const uint32_t kRecordMagic = 0x52544F4Du; /* "MOTR" */
+const uint32_t kCommitted = 1u;
+const uint32_t kClean = 2u;
+/* journal slots that recovery may spoil (one per power cut during an entry
+ * write) on top of one slot per touched block */
+const uint32_t kJournalSpare = 8u;
+
+/* ---- little helpers ------------------------------------------------------ */
+
+void put_u32(uint8_t* p, uint32_t v) {
+    p[0] = static_cast<uint8_t>(v);
+    p[1] = static_cast<uint8_t>(v >> 8);
+    p[2] = static_cast<uint8_t>(v >> 16);
+    p[3] = static_cast<uint8_t>(v >> 24);
+}
+
+uint32_t round_up(uint32_t n, uint32_t unit) { return (n + unit - 1u) / unit * unit; }
+
+/* Lengths here are bounded by a block or the region, both addressable. */
+size_t sz(uint32_t n) { return static_cast<size_t>(n); }
+
+const modelota_storage* hal(const modelota_store* st) { return st->cfg->storage; }
+uint32_t bsize(const modelota_store* st) { return hal(st)->block_size; }
+uint32_t region_blocks(const modelota_store* st) {
+    return (st->cfg->region_size + bsize(st) - 1u) / bsize(st);
+}
+
+int io(int rc) { return rc == 0 ? MODELOTA_OK : MODELOTA_STORAGE_IO; }
+
+int rd(const modelota_store* st, uint32_t block, uint32_t off, uint8_t* buf, uint32_t n) {
+    return io(hal(st)->read(hal(st), block, off, buf, n));
+}
+int pg(const modelota_store* st, uint32_t block, uint32_t off, const uint8_t* buf, uint32_t n) {
+    return io(hal(st)->prog(hal(st), block, off, buf, n));
+}
+int er(const modelota_store* st, uint32_t block) { return io(hal(st)->erase(hal(st), block)); }
+int sync(const modelota_store* st) {
+    return hal(st)->sync == NULL ? MODELOTA_OK : io(hal(st)->sync(hal(st)));
+}
+
+#define TRY(expr)                  \
+    do {                           \
+        int try_rc_ = (expr);      \
+        if (try_rc_ < 0) {         \
+            return try_rc_;        \
+        }                          \
+    } while (0)
+
+/* Programs `len` bytes (len <= MODELOTA_MAX_PROG_SIZE rounded) padded with
+ * the erased value to a whole number of prog units. */
+int prog_padded(const modelota_store* st, uint32_t block, uint32_t off, const uint8_t* src,
+                uint32_t len) {
+    uint8_t unit[MODELOTA_RECORD_LEN > MODELOTA_MAX_PROG_SIZE ? MODELOTA_RECORD_LEN
+                                                               : MODELOTA_MAX_PROG_SIZE];
+    uint32_t total = round_up(len, hal(st)->prog_size);
+    memset(unit, hal(st)->erased_value, sizeof(unit));
+    memcpy(unit, src, sz(len));
+    return pg(st, block, off, unit, total);
+}
+
+/* Reads [pos, pos+n) of an area of consecutive blocks. */
+int area_read(const modelota_store* st, uint32_t first, uint32_t pos, uint8_t* dst, uint32_t n) {
+    uint32_t bs = bsize(st);
+    while (n > 0) {
+        uint32_t in_block = pos % bs;
+        uint32_t take = bs - in_block < n ? bs - in_block : n;
+        TRY(rd(st, first + pos / bs, in_block, dst, take));
+        pos += take;
+        dst += take;
+        n -= take;
+    }
+    return MODELOTA_OK;
+}
+
+/* CRC32 of [0, n) of an area, read through the block buffer. */
+int area_crc(const modelota_store* st, uint32_t first, uint32_t n, uint32_t* out) {
+    uint32_t crc = 0;
+    for (uint32_t pos = 0; pos < n;) {
+        uint32_t take = n - pos < bsize(st) ? n - pos : bsize(st);
+        TRY(area_read(st, first, pos, st->cfg->block_buf, take));
+        crc = modelota_crc32(crc, st->cfg->block_buf, sz(take));
+        pos += take;
+    }
+    *out = crc;
+    return MODELOTA_OK;
+}
+
+/* ---- commit records -------------------------------------------------------
+ * A record is 32 bytes at the start of one of the two meta blocks:
+ *   magic, seq, state, version, region_crc, log_len, log_crc, crc32(previous 28)
+ * The latest valid record (highest seq) is the truth. A new record always
+ * goes to the other meta block, so a torn write never spoils the latest one. */
+
+struct Record {
+    uint32_t seq, state, version, region_crc, log_len, log_crc;
+};
+
+bool decode_record(const uint8_t* b, Record* r) {
+    if (modelota_load_u32le(b) != kRecordMagic ||
+        modelota_crc32(0, b, MODELOTA_RECORD_LEN - 4u) != modelota_load_u32le(b + 28)) {
+        return false;
+    }
+    r->seq = modelota_load_u32le(b + 4);
+    r->state = modelota_load_u32le(b + 8);
+    r->version = modelota_load_u32le(b + 12);
+    r->region_crc = modelota_load_u32le(b + 16);
+    r->log_len = modelota_load_u32le(b + 20);
+    r->log_crc = modelota_load_u32le(b + 24);
+    return r->state == kCommitted || r->state == kClean;
+}
+
+int read_records(modelota_store* st) {
+    uint8_t raw[MODELOTA_RECORD_LEN];
+    bool found = false;
+    Record best = Record();
+    for (uint32_t i = 0; i < 2u; ++i) {
+        TRY(rd(st, st->cfg->meta_block + i, 0, raw, MODELOTA_RECORD_LEN));
+        Record r;
+        if (decode_record(raw, &r) && (!found || r.seq > best.seq)) {
+            best = r;
+            found = true;
+            st->latest_meta = i;
+        }
+    }
+    if (!found) {
+        st->state = MODELOTA_STORE_EMPTY;
+        st->seq = 0;
+        st->latest_meta = 1u; /* the first record goes to meta block 0 */
+        return MODELOTA_OK;
+    }
+    st->seq = best.seq;
+    st->version = best.version;
+    st->region_crc = best.region_crc;
+    st->log_len = best.log_len;
+    st->log_crc = best.log_crc;
+    st->state = best.state == kCommitted ? MODELOTA_STORE_PENDING : MODELOTA_STORE_CLEAN;
+    return MODELOTA_OK;
+}
+
+int write_record(modelota_store* st, uint32_t state, uint32_t version, uint32_t region_crc,
+                 uint32_t log_len, uint32_t log_crc) {
+    uint8_t raw[MODELOTA_RECORD_LEN];
+    uint32_t seq = st->seq + 1u;
+    put_u32(raw, kRecordMagic);
+    put_u32(raw + 4, seq);
+    put_u32(raw + 8, state);
+    put_u32(raw + 12, version);
+    put_u32(raw + 16, region_crc);
+    put_u32(raw + 20, log_len);
+    put_u32(raw + 24, log_crc);
+    put_u32(raw + 28, modelota_crc32(0, raw, MODELOTA_RECORD_LEN - 4u));
+    uint32_t target = 1u - st->latest_meta;
+    TRY(er(st, st->cfg->meta_block + target));
+    TRY(prog_padded(st, st->cfg->meta_block + target, 0, raw, MODELOTA_RECORD_LEN));
+    TRY(sync(st));
+    st->seq = seq;
+    st->latest_meta = target;
+    st->version = version;
+    st->region_crc = region_crc;
+    st->log_len = log_len;
+    st->log_crc = log_crc;
+    st->state = state == kCommitted ? MODELOTA_STORE_PENDING : MODELOTA_STORE_CLEAN;
+    return MODELOTA_OK;
+}
+
+/* ---- journal --------------------------------------------------------------
+ * Append-only entries, one per region block the apply rewrites, written
+ * before the block is touched: {block, crc of old contents, crc of new
+ * contents, crc32 of those 12 bytes seeded with the COMMITTED record's seq}.
+ * Blocks named by entries before the last valid one are done; the block of
+ * the last one may be anywhere in its rewrite, which its two CRCs tell. */
+
+struct Entry {
+    uint32_t block, old_crc, new_crc;
+};
+
+uint32_t slot_size(const modelota_store* st) {
+    return round_up(MODELOTA_ENTRY_LEN, hal(st)->prog_size);
+}
+uint32_t journal_capacity(const modelota_store* st) {
+    return (bsize(st) / slot_size(st)) * st->cfg->journal_blocks;
+}
+
+void slot_addr(const modelota_store* st, uint32_t slot, uint32_t* block, uint32_t* off) {
+    uint32_t per_block = bsize(st) / slot_size(st);
+    *block = st->cfg->journal_block + slot / per_block;
+    *off = (slot % per_block) * slot_size(st);
+}
+
+/* Finds the first erased slot and the last valid entry before it. Slots
+ * spoilt by a torn write are skipped. */
+int journal_scan(const modelota_store* st, uint32_t* next_free, Entry* last, bool* have_last) {
+    uint8_t raw[MODELOTA_ENTRY_LEN];
+    uint32_t cap = journal_capacity(st);
+    *have_last = false;
+    for (uint32_t i = 0; i < cap; ++i) {
+        uint32_t block, off;
+        slot_addr(st, i, &block, &off);
+        TRY(rd(st, block, off, raw, MODELOTA_ENTRY_LEN));
+        bool erased = true;
+        for (uint32_t k = 0; k < MODELOTA_ENTRY_LEN; ++k) {
+            erased = erased && raw[k] == hal(st)->erased_value;
+        }
+        if (erased) {
+            *next_free = i;
+            return MODELOTA_OK;
+        }
+        if (modelota_crc32(st->seq, raw, 12) == modelota_load_u32le(raw + 12)) {
+            last->block = modelota_load_u32le(raw);
+            last->old_crc = modelota_load_u32le(raw + 4);
+            last->new_crc = modelota_load_u32le(raw + 8);
+            *have_last = true;
+        }
+    }
+    *next_free = cap;
+    return MODELOTA_OK;
+}
+
+int journal_append(const modelota_store* st, uint32_t slot, const Entry& e) {
+    if (slot >= journal_capacity(st)) {
+        return MODELOTA_STORAGE_IO;
+    }
+    uint8_t raw[MODELOTA_ENTRY_LEN];
+    put_u32(raw, e.block);
+    put_u32(raw + 4, e.old_crc);
+    put_u32(raw + 8, e.new_crc);
+    put_u32(raw + 12, modelota_crc32(st->seq, raw, 12));
+    uint32_t block, off;
+    slot_addr(st, slot, &block, &off);
+    TRY(prog_padded(st, block, off, raw, MODELOTA_ENTRY_LEN));
+    return sync(st);
+}
+
+/* ---- applying the log to the region --------------------------------------- */
+
+struct Apply {
+    modelota_store* st;
+    uint32_t next_free; /* journal slot for the next entry */
+    Entry last;         /* last valid journal entry before this run */
+    bool have_last;
+    bool active;        /* a block is loaded in block_buf */
+    bool skip;          /* that block is already done */
+    bool has_entry;     /* that block already has its journal entry */
+    uint32_t block;     /* region-relative block in block_buf */
+    uint32_t old_crc;
+};
+
+/* Loads region block b into block_buf as the base for new data, making sure
+ * its old contents are in the backup block before anything changes it. */
+int start_block(Apply* a, uint32_t b) {
+    modelota_store* st = a->st;
+    const modelota_store_config* c = st->cfg;
+    uint32_t bs = bsize(st);
+    a->active = true;
+    a->block = b;
+    a->skip = a->have_last && b < a->last.block;
+    a->has_entry = a->have_last && b == a->last.block;
+    if (a->skip) {
+        return MODELOTA_OK;
+    }
+    TRY(rd(st, c->region_block + b, 0, c->block_buf, bs));
+    uint32_t crc = modelota_crc32(0, c->block_buf, sz(bs));
+    if (a->has_entry) {
+        if (crc == a->last.new_crc) {
+            a->skip = true; /* rewritten before the cut */
+            return MODELOTA_OK;
+        }
+        if (crc != a->last.old_crc) {
+            /* cut while the block was being rewritten: the backup has it */
+            TRY(rd(st, c->backup_block, 0, c->block_buf, bs));
+            if (modelota_crc32(0, c->block_buf, sz(bs)) != a->last.old_crc) {
+                return MODELOTA_STORAGE_IO;
+            }
+        }
+        a->old_crc = a->last.old_crc;
+        return MODELOTA_OK;
+    }
+    a->old_crc = crc;
+    TRY(er(st, c->backup_block));
+    TRY(pg(st, c->backup_block, 0, c->block_buf, bs));
+    return sync(st);
+}
+
+int flush_block(Apply* a) {
+    modelota_store* st = a->st;
+    const modelota_store_config* c = st->cfg;
+    uint32_t bs = bsize(st);
+    a->active = false;
+    if (a->skip) {
+        return MODELOTA_OK;
+    }
+    uint32_t new_crc = modelota_crc32(0, c->block_buf, sz(bs));
+    if (!a->has_entry) {
+        Entry e = {a->block, a->old_crc, new_crc};
+        TRY(journal_append(st, a->next_free, e));
+        a->next_free++;
+    }
+    TRY(er(st, c->region_block + a->block));
+    TRY(pg(st, c->region_block + a->block, 0, c->block_buf, bs));
+    TRY(sync(st));
+    TRY(rd(st, c->region_block + a->block, 0, c->block_buf, bs));
+    return modelota_crc32(0, c->block_buf, sz(bs)) == new_crc ? MODELOTA_OK : MODELOTA_STORAGE_IO;
+}
+
+/* Walks the chunks of the logged payload (already verified) and calls
+ * `visit(ctx, offset, log_pos, len)` for each piece that falls in one
+ * region block, in ascending order. */
+typedef int (*piece_fn)(void* ctx, uint32_t offset, uint32_t log_pos, uint32_t len);
+
+int walk_log(modelota_store* st, piece_fn visit, void* ctx) {
+    const modelota_store_config* c = st->cfg;
+    uint8_t head[MODELOTA_CHUNK_HEAD_LEN];
+    TRY(area_read(st, c->log_block, 44, head, 4));
+    uint32_t chunks = modelota_load_u32le(head);
+    uint32_t pos = MODELOTA_HEADER_LEN;
+    uint32_t bs = bsize(st);
+    for (uint32_t i = 0; i < chunks; ++i) {
+        if (st->log_len - pos < MODELOTA_CHUNK_HEAD_LEN + MODELOTA_CHUNK_TAIL_LEN) {
+            return MODELOTA_STORAGE_IO;
+        }
+        TRY(area_read(st, c->log_block, pos, head, MODELOTA_CHUNK_HEAD_LEN));
+        uint32_t off = modelota_load_u32le(head + 4);
+        uint32_t len = modelota_load_u32le(head + 8);
+        pos += MODELOTA_CHUNK_HEAD_LEN;
+        if (len > st->log_len - pos || off > c->region_size || len > c->region_size - off) {
+            return MODELOTA_STORAGE_IO;
+        }
+        while (len > 0) {
+            uint32_t take = bs - off % bs < len ? bs - off % bs : len;
+            TRY(visit(ctx, off, pos, take));
+            off += take;
+            pos += take;
+            len -= take;
+        }
+        pos += MODELOTA_CHUNK_TAIL_LEN;
+    }
+    return MODELOTA_OK;
+}
+
+int apply_piece(void* ctx, uint32_t offset, uint32_t log_pos, uint32_t len) {
+    Apply* a = static_cast<Apply*>(ctx);
+    uint32_t bs = bsize(a->st);
+    uint32_t b = offset / bs;
+    if (!a->active || b != a->block) {
+        if (a->active) {
+            TRY(flush_block(a));
+        }
+        TRY(start_block(a, b));
+    }
+    if (a->skip) {
+        return MODELOTA_OK;
+    }
+    return area_read(a->st, a->st->cfg->log_block, log_pos, a->st->cfg->block_buf + offset % bs,
+                     len);
+}
+
+struct Count {
+    uint32_t blocks;
+    uint32_t last;
+    uint32_t bs;
+};
+
+int count_piece(void* ctx, uint32_t offset, uint32_t, uint32_t) {
+    Count* k = static_cast<Count*>(ctx);
+    uint32_t b = offset / k->bs;
+    if (k->blocks == 0 || b != k->last) {
+        k->blocks++;
+        k->last = b;
+    }
+    return MODELOTA_OK;
+}
+
+/* Applies a COMMITTED log: every region block it names is rewritten, then a
+ * CLEAN record closes the transaction. Idempotent: recovery runs it again
+ * after a cut and it picks up where the journal says. */
+int finish_pending(modelota_store* st) {
+    const modelota_store_config* c = st->cfg;
+    uint32_t crc = 0;
+    TRY(area_crc(st, c->log_block, st->log_len, &crc));
+    if (crc != st->log_crc) {
+        return MODELOTA_STORAGE_IO; /* the log itself decayed: nothing safe to do */
+    }
+    Apply a;
+    memset(&a, 0, sizeof(a));
+    a.st = st;
+    TRY(journal_scan(st, &a.next_free, &a.last, &a.have_last));
+    TRY(walk_log(st, apply_piece, &a));
+    if (a.active) {
+        TRY(flush_block(&a));
+    }
+    uint8_t digest[4];
+    TRY(area_read(st, c->log_block, 56, digest, 4));
+    uint32_t region_crc = 0;
+    TRY(area_crc(st, c->region_block, c->region_size, &region_crc));
+    if (region_crc != modelota_load_u32le(digest)) {
+        return MODELOTA_STORAGE_IO;
+    }
+    return write_record(st, kClean, st->version, region_crc, 0, 0);
+}
+
+/* ---- log appends ------------------------------------------------------------ */
+
+/* Programs `n` bytes (a multiple of prog_size, inside one block) at log
+ * position log_len, erasing each log block when the log first enters it. */
+int log_prog(modelota_store* st, const uint8_t* src, uint32_t n) {
+    const modelota_store_config* c = st->cfg;
+    uint32_t bs = bsize(st);
+    uint32_t block = c->log_block + st->log_len / bs;
+    uint32_t off = st->log_len % bs;
+    if (off == 0) {
+        TRY(er(st, block));
+    }
+    TRY(pg(st, block, off, src, n));
+    st->log_len += n;
+    return MODELOTA_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+int modelota_store_init(modelota_store* st, const modelota_store_config* cfg) {
+    if (st == NULL || cfg == NULL || cfg->storage == NULL || cfg->block_buf == NULL) {
+        return MODELOTA_INVALID_ARGUMENT;
+    }
+    memset(st, 0, sizeof(*st));
+    const modelota_storage* s = cfg->storage;
+    if (s->read == NULL || s->prog == NULL || s->erase == NULL || s->prog_size == 0 ||
+        s->prog_size > MODELOTA_MAX_PROG_SIZE || s->block_size < 2u * MODELOTA_RECORD_LEN ||
+        s->block_size % s->prog_size != 0 || cfg->journal_blocks == 0 || cfg->log_blocks == 0 ||
+        cfg->region_size == 0) {
+        return MODELOTA_INVALID_ARGUMENT;
+    }
+    /* every area inside the storage and none overlapping another */
+    const uint32_t first[5] = {cfg->region_block, cfg->meta_block, cfg->backup_block,
+                               cfg->journal_block, cfg->log_block};
+    const uint32_t count[5] = {(cfg->region_size + s->block_size - 1u) / s->block_size, 2u, 1u,
+                               cfg->journal_blocks, cfg->log_blocks};
+    for (int i = 0; i < 5; ++i) {
+        if (first[i] > s->block_count || count[i] > s->block_count - first[i]) {
+            return MODELOTA_INVALID_ARGUMENT;
+        }
+        for (int j = 0; j < i; ++j) {
+            if (first[i] < first[j] + count[j] && first[j] < first[i] + count[i]) {
+                return MODELOTA_INVALID_ARGUMENT;
+            }
+        }
+    }
+    st->cfg = cfg;
+    return read_records(st);
+}
+
+int modelota_store_recover(modelota_store* st) {
+    if (st->cfg == NULL) {
+        return MODELOTA_BAD_STATE;
+    }
+    TRY(read_records(st));
+    if (st->state == MODELOTA_STORE_PENDING) {
+        TRY(finish_pending(st));
+    }
+    if (st->state == MODELOTA_STORE_CLEAN) {
+        uint32_t crc = 0;
+        TRY(area_crc(st, st->cfg->region_block, st->cfg->region_size, &crc));
+        if (crc != st->region_crc) {
+            return MODELOTA_STORAGE_IO; /* the region decayed since its record */
+        }
+    }
+    return MODELOTA_OK;
+}
+
+int modelota_store_format(modelota_store* st, const uint8_t* weights, uint32_t version) {
+    if (st->cfg == NULL || st->state == MODELOTA_STORE_PENDING ||
+        st->state == MODELOTA_STORE_LOGGING) {
+        return MODELOTA_BAD_STATE;
+    }
+    const modelota_store_config* c = st->cfg;
+    uint32_t bs = bsize(st);
+    if (weights != NULL) {
+        for (uint32_t b = 0; b < region_blocks(st); ++b) {
+            uint32_t lo = b * bs;
+            uint32_t n = c->region_size - lo < bs ? c->region_size - lo : bs;
+            /* bytes of the last block past the region keep their contents */
+            TRY(rd(st, c->region_block + b, 0, c->block_buf, bs));
+            memcpy(c->block_buf, weights + lo, sz(n));
+            TRY(er(st, c->region_block + b));
+            TRY(pg(st, c->region_block + b, 0, c->block_buf, bs));
+        }
+        TRY(sync(st));
+    }
+    uint32_t crc = 0;
+    TRY(area_crc(st, c->region_block, c->region_size, &crc));
+    return write_record(st, kClean, version, crc, 0, 0);
+}
+
+int modelota_store_load(modelota_store* st, uint8_t* ram, uint32_t size) {
+    if (st->cfg == NULL || st->state != MODELOTA_STORE_CLEAN || size != st->cfg->region_size) {
+        return MODELOTA_STORAGE_IO;
+    }
+    TRY(area_read(st, st->cfg->region_block, 0, ram, size));
+    return modelota_crc32(0, ram, sz(size)) == st->region_crc ? MODELOTA_OK : MODELOTA_STORAGE_IO;
+}
+
+int modelota_store_state_of(const modelota_store* st) { return st->state; }
+uint32_t modelota_store_version(const modelota_store* st) { return st->version; }
+
+int modelota_store_begin(modelota_store* st) {
+    if (st->cfg == NULL || st->state == MODELOTA_STORE_PENDING) {
+        return MODELOTA_BAD_STATE; /* recover() first */
+    }
+    if (st->state == MODELOTA_STORE_LOGGING) {
+        modelota_store_cancel(st);
+    }
+    if (st->state != MODELOTA_STORE_CLEAN) {
+        return MODELOTA_BAD_STATE; /* format() first: the region must hold a known model */
+    }
+    for (uint32_t i = 0; i < st->cfg->journal_blocks; ++i) {
+        TRY(er(st, st->cfg->journal_block + i));
+    }
+    st->log_len = 0;
+    st->tail_len = 0;
+    st->state = MODELOTA_STORE_LOGGING;
+    return MODELOTA_OK;
+}
+
+int modelota_store_log(modelota_store* st, const uint8_t* data, uint32_t n) {
+    if (st->state != MODELOTA_STORE_LOGGING) {
+        return MODELOTA_BAD_STATE;
+    }
+    const uint32_t ps = hal(st)->prog_size;
+    const uint32_t bs = bsize(st);
+    const uint32_t capacity = st->cfg->log_blocks * bs;
+    if (n > capacity - st->log_len - st->tail_len) {
+        return MODELOTA_TOO_LARGE;
+    }
+    while (n > 0) {
+        if (st->tail_len > 0 || n < ps) {
+            uint32_t take = ps - st->tail_len < n ? ps - st->tail_len : n;
+            memcpy(st->tail + st->tail_len, data, sz(take));
+            st->tail_len = static_cast<uint8_t>(st->tail_len + take);
+            data += take;
+            n -= take;
+            if (st->tail_len == ps) {
+                TRY(log_prog(st, st->tail, ps));
+                st->tail_len = 0;
+            }
+            continue;
+        }
+        /* whole prog units straight from the caller's bytes, within one block */
+        uint32_t room = bs - st->log_len % bs;
+        uint32_t take = (n < room ? n : room) / ps * ps;
+        TRY(log_prog(st, data, take));
+        data += take;
+        n -= take;
+    }
+    return MODELOTA_OK;
+}
+
+int modelota_store_commit(modelota_store* st, uint32_t version) {
+    if (st->state != MODELOTA_STORE_LOGGING) {
+        return MODELOTA_BAD_STATE;
+    }
+    const modelota_store_config* c = st->cfg;
+    uint32_t payload_len = st->log_len + st->tail_len;
+    if (st->tail_len > 0) {
+        uint8_t pad[MODELOTA_MAX_PROG_SIZE];
+        memset(pad, hal(st)->erased_value, sizeof(pad));
+        memcpy(pad, st->tail, st->tail_len);
+        TRY(log_prog(st, pad, hal(st)->prog_size));
+        st->tail_len = 0;
+    }
+    TRY(sync(st));
+    st->log_len = payload_len;
+    if (payload_len < MODELOTA_HEADER_LEN) {
+        modelota_store_cancel(st);
+        return MODELOTA_TRUNCATED;
+    }
+    /* the journal must hold one entry per block this update rewrites */
+    Count k = {0, 0, bsize(st)};
+    int rc = walk_log(st, count_piece, &k);
+    if (rc < 0 || k.blocks + kJournalSpare > journal_capacity(st)) {
+        modelota_store_cancel(st);
+        return rc < 0 ? rc : MODELOTA_TOO_LARGE;
+    }
+    uint32_t log_crc = 0;
+    TRY(area_crc(st, c->log_block, payload_len, &log_crc));
+    TRY(write_record(st, kCommitted, version, 0, payload_len, log_crc));
+    return finish_pending(st);
+}
+
+void modelota_store_cancel(modelota_store* st) {
+    if (st->state == MODELOTA_STORE_LOGGING) {
+        st->state = MODELOTA_STORE_CLEAN; /* nothing but the log was written */
+        st->log_len = 0;
+        st->tail_len = 0;
+    }
+}
+
+int modelota_store_region_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len) {
+    modelota_store* st = static_cast<modelota_store*>(ctx);
+    if (st->state != MODELOTA_STORE_CLEAN && st->state != MODELOTA_STORE_LOGGING) {
+        return MODELOTA_STORAGE_IO; /* never serve a half-applied region */
+    }
+    if (offset > st->cfg->region_size || len > st->cfg->region_size - offset) {
+        return MODELOTA_STORAGE_IO;
+    }
+    return area_read(st, st->cfg->region_block, offset, dst, len);
+}
+
+int modelota_store_commit_hook(void* ctx, uint32_t version) {
+    modelota_store* st = static_cast<modelota_store*>(ctx);
+    int rc = modelota_store_commit(st, version);
+    if (rc < 0 && st->state == MODELOTA_STORE_PENDING) {
+        rc = finish_pending(st); /* one retry for a transient storage error */
+    }
+    return rc;
+}
+
+}  // extern "C"
