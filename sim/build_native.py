@@ -25,7 +25,7 @@ SIM = ROOT / "sim"
 CORE_SOURCES = [
     FIRMWARE / "modelota" / n for n in ("crc32.cpp", "status.cpp", "updater.cpp", "store.cpp")
 ]
-SIM_SOURCES = [SIM / "sim_storage.cpp"]
+SIM_SOURCES = [SIM / "sim_storage.cpp", SIM / "sim_flash.cpp"]
 
 STRICT_FLAGS = [
     "-std=c++11",
@@ -146,6 +146,48 @@ int modelota_store_region_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_
 int modelota_store_commit_hook(void* ctx, uint32_t version);
 int sim_region_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
 int sim_region_write(void* ctx, uint32_t offset, const uint8_t* src, uint32_t len);
+
+#define SIM_FLASH_OK ...
+#define SIM_FLASH_EINVAL ...
+#define SIM_FLASH_ENOTERASED ...
+#define SIM_FLASH_ECUT ...
+#define SIM_FLASH_EDEAD ...
+#define SIM_FLASH_EREAD ...
+
+typedef struct sim_flash {
+    uint8_t* mem;
+    uint32_t block_size;
+    uint32_t block_count;
+    uint32_t prog_size;
+    uint8_t erased_value;
+    uint8_t strict;
+    uint8_t tear;
+    uint8_t dead;
+    uint32_t seed;
+    int64_t cut_at;
+    int64_t fail_read_at;
+    const uint8_t* bad_read;
+    uint32_t* erase_counts;
+    uint64_t ops;
+    uint64_t reads;
+    uint64_t progs;
+    uint64_t erases;
+    uint64_t syncs;
+    uint64_t errors;
+    uint64_t bytes_programmed;
+} sim_flash;
+
+int sim_flash_init(sim_flash* f, uint8_t* mem, uint32_t block_size, uint32_t block_count,
+                   uint32_t prog_size, uint8_t erased_value);
+void sim_flash_storage(sim_flash* f, modelota_storage* out);
+void sim_flash_cut_power(sim_flash* f, int64_t at, int tear, uint32_t seed);
+void sim_flash_reboot(sim_flash* f);
+int sim_flash_read(const modelota_storage* s, uint32_t block, uint32_t off, uint8_t* buf,
+                   uint32_t size);
+int sim_flash_prog(const modelota_storage* s, uint32_t block, uint32_t off, const uint8_t* buf,
+                   uint32_t size);
+int sim_flash_erase(const modelota_storage* s, uint32_t block);
+int sim_flash_sync(const modelota_storage* s);
 """
 
 
@@ -192,7 +234,8 @@ def make_ffi(
     macros = [(k, v) for k, v in (defines or {}).items()]
     ffi.set_source(
         module_name,
-        '#include "modelota.h"\n#include "sim_storage.h"\n#include <string.h>\n'
+        '#include "modelota.h"\n#include "sim_storage.h"\n#include "sim_flash.h"\n'
+        "#include <string.h>\n"
         f'static const char MODELOTA_SOURCE_HASH[] = "{source_hash()}";\n',
         sources=[
             str(p) if absolute_paths else os.path.relpath(p) for p in CORE_SOURCES + SIM_SOURCES
