@@ -144,6 +144,8 @@ int modelota_store_commit(modelota_store* st, uint32_t version);
 void modelota_store_cancel(modelota_store* st);
 int modelota_store_region_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
 int modelota_store_commit_hook(void* ctx, uint32_t version);
+void modelota_store_attach_ram(modelota_config* cfg, modelota_store* st, uint8_t* ram);
+void modelota_store_attach_flash(modelota_config* cfg, modelota_store* st);
 int sim_region_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
 int sim_region_write(void* ctx, uint32_t offset, const uint8_t* src, uint32_t len);
 

@@ -4,6 +4,7 @@
 
 #include "crc32.h"
 #include "format.h"
+#include "updater.h"
 
 static_assert(MODELOTA_RECORD_LEN % 4u == 0u && MODELOTA_ENTRY_LEN % 4u == 0u, "u32 fields");
 static_assert(sizeof(modelota_store) <= 96u, "store state stays small");
@@ -616,6 +617,32 @@ int modelota_store_region_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_
         return MODELOTA_STORAGE_IO;
     }
     return area_read(st, st->cfg->region_block, offset, dst, len);
+}
+
+void modelota_store_attach_ram(modelota_config* cfg, modelota_store* st, uint8_t* ram) {
+    cfg->target.ram = ram;
+    cfg->target.read = NULL;
+    cfg->target.write = NULL;
+    cfg->target.ctx = st;
+    cfg->target.size = st->cfg->region_size;
+    cfg->target.commit = modelota_store_commit_hook;
+    cfg->backup.image = NULL;
+    cfg->backup.read = modelota_store_region_read;
+    cfg->backup.ctx = st;
+    cfg->backup.version = st->version;
+    cfg->verify_only = 0;
+}
+
+void modelota_store_attach_flash(modelota_config* cfg, modelota_store* st) {
+    cfg->target.ram = NULL;
+    cfg->target.read = modelota_store_region_read;
+    cfg->target.write = NULL;
+    cfg->target.ctx = st;
+    cfg->target.size = st->cfg->region_size;
+    cfg->target.commit = modelota_store_commit_hook;
+    cfg->backup.image = NULL;
+    cfg->backup.read = NULL;
+    cfg->verify_only = 1;
 }
 
 int modelota_store_commit_hook(void* ctx, uint32_t version) {

@@ -107,6 +107,18 @@ int modelota_store_log(modelota_store* st, const uint8_t* data, uint32_t n);
 int modelota_store_commit(modelota_store* st, uint32_t version);
 void modelota_store_cancel(modelota_store* st);
 
+/* Wires an Updater configuration to a store:
+ *  - RAM model: the weights are updated in place in `ram`, restored from the
+ *    store's region on failure, and the payload is committed to the store by
+ *    finish();
+ *  - flash model: nothing is written while the payload streams (verify_only);
+ *    finish() commits it, rewriting the region in place.
+ * The other fields (fingerprint, current_version, buffer) stay the caller's.
+ * Call again after each committed update so backup.version follows the store. */
+struct modelota_config;
+void modelota_store_attach_ram(struct modelota_config* cfg, modelota_store* st, uint8_t* ram);
+void modelota_store_attach_flash(struct modelota_config* cfg, modelota_store* st);
+
 /* Region access for the Updater: a read callback over the committed region
  * (restore source for a RAM model, read view for a flash model). ctx is the
  * modelota_store*. */

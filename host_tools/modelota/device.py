@@ -211,11 +211,7 @@ class FlashModelDevice(_Updating):
     def update(self, payload: bytes, piece: int = 256, stop_after: int | None = None) -> Status:
         n = self._n
         cfg = n.ffi.new("modelota_config*")
-        cfg.target.read = n.ffi.addressof(n.lib, "modelota_store_region_read")
-        cfg.target.ctx = self.store.st
-        cfg.target.size = self.store.layout.region_size
-        cfg.target.commit = n.ffi.addressof(n.lib, "modelota_store_commit_hook")
-        cfg.verify_only = 1
+        n.lib.modelota_store_attach_flash(cfg, self.store.st)
         fp = n.ffi.new("uint8_t[]", self.fingerprint)
         buf = n.ffi.new("uint8_t[]", self.buffer_len)
         cfg.fingerprint = fp
@@ -277,13 +273,7 @@ class RamModelDevice(_Updating):
         n = self._n
         cfg = n.ffi.new("modelota_config*")
         wbuf = n.ffi.from_buffer("uint8_t[]", self.ram, require_writable=True)
-        cfg.target.ram = wbuf
-        cfg.target.ctx = self.store.st
-        cfg.target.size = len(self.ram)
-        cfg.target.commit = n.ffi.addressof(n.lib, "modelota_store_commit_hook")
-        cfg.backup.read = n.ffi.addressof(n.lib, "modelota_store_region_read")
-        cfg.backup.ctx = self.store.st
-        cfg.backup.version = self.store.version
+        n.lib.modelota_store_attach_ram(cfg, self.store.st, wbuf)
         fp = n.ffi.new("uint8_t[]", self.fingerprint)
         buf = n.ffi.new("uint8_t[]", self.buffer_len)
         cfg.fingerprint = fp
