@@ -1,0 +1,80 @@
+"""The Updater's own RAM stays within its budget on the host and on AVR.
+
+A probe file defines one ``modelota_updater`` object (and a char array of
+``sizeof(modelota_updater)`` as a cross-check); it is compiled with the real
+compiler for each target (``avr-g++ -mmcu=atmega2560``, the host ``g++``) and
+the object's size is read from the symbol table with ``nm -S``, so the number
+is what the compiler lays out, not a sum computed by hand. The lent chunk
+buffer is the caller's and is not counted.
+
+Run with ``-s`` to see the sizes; they are also in every assertion message.
+The AVR half skips when avr-g++ is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE_LIB = ROOT / "firmware_lib"
+BUDGET = 256  # bytes; MODELOTA_MAX_UPDATER_BYTES's default
+
+PROBE = """\
+#include "modelota.h"
+modelota_updater probe;
+char size_probe[sizeof(modelota_updater)];
+"""
+
+
+def symbol_sizes(obj: Path, nm: str) -> dict[str, int]:
+    out = subprocess.run(
+        [nm, "-S", "--size-sort", str(obj)], capture_output=True, text=True, check=True
+    ).stdout
+    sizes = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            sizes[parts[3]] = int(parts[1], 16)
+    return sizes
+
+
+def updater_size(tmp_path: Path, cxx: str, nm: str, flags: list[str]) -> int:
+    src = tmp_path / "probe.cpp"
+    src.write_text(PROBE)
+    obj = tmp_path / "probe.o"
+    cmd = [cxx, "-std=c++11", *flags, "-Os", "-I", str(FIRMWARE_LIB), "-c", str(src)]
+    cmd += ["-o", str(obj)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr}"
+    sizes = symbol_sizes(obj, nm)
+    assert "probe" in sizes and "size_probe" in sizes, f"symbols not found: {sizes}"
+    assert sizes["probe"] == sizes["size_probe"], sizes
+    return sizes["probe"]
+
+
+def tool(name: str) -> str | None:
+    return shutil.which(name)
+
+
+@pytest.mark.skipif(
+    tool("avr-g++") is None or tool("avr-nm") is None, reason="avr-g++/avr-nm not installed"
+)
+def test_updater_ram_on_avr(tmp_path: Path) -> None:
+    cxx, nm = tool("avr-g++"), tool("avr-nm")
+    assert cxx and nm
+    size = updater_size(tmp_path, cxx, nm, ["-mmcu=atmega2560"])
+    print(f"\nsizeof(modelota_updater) on AVR (atmega2560): {size} bytes (budget {BUDGET})")
+    assert size <= BUDGET, f"modelota_updater is {size} bytes on AVR, budget {BUDGET}"
+
+
+@pytest.mark.skipif(tool("g++") is None or tool("nm") is None, reason="host g++/nm not installed")
+def test_updater_ram_on_host(tmp_path: Path) -> None:
+    cxx, nm = tool("g++"), tool("nm")
+    assert cxx and nm
+    size = updater_size(tmp_path, cxx, nm, [])
+    print(f"\nsizeof(modelota_updater) on the host: {size} bytes (budget {BUDGET})")
+    assert size <= BUDGET, f"modelota_updater is {size} bytes on the host, budget {BUDGET}"
