@@ -1,0 +1,30 @@
+/*
+ * Host stand-in for the few Arduino core declarations src/ModelOTA.{h,cpp}
+ * use (Stream, millis, yield), so tests/test_arduino_glue.py can run the
+ * real glue on the host against scripted streams and a fake clock. The
+ * signatures are the Arduino core's.
+ */
+#ifndef MODELOTA_HOST_ARDUINO_H
+#define MODELOTA_HOST_ARDUINO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+class Print {
+public:
+    virtual ~Print() {}
+    virtual size_t write(uint8_t) = 0;
+};
+
+class Stream : public Print {
+public:
+    virtual int available() = 0;
+    virtual int read() = 0;
+    virtual int peek() = 0;
+};
+
+unsigned long millis(void);
+void yield(void);
+
+#endif

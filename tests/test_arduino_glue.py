@@ -1,0 +1,238 @@
+"""The Arduino glue's pull loop (src/ModelOTA.cpp) behaves as documented.
+
+The compile test only proves the glue builds for AVR; here the very same
+src/ModelOTA.cpp (with the real firmware_lib core it #includes) is compiled
+for the host against a minimal Arduino.h (tests/arduino_host/: Stream,
+millis, yield) and driven by tests/arduino_host/glue_driver.cpp through
+scripted streams and a fake clock. Payloads come from the Python packer.
+
+Checked: a good payload is applied and nothing after it is read; a link that
+goes silent at any byte ends as Timeout after timeout_ms with the old weights
+back; timeout 0 on a finite stream that ends early gives Truncated without
+waiting; a stream whose read() fails cannot spin forever; the timeout is for
+silence, not for the whole transfer; refused payloads stop being read at the
+refusal; progress reports are monotonic and end at the totals. With
+ModelOTAPull.store set, the payload is committed to the Store only when it
+checked out, and a fresh Store over the same storage (a reboot) loads exactly
+the new weights after success and exactly the old ones after any failure.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from modelota import pack
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = ROOT / "tests" / "arduino_host"
+FP = b"modelota-test-fp"  # the driver's fingerprint
+OTHER_FP = bytes(range(16))
+SIZE = 1024
+CHUNK = 128
+TRAILER = b"NEXT"
+
+GXX = shutil.which("g++")
+pytestmark = pytest.mark.skipif(GXX is None, reason="host g++ is not installed")
+
+Run = Callable[..., dict[str, str]]
+
+
+def weights(seed: int) -> bytes:
+    out = bytearray()
+    x = seed
+    while len(out) < SIZE:
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+        out.append(x >> 16 & 0xFF)
+    return bytes(out)
+
+
+OLD = weights(1)
+NEW = weights(2)
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("glue") / "glue_driver"
+    assert GXX is not None
+    cmd = [
+        GXX, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-O1",
+        "-I", str(HOST), "-I", str(ROOT / "src"),
+        str(ROOT / "src" / "ModelOTA.cpp"), str(ROOT / "src" / "modelota_store.cpp"),
+        str(HOST / "glue_driver.cpp"), "-o", str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+    return out
+
+
+@pytest.fixture
+def run(driver: Path, tmp_path: Path) -> Run:
+    factory = tmp_path / "factory.bin"
+    factory.write_bytes(OLD)
+
+    def go(
+        payload: bytes, mode: str = "full", timeout_ms: int = 1000, at: int = 0, store: bool = False
+    ) -> dict:
+        p = tmp_path / "payload.bin"
+        p.write_bytes(payload)
+        args = [str(driver), str(factory), str(p), mode, str(timeout_ms), str(at)]
+        proc = subprocess.run(
+            args + (["store"] if store else []),
+            capture_output=True, text=True, timeout=20, check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        res = dict(line.split("=", 1) for line in proc.stdout.splitlines())
+        assert res["restore_factory"] == "Ok"
+        assert int(res["boot_crc"], 16) == zlib.crc32(OLD)
+        if store:
+            assert res["store_format"] == "Ok" and res["init"] == "Ok", res
+        return res
+
+    return go
+
+
+def good_payload(fingerprint: bytes = FP, version: int = 2) -> bytes:
+    return pack(NEW, fingerprint=fingerprint, version=version, chunk_size=CHUNK).encode()
+
+
+def assert_old_weights(res: dict[str, str]) -> None:
+    assert res["version"] == "1", res
+    assert res["intact"] == "1", res
+    assert int(res["crc"], 16) == zlib.crc32(OLD), res
+
+
+def cut_points(n: int) -> list[int]:
+    """Header field boundaries, chunk boundaries and the last byte."""
+    first_chunk = 96
+    points = {0, 1, 3, 4, 5, 50, 95, 96, 97, 107, 108, 109, n // 2, n - 5, n - 4, n - 1}
+    points.update(range(first_chunk, n, 12 + CHUNK + 4))
+    return sorted(p for p in points if 0 <= p < n)
+
+
+def test_good_payload_is_applied_and_nothing_after_it_is_read(run: Run) -> None:
+    p = good_payload()
+    res = run(p + TRAILER)
+    assert res["status"] == "Ok" and res["error"] == "Ok", res
+    assert res["version"] == "2"
+    assert int(res["crc"], 16) == zlib.crc32(NEW)
+    assert int(res["consumed"]) == len(p), res
+    assert int(res["left"]) == len(TRAILER), res
+    assert res["progress_monotonic"] == "1"
+    assert res["progress_last"] == f"{len(p)},{SIZE},{SIZE}", res
+
+
+@pytest.mark.parametrize("at", cut_points(len(good_payload())))
+def test_silent_link_times_out_and_restores(run: Run, at: int) -> None:
+    res = run(good_payload(), "stall", 1000, at)
+    assert res["status"] == "Timeout", res
+    assert_old_weights(res)
+    assert int(res["consumed"]) == at
+    silence = int(res["silence_ms"])
+    assert 1000 <= silence <= 1002, f"timed out {silence} fake ms after the last byte, not 1000"
+    assert int(res["yields"]) > 0, "the wait loop never yielded"
+
+
+@pytest.mark.parametrize("at", cut_points(len(good_payload())))
+def test_finite_stream_ending_early_is_truncated_at_once(run: Run, at: int) -> None:
+    res = run(good_payload(), "eof", 0, at)
+    assert res["status"] == "Truncated", res
+    assert_old_weights(res)
+    assert int(res["consumed"]) == at
+    assert res["yields"] == "0", "timeout 0 must not wait"
+
+
+def test_timeout_zero_applies_a_complete_file(run: Run) -> None:
+    res = run(good_payload() + TRAILER, "full", 0)
+    assert res["status"] == "Ok", res
+    assert int(res["crc"], 16) == zlib.crc32(NEW)
+    assert int(res["left"]) == len(TRAILER)
+
+
+def test_failing_reads_cannot_spin_forever(run: Run) -> None:
+    p = good_payload()
+    res = run(p, "badread", 300, len(p) // 2)
+    assert res["status"] == "Timeout", res
+    assert_old_weights(res)
+    assert 300 <= int(res["silence_ms"]) <= 302, res
+
+
+def test_timeout_is_for_silence_not_the_whole_transfer(run: Run) -> None:
+    p = good_payload()
+    res = run(p, "trickle", 20)  # 5 fake ms between bytes, 20 ms allowed
+    assert res["status"] == "Ok", res
+    assert int(res["crc"], 16) == zlib.crc32(NEW)
+    assert int(res["elapsed_ms"]) > 20 * 10, "the transfer was not slow: the check proves nothing"
+
+
+def test_corrupt_chunk_is_refused_and_reading_stops_there(run: Run) -> None:
+    p = bytearray(good_payload())
+    chunk = 3
+    start = 96 + chunk * (12 + CHUNK + 4)
+    p[start + 12 + 7] ^= 0x10  # a data byte of chunk 3
+    res = run(bytes(p) + TRAILER)
+    assert res["status"] == "ChunkCrc", res
+    assert_old_weights(res)
+    assert int(res["consumed"]) == start + 12 + CHUNK + 4, res
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "consumed"),
+    [
+        (lambda: good_payload(fingerprint=OTHER_FP), "WrongModel", 96),
+        (lambda: good_payload(version=1), "AlreadyCurrent", 96),
+        (lambda: b"JUNK" + good_payload(), "BadMagic", 4),
+    ],
+    ids=["wrong-model", "same-version", "not-a-payload"],
+)
+def test_refused_header_stops_reading(
+    run: Run, payload: Callable[[], bytes], status: str, consumed: int
+) -> None:
+    res = run(payload() + TRAILER)
+    assert res["status"] == status, res
+    assert_old_weights(res)
+    assert int(res["consumed"]) == consumed, res
+
+
+def assert_reboot_finds(res: dict[str, str], version: int, content: bytes) -> None:
+    assert res["store_state"] == "1", f"the store is not CLEAN after the update: {res}"
+    assert res["reboot_load"] == "Ok", res
+    assert res["reboot_version"] == str(version), res
+    assert int(res["reboot_crc"], 16) == zlib.crc32(content), res
+
+
+def test_store_commits_a_good_payload(run: Run) -> None:
+    p = good_payload()
+    res = run(p + TRAILER, store=True)
+    assert res["status"] == "Ok", res
+    assert res["version"] == "2"
+    assert int(res["crc"], 16) == zlib.crc32(NEW)
+    assert int(res["left"]) == len(TRAILER)
+    assert_reboot_finds(res, 2, NEW)
+
+
+@pytest.mark.parametrize("at", cut_points(len(good_payload()))[::3])
+@pytest.mark.parametrize(
+    ("mode", "timeout_ms", "status"), [("stall", 500, "Timeout"), ("eof", 0, "Truncated")]
+)
+def test_store_keeps_the_old_weights_when_the_stream_ends_early(
+    run: Run, at: int, mode: str, timeout_ms: int, status: str
+) -> None:
+    res = run(good_payload(), mode, timeout_ms, at, store=True)
+    assert res["status"] == status, res
+    assert_old_weights(res)
+    assert_reboot_finds(res, 1, OLD)
+
+
+def test_store_keeps_the_old_weights_on_a_corrupt_payload(run: Run) -> None:
+    p = bytearray(good_payload())
+    p[-3] ^= 0x01  # the last chunk's CRC
+    res = run(bytes(p), store=True)
+    assert res["status"] == "ChunkCrc", res
+    assert_old_weights(res)
+    assert_reboot_finds(res, 1, OLD)
