@@ -655,3 +655,5 @@ int modelota_store_commit_hook(void* ctx, uint32_t version) {
 }
 
 }  // extern "C"
+
+#undef TRY
