@@ -14,7 +14,7 @@ def test_demo_updates_then_refuses_bad_payloads() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert "UNEXPECTED" not in out
-    for status in ("Ok", "ChunkCrc", "Rollback", "Timeout"):
+    for status in ("Ok", "ChunkCrc", "Rollback", "Timeout", "StorageIo"):
         assert f"status {status}:" in out
     m = re.search(r"accuracy: ([\d.]+)% \(bad, v1\) -> ([\d.]+)% \(good, v2\)", out)
     assert m, out

@@ -1,27 +1,28 @@
 """End-to-end demo on a simulated device running the real C++ core.
 
 A small classifier's weights live in the device's RAM. The device keeps its
-last good weights in a (simulated) flash partition and restores from it on
-any failure. The demo:
+last good weights in a ModelOTA Store on a simulated NOR flash and restores
+from it on any failure. The demo:
 
 1. boots the device with a barely trained ("bad") model and measures accuracy;
 2. packs the well trained ("good") model and streams it in 64-byte pieces, as a
    serial link would deliver it: accuracy goes up;
 3. sends a payload corrupted in transit: refused (ChunkCrc), good weights kept;
 4. replays the old bad payload: refused (Rollback);
-5. drops the link half way through an update: refused (Timeout), good weights kept.
+5. drops the link half way through an update: refused (Timeout), good weights kept;
+6. cuts power during an update's flash commit, reboots: old or new weights, never a mix.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
+from .device import Layout, RamModelDevice
 from .format import crc32, pack
-from .native import Updater
+from .simflash import SimFlash
 from .status import Status
 
 FEATURES = 16
@@ -63,26 +64,43 @@ def accuracy(weights: bytes, x: np.ndarray, y: np.ndarray) -> float:
     return float(((x @ w + b).argmax(axis=1) == y).mean())
 
 
-@dataclass
-class SimDevice:
-    """RAM weights plus a last-good copy in (simulated) flash, version-tagged."""
+class Board:
+    """A simulated board: RAM model + ModelOTA Store on a simulated NOR flash.
 
-    ram: bytearray
-    flash: bytes
-    version: int
+    Power cuts and reboots are real for the flash: a reboot builds a new
+    device over the same flash, as a board would after power-on."""
 
-    def update(self, stream: bytes, label: str, stop_after: int | None = None) -> Status:
-        dev = Updater(
-            self.ram,
-            fingerprint=FINGERPRINT,
-            current_version=self.version,
-            backup=self.flash,
-            backup_version=self.version,
-            backup_mode="callback",  # read back from flash, never a RAM copy
-            buffer_len=256,
+    def __init__(self, factory: bytes) -> None:
+        self.factory = factory
+        self.layout = Layout.plan(256, 4, len(factory), 4096)
+        self.flash = SimFlash(256, self.layout.block_count, 4)
+        self.boot()
+
+    def boot(self) -> None:
+        self.flash.reboot()
+        self.dev = RamModelDevice(
+            self.flash, self.layout, FINGERPRINT, self.factory, 1, buffer_len=256
         )
-        status = dev.begin()
-        end = len(stream) if stop_after is None else stop_after
+        if self.dev.boot() != Status.Ok:
+            raise RuntimeError("boot failed")
+
+    @property
+    def weights(self) -> bytes:
+        return bytes(self.dev.ram)
+
+    @property
+    def version(self) -> int:
+        return self.dev.version
+
+    def update(
+        self,
+        stream: bytes,
+        label: str,
+        stop_after: int | None = None,
+        cut_power_at: int | None = None,
+    ) -> Status:
+        if cut_power_at is not None:
+            self.flash.cut_power(self.flash.ops + cut_power_at, tear=True, seed=7)
         with tqdm(
             total=len(stream),
             desc=label,
@@ -92,19 +110,12 @@ class SimDevice:
             file=sys.stdout,
             ncols=78,
         ) as bar:
-            for pos in range(0, end, PIECE):
-                piece = stream[pos : min(pos + PIECE, end)]
-                status = dev.feed(piece)
-                bar.update(len(piece))
-                if status != Status.Ok:
-                    break
-        if status == Status.Ok:
-            # the link went quiet (stop_after) or the stream ended
-            status = dev.abort(Status.Timeout) if stop_after is not None else dev.finish()
-        if status == Status.Ok:
-            self.version = dev.current_version
-            self.flash = bytes(self.ram)  # persist the new last-good weights
-        return status
+
+            def advance(done: int) -> None:
+                bar.update(done - bar.n)
+
+            # 64-byte pieces, as a UART driver would hand them over
+            return self.dev.update(stream, piece=PIECE, stop_after=stop_after, progress=advance)
 
 
 def run() -> int:
@@ -117,28 +128,28 @@ def run() -> int:
         f" {len(bad)} bytes in RAM\n"
     )
 
-    device = SimDevice(bytearray(bad), bad, version=1)
-    acc_bad = accuracy(bytes(device.ram), x, y)
+    device = Board(bad)
+    acc_bad = accuracy(device.weights, x, y)
     print(f"[{'boot':<8}] version {device.version}, accuracy {acc_bad:6.1%}  (barely trained)")
 
     ok = True
 
     def expect(step: str, got: Status, want: Status, weights: bytes, version: int) -> None:
         nonlocal ok
-        kept = bytes(device.ram) == weights and device.version == version
-        acc = accuracy(bytes(device.ram), x, y)
+        kept = device.weights == weights and device.version == version
+        acc = accuracy(device.weights, x, y)
         verdict = "as expected" if got == want and kept else "UNEXPECTED"
         ok = ok and got == want and kept
         print(
             f"[{step:<8}] status {got.name}: version {device.version}, accuracy {acc:6.1%},"
-            f" weights crc32 {crc32(bytes(device.ram)):#010x} ({verdict})\n"
+            f" weights crc32 {crc32(device.weights):#010x} ({verdict})\n"
         )
 
     good_payload = pack(good, fingerprint=FINGERPRINT, version=2, chunk_size=128).encode()
     print(f"[{'update':<8}] good model as version 2: {len(good_payload)}-byte payload")
     st = device.update(good_payload, "  streaming")
     expect("update", st, Status.Ok, good, 2)
-    acc_good = accuracy(bytes(device.ram), x, y)
+    acc_good = accuracy(device.weights, x, y)
 
     newer = train(x, y, steps=310)
     damaged = bytearray(pack(newer, fingerprint=FINGERPRINT, version=3, chunk_size=128).encode())
@@ -157,9 +168,24 @@ def run() -> int:
     st = device.update(v3, "  streaming", stop_after=len(v3) * 6 // 10)
     expect("dropped", st, Status.Timeout, good, 2)
 
+    print(f"[{'cut':<8}] version 3, power lost while the update is committed to flash")
+    # operation 14 of this update's 19 falls in the block-by-block rewrite
+    st = device.update(v3, "  streaming", cut_power_at=14)
+    print(f"[{'cut':<8}] status {st.name}: the board lost power mid-write")
+    device.boot()
+    kept = st == Status.StorageIo and (device.weights, device.version) in ((good, 2), (newer, 3))
+    held = "the new v3" if device.version == 3 else "the good v2"
+    print(
+        f"[{'reboot':<8}] booted {held} weights from flash: version {device.version},"
+        f" accuracy {accuracy(device.weights, x, y):6.1%}"
+        f" ({'as expected' if kept else 'UNEXPECTED'})\n"
+    )
+    ok = ok and kept
+
     print(
         f"accuracy: {acc_bad:.1%} (bad, v1) -> {acc_good:.1%} (good, v2);"
-        " corrupted, replayed and interrupted updates refused with the good weights kept"
+        " corrupted, replayed and interrupted updates refused with the good weights kept;"
+        " a power cut left a whole model"
     )
     if not ok:
         print("demo FAILED: a step did not behave as expected", file=sys.stderr)

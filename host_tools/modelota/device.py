@@ -127,7 +127,7 @@ class _StoreHandle:
         return bytes(n.ffi.buffer(out, size))
 
 
-FeedHook = Callable[[int], None]
+Progress = Callable[[int], None]  # called with the bytes fed so far
 
 
 class _Updating:
@@ -137,7 +137,9 @@ class _Updating:
     store: _StoreHandle
     _u: Any
 
-    def _run(self, payload: bytes, piece: int, stop_after: int | None) -> Status:
+    def _run(
+        self, payload: bytes, piece: int, stop_after: int | None, progress: Progress | None = None
+    ) -> Status:
         lib = self._n.lib
         st = Status(lib.modelota_store_begin(self.store.st))
         if st != Status.Ok:
@@ -156,6 +158,8 @@ class _Updating:
                 lib.modelota_store_cancel(self.store.st)
                 return Status(lib.modelota_abort(self._u, rc))
             st = Status(lib.modelota_feed(self._u, buf, len(part)))
+            if progress is not None:
+                progress(pos + len(part))
             if st != Status.Ok:
                 lib.modelota_store_cancel(self.store.st)
                 return st
@@ -269,7 +273,13 @@ class RamModelDevice(_Updating):
         self.booted_from = "factory"
         return self.store.format(self.factory, self.factory_version)
 
-    def update(self, payload: bytes, piece: int = 256, stop_after: int | None = None) -> Status:
+    def update(
+        self,
+        payload: bytes,
+        piece: int = 256,
+        stop_after: int | None = None,
+        progress: Progress | None = None,
+    ) -> Status:
         n = self._n
         cfg = n.ffi.new("modelota_config*")
         wbuf = n.ffi.from_buffer("uint8_t[]", self.ram, require_writable=True)
@@ -284,7 +294,7 @@ class RamModelDevice(_Updating):
         st = Status(n.lib.modelota_init(self._u, cfg))
         if st != Status.Ok:
             return st
-        st = self._run(payload, piece, stop_after)
+        st = self._run(payload, piece, stop_after, progress)
         if st == Status.Ok:
             self.version = int(n.lib.modelota_current_version(self._u))
         return st
