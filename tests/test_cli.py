@@ -143,60 +143,22 @@ def test_inspect_weights_mismatch_fails(tmp_path: Path) -> None:
 def test_bad_usage_gives_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "w.bin").write_bytes(b"\x00" * 10)
     (tmp_path / "small.bin").write_bytes(b"\x00" * 9)
-    cases = [
-        (
-            ["pack", tmp_path / "nope.bin", "-o", tmp_path / "o", "--version", "1", "--model", "m"],
-            "no such file",
-        ),
-        (["pack", tmp_path / "w.bin", "-o", tmp_path / "o", "--version", "1"], "--model"),
-        (
-            [
-                "pack",
-                tmp_path / "w.bin",
-                "-o",
-                tmp_path / "o",
-                "--version",
-                "1",
-                "--fingerprint",
-                "abcd",
-            ],
-            "16 bytes",
-        ),
-        (
-            [
-                "pack",
-                tmp_path / "w.bin",
-                "-o",
-                tmp_path / "o",
-                "--version",
-                "2",
-                "--model",
-                "m",
-                "--base",
-                tmp_path / "small.bin",
-                "--base-version",
-                "1",
-            ],
-            "not the same model",
-        ),
-        (
-            [
-                "pack",
-                tmp_path / "w.bin",
-                "-o",
-                tmp_path / "o",
-                "--version",
-                "2",
-                "--model",
-                "m",
-                "--base",
-                tmp_path / "w.bin",
-            ],
-            "--base-version",
-        ),
+
+    def pack_w(*extra: str | Path) -> list[str | Path]:
+        return ["pack", tmp_path / "w.bin", "-o", tmp_path / "o", *extra]
+
+    cases: list[tuple[list[str | Path], str]] = [
+        (["pack", tmp_path / "nope.bin", "-o", tmp_path / "o", "--version", "1", "--model", "m"],
+         "no such file"),
+        (pack_w("--version", "1"), "--model"),
+        (pack_w("--version", "1", "--fingerprint", "abcd"), "16 bytes"),
+        (pack_w("--version", "2", "--model", "m", "--base", tmp_path / "small.bin",
+                "--base-version", "1"), "not the same model"),
+        (pack_w("--version", "2", "--model", "m", "--base", tmp_path / "w.bin"),
+         "--base-version"),
         (["inspect", tmp_path / "w.bin"], "BadMagic"),
         (["inspect", tmp_path / "nope.mota"], "no such file"),
-    ]
+    ]  # fmt: skip
     for args, needle in cases:
         r = modelota(*args)
         assert r.returncode == 1, (args, r.stdout, r.stderr)
