@@ -131,21 +131,58 @@ class Graph:
         unique_empty_buffers: bool = False,
         buffer_order_seed: int | None = None,
         subgraph_name: str = "main",
+        external_buffers: bool = False,
     ) -> bytes:
         """The .tflite bytes.
 
         ``unique_empty_buffers`` gives every non-constant tensor its own empty
         buffer (as TensorFlow's converter does) instead of sharing buffer 0;
         ``buffer_order_seed`` shuffles the order of the buffers table. Both
-        change the file's layout, never the model.
+        change the file's layout, never the model. ``external_buffers`` stores
+        constant data after the flatbuffer, found through Buffer.offset/size
+        (the layout TensorFlow uses for models above 2 GB).
         """
+        if not external_buffers:
+            return self._serialize(
+                description, metadata, unique_empty_buffers, buffer_order_seed, subgraph_name, None
+            )
+        # pass 1 sizes the flatbuffer (offset fields are fixed-width u64), pass 2 fills them in
+        probe = self._serialize(
+            description, metadata, unique_empty_buffers, buffer_order_seed, subgraph_name, {}
+        )
+        base = -(-len(probe) // BUFFER_ALIGN) * BUFFER_ALIGN
+        where: dict[int, int] = {}
+        tail = bytearray()
+        for i, t in enumerate(self.tensors):
+            if t.data:
+                where[i] = base + len(tail)
+                tail += t.data + bytes(-len(t.data) % BUFFER_ALIGN)
+        fb = self._serialize(
+            description, metadata, unique_empty_buffers, buffer_order_seed, subgraph_name, where
+        )
+        if len(fb) != len(probe):
+            raise AssertionError("flatbuffer size changed between passes")
+        return fb + bytes(base - len(fb)) + bytes(tail)
+
+    def _serialize(
+        self,
+        description: str | None,
+        metadata: dict[str, bytes] | None,
+        unique_empty_buffers: bool,
+        buffer_order_seed: int | None,
+        subgraph_name: str,
+        external: dict[int, int] | None,
+    ) -> bytes:
         # buffer table: 0 is the empty sentinel
         contents: list[bytes] = [b""]
+        ext_of: dict[int, int] = {}  # buffer index -> file offset of its external data
         tensor_buffer: list[int] = []
-        for t in self.tensors:
+        for i, t in enumerate(self.tensors):
             if t.data is not None or unique_empty_buffers:
                 contents.append(t.data or b"")
                 tensor_buffer.append(len(contents) - 1)
+                if external is not None and t.data:
+                    ext_of[len(contents) - 1] = external.get(i, 2)
             else:
                 tensor_buffer.append(0)
         meta_buffer: dict[str, int] = {}
@@ -164,7 +201,11 @@ class Graph:
         buffer_offs = []
         for old in order:
             data = contents[old]
-            if data:
+            if old in ext_of:
+                tflite.BufferStart(b)
+                tflite.BufferAddOffset(b, ext_of[old])
+                tflite.BufferAddSize(b, len(data))
+            elif data:
                 vec = _aligned_bytes(b, data)
                 tflite.BufferStart(b)
                 tflite.BufferAddData(b, vec)
@@ -358,12 +399,20 @@ def forward_float(layers: Sequence[Dense], x: np.ndarray) -> list[np.ndarray]:
     return outs
 
 
+MIN_ACTIVATION_RANGE = 0.05
+
+
 def _activation_quant(values: np.ndarray) -> Quant:
-    """Asymmetric int8 per-tensor parameters covering ``values`` (and 0)."""
+    """Asymmetric int8 per-tensor parameters covering ``values`` (and 0).
+
+    The range is at least MIN_ACTIVATION_RANGE: a layer that is always zero on
+    the calibration data (a dead RELU) would otherwise get a scale so small that
+    the FULLY_CONNECTED output multiplier overflows, which TFLM aborts on.
+    """
     lo = min(float(np.min(values)), 0.0)
     hi = max(float(np.max(values)), 0.0)
-    if hi - lo < 1e-6:
-        hi = lo + 1e-6
+    if hi - lo < MIN_ACTIVATION_RANGE:
+        hi = lo + MIN_ACTIVATION_RANGE
     scale = (hi - lo) / 255.0
     zp = int(np.clip(round(-128 - lo / scale), -128, 127))
     return Quant([scale], [zp], min=[lo], max=[hi])
@@ -381,6 +430,7 @@ def build_mlp(
     name_prefix: str = "sequential/dense",
     unique_empty_buffers: bool = False,
     buffer_order_seed: int | None = None,
+    external_buffers: bool = False,
 ) -> bytes:
     """A .tflite MLP: input [1, n_in] → FULLY_CONNECTED layers → optional tail.
 
@@ -475,4 +525,5 @@ def build_mlp(
         metadata=metadata,
         unique_empty_buffers=unique_empty_buffers,
         buffer_order_seed=buffer_order_seed,
+        external_buffers=external_buffers,
     )
