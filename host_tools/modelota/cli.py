@@ -22,11 +22,7 @@ from .format import (
     pack,
     parse,
 )
-from .status import ModelOTAError
-
-
-class CliError(Exception):
-    """A user-facing failure: printed as one line, exit code 1."""
+from .status import CliError, ModelOTAError
 
 
 def raw_fingerprint(model: str, size: int) -> bytes:
@@ -91,6 +87,10 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
+    from . import tflite_cli
+
+    if tflite_cli.wants_tflite(args):
+        return tflite_cli.cmd_pack_tflite(args)
     new = read_weights(args.weights)
     fp = fingerprint_from(args, len(new))
     if not 0 <= args.version <= U32_MAX:
@@ -163,6 +163,11 @@ def describe(payload: Payload, raw: bytes) -> dict[str, object]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from . import tflite_cli
+
+    if tflite_cli.is_tflite(args.payload):
+        print(tflite_cli.describe_tflite(args.payload))
+        return 0
     path = Path(args.payload)
     if not path.is_file():
         raise CliError(f"{args.payload}: no such file")
@@ -219,7 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         g.add_argument("--fingerprint", help=f"{FINGERPRINT_LEN}-byte fingerprint as hex")
 
-    sp = sub.add_parser("pack", help="build a payload from raw weight files (.bin, .npy)")
+    sp = sub.add_parser(
+        "pack",
+        help="build a payload from raw weight files (.bin, .npy) or over a deployed .tflite",
+    )
     sp.add_argument("weights", nargs="+", help="new weights; several files are concatenated")
     sp.add_argument("-o", "--output", required=True, help="payload file to write (.mota)")
     sp.add_argument(
@@ -239,14 +247,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--base", help="weights the devices run now: ship only the changed ranges (delta)"
     )
     sp.add_argument("--base-version", type=int, help="version of --base")
+    sp.add_argument(
+        "--delta",
+        action="store_true",
+        help="with .tflite models: ship only the changed bytes (needs --base-version)",
+    )
     model_id(sp)
     sp.set_defaults(func=cmd_pack)
 
-    sp = sub.add_parser("inspect", help="print and verify a payload's header, segments and CRCs")
+    sp = sub.add_parser(
+        "inspect", help="print and verify a payload (.mota), or list a model's tensors (.tflite)"
+    )
     sp.add_argument("payload")
     sp.add_argument("--weights", nargs="+", help="expected final weights: check the digest")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.set_defaults(func=cmd_inspect)
+
+    from . import tflite_cli
+
+    tflite_cli.add_commands(sub)
 
     sp = sub.add_parser("demo", help="end-to-end update of a simulated device (real C++ core)")
     sp.set_defaults(func=cmd_demo)

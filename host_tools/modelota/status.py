@@ -42,3 +42,10 @@ class ModelOTAError(Exception):
         self.status = Status(status)
         text = f"{self.status.name} ({int(self.status)})"
         super().__init__(f"{text}: {message}" if message else text)
+
+
+class CliError(Exception):
+    """A user-facing failure of the ``modelota`` command: one line, exit code 1.
+
+    Defined here, not in cli.py, so that the class is the same object whether
+    cli.py runs as ``__main__`` (``python -m modelota.cli``) or is imported."""
