@@ -1,85 +1,55 @@
-"""End-to-end demo on a simulated device running the real C++ core.
+"""End-to-end demo on a simulated board running the real C++ core.
 
-A small classifier's weights live in the device's RAM. The device keeps its
-last good weights in a ModelOTA Store on a simulated NOR flash and restores
-from it on any failure. The demo:
+A digits classifier (scikit-learn's bundled 8x8 digits, 64-32-10, exported to
+TFLite) runs from the board's RAM: the interpreter reads its weights straight
+from the .tflite flatbuffer held there. The board keeps its last good model in
+a ModelOTA Store on a simulated NOR flash and restores from it on any failure.
+Accuracy is measured by running the board's bytes in the TFLM interpreter.
 
-1. boots the device with a barely trained ("bad") model and measures accuracy;
-2. packs the well trained ("good") model and streams it in 64-byte pieces, as a
-   serial link would deliver it: accuracy goes up;
-3. sends a payload corrupted in transit: refused (ChunkCrc), good weights kept;
-4. replays the old bad payload: refused (Rollback);
-5. drops the link half way through an update: refused (Timeout), good weights kept;
-6. cuts power during an update's flash commit, reboots: old or new weights, never a mix.
+1. boot with the barely trained ("bad") model;
+2. stream the well trained ("good") weights in 64-byte pieces, as a serial
+   link would deliver them: accuracy goes up;
+3. a payload with one bit flipped in transit: refused (ChunkCrc), good kept;
+4. a replay of the old bad model: refused (Rollback);
+5. the link drops half way through an update: refused (Timeout), good kept;
+6. power is cut while an update is written to flash; the reboot finds a whole
+   model (old or new, never a mix).
 """
 
 from __future__ import annotations
 
 import sys
 
-import numpy as np
 from tqdm import tqdm
 
+from . import digits
 from .device import Layout, RamModelDevice
-from .format import crc32, pack
+from .format import crc32
 from .simflash import SimFlash
 from .status import Status
+from .tflite_model import pack_tflite, read_tflite, rebase
 
-FEATURES = 16
-CLASSES = 4
-FINGERPRINT = bytes.fromhex("6c696e6561722d31362d34636c617373")  # "linear-16-4class"
 PIECE = 64  # bytes per read, like a UART driver's buffer
-
-
-def make_data(seed: int = 0, n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    """Four Gaussian classes in 16 dimensions."""
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 1.0, (CLASSES, FEATURES))
-    y = rng.integers(0, CLASSES, n)
-    x = centers[y] + rng.normal(0, 0.9, (n, FEATURES))
-    return x.astype(np.float32), y
-
-
-def train(x: np.ndarray, y: np.ndarray, steps: int, seed: int = 1) -> bytes:
-    """Softmax regression by gradient descent; weights as float32 bytes (W then b)."""
-    rng = np.random.default_rng(seed)
-    w = rng.normal(0, 0.5, (FEATURES, CLASSES))
-    b = np.zeros(CLASSES)
-    onehot = np.eye(CLASSES)[y]
-    for _ in range(steps):
-        logits = x @ w + b
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        grad = (p - onehot) / len(x)
-        w -= 0.5 * (x.T @ grad)
-        b -= 0.5 * grad.sum(axis=0)
-    return w.astype(np.float32).tobytes() + b.astype(np.float32).tobytes()
-
-
-def accuracy(weights: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    """Runs the model straight from the device's weight bytes."""
-    arr = np.frombuffer(weights, dtype=np.float32)
-    w = arr[: FEATURES * CLASSES].reshape(FEATURES, CLASSES)
-    b = arr[FEATURES * CLASSES :]
-    return float(((x @ w + b).argmax(axis=1) == y).mean())
+CHUNK = 256  # payload chunk size: the board lends a 256-byte chunk buffer
 
 
 class Board:
     """A simulated board: RAM model + ModelOTA Store on a simulated NOR flash.
 
-    Power cuts and reboots are real for the flash: a reboot builds a new
-    device over the same flash, as a board would after power-on."""
+    A reboot builds a new device over the same flash, as a board would after
+    power-on: only the flash survives."""
 
-    def __init__(self, factory: bytes) -> None:
+    def __init__(self, factory: bytes, max_payload: int) -> None:
         self.factory = factory
-        self.layout = Layout.plan(256, 4, len(factory), 4096)
+        self.fingerprint = read_tflite(factory).fingerprint()
+        self.layout = Layout.plan(256, 4, len(factory), max_payload)
         self.flash = SimFlash(256, self.layout.block_count, 4)
         self.boot()
 
     def boot(self) -> None:
         self.flash.reboot()
         self.dev = RamModelDevice(
-            self.flash, self.layout, FINGERPRINT, self.factory, 1, buffer_len=256
+            self.flash, self.layout, self.fingerprint, self.factory, 1, buffer_len=CHUNK
         )
         if self.dev.boot() != Status.Ok:
             raise RuntimeError("boot failed")
@@ -93,98 +63,100 @@ class Board:
         return self.dev.version
 
     def update(
-        self,
-        stream: bytes,
-        label: str,
-        stop_after: int | None = None,
-        cut_power_at: int | None = None,
+        self, stream: bytes, label: str, stop_after: int | None = None, cut_at: int | None = None
     ) -> Status:
-        if cut_power_at is not None:
-            self.flash.cut_power(self.flash.ops + cut_power_at, tear=True, seed=7)
-        with tqdm(
-            total=len(stream),
-            desc=label,
-            unit="B",
-            unit_scale=True,
-            leave=True,
-            file=sys.stdout,
-            ncols=78,
-        ) as bar:
+        if cut_at is not None:
+            self.flash.cut_power(self.flash.ops + cut_at, tear=True, seed=7)
+        with tqdm(total=len(stream), desc=label, unit="B", unit_scale=True, leave=True,
+                  file=sys.stdout, ncols=78) as bar:  # fmt: skip
 
             def advance(done: int) -> None:
                 bar.update(done - bar.n)
 
-            # 64-byte pieces, as a UART driver would hand them over
             return self.dev.update(stream, piece=PIECE, stop_after=stop_after, progress=advance)
+
+    def ops_of(self, stream: bytes) -> int:
+        """Storage operations a clean update takes (measured, then undone)."""
+        before, start = self.flash.data, self.flash.ops
+        dev = RamModelDevice(self.flash, self.layout, self.fingerprint, self.factory, 1)
+        dev.boot()
+        dev.update(stream)
+        n = self.flash.ops - start
+        self.flash.load(0, before)
+        self.boot()
+        return n
 
 
 def run() -> int:
-    x, y = make_data()
-    bad = train(x, y, steps=0)
-    good = train(x, y, steps=300)
-    print("ModelOTA demo: the real firmware_lib C++ core, compiled natively, on a simulated device")
-    print(
-        f"model: linear classifier, {FEATURES}x{CLASSES} float32 weights + bias,"
-        f" {len(bad)} bytes in RAM\n"
-    )
+    x_tr, y_tr, x_te, y_te = digits.load(0)
+    bad = digits.export(digits.train(x_tr, y_tr, digits.BAD_STEPS, 0), "digits: barely trained")
+    good = digits.export(digits.train(x_tr, y_tr, digits.GOOD_STEPS, 0), "digits: trained")
+    newer = digits.export(digits.train(x_tr, y_tr, digits.GOOD_STEPS + 40, 0), "digits: v3")
 
-    device = Board(bad)
-    acc_bad = accuracy(device.weights, x, y)
-    print(f"[{'boot':<8}] version {device.version}, accuracy {acc_bad:6.1%}  (barely trained)")
+    def acc(model: bytes) -> float:
+        return digits.tflm_accuracy(model, x_te, y_te)
+
+    print("ModelOTA demo: the real firmware_lib C++ core, compiled natively, on a simulated board")
+    print(
+        f"model: digits classifier 64-32-10 as a {len(bad)}-byte .tflite in RAM; accuracy is"
+        f" measured in the TFLM interpreter on {len(y_te)} held-out digits\n"
+    )
+    v2 = pack_tflite(bad, good, version=2, chunk_size=CHUNK).encode()
+    board = Board(bad, max_payload=2 * len(v2))
+    acc_bad = acc(board.weights)
+    print(f"[{'boot':<8}] version {board.version}, accuracy {acc_bad:6.1%}  (barely trained)")
 
     ok = True
 
     def expect(step: str, got: Status, want: Status, weights: bytes, version: int) -> None:
         nonlocal ok
-        kept = device.weights == weights and device.version == version
-        acc = accuracy(device.weights, x, y)
+        kept = board.weights == weights and board.version == version
         verdict = "as expected" if got == want and kept else "UNEXPECTED"
         ok = ok and got == want and kept
         print(
-            f"[{step:<8}] status {got.name}: version {device.version}, accuracy {acc:6.1%},"
-            f" weights crc32 {crc32(device.weights):#010x} ({verdict})\n"
+            f"[{step:<8}] status {got.name}: version {board.version},"
+            f" accuracy {acc(board.weights):6.1%},"
+            f" model crc32 {crc32(board.weights):#010x} ({verdict})\n"
         )
 
-    good_payload = pack(good, fingerprint=FINGERPRINT, version=2, chunk_size=128).encode()
-    print(f"[{'update':<8}] good model as version 2: {len(good_payload)}-byte payload")
-    st = device.update(good_payload, "  streaming")
-    expect("update", st, Status.Ok, good, 2)
-    acc_good = accuracy(device.weights, x, y)
+    print(f"[{'update':<8}] good weights as version 2: {len(v2)}-byte payload")
+    st = board.update(v2, "  streaming")
+    good_here = board.weights
+    expect("update", st, Status.Ok, good_here, 2)
+    acc_good = acc(good_here)
 
-    newer = train(x, y, steps=310)
-    damaged = bytearray(pack(newer, fingerprint=FINGERPRINT, version=3, chunk_size=128).encode())
+    v3 = pack_tflite(good_here, newer, version=3, chunk_size=CHUNK).encode()
+    damaged = bytearray(v3)
     damaged[len(damaged) // 2] ^= 0x04  # one bit flipped on the wire, mid payload
     print(f"[{'corrupt':<8}] version 3 with one bit flipped in transit")
-    st = device.update(bytes(damaged), "  streaming")
-    expect("corrupt", st, Status.ChunkCrc, good, 2)
+    expect("corrupt", board.update(bytes(damaged), "  streaming"), Status.ChunkCrc, good_here, 2)
 
-    old_payload = pack(bad, fingerprint=FINGERPRINT, version=1, chunk_size=128).encode()
-    print(f"[{'rollback':<8}] replay of the old version 1 payload")
-    st = device.update(old_payload, "  streaming")
-    expect("rollback", st, Status.Rollback, good, 2)
+    replay = pack_tflite(good_here, bad, version=1, chunk_size=CHUNK).encode()
+    print(f"[{'rollback':<8}] replay of the old bad model as version 1")
+    expect("rollback", board.update(replay, "  streaming"), Status.Rollback, good_here, 2)
 
-    v3 = pack(newer, fingerprint=FINGERPRINT, version=3, chunk_size=128).encode()
     print(f"[{'dropped':<8}] version 3, link lost after 60% of the payload")
-    st = device.update(v3, "  streaming", stop_after=len(v3) * 6 // 10)
-    expect("dropped", st, Status.Timeout, good, 2)
+    st = board.update(v3, "  streaming", stop_after=len(v3) * 6 // 10)
+    expect("dropped", st, Status.Timeout, good_here, 2)
 
-    print(f"[{'cut':<8}] version 3, power lost while the update is committed to flash")
-    # operation 14 of this update's 19 falls in the block-by-block rewrite
-    st = device.update(v3, "  streaming", cut_power_at=14)
-    print(f"[{'cut':<8}] status {st.name}: the board lost power mid-write")
-    device.boot()
-    kept = st == Status.StorageIo and (device.weights, device.version) in ((good, 2), (newer, 3))
-    held = "the new v3" if device.version == 3 else "the good v2"
+    n = board.ops_of(v3)
+    print(f"[{'cut':<8}] version 3, power lost at storage operation {n * 9 // 10} of {n}")
+    st = board.update(v3, "  streaming", cut_at=n * 9 // 10)
+    print(f"[{'cut':<8}] status {st.name}: the board lost power mid-write; rebooting")
+    board.boot()
+    # exactly the old bytes, or exactly the old file with the new weights laid in
+    whole = {2: good_here, 3: rebase(read_tflite(good_here), read_tflite(newer))}
+    held = "the new v3" if board.version == 3 else "the good v2"
+    kept = st == Status.StorageIo and board.weights == whole.get(board.version)
     print(
-        f"[{'reboot':<8}] booted {held} weights from flash: version {device.version},"
-        f" accuracy {accuracy(device.weights, x, y):6.1%}"
-        f" ({'as expected' if kept else 'UNEXPECTED'})\n"
+        f"[{'reboot':<8}] booted {held} model from flash: version {board.version},"
+        f" accuracy {acc(board.weights):6.1%} ({'as expected' if kept else 'UNEXPECTED'})\n"
     )
     ok = ok and kept
 
     print(
         f"accuracy: {acc_bad:.1%} (bad, v1) -> {acc_good:.1%} (good, v2);"
-        " corrupted, replayed and interrupted updates refused with the good weights kept;"
+        " corrupted, replayed and interrupted updates refused with the good model kept;"
         " a power cut left a whole model"
     )
     if not ok:
