@@ -794,3 +794,29 @@ def test_patched_library_builds_with_arduino_builder_for_the_mega(tmp_path: Path
         assert len(factories) > 10 and set(factories.values()) <= {"T", "t"}, factories
     ours = [ln for ln in out.splitlines() if "warning:" in ln and "modelota_ei" in ln]
     assert not ours, "\n".join(ours)
+
+
+def test_modelota_command_line_prepare_ei_and_pack_ei(tmp_path: Path) -> None:
+    """The same through the installed `modelota` command, as a user types it."""
+    import sys
+
+    old = FORMS["eon2024_g0_hex"](tmp_path / "old", "old")
+    new = FORMS["eon2024_g0_hex"](tmp_path / "new", "new")
+
+    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "modelota.cli", *map(str, args)],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    r = run("prepare-ei", old.export.root)
+    assert r.returncode == 0, r.stderr
+    assert run("prepare-ei", old.export.root).returncode == 0  # idempotent
+    out = tmp_path / "v2.mota"
+    r = run("pack", "--ei", old.export.root, new.export.root, "-o", out, "--version", "2",
+            "--chunk-size", "256")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    dev = native.Updater(bytearray(old.region), buffer_len=256, current_version=1,
+                         fingerprint=E.read_export(old.export.root).fingerprint())  # fmt: skip
+    assert dev.apply(out.read_bytes()) == Status.Ok
+    assert bytes(dev.weights) == _expected_new_region(old, new)
+    r = run("pack", "--ei", old.export.root, tmp_path / "nowhere", "-o", out, "--version", "3")
+    assert r.returncode == 1 and r.stderr.startswith("modelota: error:")

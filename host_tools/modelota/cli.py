@@ -87,8 +87,14 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from . import tflite_cli
+    from . import edgeimpulse_cli, tflite_cli
 
+    if args.ei:
+        if args.weights or args.base:
+            raise CliError("--ei OLD NEW takes the two exports; give no other weight files")
+        return edgeimpulse_cli.cmd_pack_ei(args)
+    if not args.weights:
+        raise CliError("give the new weights (files, a .tflite with --base, or --ei OLD NEW)")
     if tflite_cli.wants_tflite(args):
         return tflite_cli.cmd_pack_tflite(args)
     new = read_weights(args.weights)
@@ -228,7 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
         "pack",
         help="build a payload from raw weight files (.bin, .npy) or over a deployed .tflite",
     )
-    sp.add_argument("weights", nargs="+", help="new weights; several files are concatenated")
+    sp.add_argument("weights", nargs="*", help="new weights; several raw files are concatenated")
+    sp.add_argument(
+        "--ei",
+        nargs=2,
+        metavar=("OLD", "NEW"),
+        help="two Edge Impulse Arduino exports (folders or .zip): the deployed one and the new one",
+    )
     sp.add_argument("-o", "--output", required=True, help="payload file to write (.mota)")
     sp.add_argument(
         "--version",
@@ -263,9 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.set_defaults(func=cmd_inspect)
 
-    from . import tflite_cli
+    from . import edgeimpulse_cli, tflite_cli
 
     tflite_cli.add_commands(sub)
+    edgeimpulse_cli.add_commands(sub)
 
     sp = sub.add_parser("demo", help="end-to-end update of a simulated device (real C++ core)")
     sp.set_defaults(func=cmd_demo)
