@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,17 @@ def test_diff_and_inspect_list_tensors(tmp_path: Path) -> None:
     assert "same architecture" in r.stdout and "sequential/dense/MatMul" in r.stdout
     r = modelota("inspect", tmp_path / "bad.tflite")
     assert r.returncode == 0 and "[32, 64]" in r.stdout and "constant" in r.stdout
+    out = tmp_path / "d.mota"
+    r = modelota("pack", "--base", tmp_path / "bad.tflite", tmp_path / "good.tflite", "-o", out,
+                 "--version", "2", "--delta", "--base-version", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = modelota("inspect", out, "--model", tmp_path / "bad.tflite")
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"payload rewrites (\d+) of (\d+) weight bytes", r.stdout)
+    assert m and 0 < int(m.group(1)) <= int(m.group(2)), r.stdout
+    assert re.search(r"sequential/dense/MatMul\s+\[32, 64\]\s+8192\s+\d+", r.stdout)
+    r = modelota("inspect", out, "--model", tmp_path / "good.tflite")  # other layout
+    assert r.returncode == 1 and "not the model this payload was made for" in r.stderr
 
 
 def test_other_architecture_is_refused_naming_the_difference(tmp_path: Path) -> None:

@@ -183,6 +183,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     except ModelOTAError as e:
         raise CliError(f"{args.payload}: {e}") from e
     info = describe(payload, raw)
+    tensors = ""
+    if args.model:
+        from . import tflite_cli
+
+        tensors = tflite_cli.payload_tensors(payload, args.model)
+        if args.json:
+            info["tensors"] = tensors.splitlines()
+            tensors = ""
     if args.weights:
         final = read_weights(args.weights)
         ok = (
@@ -203,6 +211,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 print(f"{'digest':>14}: crc32 {payload.header.digest_crc32():#010x}")
             elif value is not None:
                 print(f"{key:>14}: {value}")
+    if tensors:
+        print(tensors)
     if info.get("weights_check") == "MISMATCH":
         raise CliError("the given weights do not match the payload's digest")
     return 0
@@ -273,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("payload")
     sp.add_argument("--weights", nargs="+", help="expected final weights: check the digest")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument(
+        "--model",
+        help="the deployed .tflite: show how many bytes of each tensor the payload rewrites",
+    )
     sp.set_defaults(func=cmd_inspect)
 
     from . import edgeimpulse_cli, tflite_cli

@@ -282,3 +282,30 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     sp.add_argument("new", help="the retrained model (.tflite, same architecture)")
     sp.add_argument("--all", action="store_true", help="list unchanged weight tensors too")
     sp.set_defaults(func=cmd_diff)
+
+
+def payload_tensors(payload: Payload, model_path: str | Path) -> str:
+    """What ``modelota inspect x.mota --model deployed.tflite`` adds: for each
+    weight tensor of the deployed model, how many of its bytes the payload's
+    segments rewrite."""
+    data, m = load(model_path)
+    h = payload.header
+    if h.weights_size != len(data) or h.fingerprint != m.fingerprint():
+        raise _cli.CliError(
+            f"{model_path} is not the model this payload was made for"
+            f" (payload: {h.weights_size} bytes, fingerprint {h.fingerprint.hex()})"
+        )
+    segs = payload.segments
+    lines = ["#  name                                      shape     bytes  rewritten"]
+    total = 0
+    for t in m.tensors:
+        ranges = t.ranges()
+        if not ranges:
+            continue
+        hit = sum(max(0, min(o + n, so + sn) - max(o, so)) for o, n in ranges for so, sn in segs)
+        total += hit
+        name = t.name if len(t.name) <= 40 else t.name[:37] + "..."
+        shape = "[" + ", ".join(map(str, t.shape)) + "]"
+        lines.append(f"{t.index:<2} {name:<41} {shape:<9} {t.weight_bytes:>5}  {hit:>9}")
+    lines.append(f"payload rewrites {total} of {m.weight_bytes} weight bytes")
+    return "\n".join(lines)
