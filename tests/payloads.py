@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from hypothesis import strategies as st
 
@@ -92,3 +95,13 @@ def splits(draw: st.DrawFn, length: int) -> list[int]:
     step = draw(st.sampled_from([1, 2, 3, 5, 13, 96, 97, 512]))
     step = max(step, length // 20_000 + 1)  # one-byte feeds only for small payloads
     return list(range(step, length, step))
+
+
+def modelota(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Runs the `modelota` command line as a user would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "modelota.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

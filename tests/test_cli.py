@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +11,7 @@ import numpy as np
 from modelota import Status
 from modelota.cli import raw_fingerprint
 from modelota.native import Updater
-
-
-def modelota(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "modelota.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from payloads import modelota
 
 
 def test_pack_then_device_applies_it(tmp_path: Path) -> None:

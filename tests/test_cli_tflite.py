@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from modelota import Status
 from modelota.digits import digits_models, tflm_accuracy
 from modelota.native import Updater
 from modelota.tflite_model import read_tflite
-
-
-def modelota(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "modelota.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from payloads import modelota
 
 
 def test_pack_over_deployed_tflite_then_device_runs_the_good_model(tmp_path: Path) -> None:

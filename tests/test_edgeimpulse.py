@@ -798,14 +798,10 @@ def test_patched_library_builds_with_arduino_builder_for_the_mega(tmp_path: Path
 
 def test_modelota_command_line_prepare_ei_and_pack_ei(tmp_path: Path) -> None:
     """The same through the installed `modelota` command, as a user types it."""
-    import sys
+    from payloads import modelota as run
 
     old = FORMS["eon2024_g0_hex"](tmp_path / "old", "old")
     new = FORMS["eon2024_g0_hex"](tmp_path / "new", "new")
-
-    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "modelota.cli", *map(str, args)],
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
 
     r = run("prepare-ei", old.export.root)
     assert r.returncode == 0, r.stderr
