@@ -157,14 +157,22 @@ def build(book: Sketchbook, sketch_dir: Path, name: str | None = None) -> Build:
     assert BUILDER is not None
     cmd = [
         BUILDER,
-        "-hardware", str(HARDWARE),
-        "-hardware", str(builder_platform_dir()),
-        "-tools", str(TOOLS),
-        "-fqbn", FQBN,
-        "-libraries", str(book.libraries),
-        "-build-path", str(build_path),
-        "-build-cache", str(book.cache),
-        "-warnings", "all",
+        "-hardware",
+        str(HARDWARE),
+        "-hardware",
+        str(builder_platform_dir()),
+        "-tools",
+        str(TOOLS),
+        "-fqbn",
+        FQBN,
+        "-libraries",
+        str(book.libraries),
+        "-build-path",
+        str(build_path),
+        "-build-cache",
+        str(book.cache),
+        "-warnings",
+        "all",
         "-prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=17",
         "-prefs=compiler.c.extra_flags=-DDECIMAL_DIG=17",
         str(sketch),
@@ -191,9 +199,7 @@ def our_warnings(output: str, book: Sketchbook) -> list[str]:
 def include_dirs(b: Build) -> dict[str, Path]:
     """Where the builder found each library header (from its include cache)."""
     entries = json.loads((b.build_path / "includes.cache").read_text())
-    return {
-        e["Include"]: Path(e["Includepath"]).resolve() for e in entries if e.get("Include")
-    }
+    return {e["Include"]: Path(e["Includepath"]).resolve() for e in entries if e.get("Include")}
 
 
 def size_report(b: Build) -> str:
@@ -202,7 +208,9 @@ def size_report(b: Build) -> str:
     if avr_size:
         out = subprocess.run(
             [avr_size, "-C", "--mcu=atmega2560", str(b.elf)],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout
         lines += [ln for ln in out.splitlines() if ln.startswith(("Program:", "Data:"))]
     avr_nm = shutil.which("avr-nm")
@@ -328,8 +336,18 @@ def test_symlinked_library_is_this_tree(sketchbook: Sketchbook) -> None:
         for ln in (ROOT / "library.properties").read_text().splitlines()
         if "=" in ln and not ln.startswith("#")
     )
-    for key in ("name", "version", "author", "maintainer", "sentence", "paragraph",
-                "category", "url", "architectures", "includes"):
+    for key in (
+        "name",
+        "version",
+        "author",
+        "maintainer",
+        "sentence",
+        "paragraph",
+        "category",
+        "url",
+        "architectures",
+        "includes",
+    ):
         assert props.get(key), f"library.properties lacks {key}"
     assert props["name"] == "ModelOTA"
     assert props["includes"] == "ModelOTA.h"

@@ -61,10 +61,21 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("glue") / "glue_driver"
     assert GXX is not None
     cmd = [
-        GXX, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-O1",
-        "-I", str(HOST), "-I", str(ROOT / "src"),
-        str(ROOT / "src" / "ModelOTA.cpp"), str(ROOT / "src" / "modelota_store.cpp"),
-        str(HOST / "glue_driver.cpp"), "-o", str(out),
+        GXX,
+        "-std=c++11",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-O1",
+        "-I",
+        str(HOST),
+        "-I",
+        str(ROOT / "src"),
+        str(ROOT / "src" / "ModelOTA.cpp"),
+        str(ROOT / "src" / "modelota_store.cpp"),
+        str(HOST / "glue_driver.cpp"),
+        "-o",
+        str(out),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
@@ -84,7 +95,10 @@ def run(driver: Path, tmp_path: Path) -> Run:
         args = [str(driver), str(factory), str(p), mode, str(timeout_ms), str(at)]
         proc = subprocess.run(
             args + (["store"] if store else []),
-            capture_output=True, text=True, timeout=20, check=False,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
         )
         assert proc.returncode == 0, proc.stderr
         res = dict(line.split("=", 1) for line in proc.stdout.splitlines())
