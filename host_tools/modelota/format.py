@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .status import ModelOTAError, Status
@@ -487,11 +486,3 @@ def apply_reference(stream: bytes, dev: Device) -> Walk:
     if w.status != Status.Ok:
         dev.weights[:] = before
     return w
-
-
-def iter_records(data: bytes) -> Iterator[tuple[str, int, int]]:
-    """(kind, start, end) byte spans of a well-formed payload: 'header' and 'chunk'."""
-    payload = parse(data)
-    yield ("header", 0, HEADER_LEN)
-    for start, end in payload.chunk_spans():
-        yield ("chunk", start, end)
