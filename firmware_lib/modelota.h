@@ -8,4 +8,5 @@
 #include "modelota/updater.h"
 #include "modelota/storage.h"
 #include "modelota/store.h"
+#include "modelota/link.h"
 #endif

@@ -23,7 +23,8 @@ FIRMWARE = ROOT / "firmware_lib"
 SIM = ROOT / "sim"
 
 CORE_SOURCES = [
-    FIRMWARE / "modelota" / n for n in ("crc32.cpp", "status.cpp", "updater.cpp", "store.cpp")
+    FIRMWARE / "modelota" / n
+    for n in ("crc32.cpp", "status.cpp", "updater.cpp", "store.cpp", "link.cpp")
 ]
 SIM_SOURCES = [SIM / "sim_storage.cpp", SIM / "sim_flash.cpp"]
 
@@ -147,6 +148,38 @@ int modelota_store_commit_hook(void* ctx, uint32_t version);
 void modelota_store_attach_ram(modelota_config* cfg, modelota_store* st, uint8_t* ram);
 void modelota_store_attach_flash(modelota_config* cfg, modelota_store* st);
 int sim_region_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
+
+typedef struct modelota_link_io {
+    void* ctx;
+    int (*write)(void* ctx, const uint8_t* data, uint32_t n);
+    uint32_t (*now_ms)(void* ctx);
+} modelota_link_io;
+typedef struct modelota_link_config {
+    modelota_updater* updater;
+    const modelota_config* cfg;
+    modelota_store* store;
+    modelota_link_io io;
+    uint8_t* frame_buf;
+    uint32_t frame_buf_len;
+    uint32_t resume_timeout_ms;
+    uint8_t window;
+    uint32_t (*weights_crc)(void* app);
+    int32_t (*probe)(void* app);
+    void* app;
+} modelota_link_config;
+typedef struct modelota_link { ...; } modelota_link;
+int modelota_link_init(modelota_link* l, const modelota_link_config* c);
+int modelota_link_rx(modelota_link* l, const uint8_t* data, uint32_t n);
+int modelota_link_poll(modelota_link* l);
+int modelota_link_busy(const modelota_link* l);
+int modelota_link_last_result(const modelota_link* l);
+uint32_t modelota_link_acked(const modelota_link* l);
+uint32_t modelota_link_max_data(const modelota_link* l);
+uint32_t modelota_link_frames_bad(const modelota_link* l);
+extern "Python" int modelota_py_link_write(void* ctx, const uint8_t* data, uint32_t n);
+extern "Python" uint32_t modelota_py_link_now(void* ctx);
+extern "Python" uint32_t modelota_py_weights_crc(void* app);
+extern "Python" int32_t modelota_py_probe(void* app);
 int sim_region_write(void* ctx, uint32_t offset, const uint8_t* src, uint32_t len);
 
 #define SIM_FLASH_OK ...
@@ -196,7 +229,7 @@ int sim_flash_sync(const modelota_storage* s);
 def header_constants() -> list[str]:
     """Every MODELOTA_* enum constant and integer #define in the core headers."""
     names: list[str] = []
-    for header in ("status.h", "updater.h", "format.h", "store.h"):
+    for header in ("status.h", "updater.h", "format.h", "store.h", "link.h"):
         text = (FIRMWARE / "modelota" / header).read_text()
         names += re.findall(r"^\s*(MODELOTA_[A-Z0-9_]+)\s*=", text, flags=re.M)
         names += re.findall(
