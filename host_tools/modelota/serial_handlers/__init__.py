@@ -1,0 +1,1 @@
+"""pyserial URL handlers (``sim://``), registered by :mod:`modelota.push`."""
