@@ -258,6 +258,16 @@ int modelota_link_rx(modelota_link* l, const uint8_t* data, uint32_t n) {
         return MODELOTA_INVALID_ARGUMENT;
     }
     int result = MODELOTA_OK;
+    if (n == 0u) {
+        return result;
+    }
+    uint32_t t = now(l);
+    if (l->rx_state != RX_SYNC0 &&
+        static_cast<uint32_t>(t - l->last_byte_ms) >= static_cast<uint32_t>(MODELOTA_LINK_GAP_MS)) {
+        l->frames_bad++; /* a frame cut short: forget it */
+        l->rx_state = RX_SYNC0;
+    }
+    l->last_byte_ms = t;
     uint8_t* f = l->c.frame_buf;
     uint32_t max_body = modelota_link_max_data(l) + MODELOTA_LINK_DATA_HEAD;
     for (uint32_t i = 0; i < n; ++i) {

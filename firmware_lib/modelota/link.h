@@ -35,6 +35,13 @@ extern "C" {
 #define MODELOTA_LINK_DEFAULT_WINDOW 4u
 #define MODELOTA_LINK_INFO_LEN 45u
 #define MODELOTA_LINK_TX_LEN 64u
+/* A frame whose bytes stop for this long is dropped and the receiver hunts
+ * for SYNC again: a host that lost the link mid-frame and reconnects is
+ * heard at once, not after its first frames were swallowed as the tail of
+ * the cut one. */
+#ifndef MODELOTA_LINK_GAP_MS
+#define MODELOTA_LINK_GAP_MS 50u
+#endif
 
 /* Frame types, host -> device */
 #define MODELOTA_LINK_HELLO 0x01u
@@ -90,6 +97,7 @@ typedef struct modelota_link {
     uint32_t transfer_id;
     uint32_t acked;
     uint32_t last_rx_ms;
+    uint32_t last_byte_ms;
     uint32_t rx_pos;  /* bytes of type/len/body gathered */
     uint32_t rx_need; /* 3 + len once the header is in */
     uint32_t last_id; /* transfer_id of the last finished transfer */

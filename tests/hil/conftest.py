@@ -1,0 +1,69 @@
+"""HIL suite setup: ``--port`` picks the board under test.
+
+Without it (or with ``--port native``) each test gets a fresh native
+simulated board (modelota.simboard: the real C++ link and Updater) served on
+a TCP port. Other values name a ``sim://`` board (``sim://qemu-m4``...) that
+the handler in modelota.serial_handlers.protocol_sim knows how to start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from modelota.simboard import SimBoard, demo_model
+
+SIZE = 4096
+RESUME_TIMEOUT_MS = 1500
+
+
+@dataclass
+class Board:
+    """A board under test: where to reach it and what it runs."""
+
+    url: str
+    addr: tuple[str, int]  # TCP endpoint, for the link simulator
+    weights: bytes  # factory weights
+    fingerprint: bytes
+    version: int
+    resume_timeout_s: float
+    sim: SimBoard | None  # the native board, when it is one
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--port",
+        action="store",
+        default="native",
+        help="HIL board: 'native' (default) or a sim:// URL such as sim://qemu-m4",
+    )
+
+
+@pytest.fixture
+def board(request: pytest.FixtureRequest) -> Iterator[Board]:
+    port = request.config.getoption("--port", default="native")
+    weights, fp = demo_model(SIZE)
+    if port in ("native", "sim://native"):
+        sim = SimBoard(weights, fingerprint=fp, version=1, resume_timeout_ms=RESUME_TIMEOUT_MS)
+        tcp = sim.serve_tcp()
+        yield Board(
+            f"socket://127.0.0.1:{tcp}",
+            ("127.0.0.1", tcp),
+            weights,
+            fp,
+            1,
+            RESUME_TIMEOUT_MS / 1000,
+            sim,
+        )
+        sim.stop()
+        return
+    from modelota.serial_handlers import protocol_sim
+
+    name = port.split("://", 1)[-1].split("?", 1)[0]
+    factory = protocol_sim.BOARDS.get(name)
+    if factory is None:
+        pytest.skip(f"no simulated board {name!r} registered")
+    host, tcp = factory({"size": str(SIZE), "timeout_ms": str(RESUME_TIMEOUT_MS)})
+    yield Board(port, (host, tcp), weights, fp, 1, RESUME_TIMEOUT_MS / 1000, None)
