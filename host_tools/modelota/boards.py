@@ -1,0 +1,455 @@
+"""Emulated boards built from the real sources, reachable over a socket.
+
+Two boards run the real firmware_lib core and link protocol (docs/PROTOCOL.md)
+on an emulated CPU:
+
+- ``m4``: a bare-metal Cortex-M4 firmware for QEMU ``mps2-an386``
+  (sim/boards/m4: startup code, linker script, CMSDK UART0, SysTick clock),
+  compiled with arm-none-eabi-g++ from firmware_lib directly;
+- ``avr``: the Arduino sketch examples/SerialUpdate compiled with
+  arduino-builder for the Mega 2560 and run in ``qemu-system-avr``.
+
+Both hold the same 512-byte model (sim/boards/board_model.h; here
+:data:`FACTORY_WEIGHTS`, :data:`FINGERPRINT`, :func:`probe`), and answer
+HELLO with INFO: version, CRC32 of the weights and the probe inference.
+
+    with start_board("m4") as board:       # builds if needed, boots QEMU
+        ser = serial.serial_for_url(board.url)
+        print(hello(ser))
+
+Once this module is imported, ``serial.serial_for_url("sim://qemu-m4")`` (or
+``sim://qemu-avr``; any pyserial user, e.g. ``modelota.push.push``) boots a
+board itself through :mod:`modelota.serial_handlers.protocol_sim`; with
+``?name=x`` the same board is reused by later opens. Boards started this way
+run until :func:`stop_sim_boards` or interpreter exit.
+
+Builds go to a cache directory keyed by a hash of every source and flag
+(``$MODELOTA_BOARD_CACHE``, default ``<tmp>/modelota-boards``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+FIRMWARE = ROOT / "firmware_lib"
+BOARDS = ROOT / "sim" / "boards"
+M4_DIR = BOARDS / "m4"
+SKETCH = ROOT / "examples" / "SerialUpdate" / "SerialUpdate.ino"
+
+MODEL_SIZE = 512
+MODEL_VERSION = 1
+FINGERPRINT = b"ModelOTA-sim-brd"
+FACTORY_WEIGHTS = bytes((((i * 73 + 41) ^ (i >> 3)) & 0xFF) for i in range(MODEL_SIZE))
+# Largest payload chunk each board's chunk buffer takes.
+CHUNK_SIZE = {"m4": 512, "avr": 128}
+
+Kind = Literal["m4", "avr"]
+
+M4_CFLAGS = [
+    "-mcpu=cortex-m4",
+    "-mthumb",
+    "-Os",
+    "-g",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-Wall",
+    "-Wextra",
+    f"-I{FIRMWARE}",
+]
+M4_CXXFLAGS = ["-std=c++11", "-fno-exceptions", "-fno-rtti", "-fno-threadsafe-statics"]
+M4_LDFLAGS = [
+    "-nostartfiles",
+    "--specs=nano.specs",
+    "--specs=nosys.specs",
+    "-Wl,--gc-sections",
+    f"-T{M4_DIR / 'mps2_an386.ld'}",
+]
+M4_CORE = ("crc32.cpp", "status.cpp", "updater.cpp", "store.cpp", "link.cpp")
+
+ARDUINO_HARDWARE = Path("/usr/share/arduino/hardware")
+ARDUINO_BUILDER_PLATFORM = Path("/usr/share/arduino-builder")
+FQBN = "arduino:avr:mega:cpu=atmega2560"
+
+BOOT_TIMEOUT = 20.0
+
+
+class BoardUnavailable(RuntimeError):
+    """A tool the board needs is not installed (tests skip on it)."""
+
+
+class BuildError(RuntimeError):
+    """The firmware did not compile; the message holds the compiler output."""
+
+
+def probe(weights: bytes) -> int:
+    """The boards' fixed inference: sum of int8(w[i]) * ((i % 7) - 3)."""
+    return sum((b - 256 if b > 127 else b) * (i % 7 - 3) for i, b in enumerate(weights))
+
+
+def cache_dir() -> Path:
+    d = Path(
+        os.environ.get("MODELOTA_BOARD_CACHE", Path(tempfile.gettempdir()) / "modelota-boards")
+    )
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise BoardUnavailable(f"{tool} is not installed")
+    return path
+
+
+def _hash(files: list[Path], extra: list[str]) -> str:
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(str(f.relative_to(ROOT)).encode())
+        h.update(f.read_bytes())
+    for e in extra:
+        h.update(e.encode())
+    return h.hexdigest()[:16]
+
+
+def _sources() -> list[Path]:
+    files = [p for p in FIRMWARE.rglob("*") if p.is_file()]
+    files += [p for p in BOARDS.rglob("*") if p.is_file()]
+    return files
+
+
+def _run(cmd: list[str], cwd: Path | None = None) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, cwd=cwd)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise BuildError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out}")
+    return out
+
+
+@dataclass
+class Firmware:
+    elf: Path
+    log: str  # compiler output (warnings) of the build that made it
+
+    @property
+    def warnings(self) -> list[str]:
+        return [ln for ln in self.log.splitlines() if "warning:" in ln]
+
+
+def build_m4() -> Firmware:
+    """Compiles sim/boards/m4 and firmware_lib for mps2-an386 (cached)."""
+    gcc = _need("arm-none-eabi-gcc")
+    gxx = _need("arm-none-eabi-g++")
+    key = _hash(_sources(), M4_CFLAGS + M4_CXXFLAGS + M4_LDFLAGS)
+    out = cache_dir() / f"m4-{key}"
+    elf = out / "fw.elf"
+    if elf.is_file():
+        return Firmware(elf, (out / "build.log").read_text())
+    tmp = Path(tempfile.mkdtemp(prefix="m4-", dir=cache_dir()))
+    log = []
+    objs = []
+    units = [M4_DIR / "startup.c", M4_DIR / "main.cpp"] + [
+        FIRMWARE / "modelota" / n for n in M4_CORE
+    ]
+    for src in units:
+        obj = tmp / (src.stem + ".o")
+        if src.suffix == ".c":
+            cmd = [gcc, *M4_CFLAGS, "-std=c11", "-c", str(src), "-o", str(obj)]
+        else:
+            cmd = [gxx, *M4_CFLAGS, *M4_CXXFLAGS, "-c", str(src), "-o", str(obj)]
+        log.append(_run(cmd))
+        objs.append(str(obj))
+    log.append(
+        _run(
+            [
+                gcc,
+                *M4_CFLAGS[:2],
+                *M4_LDFLAGS,
+                *objs,
+                "-o",
+                str(tmp / "fw.elf"),
+                f"-Wl,-Map={tmp / 'fw.map'}",
+            ]
+        )
+    )
+    (tmp / "build.log").write_text("".join(log))
+    with contextlib.suppress(OSError):
+        tmp.rename(out)
+    if not elf.is_file():  # another process won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Firmware(elf, (out / "build.log").read_text())
+
+
+def build_avr() -> Firmware:
+    """Compiles examples/SerialUpdate for the Mega 2560 with arduino-builder (cached)."""
+    builder = _need("arduino-builder")
+    _need("avr-gcc")
+    if not (ARDUINO_BUILDER_PLATFORM / "platform.txt").is_file():
+        raise BoardUnavailable(f"{ARDUINO_BUILDER_PLATFORM}/platform.txt is missing")
+    files = _sources() + [SKETCH] + [p for p in (ROOT / "src").rglob("*") if p.is_file()]
+    key = _hash(files, [FQBN])
+    out = cache_dir() / f"avr-{key}"
+    elf = out / "SerialUpdate.ino.elf"
+    if elf.is_file():
+        return Firmware(elf, (out / "build.log").read_text())
+    tmp = Path(tempfile.mkdtemp(prefix="avr-", dir=cache_dir()))
+    libraries = tmp / "libraries"
+    libraries.mkdir()
+    (libraries / "ModelOTA").symlink_to(ROOT, target_is_directory=True)
+    sketch = tmp / SKETCH.parent.name / SKETCH.name
+    sketch.parent.mkdir()
+    shutil.copy(SKETCH, sketch)
+    build = tmp / "build"
+    build.mkdir()
+    (tmp / "core-cache").mkdir()
+    cmd = [
+        builder,
+        "-hardware", str(ARDUINO_HARDWARE),
+        "-hardware", str(ARDUINO_BUILDER_PLATFORM),
+        "-tools", "/usr/bin",
+        "-fqbn", FQBN,
+        "-libraries", str(libraries),
+        "-build-path", str(build),
+        "-build-cache", str(tmp / "core-cache"),
+        "-warnings", "all",
+        # Debian's arduino-core-avr WString.cpp needs it and its avr-libc lacks it
+        "-prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=17",
+        "-prefs=compiler.c.extra_flags=-DDECIMAL_DIG=17",
+        str(sketch),
+    ]  # fmt: skip
+    log = _run(cmd, cwd=tmp)
+    (build / "build.log").write_text(log)
+    with contextlib.suppress(OSError):
+        build.rename(out)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return Firmware(elf, (out / "build.log").read_text())
+
+
+def build(kind: Kind) -> Firmware:
+    if kind == "m4":
+        return build_m4()
+    if kind == "avr":
+        return build_avr()
+    raise ValueError(f"unknown board {kind!r} (m4 or avr)")
+
+
+def qemu_command(kind: Kind, elf: Path, port: int) -> list[str]:
+    serial = f"tcp:127.0.0.1:{port},server=on,wait=on"
+    common = ["-nographic", "-monitor", "none", "-serial", serial]
+    if kind == "m4":
+        return [_need("qemu-system-arm"), "-M", "mps2-an386", *common, "-kernel", str(elf)]
+    return [_need("qemu-system-avr"), "-M", "mega2560", *common, "-bios", str(elf)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Board:
+    """One QEMU process running a board's firmware; ``url`` reaches its UART."""
+
+    def __init__(self, kind: Kind, proc: subprocess.Popen[bytes], port: int, elf: Path):
+        self.kind = kind
+        self.proc = proc
+        self.port = port
+        self.elf = elf
+        self.url = f"socket://127.0.0.1:{port}"
+        self.boot_seconds = 0.0
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+
+    def __enter__(self) -> Board:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_board(kind: Kind, timeout: float = BOOT_TIMEOUT) -> Board:
+    """Builds the firmware if needed, starts QEMU and waits until its serial
+    port accepts a connection (QEMU waits for it before running the CPU)."""
+    fw = build(kind)
+    cmd0 = qemu_command(kind, fw.elf, 0)  # checks qemu is installed
+    del cmd0
+    last = ""
+    for _attempt in range(3):  # the free port may be taken before QEMU binds it
+        port = _free_port()
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            qemu_command(kind, fw.elf, port),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        board = Board(kind, proc, port, fw.elf)
+        while time.monotonic() - t0 < timeout:
+            if proc.poll() is not None:
+                last = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                break
+            if _listening(port):
+                board.boot_seconds = time.monotonic() - t0
+                return board
+            time.sleep(0.02)
+        else:
+            board.close()
+            raise TimeoutError(f"QEMU for {kind} did not open port {port} in {timeout} s")
+    raise RuntimeError(f"QEMU for {kind} exited: {last.strip()}")
+
+
+def _listening(port: int) -> bool:
+    """True when something listens on the port, without connecting to it
+    (QEMU's server=on,wait=on socket takes one client: ours)."""
+    try:
+        with open("/proc/net/tcp") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return False
+    for ln in lines:
+        parts = ln.split()
+        local, state = parts[1], parts[3]
+        if state == "0A" and int(local.split(":")[1], 16) == port:
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- protocol
+
+HELLO = 0x01
+INFO = 0x81
+INFO_FMT = "<BB16sIIHBIIIi"
+
+
+@dataclass
+class Info:
+    proto: int
+    state: int
+    fingerprint: bytes
+    version: int
+    size: int
+    max_data: int
+    window: int
+    transfer_id: int
+    acked: int
+    weights_crc: int
+    probe: int
+
+
+def frame(ftype: int, body: bytes = b"") -> bytes:
+    head = bytes([ftype]) + struct.pack("<H", len(body)) + body
+    return b"\xa5\x5a" + head + struct.pack("<I", zlib.crc32(head))
+
+
+def read_frame(ser: Any, timeout: float = 5.0) -> tuple[int, bytes]:
+    """Reads one device frame (sync, type, len, body, CRC) from a pyserial port."""
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+
+    def need(n: int) -> bytes:
+        while len(buf) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no complete frame in {timeout} s (got {bytes(buf).hex()})")
+            buf.extend(ser.read(n - len(buf)))
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
+
+    prev = 0
+    while True:
+        b = need(1)[0]
+        if prev == 0xA5 and b == 0x5A:
+            break
+        prev = b
+    head = need(3)
+    body = need(struct.unpack("<H", head[1:3])[0])
+    crc = struct.unpack("<I", need(4))[0]
+    if crc != zlib.crc32(head + body):
+        raise ValueError("device frame failed its CRC")
+    return head[0], body
+
+
+def hello(ser: Any, timeout: float = 5.0) -> Info:
+    """Sends HELLO and returns the device's INFO."""
+    ser.write(frame(HELLO))
+    ftype, body = read_frame(ser, timeout)
+    if ftype != INFO:
+        raise ValueError(f"expected INFO (0x81), got 0x{ftype:02x}")
+    return Info(*struct.unpack(INFO_FMT, body[: struct.calcsize(INFO_FMT)]))
+
+
+# ---------------------------------------------------------------- sim:// URLs
+
+_sim_boards: dict[str, Board] = {}
+
+
+def _qemu_factory(kind: Kind) -> Callable[[dict[str, str]], tuple[str, int]]:
+    def factory(params: dict[str, str]) -> tuple[str, int]:
+        """Boots a board for ``sim://qemu-KIND[?name=x]``; a named board is
+        booted once and reused, so a host can drop the port and reconnect
+        (QEMU's server socket takes the next client) as with a real board."""
+        name = params.get("name", "")
+        key = f"{kind}:{name}"
+        b = _sim_boards.get(key) if name else None
+        if b is None or b.proc.poll() is not None:
+            b = start_board(kind)
+            _sim_boards[key if name else f"{kind}:#{b.port}"] = b
+        return "127.0.0.1", b.port
+
+    return factory
+
+
+def sim_board(kind: Kind, name: str) -> Board | None:
+    """The board ``sim://qemu-KIND?name=NAME`` opened, if it is running."""
+    return _sim_boards.get(f"{kind}:{name}")
+
+
+def stop_sim_boards() -> None:
+    """Stops every board a sim://qemu-* URL started (also done at exit)."""
+    while _sim_boards:
+        _sim_boards.popitem()[1].close()
+
+
+def register() -> None:
+    """Adds ``sim://qemu-m4`` and ``sim://qemu-avr`` to the ``sim://`` URL
+    handler of :mod:`modelota.serial_handlers` (done on import of this module)."""
+    import serial
+
+    from .serial_handlers import protocol_sim
+
+    pkg = "modelota.serial_handlers"
+    if pkg not in serial.protocol_handler_packages:
+        serial.protocol_handler_packages.append(pkg)
+    protocol_sim.BOARDS.setdefault("qemu-m4", _qemu_factory("m4"))
+    protocol_sim.BOARDS.setdefault("qemu-avr", _qemu_factory("avr"))
+
+
+atexit.register(stop_sim_boards)
+with contextlib.suppress(ImportError):  # pyserial is an optional dependency here
+    register()
+
+
+if __name__ == "__main__":  # python -m modelota.boards m4|avr: serve one until Ctrl-C
+    with start_board(sys.argv[1] if len(sys.argv) > 1 else "m4") as b:  # type: ignore[arg-type]
+        print(b.url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            b.proc.wait()

@@ -1,0 +1,138 @@
+"""Emulated boards built from the real sources (host_tools/modelota/boards.py).
+
+The Cortex-M4 firmware (sim/boards/m4, QEMU mps2-an386) and the Arduino
+sketch examples/SerialUpdate (Mega 2560, qemu-system-avr) are compiled from
+firmware_lib and src as they are, booted in QEMU and driven over their UART
+through a TCP socket: HELLO answers with version, weights CRC and the probe
+inference; a payload sent with the link protocol replaces the weights.
+
+Skipped only when a compiler, arduino-builder or QEMU is not installed.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+
+import pytest
+import serial
+
+from modelota import boards
+from modelota.format import pack
+from modelota.push import push
+
+KINDS = ("m4", "avr")
+
+
+def new_weights() -> bytes:
+    return bytes((b * 5 + i) & 0xFF for i, b in enumerate(boards.FACTORY_WEIGHTS))
+
+
+def _build(kind: str) -> boards.Firmware:
+    try:
+        return boards.build(kind)  # type: ignore[arg-type]
+    except boards.BoardUnavailable as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(params=KINDS)
+def board(request: pytest.FixtureRequest) -> Iterator[boards.Board]:
+    _build(request.param)
+    try:
+        b = boards.start_board(request.param)
+    except boards.BoardUnavailable as e:
+        pytest.skip(str(e))
+    with b:
+        yield b
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_firmware_builds_warning_free(kind: str) -> None:
+    fw = _build(kind)
+    assert fw.elf.is_file()
+    ours = [w for w in fw.warnings if not w.startswith("/usr/share/arduino/")]
+    assert ours == []
+
+
+def test_boots_and_reports_factory_model(board: boards.Board) -> None:
+    assert board.boot_seconds < 10
+    with serial.serial_for_url(board.url, timeout=1) as ser:
+        info = boards.hello(ser)
+    assert info.fingerprint == boards.FINGERPRINT
+    assert info.version == boards.MODEL_VERSION
+    assert info.size == boards.MODEL_SIZE
+    assert info.weights_crc == zlib.crc32(boards.FACTORY_WEIGHTS)
+    assert info.probe == boards.probe(boards.FACTORY_WEIGHTS)
+
+
+def _push_minimal(ser: serial.Serial, payload: bytes, info: boards.Info) -> tuple[int, int, int]:
+    """START, DATA one frame at a time (each waits for its ACK), COMMIT;
+    returns RESULT's (status, version, crc). Independent of modelota.push."""
+
+    def expect(ftype: int) -> bytes:
+        got, body = boards.read_frame(ser, timeout=10)
+        assert got == ftype, f"expected 0x{ftype:02x}, got 0x{got:02x} {body.hex()}"
+        return body
+
+    ser.write(boards.frame(0x02, struct.pack("<II", len(payload), 0x1234)))
+    expect(0x82)
+    for off in range(0, len(payload), info.max_data):
+        ser.write(boards.frame(0x03, struct.pack("<I", off) + payload[off : off + info.max_data]))
+        body = expect(0x82)
+        assert struct.unpack("<I", body[:4])[0] == min(len(payload), off + info.max_data)
+    ser.write(boards.frame(0x04))
+    st, version, crc = struct.unpack("<bII", expect(0x84)[:9])
+    return st, version, crc
+
+
+def test_update_over_the_link(board: boards.Board) -> None:
+    new = new_weights()
+    chunk = boards.CHUNK_SIZE[board.kind]
+    payload = pack(new, fingerprint=boards.FINGERPRINT, version=2, chunk_size=chunk).encode()
+    t0 = time.monotonic()
+    with serial.serial_for_url(board.url, timeout=1) as ser:
+        before = boards.hello(ser)
+        st, version, crc = _push_minimal(ser, payload, before)
+        after = boards.hello(ser)
+    assert (st, version, crc) == (0, 2, zlib.crc32(new))
+    assert after.version == 2
+    assert after.weights_crc == zlib.crc32(new)
+    assert after.probe == boards.probe(new) != before.probe
+    assert time.monotonic() - t0 < 30
+
+
+def test_push_tool_updates_board(board: boards.Board) -> None:
+    new = new_weights()
+    chunk = boards.CHUNK_SIZE[board.kind]
+    payload = pack(new, fingerprint=boards.FINGERPRINT, version=3, chunk_size=chunk).encode()
+    push(board.url, payload)
+    with serial.serial_for_url(board.url, timeout=1) as ser:
+        info = boards.hello(ser)
+    assert info.version == 3
+    assert info.weights_crc == zlib.crc32(new)
+    assert info.probe == boards.probe(new) != boards.probe(boards.FACTORY_WEIGHTS)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sim_url_boots_the_board(kind: str) -> None:
+    _build(kind)
+    new = new_weights()
+    payload = pack(
+        new, fingerprint=boards.FINGERPRINT, version=4, chunk_size=boards.CHUNK_SIZE[kind]
+    ).encode()
+    url = f"sim://qemu-{kind}?name=test-{kind}"
+    try:
+        push(url, payload)  # boots the board, then reconnects to the same one
+        with serial.serial_for_url(url, timeout=1) as ser:
+            info = boards.hello(ser)
+        b = boards.sim_board(kind, f"test-{kind}")  # type: ignore[arg-type]
+        assert b is not None
+        proc = b.proc
+    except boards.BoardUnavailable as e:
+        pytest.skip(str(e))
+    finally:
+        boards.stop_sim_boards()
+    assert (info.version, info.weights_crc) == (4, zlib.crc32(new))
+    assert proc.poll() is not None
