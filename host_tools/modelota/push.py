@@ -32,6 +32,13 @@ HEADER_LEN = 96
 OVERHEAD = 9  # sync, type, len, crc
 
 
+def transfer_id(payload: bytes) -> int:
+    """Names a transfer: CRC32 of header bytes 0..91 (the header's own CRC
+    field). Not the CRC of all 96 bytes: a block followed by its own CRC32
+    always has the same CRC (0x2144DF1C), whatever the block."""
+    return zlib.crc32(payload[: HEADER_LEN - 4])
+
+
 def frame(ftype: int, body: bytes = b"") -> bytes:
     head = struct.pack("<BH", ftype, len(body))
     return SYNC + head + body + struct.pack("<I", zlib.crc32(head + body))
@@ -229,7 +236,7 @@ def _push(
         on_info(info)
     check_payload(payload, info)
     total = len(payload)
-    tid = zlib.crc32(payload[:HEADER_LEN])
+    tid = transfer_id(payload)
     fsize = min(info.max_data, max_data or info.max_data)
     win = window or info.window or 4
     got = s.request(START, struct.pack("<II", total, tid), {ACK, RESULT}, timeout, retries)

@@ -96,6 +96,7 @@ class SimBoard:
         self._keep: list[Any] = []
         self.sent = bytearray()  # nothing kept unless record is set
         self.record = False
+        self.fake_ms: int | None = None  # set to drive the link's clock by hand
         self.store: _StoreHandle | None = None
         if store:
             layout = Layout.plan(256, 4, len(weights), len(weights) * 2 + 4096)
@@ -152,6 +153,8 @@ class SimBoard:
     # --- callbacks -------------------------------------------------------
 
     def now_ms(self) -> int:
+        if self.fake_ms is not None:
+            return self.fake_ms & 0xFFFFFFFF
         return int((time.monotonic() - self._t0) * 1000) & 0xFFFFFFFF
 
     def probe(self) -> int:

@@ -10,7 +10,7 @@ from conftest import Board
 
 from modelota.format import pack
 from modelota.linksim import LinkSim
-from modelota.push import DATA, HELLO, Info, Session, frame, push
+from modelota.push import DATA, HELLO, Info, Session, frame, push, transfer_id
 from modelota.status import CliError
 
 
@@ -69,7 +69,7 @@ def test_injected_bad_frame_gets_nak_and_update_succeeds(board: Board) -> None:
         from modelota.push import ACK, NAK, START
 
         s.hello(1.0, 3)
-        tid = zlib.crc32(pl[:96])
+        tid = transfer_id(pl)
         got = s.request(START, len(pl).to_bytes(4, "little") + tid.to_bytes(4, "little"),
                         {ACK}, 1.0, 3)  # fmt: skip
         assert got is not None
@@ -95,7 +95,7 @@ def test_drop_mid_update_resumes_from_acked_offset(board: Board) -> None:
     with LinkSim(board.addr, baud=0, drop_after=len(pl) // 2) as sim, pytest.raises(CliError):
         push(sim.url, pl, max_data=256, timeout=0.5, retries=2)
     mid = info(board.url)
-    assert mid.state == 1 and mid.transfer_id == zlib.crc32(pl[:96])
+    assert mid.state == 1 and mid.transfer_id == transfer_id(pl)
     assert 0 < mid.acked < len(pl)
     assert mid.version == 1
     r = push(board.url, pl, max_data=256)

@@ -1,0 +1,181 @@
+"""The device side of the serial protocol (link.cpp), frame by frame,
+through the native build: no sockets, a hand-driven clock."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+
+from modelota.format import pack
+from modelota.push import (
+    ABORT,
+    ACK,
+    COMMIT,
+    DATA,
+    HELLO,
+    INFO,
+    NAK,
+    RESULT,
+    START,
+    FrameReader,
+    Info,
+    frame,
+    transfer_id,
+)
+from modelota.simboard import SimBoard, demo_model, probe_of
+from modelota.status import Status
+
+SIZE = 2048
+
+
+class Dev:
+    def __init__(self, **kw: int) -> None:
+        self.weights, self.fp = demo_model(SIZE, seed=7)
+        self.board = SimBoard(self.weights, fingerprint=self.fp, version=1, frame_data=256, **kw)
+        self.board.record = True
+        self.board.fake_ms = 0
+        self.reader = FrameReader()
+
+    def send(self, ftype: int, body: bytes = b"") -> list[tuple[int, bytes]]:
+        return self.raw(frame(ftype, body))
+
+    def raw(self, data: bytes) -> list[tuple[int, bytes]]:
+        self.board.sent.clear()
+        self.board.rx(data)
+        return self.reader.feed(bytes(self.board.sent))
+
+    def data(self, off: int, chunk: bytes) -> list[tuple[int, bytes]]:
+        return self.send(DATA, struct.pack("<I", off) + chunk)
+
+
+def new_of(w: bytes) -> bytes:
+    return bytes((b + 1) % 256 for b in w)
+
+
+def payload(d: Dev, version: int = 2) -> bytes:
+    return pack(new_of(d.weights), fingerprint=d.fp, version=version, chunk_size=128).encode()
+
+
+def start(d: Dev, pl: bytes) -> list[tuple[int, bytes]]:
+    return d.send(START, struct.pack("<II", len(pl), transfer_id(pl)))
+
+
+def ack(off: int) -> tuple[int, bytes]:
+    return (ACK, struct.pack("<Ib", off, 0))
+
+
+def nak(off: int, reason: int) -> tuple[int, bytes]:
+    return (NAK, struct.pack("<IB", off, reason))
+
+
+def test_info_describes_the_board() -> None:
+    d = Dev(window=3)
+    [(t, body)] = d.send(HELLO)
+    info = Info.decode(body)
+    assert t == INFO and info.proto == 1 and info.state == 0
+    assert info.fingerprint == d.fp and info.version == 1 and info.region_size == SIZE
+    assert info.max_data == 256 and info.window == 3
+    assert info.weights_crc == zlib.crc32(d.weights) and info.probe == probe_of(d.weights)
+
+
+def test_in_order_gap_duplicate_and_commit() -> None:
+    d = Dev()
+    pl = payload(d)
+    assert start(d, pl) == [ack(0)]
+    assert d.data(0, pl[:200]) == [ack(200)]
+    assert d.data(400, pl[400:600]) == [nak(200, 2)]  # a frame was lost
+    assert d.data(600, pl[600:800]) == []  # one NAK per gap
+    assert d.data(0, pl[:200]) == [ack(200)]  # duplicate
+    assert d.data(100, pl[100:300]) == [ack(300)]  # overlap: only the new bytes count
+    assert d.send(COMMIT) == [nak(300, 5)]  # not everything yet
+    for off in range(300, len(pl), 256):
+        assert d.data(off, pl[off : off + 256]) == [ack(min(off + 256, len(pl)))]
+    assert d.data(len(pl), b"x") == [nak(len(pl), 4)]  # past the end
+    [(t, body)] = d.send(COMMIT)
+    st, version, crc = struct.unpack("<bII", body)
+    assert (t, st, version) == (RESULT, 0, 2)
+    assert crc == zlib.crc32(new_of(d.weights)) == zlib.crc32(bytes(d.board.weights))
+    assert d.send(COMMIT) == [(t, body)]  # a lost RESULT is repeated
+
+
+def test_bad_crc_and_noise() -> None:
+    d = Dev()
+    pl = payload(d)
+    assert d.raw(b"\x00\xa5\xa5\x11garbage") == []  # not answered, nothing open
+    start(d, pl)
+    bad = bytearray(frame(DATA, struct.pack("<I", 0) + pl[:100]))
+    bad[-1] ^= 0xFF
+    assert d.raw(bytes(bad)) == [nak(0, 1)]
+    too_long = b"\xa5\x5a\x03\xff\xff"  # longer than the frame buffer: dropped
+    assert d.raw(too_long + frame(DATA, struct.pack("<I", 0) + pl[:100])) == [ack(100)]
+    assert d.board.frames_bad == 2
+
+
+def test_resume_same_id_restart_other_id() -> None:
+    d = Dev()
+    pl = payload(d)
+    start(d, pl)
+    d.data(0, pl[:256])
+    assert start(d, pl) == [ack(256)]  # same transfer: resume
+    [(t, body)] = d.send(HELLO)
+    info = Info.decode(body)
+    assert info.state == 1 and info.acked == 256 and info.transfer_id == transfer_id(pl)
+    pl3 = payload(d, version=3)
+    assert start(d, pl3) == [ack(0)]  # another payload: the old one is aborted
+    assert bytes(d.board.weights) == d.weights  # restored
+    [(t, body)] = d.send(ABORT)
+    assert t == RESULT and struct.unpack_from("<b", body)[0] == Status.Aborted
+
+
+def test_cut_frame_is_forgotten_after_a_gap() -> None:
+    d = Dev()
+    pl = payload(d)
+    start(d, pl)
+    d.raw(frame(DATA, struct.pack("<I", 0) + pl[:200])[:50])  # the link died mid-frame
+    d.board.fake_ms += 100
+    assert d.send(HELLO)[0][0] == INFO
+
+
+def test_timeout_restores_and_reports() -> None:
+    d = Dev(resume_timeout_ms=1000)
+    pl = payload(d)
+    start(d, pl)
+    d.data(0, pl[:256])
+    assert bytes(d.board.weights) != d.weights
+    d.board.fake_ms = 999
+    assert d.board.poll() == 0 and d.board.busy
+    d.board.fake_ms = 1000
+    assert d.board.poll() == Status.Timeout
+    assert not d.board.busy and bytes(d.board.weights) == d.weights
+    assert d.board.last_result == Status.Timeout
+
+
+def test_updater_failure_ends_transfer_with_result() -> None:
+    d = Dev()
+    pl = bytearray(payload(d))
+    pl[300] ^= 0x01  # inside a chunk: frame CRC fine, chunk CRC not
+    start(d, bytes(pl))
+    got = []
+    for off in range(0, len(pl), 256):
+        got += d.data(off, bytes(pl[off : off + 256]))
+        if got and got[-1][0] == RESULT:
+            break
+    assert got[-1][0] == RESULT
+    assert struct.unpack_from("<b", got[-1][1])[0] == Status.ChunkCrc
+    assert bytes(d.board.weights) == d.weights and not d.board.busy
+
+
+@pytest.mark.parametrize("store", [False, True])
+def test_whole_update_with_and_without_store(store: bool) -> None:
+    d = Dev(store=store)
+    pl = payload(d)
+    start(d, pl)
+    for off in range(0, len(pl), 256):
+        d.data(off, pl[off : off + 256])
+    [(_, body)] = d.send(COMMIT)
+    assert struct.unpack_from("<bI", body) == (0, 2)
+    if store:
+        assert d.board.store is not None and d.board.store.version == 2
+        assert d.board.store.read_region() == new_of(d.weights)
