@@ -192,6 +192,18 @@ def check_payload(payload: bytes, info: Info) -> None:
         )
     if version == info.version:
         raise CliError(f"already current: the device already runs version {version}")
+    (flags,) = struct.unpack_from("<H", payload, 6)
+    base_version, base_crc = struct.unpack_from("<II", payload, 28)
+    if flags & 1 and base_version != info.version:
+        raise CliError(
+            f"wrong base: the delta applies to version {base_version}, the device runs"
+            f" {info.version}"
+        )
+    if flags & 1 and info.weights_crc and base_crc != info.weights_crc:
+        raise CliError(
+            f"wrong base: the delta applies to weights with CRC32 {base_crc:08x}, the device's"
+            f" are {info.weights_crc:08x}"
+        )
 
 
 def push(

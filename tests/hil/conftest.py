@@ -2,8 +2,11 @@
 
 Without it (or with ``--port native``) each test gets a fresh native
 simulated board (modelota.simboard: the real C++ link and Updater) served on
-a TCP port. Other values name a ``sim://`` board (``sim://qemu-m4``...) that
-the handler in modelota.serial_handlers.protocol_sim knows how to start.
+a TCP port. Other values name a ``sim://`` board (``sim://qemu-m4``...)
+registered in modelota.serial_handlers.protocol_sim.BOARDS: called with the
+parameters {"size", "timeout_ms"}, it must start a fresh board per call
+running :func:`modelota.simboard.demo_model` (``size`` bytes, seed 1) at
+version 1 with that resume timeout, and return its TCP endpoint.
 """
 
 from __future__ import annotations
@@ -66,4 +69,6 @@ def board(request: pytest.FixtureRequest) -> Iterator[Board]:
     if factory is None:
         pytest.skip(f"no simulated board {name!r} registered")
     host, tcp = factory({"size": str(SIZE), "timeout_ms": str(RESUME_TIMEOUT_MS)})
-    yield Board(port, (host, tcp), weights, fp, 1, RESUME_TIMEOUT_MS / 1000, None)
+    yield Board(
+        f"socket://{host}:{tcp}", (host, tcp), weights, fp, 1, RESUME_TIMEOUT_MS / 1000, None
+    )

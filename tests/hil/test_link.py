@@ -135,3 +135,20 @@ def test_refused_before_any_data(board: Board, kind: str, expect: str) -> None:
     # only HELLO went up: no START, no DATA
     assert sim.stats.up_bytes == len(frame(HELLO))
     assert info(board.url).version == 5
+
+
+def test_delta_update_and_wrong_base_refused(board: Board) -> None:
+    new = bytearray(board.weights)
+    new[100:140] = bytes(40)
+    new[3000] ^= 0xFF
+    delta = pack(
+        bytes(new), fingerprint=board.fingerprint, version=2, base=board.weights, base_version=1
+    ).encode()
+    assert len(delta) < len(board.weights) // 4
+    r = push(board.url, delta)
+    assert r.version == 2 and r.weights_crc == zlib.crc32(bytes(new))
+    stale = pack(
+        bytes(new), fingerprint=board.fingerprint, version=3, base=board.weights, base_version=1
+    ).encode()
+    with pytest.raises(CliError, match="wrong base"):
+        push(board.url, stale)
