@@ -12,9 +12,12 @@ Skipped only when a compiler, arduino-builder or QEMU is not installed.
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import serial
@@ -136,3 +139,21 @@ def test_sim_url_boots_the_board(kind: str) -> None:
         boards.stop_sim_boards()
     assert (info.version, info.weights_crc) == (4, zlib.crc32(new))
     assert proc.poll() is not None
+
+
+def test_model_header_matches_host_model() -> None:
+    """sim/boards/board_model.h is what boards.model_header makes of the host's model."""
+    text = (boards.BOARDS / "board_model.h").read_text()
+    assert text == boards.model_header(boards.FACTORY_WEIGHTS, boards.FINGERPRINT, 1)
+
+
+def test_hil_suite_passes_on_the_m4_board() -> None:
+    """tests/hil (push, NAK and resend, resume after a drop, resume timeout,
+    refusals) against the Cortex-M4 firmware in QEMU instead of the native board."""
+    _build("m4")
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "modelota.boards"]
+    cmd += [str(root / "tests" / "hil"), "--port", "sim://qemu-m4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout
