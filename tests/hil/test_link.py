@@ -152,3 +152,14 @@ def test_delta_update_and_wrong_base_refused(board: Board) -> None:
     ).encode()
     with pytest.raises(CliError, match="wrong base"):
         push(board.url, stale)
+
+
+def test_update_over_slow_noisy_link(board: Board) -> None:
+    """115200 baud, 20 ms round trip, random bit errors both ways (lost ACKs
+    and NAKs too): the update still lands, bit-exact."""
+    pl = payload(board)
+    with LinkSim(board.addr, baud=115200, rtt=0.02, ber=5e-5, seed=11) as sim:
+        r = push(sim.url, pl, max_data=256, timeout=0.3, retries=20)
+    assert sim.stats.flipped_bits >= 1
+    assert r.version == 2 and r.weights_crc == zlib.crc32(new_weights(board))
+    assert info(board.url).weights_crc == zlib.crc32(new_weights(board))
