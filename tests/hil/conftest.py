@@ -7,10 +7,15 @@ registered in modelota.serial_handlers.protocol_sim.BOARDS: called with the
 parameters {"size", "timeout_ms"}, it must start a fresh board per call
 running :func:`modelota.simboard.demo_model` (``size`` bytes, seed 1) at
 version 1 with that resume timeout, and return its TCP endpoint.
+
+``--port`` is known when pytest starts in this directory
+(``pytest tests/hil --port sim://qemu-m4``); from the root (``pytest tests``)
+set ``MODELOTA_HIL_PORT`` instead.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -39,14 +44,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--port",
         action="store",
-        default="native",
+        default=None,
         help="HIL board: 'native' (default) or a sim:// URL such as sim://qemu-m4",
     )
 
 
 @pytest.fixture
 def board(request: pytest.FixtureRequest) -> Iterator[Board]:
-    port = request.config.getoption("--port", default="native")
+    port = request.config.getoption("--port", default=None) or os.environ.get(
+        "MODELOTA_HIL_PORT", "native"
+    )
     weights, fp = demo_model(SIZE)
     if port in ("native", "sim://native"):
         sim = SimBoard(weights, fingerprint=fp, version=1, resume_timeout_ms=RESUME_TIMEOUT_MS)
