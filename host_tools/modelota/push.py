@@ -250,7 +250,8 @@ def _push(
     total = len(payload)
     tid = transfer_id(payload)
     fsize = min(info.max_data, max_data or info.max_data)
-    win = window or info.window or 4
+    # never more in flight than the device says it can absorb
+    win = min(window or info.window, info.window or window or 4) or 4
     got = s.request(START, struct.pack("<II", total, tid), {ACK, RESULT}, timeout, retries)
     if got is None:
         raise CliError("the device did not answer START")
