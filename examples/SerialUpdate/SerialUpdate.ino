@@ -12,7 +12,9 @@
  * and the link/Updater state. The frame buffer keeps each frame within the
  * 64-byte Serial receive buffer and the window is 1, so the host never has
  * more bytes in flight than the core can hold. It also runs in
- * `qemu-system-avr -M mega2560` (tests/test_boards.py).
+ * `qemu-system-avr -M mega2560` (tests/test_boards.py), where millis()
+ * stands still (QEMU 7.2 does not emulate Timer0), so there an abandoned
+ * transfer stays open until the host resumes or aborts it.
  */
 #include <ModelOTA.h>
 

@@ -9,6 +9,11 @@ on an emulated CPU:
 - ``avr``: the Arduino sketch examples/SerialUpdate compiled with
   arduino-builder for the Mega 2560 and run in ``qemu-system-avr``.
 
+Clocks: the m4 firmware counts milliseconds with SysTick, which QEMU runs
+from host time (the resume timeout works: the HIL suite checks it). Under
+qemu-system-avr the sketch's millis() does not advance (QEMU 7.2 has no
+Timer0), so the avr board never times a transfer out.
+
 Both hold the same 512-byte model (sim/boards/board_model.h; here
 :data:`FACTORY_WEIGHTS`, :data:`FINGERPRINT`, :func:`probe`), and answer
 HELLO with INFO: version, CRC32 of the weights and the probe inference.
