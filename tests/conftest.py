@@ -28,6 +28,12 @@ settings.register_profile(
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
+        "--port",
+        default=None,
+        help="HIL: pyserial URL of the board under test (/dev/ttyACM0, socket://..., sim://...);"
+        " default: the emulated boards",
+    )
+    parser.addoption(
         "--run-slow",
         action="store_true",
         default=False,

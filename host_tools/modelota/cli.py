@@ -289,10 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.set_defaults(func=cmd_inspect)
 
-    from . import edgeimpulse_cli, tflite_cli
+    from . import edgeimpulse_cli, push, tflite_cli
 
     tflite_cli.add_commands(sub)
     edgeimpulse_cli.add_commands(sub)
+    push.add_commands(sub)
 
     sp = sub.add_parser("demo", help="end-to-end update of a simulated device (real C++ core)")
     sp.set_defaults(func=cmd_demo)

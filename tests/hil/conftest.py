@@ -8,9 +8,9 @@ parameters {"size", "timeout_ms"}, it must start a fresh board per call
 running :func:`modelota.simboard.demo_model` (``size`` bytes, seed 1) at
 version 1 with that resume timeout, and return its TCP endpoint.
 
-``--port`` is known when pytest starts in this directory
-(``pytest tests/hil --port sim://qemu-m4``); from the root (``pytest tests``)
-set ``MODELOTA_HIL_PORT`` instead.
+``--port`` is registered by tests/conftest.py, so it works from the root and
+from this folder (``pytest tests/hil --port sim://qemu-m4``);
+``MODELOTA_HIL_PORT`` is the same setting from the environment.
 """
 
 from __future__ import annotations
@@ -38,15 +38,6 @@ class Board:
     version: int
     resume_timeout_s: float
     sim: SimBoard | None  # the native board, when it is one
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--port",
-        action="store",
-        default=None,
-        help="HIL board: 'native' (default) or a sim:// URL such as sim://qemu-m4",
-    )
 
 
 @pytest.fixture
