@@ -61,6 +61,11 @@ class Serial(SocketSerial):
             raise ValueError(f"expected sim://BOARD[?params], got {url!r}")
         params = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query).items()}
         factory = BOARDS.get(parts.netloc)
+        if factory is None and parts.netloc.startswith("qemu-"):
+            from .. import boards  # registers the QEMU boards on import
+
+            del boards
+            factory = BOARDS.get(parts.netloc)
         if factory is None:
             raise ValueError(f"unknown simulated board {parts.netloc!r}; known: {sorted(BOARDS)}")
         return factory(params)
