@@ -43,15 +43,14 @@ from pathlib import Path
 
 import pytest
 
+from modelota.boards import arduino_builder_command
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 SD_SHIM = ROOT / "tests" / "arduino_shims" / "SD"
 
 HARDWARE = Path("/usr/share/arduino/hardware")
 AVR_PLATFORM = HARDWARE / "arduino" / "avr"
-# Debian's arduino-builder keeps the ctags recipe in a platform.txt here.
-BUILDER_PLATFORM_DIRS = (Path("/usr/share/arduino-builder"),)
-TOOLS = Path("/usr/bin")
 FQBN = "arduino:avr:mega:cpu=atmega2560"
 REQUIRED_EXAMPLES = ("UpdateFromSerial", "UpdateFromSD")
 
@@ -79,17 +78,6 @@ def real_sd_library() -> Path | None:
         if (lib / "src" / "SD.h").is_file() or (lib / "SD.h").is_file():
             return lib
     return None
-
-
-def builder_platform_dir() -> Path:
-    for d in BUILDER_PLATFORM_DIRS:
-        txt = d / "platform.txt"
-        if txt.is_file() and "tools.ctags" in txt.read_text(errors="replace"):
-            return d
-    raise AssertionError(
-        "arduino-builder is installed but no platform.txt with the ctags recipe was found in "
-        + ", ".join(str(d) for d in BUILDER_PLATFORM_DIRS)
-    )
 
 
 @dataclass
@@ -155,28 +143,7 @@ def build(book: Sketchbook, sketch_dir: Path, name: str | None = None) -> Build:
         shutil.rmtree(build_path)
     build_path.mkdir(parents=True)
     assert BUILDER is not None
-    cmd = [
-        BUILDER,
-        "-hardware",
-        str(HARDWARE),
-        "-hardware",
-        str(builder_platform_dir()),
-        "-tools",
-        str(TOOLS),
-        "-fqbn",
-        FQBN,
-        "-libraries",
-        str(book.libraries),
-        "-build-path",
-        str(build_path),
-        "-build-cache",
-        str(book.cache),
-        "-warnings",
-        "all",
-        "-prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=17",
-        "-prefs=compiler.c.extra_flags=-DDECIMAL_DIG=17",
-        str(sketch),
-    ]
+    cmd = arduino_builder_command(BUILDER, sketch, book.libraries, build_path, book.cache)
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=600, check=False, cwd=book.root
     )

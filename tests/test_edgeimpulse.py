@@ -34,6 +34,7 @@ import pytest
 
 from modelota import edgeimpulse as E
 from modelota import native
+from modelota.boards import arduino_builder_command
 from modelota.status import Status
 from modelota.tflite_model import read_tflite, rebase
 
@@ -722,8 +723,6 @@ def test_patched_library_builds_with_arduino_builder_for_the_mega(tmp_path: Path
     """A patched fake library with an EON model (2025 form: MODEL_SECTION, shared
     zero points; on AVR int is 16 bits, so zero points take the int32 path) and
     an embedded flatbuffer, used by a sketch written for edgeimpulse-ota."""
-    from test_arduino_examples import FQBN, HARDWARE, TOOLS, builder_platform_dir
-
     em = F.eon_source(
         F.mlp_graph(1, (6, 5, 2)),
         F.EonStyle(
@@ -756,26 +755,7 @@ def test_patched_library_builds_with_arduino_builder_for_the_mega(tmp_path: Path
     build = tmp_path / "build"
     build.mkdir()
     assert BUILDER is not None
-    cmd = [
-        BUILDER,
-        "-hardware",
-        str(HARDWARE),
-        "-hardware",
-        str(builder_platform_dir()),
-        "-tools",
-        str(TOOLS),
-        "-fqbn",
-        FQBN,
-        "-libraries",
-        str(libs),
-        "-build-path",
-        str(build),
-        "-warnings",
-        "all",
-        "-prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=17",
-        "-prefs=compiler.c.extra_flags=-DDECIMAL_DIG=17",
-        str(sketch / "OtaSketch.ino"),
-    ]
+    cmd = arduino_builder_command(BUILDER, sketch / "OtaSketch.ino", libs, build)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]

@@ -97,6 +97,32 @@ FQBN = "arduino:avr:mega:cpu=atmega2560"
 BOOT_TIMEOUT = 20.0
 
 
+def arduino_builder_command(
+    builder: str, sketch: Path, libraries: Path, build: Path, cache: Path | None = None
+) -> list[str]:
+    """The arduino-builder call that compiles ``sketch`` for the Mega 2560 on Debian.
+
+    Debian keeps arduino-builder's ctags recipe in /usr/share/arduino-builder
+    (hence the second -hardware), its tools on PATH (/usr/bin), and its
+    arduino-core-avr needs DECIMAL_DIG, which its avr-libc lacks. Tests and the
+    AVR board build share this one command line."""
+    cmd = [
+        builder,
+        "-hardware", str(ARDUINO_HARDWARE),
+        "-hardware", str(ARDUINO_BUILDER_PLATFORM),
+        "-tools", "/usr/bin",
+        "-fqbn", FQBN,
+        "-libraries", str(libraries),
+        "-build-path", str(build),
+        "-warnings", "all",
+        "-prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=17",
+        "-prefs=compiler.c.extra_flags=-DDECIMAL_DIG=17",
+    ]  # fmt: skip
+    if cache is not None:
+        cmd += ["-build-cache", str(cache)]
+    return [*cmd, str(sketch)]
+
+
 class BoardUnavailable(RuntimeError):
     """A tool the board needs is not installed (tests skip on it)."""
 
@@ -270,21 +296,7 @@ def build_avr() -> Firmware:
     build = tmp / "build"
     build.mkdir()
     (tmp / "core-cache").mkdir()
-    cmd = [
-        builder,
-        "-hardware", str(ARDUINO_HARDWARE),
-        "-hardware", str(ARDUINO_BUILDER_PLATFORM),
-        "-tools", "/usr/bin",
-        "-fqbn", FQBN,
-        "-libraries", str(libraries),
-        "-build-path", str(build),
-        "-build-cache", str(tmp / "core-cache"),
-        "-warnings", "all",
-        # Debian's arduino-core-avr WString.cpp needs it and its avr-libc lacks it
-        "-prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=17",
-        "-prefs=compiler.c.extra_flags=-DDECIMAL_DIG=17",
-        str(sketch),
-    ]  # fmt: skip
+    cmd = arduino_builder_command(builder, sketch, libraries, build, tmp / "core-cache")
     log = _run(cmd, cwd=tmp)
     (build / "build.log").write_text(log)
     with contextlib.suppress(OSError):
