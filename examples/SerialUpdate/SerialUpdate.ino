@@ -11,15 +11,23 @@
  * RAM (Mega 2560, 8 KiB): the weights, one chunk buffer, one frame buffer
  * and the link/Updater state. The frame buffer keeps each frame within the
  * 64-byte Serial receive buffer and the window is 1, so the host never has
- * more bytes in flight than the core can hold. It also runs in
- * `qemu-system-avr -M mega2560` (tests/test_boards.py), where millis()
- * stands still (QEMU 7.2 does not emulate Timer0), so there an abandoned
- * transfer stays open until the host resumes or aborts it.
+ * more bytes in flight than the core can hold.
+ *
+ * Clock: the link times an abandoned transfer out with millis(). The sketch
+ * also runs in `qemu-system-avr -M mega2560` (tests/test_boards.py,
+ * tests/hil), where millis() stands still (QEMU 7.2 does not emulate the
+ * 8-bit Timer0). setup() notices that and counts milliseconds on the 16-bit
+ * Timer1 instead (normal mode, prescaler 64: 4 us ticks at 16 MHz). On real
+ * hardware millis() advances, Timer1 is left to the Arduino core (PWM on
+ * pins 11 and 12) and nothing changes.
  */
 #include <ModelOTA.h>
 
 #define WEIGHTS_LEN 512u
 #define FACTORY_VERSION 1u
+#ifndef RESUME_TIMEOUT_MS /* build flag -DRESUME_TIMEOUT_MS=... overrides it */
+#define RESUME_TIMEOUT_MS 10000u
+#endif
 
 static const uint8_t factory[WEIGHTS_LEN] PROGMEM = {
     0x29, 0x72, 0xBB, 0x04, 0x4D, 0x96, 0xDF, 0x28, 0x70, 0xBB, 0x02, 0x4D, 0x94, 0xDF, 0x26, 0x71,
@@ -71,7 +79,54 @@ static int serialWrite(void*, const uint8_t* data, uint32_t n) {
     return Serial.write(data, n) == n ? 0 : -1;
 }
 
+#if defined(__AVR__) && defined(TCNT1)
+/* Milliseconds from Timer1, for when millis() does not run (see the top).
+ * Polled, not interrupt-driven: each call adds the ticks since the last one
+ * (unsigned 16-bit difference, so an overflow between calls is accounted
+ * for); loop() calls it far more often than every 131 ms (half a wrap). */
+static bool timer1Clock = false;
+static uint16_t timer1Last = 0;
+static uint16_t timer1Ticks = 0; /* ticks not yet worth a whole millisecond */
+static uint32_t timer1Ms = 0;
+
+static void startTimer1Clock() {
+    TCCR1A = 0;                         /* normal mode: counts 0..0xFFFF */
+    TCCR1B = _BV(CS11) | _BV(CS10);     /* clk/64: 4 us per tick */
+    timer1Last = TCNT1;
+    timer1Clock = true;
+}
+
+static uint32_t timer1Millis() {
+    /* No ISR here touches a 16-bit timer register, so the read needs no
+     * cli() (and under qemu-system-avr 7.2 restoring SREG loses the
+     * pending USART interrupt). */
+    uint16_t now = TCNT1;
+    uint16_t step = (uint16_t)(now - timer1Last);
+    if (step >= 0x8000u) {
+        /* The counter stepped back (QEMU re-bases it a little late at each
+         * overflow): no time passed. */
+        return timer1Ms;
+    }
+    uint32_t ticks = (uint32_t)timer1Ticks + step;
+    timer1Last = now;
+    timer1Ms += ticks / 250u; /* 250 ticks of 4 us */
+    timer1Ticks = (uint16_t)(ticks % 250u);
+    return timer1Ms;
+}
+
+/* Does millis() advance? Busy-waits 3 ms (delayMicroseconds counts cycles,
+ * not timer ticks) and looks. */
+static void pickClock() {
+    unsigned long m0 = millis();
+    delayMicroseconds(3000);
+    if (millis() == m0) startTimer1Clock();
+}
+
+static uint32_t nowMs(void*) { return timer1Clock ? timer1Millis() : millis(); }
+#else
+static void pickClock() {}
 static uint32_t nowMs(void*) { return millis(); }
+#endif
 
 static uint32_t weightsCrc(void*) { return modelota_crc32(0, weights, sizeof(weights)); }
 
@@ -86,6 +141,7 @@ static int32_t probe(void*) {
 
 void setup() {
     Serial.begin(115200);
+    pickClock();
     ota.restoreFactory();
     modelota_link_config lc;
     memset(&lc, 0, sizeof(lc));
@@ -95,7 +151,7 @@ void setup() {
     lc.io.now_ms = nowMs;
     lc.frame_buf = frameBuffer;
     lc.frame_buf_len = sizeof(frameBuffer);
-    lc.resume_timeout_ms = 10000;
+    lc.resume_timeout_ms = RESUME_TIMEOUT_MS;
     lc.window = 1;
     lc.weights_crc = weightsCrc;
     lc.probe = probe;

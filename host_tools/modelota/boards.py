@@ -10,9 +10,9 @@ on an emulated CPU:
   arduino-builder for the Mega 2560 and run in ``qemu-system-avr``.
 
 Clocks: the m4 firmware counts milliseconds with SysTick, which QEMU runs
-from host time (the resume timeout works: the HIL suite checks it). Under
-qemu-system-avr the sketch's millis() does not advance (QEMU 7.2 has no
-Timer0), so the avr board never times a transfer out.
+from host time. Under qemu-system-avr the sketch's millis() does not advance
+(QEMU 7.2 has no Timer0), so the sketch counts on Timer1 instead; both boards
+time an abandoned transfer out (the HIL suite checks it).
 
 Both hold the same 512-byte model (sim/boards/board_model.h; here
 :data:`FACTORY_WEIGHTS`, :data:`FINGERPRINT`, :func:`probe`), and answer
@@ -27,7 +27,8 @@ Once this module is imported, ``serial.serial_for_url("sim://qemu-m4")`` (or
 a board through :mod:`modelota.serial_handlers.protocol_sim`, booting it on
 first use; later opens of the same URL (``?name=x`` for more than one) find
 the same board, as with a real one. ``?size=N&seed=S&timeout_ms=T`` boots a
-fresh m4 board on ``modelota.simboard.demo_model(N, S)``. Boards started this
+fresh m4 board on ``modelota.simboard.demo_model(N, S)``; ``timeout_ms=T``
+alone (either board) a fresh board with that resume timeout. Boards started this
 way run until :func:`stop_sim_boards` or interpreter exit. The HIL suite:
 ``pytest tests/hil -p modelota.boards --port sim://qemu-m4``.
 
@@ -98,14 +99,21 @@ BOOT_TIMEOUT = 20.0
 
 
 def arduino_builder_command(
-    builder: str, sketch: Path, libraries: Path, build: Path, cache: Path | None = None
+    builder: str,
+    sketch: Path,
+    libraries: Path,
+    build: Path,
+    cache: Path | None = None,
+    defines: tuple[str, ...] = (),
 ) -> list[str]:
     """The arduino-builder call that compiles ``sketch`` for the Mega 2560 on Debian.
 
     Debian keeps arduino-builder's ctags recipe in /usr/share/arduino-builder
     (hence the second -hardware), its tools on PATH (/usr/bin), and its
     arduino-core-avr needs DECIMAL_DIG, which its avr-libc lacks. Tests and the
-    AVR board build share this one command line."""
+    AVR board build share this one command line. ``defines`` (``"NAME=VALUE"``)
+    go to every C and C++ compile."""
+    extra = " ".join(["-DDECIMAL_DIG=17", *(f"-D{d}" for d in defines)])
     cmd = [
         builder,
         "-hardware", str(ARDUINO_HARDWARE),
@@ -115,8 +123,8 @@ def arduino_builder_command(
         "-libraries", str(libraries),
         "-build-path", str(build),
         "-warnings", "all",
-        "-prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=17",
-        "-prefs=compiler.c.extra_flags=-DDECIMAL_DIG=17",
+        f"-prefs=compiler.cpp.extra_flags={extra}",
+        f"-prefs=compiler.c.extra_flags={extra}",
     ]  # fmt: skip
     if cache is not None:
         cmd += ["-build-cache", str(cache)]
@@ -274,14 +282,18 @@ def build_m4(
     return Firmware(elf, (out / "build.log").read_text())
 
 
-def build_avr() -> Firmware:
-    """Compiles examples/SerialUpdate for the Mega 2560 with arduino-builder (cached)."""
+def build_avr(resume_timeout_ms: int | None = None) -> Firmware:
+    """Compiles examples/SerialUpdate for the Mega 2560 with arduino-builder
+    (cached); ``resume_timeout_ms`` overrides the sketch's RESUME_TIMEOUT_MS."""
     builder = _need("arduino-builder")
     _need("avr-gcc")
     if not (ARDUINO_BUILDER_PLATFORM / "platform.txt").is_file():
         raise BoardUnavailable(f"{ARDUINO_BUILDER_PLATFORM}/platform.txt is missing")
     files = _sources() + [SKETCH] + [p for p in (ROOT / "src").rglob("*") if p.is_file()]
-    key = _hash(files, [FQBN])
+    defines: tuple[str, ...] = ()
+    if resume_timeout_ms is not None:
+        defines = (f"RESUME_TIMEOUT_MS={int(resume_timeout_ms)}u",)
+    key = _hash(files, [FQBN, *defines])
     out = cache_dir() / f"avr-{key}"
     elf = out / "SerialUpdate.ino.elf"
     if elf.is_file():
@@ -296,7 +308,9 @@ def build_avr() -> Firmware:
     build = tmp / "build"
     build.mkdir()
     (tmp / "core-cache").mkdir()
-    cmd = arduino_builder_command(builder, sketch, libraries, build, tmp / "core-cache")
+    cmd = arduino_builder_command(
+        builder, sketch, libraries, build, tmp / "core-cache", defines=defines
+    )
     log = _run(cmd, cwd=tmp)
     (build / "build.log").write_text(log)
     with contextlib.suppress(OSError):
@@ -306,13 +320,14 @@ def build_avr() -> Firmware:
 
 
 def build(kind: Kind, **model: Any) -> Firmware:
-    """Builds a board's firmware; ``model`` (build_m4's arguments) is for m4 only."""
+    """Builds a board's firmware; ``model`` holds build_m4's arguments (the
+    avr board takes only ``resume_timeout_ms``: its model is the sketch's)."""
     if kind == "m4":
         return build_m4(**model)
     if kind == "avr":
-        if model:
+        if set(model) - {"resume_timeout_ms"}:
             raise ValueError("the avr board runs the fixed 512-byte SerialUpdate model")
-        return build_avr()
+        return build_avr(**model)
     raise ValueError(f"unknown board {kind!r} (m4 or avr)")
 
 
@@ -495,7 +510,7 @@ def _qemu_factory(kind: Kind) -> Callable[[dict[str, str]], tuple[str, int]]:
 def _model_params(kind: Kind, params: dict[str, str]) -> dict[str, Any]:
     """size/seed: the m4 board runs modelota.simboard.demo_model(size, seed)
     (fingerprint bytes(range(16)), as sim://native does); timeout_ms: its
-    resume timeout. The avr board has the sketch's fixed model."""
+    resume timeout (both boards). The avr board has the sketch's fixed model."""
     model: dict[str, Any] = {}
     if {"size", "seed", "version"} & params.keys():
         if kind != "m4":
@@ -507,7 +522,7 @@ def _model_params(kind: Kind, params: dict[str, str]) -> dict[str, Any]:
 
         weights, fp = demo_model(int(params.get("size", "4096")), int(params.get("seed", "1")))
         model.update(weights=weights, fingerprint=fp, version=int(params.get("version", "1")))
-    if "timeout_ms" in params and kind == "m4":
+    if "timeout_ms" in params:
         model["resume_timeout_ms"] = int(params["timeout_ms"])
     return model
 
