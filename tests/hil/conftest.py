@@ -1,12 +1,27 @@
 """HIL suite setup: ``--port`` picks the board under test.
 
-Without it (or with ``--port native``) each test gets a fresh native
-simulated board (modelota.simboard: the real C++ link and Updater) served on
-a TCP port. Other values name a ``sim://`` board (``sim://qemu-m4``...)
-registered in modelota.serial_handlers.protocol_sim.BOARDS: called with the
-parameters {"size", "timeout_ms"}, it must start a fresh board per call
-running :func:`modelota.simboard.demo_model` (``size`` bytes, seed 1) at
-version 1 with that resume timeout, and return its TCP endpoint.
+The suite is model-agnostic: the ``board`` fixture asks the device (HELLO ->
+INFO) for its fingerprint, weight region size, version and weights CRC, and
+the tests build payloads of that size for that model at higher versions. So
+the same tests run against
+
+- a real board: ``--port /dev/ttyACM0`` (any pyserial URL that is not
+  ``sim://``). The port is opened once and bridged to a local TCP port, so
+  the link simulator (modelota.linksim) can drop and corrupt bytes in
+  between. Tests never restore the board: each one takes the version INFO
+  reports and only goes up. ``MODELOTA_HIL_TIMEOUT_MS`` is the firmware's
+  resume timeout (default 10000, the SerialUpdate sketch's);
+- an emulated board: ``--port sim://qemu-m4``, ``--port sim://qemu-avr``
+  (modelota.boards), ``--port sim://native`` or ``native`` (modelota.simboard:
+  the real C++ link and Updater through cffi). Each test gets a fresh board
+  (parameters may be added: ``sim://qemu-m4?size=1024``);
+- by default (no ``--port``, no ``MODELOTA_HIL_PORT``), both emulated boards
+  in turn: ``sim://qemu-m4`` and ``sim://qemu-avr``. A board whose compiler
+  or QEMU is not installed is skipped with the reason.
+
+Only emulated boards expose their factory weights (:attr:`Board.factory`);
+the one case that needs them (a delta against the factory weights) skips on
+a real board.
 
 ``--port`` is registered by tests/conftest.py, so it works from the root and
 from this folder (``pytest tests/hil --port sim://qemu-m4``);
@@ -15,58 +30,188 @@ from this folder (``pytest tests/hil --port sim://qemu-m4``);
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import socket
+import threading
+import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
+import serial
 
+from modelota.push import Info, Session
 from modelota.simboard import SimBoard, demo_model
 
-SIZE = 4096
-RESUME_TIMEOUT_MS = 1500
+SIZE = 4096  # weight bytes of the emulated boards whose size is a parameter
+RESUME_TIMEOUT_MS = 1500  # of the emulated boards
+DEFAULT_PORTS = ("sim://qemu-m4", "sim://qemu-avr")
 
 
 @dataclass
 class Board:
-    """A board under test: where to reach it and what it runs."""
+    """A board under test: where to reach it and what its INFO said."""
 
     url: str
     addr: tuple[str, int]  # TCP endpoint, for the link simulator
-    weights: bytes  # factory weights
-    fingerprint: bytes
-    version: int
+    info: Info  # at the start of the test
     resume_timeout_s: float
+    factory: bytes | None  # the weights it holds, when known (emulated boards)
     sim: SimBoard | None  # the native board, when it is one
+
+    @property
+    def fingerprint(self) -> bytes:
+        return self.info.fingerprint
+
+    @property
+    def version(self) -> int:
+        return self.info.version
+
+    @property
+    def size(self) -> int:
+        return self.info.region_size
+
+
+def read_info(url: str) -> Info:
+    port = serial.serial_for_url(url, timeout=0.05)
+    try:
+        return Session(port).hello(1.0, 5)
+    finally:
+        port.close()
+
+
+class SerialBridge:
+    """Serves a serial port on a local TCP port (one client at a time; a new
+    client replaces the old), so a real board can sit behind the link
+    simulator like an emulated one."""
+
+    def __init__(self, url: str, baud: int = 115200) -> None:
+        self.ser = serial.serial_for_url(url, baudrate=baud, timeout=0)
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(4)
+        self.port = int(self.ls.getsockname()[1])
+        self.conn: socket.socket | None = None
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="serial-bridge", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop_ev.is_set():
+            rl: list[Any] = [self.ls] if self.conn is None else [self.ls, self.conn]
+            ready, _, _ = select.select(rl, [], [], 0.002)
+            for s in ready:
+                if s is self.ls:
+                    new, _ = self.ls.accept()
+                    new.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    if self.conn is not None:
+                        self.conn.close()
+                    self.conn = new
+                    continue
+                try:
+                    data = s.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    s.close()
+                    self.conn = None
+                    continue
+                self.ser.write(data)
+            data = self.ser.read(self.ser.in_waiting or 1)
+            if data and self.conn is not None:
+                with contextlib.suppress(OSError):
+                    self.conn.sendall(data)
+
+    def close(self) -> None:
+        self.stop_ev.set()
+        self.thread.join(timeout=2)
+        for s in (self.conn, self.ls):
+            if s is not None:
+                s.close()
+        self.ser.close()
+
+
+_bridges: dict[str, SerialBridge] = {}
+
+
+def _ports(config: pytest.Config) -> list[str]:
+    port = config.getoption("--port", default=None) or os.environ.get("MODELOTA_HIL_PORT")
+    return [port] if port else list(DEFAULT_PORTS)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "board" in metafunc.fixturenames:
+        ports = _ports(metafunc.config)
+        ids = [p.split("://", 1)[-1].split("?", 1)[0].replace("/", "_") for p in ports]
+        metafunc.parametrize("board", ports, indirect=True, ids=ids)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _bridges:
+        _bridges.popitem()[1].close()
+
+
+def _sim_board(port: str) -> tuple[str, int, bytes, float]:
+    """Starts a fresh emulated board; returns its endpoint, factory weights and
+    resume timeout."""
+    parts = urllib.parse.urlsplit(port if "://" in port else f"sim://{port}")
+    name = parts.netloc
+    params = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query).items()}
+    params.setdefault("timeout_ms", str(RESUME_TIMEOUT_MS))
+    if name in ("native", "qemu-m4"):
+        params.setdefault("size", str(SIZE))
+    from modelota.serial_handlers import protocol_sim
+
+    if name.startswith("qemu-"):
+        from modelota import boards
+
+        factory: bytes = boards.FACTORY_WEIGHTS
+        if "size" in params or "seed" in params:
+            factory = demo_model(int(params.get("size", "4096")), int(params.get("seed", "1")))[0]
+        make = protocol_sim.BOARDS.get(name)
+        if make is None:
+            pytest.skip(f"no simulated board {name!r}")
+        try:
+            host, tcp = make(params)
+        except boards.BoardUnavailable as e:
+            pytest.skip(f"{name}: {e}")
+        return host, tcp, factory, int(params["timeout_ms"]) / 1000
+    pytest.skip(f"no simulated board {name!r} (sim://native, sim://qemu-m4, sim://qemu-avr)")
 
 
 @pytest.fixture
 def board(request: pytest.FixtureRequest) -> Iterator[Board]:
-    port = request.config.getoption("--port", default=None) or os.environ.get(
-        "MODELOTA_HIL_PORT", "native"
-    )
-    weights, fp = demo_model(SIZE)
-    if port in ("native", "sim://native"):
-        sim = SimBoard(weights, fingerprint=fp, version=1, resume_timeout_ms=RESUME_TIMEOUT_MS)
+    port: str = request.param
+    if port in ("native", "sim://native") or port.startswith("sim://native?"):
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(port).query))
+        weights, fp = demo_model(int(q.get("size", SIZE)), int(q.get("seed", "1")))
+        timeout_ms = int(q.get("timeout_ms", RESUME_TIMEOUT_MS))
+        sim = SimBoard(weights, fingerprint=fp, version=int(q.get("version", "1")),
+                       resume_timeout_ms=timeout_ms)  # fmt: skip
         tcp = sim.serve_tcp()
-        yield Board(
-            f"socket://127.0.0.1:{tcp}",
-            ("127.0.0.1", tcp),
-            weights,
-            fp,
-            1,
-            RESUME_TIMEOUT_MS / 1000,
-            sim,
-        )
+        url = f"socket://127.0.0.1:{tcp}"
+        yield Board(url, ("127.0.0.1", tcp), read_info(url), timeout_ms / 1000, weights, sim)
         sim.stop()
         return
-    from modelota.serial_handlers import protocol_sim
+    if port.startswith("sim://"):
+        host, tcp, factory, timeout_s = _sim_board(port)
+        url = f"socket://{host}:{tcp}"
+        try:
+            yield Board(url, (host, tcp), read_info(url), timeout_s, factory, None)
+        finally:
+            from modelota import boards
 
-    name = port.split("://", 1)[-1].split("?", 1)[0]
-    factory = protocol_sim.BOARDS.get(name)
-    if factory is None:
-        pytest.skip(f"no simulated board {name!r} registered")
-    host, tcp = factory({"size": str(SIZE), "timeout_ms": str(RESUME_TIMEOUT_MS)})
-    yield Board(
-        f"socket://{host}:{tcp}", (host, tcp), weights, fp, 1, RESUME_TIMEOUT_MS / 1000, None
-    )
+            boards.stop_sim_boards()
+        return
+    # a real board (or any other pyserial URL): bridged once, never restored
+    bridge = _bridges.get(port)
+    if bridge is None:
+        bridge = _bridges[port] = SerialBridge(port)
+        time.sleep(2.0)  # an Arduino resets when its port opens (DTR)
+    url = f"socket://127.0.0.1:{bridge.port}"
+    timeout_s = int(os.environ.get("MODELOTA_HIL_TIMEOUT_MS", "10000")) / 1000
+    yield Board(url, ("127.0.0.1", bridge.port), read_info(url), timeout_s, None, None)
