@@ -39,6 +39,7 @@ from modelota.status import Status
 from modelota.tflite_model import read_tflite, rebase
 
 ROOT = Path(__file__).resolve().parent.parent
+ARDUINO_HOST = ROOT / "tests" / "arduino_host"  # Arduino.h stand-in shared with test_arduino_glue
 GXX = shutil.which("g++")
 BUILDER = shutil.which("arduino-builder")
 CHUNK = 128  # >= 96: the chunk buffer also holds the header
@@ -284,38 +285,6 @@ def test_zip_reads_like_the_folder(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- 4: prepare, compile, run
 
-ARDUINO_STUB = r"""#ifndef FIXTURE_ARDUINO_H
-#define FIXTURE_ARDUINO_H
-/* Host stand-in for the Arduino core: Stream, String, millis, yield. */
-#include <stddef.h>
-#include <stdint.h>
-#include <string.h>
-#include <string>
-class Print {
-public:
-    virtual ~Print() {}
-    virtual size_t write(uint8_t) = 0;
-};
-class Stream : public Print {
-public:
-    virtual int available() = 0;
-    virtual int read() = 0;
-    virtual int peek() = 0;
-};
-class String {
-public:
-    String(const char* s = "") : s_(s != nullptr ? s : "") {}
-    const char* c_str() const { return s_.c_str(); }
-    bool operator==(const char* o) const { return s_ == o; }
-    bool operator!=(const char* o) const { return s_ != o; }
-private:
-    std::string s_;
-};
-unsigned long millis(void);
-void yield(void);
-#endif
-"""
-
 DRIVER = r"""#include <stdio.h>
 #include <stdlib.h>
 #include <vector>
@@ -388,12 +357,11 @@ int main(int argc, char** argv) {
 
 @pytest.fixture(scope="module")
 def host_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Stub Arduino.h, and src/ModelOTA.cpp + src/modelota_store.cpp (the real
-    firmware_lib sources they #include) compiled once."""
+    """src/ModelOTA.cpp + src/modelota_store.cpp (the real firmware_lib sources
+    they #include) compiled once against the host Arduino stand-in."""
     if GXX is None:
         pytest.skip("host g++ is not installed")
     d = tmp_path_factory.mktemp("host")
-    (d / "Arduino.h").write_text(ARDUINO_STUB)
     for unit in ("ModelOTA", "modelota_store"):
         cmd = [
             GXX,
@@ -403,7 +371,7 @@ def host_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-Werror",
             "-O1",
             "-I",
-            str(d),
+            str(ARDUINO_HOST),
             "-I",
             str(ROOT / "src"),
             "-c",
@@ -490,7 +458,7 @@ def test_prepare_is_idempotent_and_the_result_compiles_and_runs(
         "-Werror",
         "-O1",
         "-I",
-        str(host_build),
+        str(ARDUINO_HOST),
         "-I",
         str(ROOT / "src"),
         "-I",

@@ -1,7 +1,8 @@
 /*
  * Host stand-in for the few Arduino core declarations src/ModelOTA.{h,cpp}
- * use (Stream, millis, yield), so tests/test_arduino_glue.py can run the
- * real glue on the host against scripted streams and a fake clock. The
+ * and the glue `modelota prepare-ei` generates use (Stream, String, millis,
+ * yield), so tests/test_arduino_glue.py and tests/test_edgeimpulse.py can run
+ * the real glue on the host against scripted streams and a fake clock. The
  * signatures are the Arduino core's.
  */
 #ifndef MODELOTA_HOST_ARDUINO_H
@@ -10,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include <string>
 
 class Print {
 public:
@@ -22,6 +25,17 @@ public:
     virtual int available() = 0;
     virtual int read() = 0;
     virtual int peek() = 0;
+};
+
+class String {
+public:
+    String(const char* s = "") : s_(s != nullptr ? s : "") {}
+    const char* c_str() const { return s_.c_str(); }
+    bool operator==(const char* o) const { return s_ == o; }
+    bool operator!=(const char* o) const { return s_ != o; }
+
+private:
+    std::string s_;
 };
 
 unsigned long millis(void);
