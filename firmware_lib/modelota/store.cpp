@@ -469,7 +469,9 @@ int modelota_store_recover(modelota_store* st) {
     }
     TRY(read_records(st));
     if (st->state == MODELOTA_STORE_PENDING) {
-        TRY(finish_pending(st));
+        /* finish_pending checks the rewritten region against the payload's
+         * digest before it writes the CLEAN record: no second pass needed */
+        return finish_pending(st);
     }
     if (st->state == MODELOTA_STORE_CLEAN) {
         uint32_t crc = 0;
