@@ -15,7 +15,7 @@ but the storage survives, as on a board.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -130,6 +130,15 @@ class _StoreHandle:
 Progress = Callable[[int], None]  # called with the bytes fed so far
 
 
+class StreamLost(Exception):
+    """Raised by a piece iterator that gave up (the link is gone for good):
+    the update is aborted with ``status`` and the region restored."""
+
+    def __init__(self, status: Status = Status.Timeout, message: str = "") -> None:
+        super().__init__(message or status.name)
+        self.status = status
+
+
 class _Updating:
     """Shared update loop: begin the store, feed payload to store log + Updater."""
 
@@ -140,6 +149,21 @@ class _Updating:
     def _run(
         self, payload: bytes, piece: int, stop_after: int | None, progress: Progress | None = None
     ) -> Status:
+        end = len(payload) if stop_after is None else min(stop_after, len(payload))
+        pieces = (payload[pos : min(pos + piece, end)] for pos in range(0, end, piece))
+        short = Status.Timeout if stop_after is not None else None
+        return self._run_stream(pieces, progress, short)
+
+    def _run_stream(
+        self,
+        pieces: Iterable[bytes],
+        progress: Progress | None = None,
+        cut_short: Status | None = None,
+    ) -> Status:
+        """Feeds the pieces to the store log and the Updater as they come (a
+        network download, a serial link...). When the iterable raises
+        ``StreamLost`` (or ``cut_short`` is given) the update is aborted with
+        that status and the region restored; otherwise it is finished."""
         lib = self._n.lib
         st = Status(lib.modelota_store_begin(self.store.st))
         if st != Status.Ok:
@@ -148,24 +172,27 @@ class _Updating:
         if st != Status.Ok:
             lib.modelota_store_cancel(self.store.st)
             return st
-        end = len(payload) if stop_after is None else min(stop_after, len(payload))
         ffi = self._n.ffi
-        for pos in range(0, end, piece):
-            part = payload[pos : min(pos + piece, end)]
-            buf = ffi.from_buffer(part)
-            rc = lib.modelota_store_log(self.store.st, buf, len(part))
-            if rc != 0:
-                lib.modelota_store_cancel(self.store.st)
-                return Status(lib.modelota_abort(self._u, rc))
-            st = Status(lib.modelota_feed(self._u, buf, len(part)))
-            if progress is not None:
-                progress(pos + len(part))
-            if st != Status.Ok:
-                lib.modelota_store_cancel(self.store.st)
-                return st
-        if stop_after is not None:
+        done = 0
+        try:
+            for part in pieces:
+                buf = ffi.from_buffer(part)
+                rc = lib.modelota_store_log(self.store.st, buf, len(part))
+                if rc != 0:
+                    lib.modelota_store_cancel(self.store.st)
+                    return Status(lib.modelota_abort(self._u, rc))
+                st = Status(lib.modelota_feed(self._u, buf, len(part)))
+                done += len(part)
+                if progress is not None:
+                    progress(done)
+                if st != Status.Ok:
+                    lib.modelota_store_cancel(self.store.st)
+                    return st
+        except StreamLost as e:
+            cut_short = e.status
+        if cut_short is not None:
             lib.modelota_store_cancel(self.store.st)
-            return Status(lib.modelota_abort(self._u, Status.Timeout))
+            return Status(lib.modelota_abort(self._u, cut_short))
         st = Status(lib.modelota_finish(self._u))
         if st != Status.Ok:
             lib.modelota_store_cancel(self.store.st)
@@ -280,6 +307,19 @@ class RamModelDevice(_Updating):
         stop_after: int | None = None,
         progress: Progress | None = None,
     ) -> Status:
+        st = self._configure()
+        if st != Status.Ok:
+            return st
+        return self._finished(self._run(payload, piece, stop_after, progress))
+
+    def update_stream(self, pieces: Iterable[bytes], progress: Progress | None = None) -> Status:
+        """Applies a payload that arrives in pieces (see ``_run_stream``)."""
+        st = self._configure()
+        if st != Status.Ok:
+            return st
+        return self._finished(self._run_stream(pieces, progress))
+
+    def _configure(self) -> Status:
         n = self._n
         cfg = n.ffi.new("modelota_config*")
         wbuf = n.ffi.from_buffer("uint8_t[]", self.ram, require_writable=True)
@@ -291,10 +331,9 @@ class RamModelDevice(_Updating):
         cfg.buffer = buf
         cfg.buffer_len = self.buffer_len
         self._keep = [cfg, wbuf, fp, buf]
-        st = Status(n.lib.modelota_init(self._u, cfg))
-        if st != Status.Ok:
-            return st
-        st = self._run(payload, piece, stop_after, progress)
+        return Status(n.lib.modelota_init(self._u, cfg))
+
+    def _finished(self, st: Status) -> Status:
         if st == Status.Ok:
-            self.version = int(n.lib.modelota_current_version(self._u))
+            self.version = int(self._n.lib.modelota_current_version(self._u))
         return st
