@@ -225,6 +225,24 @@ int sim_flash_erase(const modelota_storage* s, uint32_t block);
 int sim_flash_sync(const modelota_storage* s);
 """
 
+# Crypto primitives (firmware_lib/modelota/sha256.h, sha512.h, ed25519.h; docs/SECURITY.md).
+CORE_SOURCES += [FIRMWARE / "modelota" / n for n in ("sha256.cpp", "sha512.cpp", "ed25519.cpp")]
+CDEF_TYPES += """
+typedef struct modelota_sha256 { ...; } modelota_sha256;
+void modelota_sha256_init(modelota_sha256* c);
+void modelota_sha256_update(modelota_sha256* c, const uint8_t* data, size_t n);
+void modelota_sha256_final(modelota_sha256* c, uint8_t out[32]);
+typedef struct modelota_sha512 { ...; } modelota_sha512;
+void modelota_sha512_init(modelota_sha512* c);
+void modelota_sha512_update(modelota_sha512* c, const uint8_t* data, size_t n);
+void modelota_sha512_final(modelota_sha512* c, uint8_t out[64]);
+int modelota_ed25519_verify(const uint8_t signature[64], const uint8_t* msg, size_t len,
+                            const uint8_t public_key[32]);
+"""
+CRYPTO_INCLUDE = (
+    '#include "modelota/sha256.h"\n#include "modelota/sha512.h"\n#include "modelota/ed25519.h"\n'
+)
+
 
 def header_constants() -> list[str]:
     """Every MODELOTA_* enum constant and integer #define in the core headers."""
@@ -270,6 +288,7 @@ def make_ffi(
     ffi.set_source(
         module_name,
         '#include "modelota.h"\n#include "sim_storage.h"\n#include "sim_flash.h"\n'
+        + CRYPTO_INCLUDE +
         "#include <string.h>\n"
         f'static const char MODELOTA_SOURCE_HASH[] = "{source_hash()}";\n',
         sources=[
