@@ -219,8 +219,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run
-
+    if args.board:
+        from .demo import run
+    else:
+        from .fleet_demo import run
     return run()
 
 
@@ -289,13 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.set_defaults(func=cmd_inspect)
 
-    from . import edgeimpulse_cli, push, tflite_cli
+    from . import edgeimpulse_cli, fleet_cli, push, tflite_cli
 
     tflite_cli.add_commands(sub)
     edgeimpulse_cli.add_commands(sub)
     push.add_commands(sub)
+    fleet_cli.add_commands(sub)
 
     sp = sub.add_parser("demo", help="end-to-end update of a simulated device (real C++ core)")
+    sp.add_argument("--board", action="store_true", help="the board-level demo (power cut...)")
     sp.set_defaults(func=cmd_demo)
 
     sp = sub.add_parser(

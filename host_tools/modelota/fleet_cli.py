@@ -1,0 +1,136 @@
+"""``modelota serve``, ``modelota export`` and ``modelota fleet ...`` (admin
+client): the fleet update server of docs/FLEET.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from .status import CliError
+
+
+def _token(args: argparse.Namespace, required: bool) -> str:
+    token = args.token or os.environ.get("MODELOTA_TOKEN", "")
+    if required and not token:
+        raise CliError("an admin token is needed: --token or the MODELOTA_TOKEN variable")
+    return str(token)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .fleet import FleetError
+    from .server import serve
+
+    token = _token(args, False)
+    if not token:
+        token = secrets.token_urlsafe(24)
+        print(f"admin token (pass --token or MODELOTA_TOKEN to choose one): {token}", flush=True)
+
+    def ready(url: str) -> None:
+        print(f"modelota serve: {url} (data in {args.data}); Ctrl-C stops", flush=True)
+
+    try:
+        serve(
+            Path(args.data), args.host, args.port, token, args.db, args.max_payload,
+            args.access_log, ready,
+        )  # fmt: skip
+    except FleetError as e:
+        raise CliError(e.message) from e
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+    from .fleet import Fleet, FleetError
+
+    if not (Path(args.data) / "payloads").is_dir() and args.db is None:
+        raise CliError(f"{args.data}: not a modelota serve data directory")
+    try:
+        fleet = Fleet(Path(args.data), args.db)
+    except FleetError as e:
+        raise CliError(e.message) from e
+    try:
+        s = export(fleet, Path(args.out))
+    finally:
+        fleet.close()
+    print(
+        f"exported {s.devices} device manifests and {s.payloads} payloads to {args.out}"
+        f" ({s.removed} stale manifests removed); serve it with any static file server"
+    )
+    return 0
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from .fleet_client import AdminClient, FleetClientError
+
+    admin = AdminClient(args.server, _token(args, True))
+    out: Any
+    try:
+        if args.action == "upload":
+            out = admin.upload(args.line, Path(args.payload).read_bytes())
+        elif args.action == "register":
+            out = admin.register(args.device, args.group, args.fingerprint)
+        elif args.action == "assign":
+            kind, target = ("group", args.group) if args.group else ("device", args.device)
+            out = admin.assign(kind, target, args.line, args.version)
+        elif args.action == "payloads":
+            out = admin.payloads()
+        elif args.action == "devices":
+            out = admin.devices()
+        else:
+            out = admin.reports(args.device, args.limit)
+    except FleetClientError as e:
+        raise CliError(str(e)) from e
+    except OSError as e:
+        raise CliError(f"{args.server}: {e}") from e
+    json.dump(out, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    sp = sub.add_parser("serve", help="run the fleet update server (docs/FLEET.md)")
+    sp.add_argument("--data", default="modelota-data", help="payload files and the SQLite db")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sp.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    sp.add_argument("--token", help="admin bearer token (default: $MODELOTA_TOKEN, or random)")
+    sp.add_argument("--db", help="database URL: a SQLite path (default DATA/fleet.db) or"
+                    " postgresql://... (needs psycopg)")  # fmt: skip
+    sp.add_argument("--max-payload", type=int, default=64 * 1024 * 1024,
+                    help="largest accepted upload in bytes (default 64 MiB)")  # fmt: skip
+    sp.add_argument("--access-log", action="store_true", help="log every request")
+    sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("export", help="write the fleet's device answers as a static tree")
+    sp.add_argument("out", help="directory to write (v1/devices/..., v1/payloads/...)")
+    sp.add_argument("--data", default="modelota-data", help="the server's data directory")
+    sp.add_argument("--db", help="database URL when not DATA/fleet.db")
+    sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("fleet", help="admin client of a running modelota serve")
+    sp.add_argument("--server", default="http://127.0.0.1:8080")
+    sp.add_argument("--token", help="admin bearer token (default: $MODELOTA_TOKEN)")
+    acts = sp.add_subparsers(dest="action", required=True)
+    a = acts.add_parser("upload", help="upload a payload (.mota) to a model line")
+    a.add_argument("line")
+    a.add_argument("payload")
+    a = acts.add_parser("register", help="register a device (by its id, e.g. its MAC)")
+    a.add_argument("device")
+    a.add_argument("--group")
+    a.add_argument("--fingerprint", help="32 hex digits: refuse other models for it")
+    a = acts.add_parser("assign", help="assign a line (and version) to a device or group")
+    g = a.add_mutually_exclusive_group(required=True)
+    g.add_argument("--device")
+    g.add_argument("--group")
+    a.add_argument("line")
+    a.add_argument("--version", type=int, help="default: the line's latest")
+    acts.add_parser("payloads", help="list payloads")
+    acts.add_parser("devices", help="list devices with their state")
+    a = acts.add_parser("reports", help="reports devices sent, newest first")
+    a.add_argument("--device")
+    a.add_argument("--limit", type=int, default=50)
+    sp.set_defaults(func=cmd_fleet)
