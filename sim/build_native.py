@@ -225,6 +225,39 @@ int sim_flash_erase(const modelota_storage* s, uint32_t block);
 int sim_flash_sync(const modelota_storage* s);
 """
 
+# Sample logger (firmware_lib/modelota/samples.h, docs/COLLECT.md): sources and declarations.
+CORE_SOURCES.append(FIRMWARE / "modelota" / "samples.cpp")
+CDEF_TYPES += """
+typedef struct modelota_sensor { const char* name; const char* units; } modelota_sensor;
+typedef int (*modelota_samples_write_fn)(void* ctx, const uint8_t* data, uint32_t n);
+typedef struct modelota_samples_config {
+    const modelota_sensor* sensors;
+    uint8_t sensor_count;
+    uint16_t window;
+    uint16_t hop;
+    float interval_ms;
+    float* buffer;
+    uint32_t buffer_len;
+} modelota_samples_config;
+typedef struct modelota_samples { ...; } modelota_samples;
+int modelota_samples_init(modelota_samples* s, const modelota_samples_config* c);
+int modelota_samples_push(modelota_samples* s, const float* row, uint32_t n);
+int modelota_samples_ready(const modelota_samples* s);
+uint32_t modelota_samples_frame_len(const modelota_samples* s);
+int modelota_samples_write(modelota_samples* s, modelota_samples_write_fn write, void* ctx);
+int32_t modelota_samples_encode(modelota_samples* s, uint8_t* out, uint32_t cap);
+uint32_t modelota_samples_seq(const modelota_samples* s);
+uint32_t modelota_samples_total(const modelota_samples* s);
+uint32_t modelota_samples_dropped(const modelota_samples* s);
+#define MODELOTA_SAMPLES_FORMAT_VERSION ...
+#define MODELOTA_SAMPLES_HEAD_LEN ...
+#define MODELOTA_SAMPLES_MAX_SENSORS ...
+#define MODELOTA_SAMPLES_MAX_NAME ...
+#define MODELOTA_SAMPLES_MAX_UNITS ...
+#define MODELOTA_SAMPLES_MAX_VALUES ...
+"""
+SAMPLES_INCLUDE = '#include "modelota/samples.h"\n'
+
 # Crypto primitives (firmware_lib/modelota/sha256.h, sha512.h, ed25519.h; docs/SECURITY.md).
 CORE_SOURCES += [FIRMWARE / "modelota" / n for n in ("sha256.cpp", "sha512.cpp", "ed25519.cpp")]
 CDEF_TYPES += """
@@ -288,6 +321,7 @@ def make_ffi(
     ffi.set_source(
         module_name,
         '#include "modelota.h"\n#include "sim_storage.h"\n#include "sim_flash.h"\n'
+        + SAMPLES_INCLUDE
         + CRYPTO_INCLUDE +
         "#include <string.h>\n"
         f'static const char MODELOTA_SOURCE_HASH[] = "{source_hash()}";\n',
