@@ -291,12 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.set_defaults(func=cmd_inspect)
 
-    from . import edgeimpulse_cli, fleet_cli, push, tflite_cli
+    from . import collect, edgeimpulse_cli, fleet_cli, push, tflite_cli
 
     tflite_cli.add_commands(sub)
     edgeimpulse_cli.add_commands(sub)
     push.add_commands(sub)
     fleet_cli.add_commands(sub)
+    collect.add_commands(sub)
 
     sp = sub.add_parser("demo", help="end-to-end update of a simulated device (real C++ core)")
     sp.add_argument("--board", action="store_true", help="the board-level demo (power cut...)")
