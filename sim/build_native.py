@@ -65,6 +65,13 @@ typedef struct modelota_source {
     uint32_t version;
 } modelota_source;
 
+typedef int (*modelota_verify_fn)(void* ctx, const uint8_t* msg, uint32_t len,
+                                  const uint8_t* sig);
+typedef struct modelota_verifier {
+    modelota_verify_fn verify;
+    void* ctx;
+} modelota_verifier;
+
 typedef struct modelota_config {
     modelota_target target;
     modelota_source backup;
@@ -73,6 +80,8 @@ typedef struct modelota_config {
     uint8_t* buffer;
     uint32_t buffer_len;
     uint8_t verify_only;
+    uint32_t min_version;
+    modelota_verifier verifier;
 } modelota_config;
 
 typedef struct modelota_updater { ...; } modelota_updater;
@@ -275,6 +284,19 @@ int modelota_ed25519_verify(const uint8_t signature[64], const uint8_t* msg, siz
 CRYPTO_INCLUDE = (
     '#include "modelota/sha256.h"\n#include "modelota/sha512.h"\n#include "modelota/ed25519.h"\n'
 )
+
+# Signed payloads and anti-rollback (updater.h, store.h; docs/SECURITY.md).
+CDEF_TYPES += """
+uint32_t modelota_min_version(const modelota_updater* u);
+int modelota_ed25519_verify_cb(void* ctx, const uint8_t* msg, uint32_t len, const uint8_t* sig);
+modelota_verifier modelota_ed25519_verifier(const uint8_t* public_key);
+uint32_t modelota_store_min_version(const modelota_store* st);
+int modelota_store_raise_min_version(modelota_store* st, uint32_t min_version);
+extern "Python" int modelota_py_verify(void* ctx, const uint8_t* msg, uint32_t len,
+                                       const uint8_t* sig);
+static const int MODELOTA_SHA256;
+static const int MODELOTA_SIGNATURES;
+"""
 
 
 def header_constants() -> list[str]:

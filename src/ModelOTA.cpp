@@ -8,6 +8,15 @@
 #include "../firmware_lib/modelota/crc32.cpp"
 #include "../firmware_lib/modelota/status.cpp"
 #include "../firmware_lib/modelota/updater.cpp"
+/* SHA-256 digests and the built-in Ed25519 verifier, as config.h switches
+ * them (off on AVR by default; docs/SECURITY.md) */
+#if MODELOTA_SHA256
+#include "../firmware_lib/modelota/sha256.cpp"
+#endif
+#if MODELOTA_SIGNATURES
+#include "../firmware_lib/modelota/sha512.cpp"
+#include "../firmware_lib/modelota/ed25519.cpp"
+#endif
 
 #include "ModelOTA.h"
 

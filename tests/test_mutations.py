@@ -213,7 +213,9 @@ def test_chunk_larger_than_the_device_buffer(case: Case) -> None:
     "change, expected",
     [
         ({"flags": 0x8000}, Status.Unsupported),
-        ({"digest_type": 2}, Status.Unsupported),
+        ({"digest_type": 3}, Status.Unsupported),
+        ({"digest_type": 0}, Status.Unsupported),
+        ({"flags": 0x0002}, Status.Unsupported),  # SIGNED needs the SHA-256 digest
         ({"reserved": 1}, Status.Unsupported),
         ({"base_version": 5}, Status.Unsupported),
         ({"data_size": 1}, Status.LayoutMismatch),

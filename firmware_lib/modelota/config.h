@@ -32,6 +32,37 @@
 #endif
 #endif
 
+/* SHA-256 digests (digest type 2, docs/FORMAT.md): 1 compiles them in.
+ * Costs one SHA-256 context (108 bytes) inside modelota_updater and the
+ * SHA-256 code (its round-constant table sits in PROGMEM on AVR). 0 refuses
+ * SHA-256 payloads with MODELOTA_UNSUPPORTED. Signed payloads need it.
+ * Default: on, except on AVR where it follows MODELOTA_SIGNATURES (off), to
+ * keep the Updater at ~130 bytes of a Mega's 8 KiB. */
+#ifndef MODELOTA_SHA256
+#if defined(__AVR__) && !(defined(MODELOTA_SIGNATURES) && MODELOTA_SIGNATURES)
+#define MODELOTA_SHA256 0
+#else
+#define MODELOTA_SHA256 1
+#endif
+#endif
+
+/* Built-in Ed25519 verifier (modelota_ed25519_verifier, ed25519.h): 1 links
+ * the verifier (code size: bench/bench_security.py). Independent of it, any
+ * port may plug its platform's crypto in through modelota_config.verifier.
+ * Default: on, except on AVR (a verify takes seconds there and the code
+ * would be the largest part of the library). */
+#ifndef MODELOTA_SIGNATURES
+#if defined(__AVR__)
+#define MODELOTA_SIGNATURES 0
+#else
+#define MODELOTA_SIGNATURES 1
+#endif
+#endif
+
+#if MODELOTA_SIGNATURES && !MODELOTA_SHA256
+#error "MODELOTA_SIGNATURES needs MODELOTA_SHA256: a signed payload's digest is SHA-256"
+#endif
+
 /* Hard cap on the Updater's own state, checked with static_assert. The
  * caller lends the chunk buffer separately. */
 #ifndef MODELOTA_MAX_UPDATER_BYTES

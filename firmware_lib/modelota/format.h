@@ -18,10 +18,18 @@ extern "C" {
 
 /* Digest types (header byte 5). */
 #define MODELOTA_DIGEST_CRC32 1u
+#define MODELOTA_DIGEST_SHA256 2u /* all 32 digest bytes */
 
 /* Header flags (header bytes 6..7). */
 #define MODELOTA_FLAG_DELTA 0x0001u /* base_version and base_crc32 must match */
-#define MODELOTA_KNOWN_FLAGS (MODELOTA_FLAG_DELTA)
+#define MODELOTA_FLAG_SIGNED 0x0002u /* a signature block follows the header */
+#define MODELOTA_KNOWN_FLAGS (MODELOTA_FLAG_DELTA | MODELOTA_FLAG_SIGNED)
+
+/* Signature block of a signed payload: Ed25519 signature (64 bytes) of the
+ * 96 header bytes, between the header and chunk 0. The header's `reserved`
+ * field then carries the signer's key id (first 4 bytes of SHA-256 of the
+ * public key), for readers; the device relies on the signature alone. */
+#define MODELOTA_SIGNATURE_LEN 64u
 
 /* The fixed header, little-endian. This struct documents the layout and is
  * checked against the offsets below; the parser never casts bytes to it
@@ -41,7 +49,7 @@ typedef struct modelota_header_layout {
     uint8_t segment_count[4]; /* 48 runs of contiguous chunks */
     uint8_t max_chunk[4];     /* 52 largest chunk length */
     uint8_t digest[MODELOTA_DIGEST_LEN]; /* 56 digest of the final region */
-    uint8_t reserved[4];      /* 88 must be 0 */
+    uint8_t reserved[4];      /* 88 0; signed payloads: key id */
     uint8_t header_crc[4];    /* 92 CRC32 of bytes 0..91 */
 } modelota_header_layout;
 

@@ -28,6 +28,7 @@ extern "C" const char* modelota_status_str(int status) {
     case MODELOTA_BAD_STATE: return "BadState";
     case MODELOTA_INVALID_ARGUMENT: return "InvalidArgument";
     case MODELOTA_BAD_SIGNATURE: return "BadSignature";
+    case MODELOTA_UNSIGNED: return "Unsigned";
     default: return "Unknown";
     }
 #else

@@ -37,10 +37,11 @@ typedef enum modelota_status {
     MODELOTA_STORAGE_IO = -21,         /* a target or backup callback failed */
     MODELOTA_BAD_STATE = -22,          /* API called in the wrong state */
     MODELOTA_INVALID_ARGUMENT = -23,   /* bad configuration (null pointer, buffer too small) */
-    MODELOTA_BAD_SIGNATURE = -24       /* reserved for signed payloads */
+    MODELOTA_BAD_SIGNATURE = -24,      /* signature does not verify under the device's key */
+    MODELOTA_UNSIGNED = -25            /* unsigned payload on a device that requires signatures */
 } modelota_status;
 
-#define MODELOTA_STATUS_MIN (-24)
+#define MODELOTA_STATUS_MIN (-25)
 
 /* Short name of a status ("ChunkCrc"), or "" when MODELOTA_STATUS_STRINGS
  * is 0. Unknown values give "Unknown". Never returns NULL. */

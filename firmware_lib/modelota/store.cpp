@@ -5,14 +5,17 @@
 #include "crc32.h"
 #include "format.h"
 #include "updater.h"
+#if MODELOTA_SHA256
+#include "sha256.h"
+#endif
 
 static_assert(MODELOTA_RECORD_LEN % 4u == 0u && MODELOTA_ENTRY_LEN % 4u == 0u, "u32 fields");
 static_assert(sizeof(modelota_store) <= 96u, "store state stays small");
 
 namespace {
 
-const uint32_t kRecordMagic = 0x52544F4Du; /* "MOTR" */
-const uint32_t kCommitted = 1u;
+const uint32_t kRecordMagic = 0x524Du; /* "MR", low half of a record's first word */
+const uint32_t kCommitted = 1u;       /* high half: the record's state */
 const uint32_t kClean = 2u;
 /* journal slots that recovery may spoil (one per power cut during an entry
  * write) on top of one slot per touched block */
@@ -100,25 +103,31 @@ int area_crc(const modelota_store* st, uint32_t first, uint32_t n, uint32_t* out
 
 /* ---- commit records -------------------------------------------------------
  * A record is 32 bytes at the start of one of the two meta blocks:
- *   magic, seq, state, version, region_crc, log_len, log_crc, crc32(previous 28)
+ *   magic | state << 16, seq, version, region_crc, log_len, log_crc,
+ *   min_version, crc32(previous 28)
  * The latest valid record (highest seq) is the truth. A new record always
- * goes to the other meta block, so a torn write never spoils the latest one. */
+ * goes to the other meta block, so a torn write never spoils the latest one.
+ * min_version (the anti-rollback floor) lives in every record, so it moves
+ * with the commit that raises it: a cut leaves the old floor with the old
+ * weights or the new floor with the new ones. */
 
 struct Record {
-    uint32_t seq, state, version, region_crc, log_len, log_crc;
+    uint32_t seq, state, version, region_crc, log_len, log_crc, min_version;
 };
 
 bool decode_record(const uint8_t* b, Record* r) {
-    if (modelota_load_u32le(b) != kRecordMagic ||
+    uint32_t head = modelota_load_u32le(b);
+    if ((head & 0xFFFFu) != kRecordMagic ||
         modelota_crc32(0, b, MODELOTA_RECORD_LEN - 4u) != modelota_load_u32le(b + 28)) {
         return false;
     }
+    r->state = head >> 16;
     r->seq = modelota_load_u32le(b + 4);
-    r->state = modelota_load_u32le(b + 8);
-    r->version = modelota_load_u32le(b + 12);
-    r->region_crc = modelota_load_u32le(b + 16);
-    r->log_len = modelota_load_u32le(b + 20);
-    r->log_crc = modelota_load_u32le(b + 24);
+    r->version = modelota_load_u32le(b + 8);
+    r->region_crc = modelota_load_u32le(b + 12);
+    r->log_len = modelota_load_u32le(b + 16);
+    r->log_crc = modelota_load_u32le(b + 20);
+    r->min_version = modelota_load_u32le(b + 24);
     return r->state == kCommitted || r->state == kClean;
 }
 
@@ -138,6 +147,7 @@ int read_records(modelota_store* st) {
     if (!found) {
         st->state = MODELOTA_STORE_EMPTY;
         st->seq = 0;
+        st->min_version = 0;
         st->latest_meta = 1u; /* the first record goes to meta block 0 */
         return MODELOTA_OK;
     }
@@ -146,21 +156,27 @@ int read_records(modelota_store* st) {
     st->region_crc = best.region_crc;
     st->log_len = best.log_len;
     st->log_crc = best.log_crc;
+    st->min_version = best.min_version;
     st->state = best.state == kCommitted ? MODELOTA_STORE_PENDING : MODELOTA_STORE_CLEAN;
     return MODELOTA_OK;
 }
 
+uint32_t max_u32(uint32_t a, uint32_t b) { return a > b ? a : b; }
+
+/* Writes the next record. The floor it carries is the current one raised to
+ * `floor` and to `version`: a store never holds a model below its floor. */
 int write_record(modelota_store* st, uint32_t state, uint32_t version, uint32_t region_crc,
-                 uint32_t log_len, uint32_t log_crc) {
+                 uint32_t log_len, uint32_t log_crc, uint32_t floor = 0u) {
     uint8_t raw[MODELOTA_RECORD_LEN];
     uint32_t seq = st->seq + 1u;
-    put_u32(raw, kRecordMagic);
+    uint32_t min_version = max_u32(max_u32(st->min_version, floor), version);
+    put_u32(raw, kRecordMagic | (state << 16));
     put_u32(raw + 4, seq);
-    put_u32(raw + 8, state);
-    put_u32(raw + 12, version);
-    put_u32(raw + 16, region_crc);
-    put_u32(raw + 20, log_len);
-    put_u32(raw + 24, log_crc);
+    put_u32(raw + 8, version);
+    put_u32(raw + 12, region_crc);
+    put_u32(raw + 16, log_len);
+    put_u32(raw + 20, log_crc);
+    put_u32(raw + 24, min_version);
     put_u32(raw + 28, modelota_crc32(0, raw, MODELOTA_RECORD_LEN - 4u));
     uint32_t target = 1u - st->latest_meta;
     TRY(er(st, st->cfg->meta_block + target));
@@ -172,6 +188,7 @@ int write_record(modelota_store* st, uint32_t state, uint32_t version, uint32_t 
     st->region_crc = region_crc;
     st->log_len = log_len;
     st->log_crc = log_crc;
+    st->min_version = min_version;
     st->state = state == kCommitted ? MODELOTA_STORE_PENDING : MODELOTA_STORE_CLEAN;
     return MODELOTA_OK;
 }
@@ -323,9 +340,12 @@ typedef int (*piece_fn)(void* ctx, uint32_t offset, uint32_t log_pos, uint32_t l
 int walk_log(modelota_store* st, piece_fn visit, void* ctx) {
     const modelota_store_config* c = st->cfg;
     uint8_t head[MODELOTA_CHUNK_HEAD_LEN];
+    TRY(area_read(st, c->log_block, 6, head, 2));
+    bool signed_payload = (modelota_load_u16le(head) & MODELOTA_FLAG_SIGNED) != 0;
     TRY(area_read(st, c->log_block, 44, head, 4));
     uint32_t chunks = modelota_load_u32le(head);
-    uint32_t pos = MODELOTA_HEADER_LEN;
+    /* chunks start after the signature block of a signed payload */
+    uint32_t pos = MODELOTA_HEADER_LEN + (signed_payload ? MODELOTA_SIGNATURE_LEN : 0u);
     uint32_t bs = bsize(st);
     for (uint32_t i = 0; i < chunks; ++i) {
         if (st->log_len - pos < MODELOTA_CHUNK_HEAD_LEN + MODELOTA_CHUNK_TAIL_LEN) {
@@ -383,6 +403,44 @@ int count_piece(void* ctx, uint32_t offset, uint32_t, uint32_t) {
     return MODELOTA_OK;
 }
 
+/* Checks the rewritten region against the logged payload's digest (CRC32 or
+ * SHA-256, in one pass) and gives its CRC32 for the CLEAN record. */
+int check_region_digest(modelota_store* st, uint32_t* region_crc) {
+    const modelota_store_config* c = st->cfg;
+    uint8_t digest[MODELOTA_DIGEST_LEN];
+    uint8_t type = 0;
+    TRY(area_read(st, c->log_block, 5, &type, 1));
+    TRY(area_read(st, c->log_block, 56, digest, MODELOTA_DIGEST_LEN));
+#if MODELOTA_SHA256
+    modelota_sha256 sha;
+    modelota_sha256_init(&sha);
+#endif
+    uint32_t crc = 0;
+    for (uint32_t pos = 0; pos < c->region_size;) {
+        uint32_t take = c->region_size - pos < bsize(st) ? c->region_size - pos : bsize(st);
+        TRY(area_read(st, c->region_block, pos, c->block_buf, take));
+        crc = modelota_crc32(crc, c->block_buf, sz(take));
+#if MODELOTA_SHA256
+        if (type == MODELOTA_DIGEST_SHA256) {
+            modelota_sha256_update(&sha, c->block_buf, sz(take));
+        }
+#endif
+        pos += take;
+    }
+    *region_crc = crc;
+    if (type == MODELOTA_DIGEST_CRC32) {
+        return crc == modelota_load_u32le(digest) ? MODELOTA_OK : MODELOTA_STORAGE_IO;
+    }
+#if MODELOTA_SHA256
+    if (type == MODELOTA_DIGEST_SHA256) {
+        uint8_t out[MODELOTA_SHA256_LEN];
+        modelota_sha256_final(&sha, out);
+        return memcmp(out, digest, MODELOTA_SHA256_LEN) == 0 ? MODELOTA_OK : MODELOTA_STORAGE_IO;
+    }
+#endif
+    return MODELOTA_STORAGE_IO; /* the Updater never lets another type reach a commit */
+}
+
 /* Applies a COMMITTED log: every region block it names is rewritten, then a
  * CLEAN record closes the transaction. Idempotent: recovery runs it again
  * after a cut and it picks up where the journal says. */
@@ -401,13 +459,8 @@ int finish_pending(modelota_store* st) {
     if (a.active) {
         TRY(flush_block(&a));
     }
-    uint8_t digest[4];
-    TRY(area_read(st, c->log_block, 56, digest, 4));
     uint32_t region_crc = 0;
-    TRY(area_crc(st, c->region_block, c->region_size, &region_crc));
-    if (region_crc != modelota_load_u32le(digest)) {
-        return MODELOTA_STORAGE_IO;
-    }
+    TRY(check_region_digest(st, &region_crc));
     return write_record(st, kClean, st->version, region_crc, 0, 0);
 }
 
@@ -517,6 +570,17 @@ int modelota_store_load(modelota_store* st, uint8_t* ram, uint32_t size) {
 
 int modelota_store_state_of(const modelota_store* st) { return st->state; }
 uint32_t modelota_store_version(const modelota_store* st) { return st->version; }
+uint32_t modelota_store_min_version(const modelota_store* st) { return st->min_version; }
+
+int modelota_store_raise_min_version(modelota_store* st, uint32_t min_version) {
+    if (st->cfg == NULL || st->state != MODELOTA_STORE_CLEAN) {
+        return MODELOTA_BAD_STATE;
+    }
+    if (min_version <= st->min_version) {
+        return MODELOTA_OK; /* the floor only rises */
+    }
+    return write_record(st, kClean, st->version, st->region_crc, 0, 0, min_version);
+}
 
 int modelota_store_begin(modelota_store* st) {
     if (st->cfg == NULL || st->state == MODELOTA_STORE_PENDING) {
@@ -633,6 +697,7 @@ void modelota_store_attach_ram(modelota_config* cfg, modelota_store* st, uint8_t
     cfg->backup.ctx = st;
     cfg->backup.version = st->version;
     cfg->verify_only = 0;
+    cfg->min_version = st->min_version;
 }
 
 void modelota_store_attach_flash(modelota_config* cfg, modelota_store* st) {
@@ -645,6 +710,7 @@ void modelota_store_attach_flash(modelota_config* cfg, modelota_store* st) {
     cfg->backup.image = NULL;
     cfg->backup.read = NULL;
     cfg->verify_only = 1;
+    cfg->min_version = st->min_version;
 }
 
 int modelota_store_commit_hook(void* ctx, uint32_t version) {

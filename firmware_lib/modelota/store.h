@@ -73,6 +73,7 @@ typedef struct modelota_store {
     uint32_t log_len;    /* committed: payload bytes in the log; logging: bytes so far */
     uint32_t log_crc;
     uint32_t latest_meta;/* 0 or 1: which meta block holds the latest record */
+    uint32_t min_version;/* anti-rollback floor, persisted in every record */
     uint8_t state;       /* modelota_store_state */
     uint8_t tail_len;    /* log bytes waiting for a full prog unit */
     uint8_t tail[MODELOTA_MAX_PROG_SIZE];
@@ -101,6 +102,20 @@ int modelota_store_load(modelota_store* st, uint8_t* ram, uint32_t size);
 int modelota_store_state_of(const modelota_store* st);
 uint32_t modelota_store_version(const modelota_store* st);
 
+/* Anti-rollback floor: the highest version ever committed or formatted, or
+ * raised explicitly. It is kept in the commit records (so it survives reboot
+ * and power cuts with the commit that raised it) and never goes down, also
+ * when the device falls back to its factory weights. modelota_store_attach_*
+ * copies it into modelota_config.min_version: the Updater refuses a payload
+ * below it with MODELOTA_ROLLBACK. Lost only if both meta blocks are lost. */
+uint32_t modelota_store_min_version(const modelota_store* st);
+
+/* Raises the floor, e.g. to revoke a bad release: payloads below
+ * `min_version` are refused from now on, even re-signed old ones. A value
+ * at or below the current floor changes nothing. Writes one record; the
+ * store must be CLEAN. A power cut leaves the old or the new floor. */
+int modelota_store_raise_min_version(modelota_store* st, uint32_t min_version);
+
 /* Transaction, normally driven through modelota_store_attach() below. */
 int modelota_store_begin(modelota_store* st);
 int modelota_store_log(modelota_store* st, const uint8_t* data, uint32_t n);
@@ -114,7 +129,8 @@ void modelota_store_cancel(modelota_store* st);
  *  - flash model: nothing is written while the payload streams (verify_only);
  *    finish() commits it, rewriting the region in place.
  * The other fields (fingerprint, current_version, buffer) stay the caller's.
- * Call again after each committed update so backup.version follows the store. */
+ * Call again after each committed update so backup.version follows the store.
+ * Both set cfg->min_version from the store's anti-rollback floor. */
 struct modelota_config;
 void modelota_store_attach_ram(struct modelota_config* cfg, modelota_store* st, uint8_t* ram);
 void modelota_store_attach_flash(struct modelota_config* cfg, modelota_store* st);

@@ -2,9 +2,19 @@
 
 #include <string.h>
 
+#if MODELOTA_SIGNATURES
+#include "ed25519.h"
+#endif
+
 static_assert(sizeof(modelota_updater) <= MODELOTA_MAX_UPDATER_BYTES,
               "Updater state exceeds MODELOTA_MAX_UPDATER_BYTES");
 static_assert(MODELOTA_CHUNK_TAIL_LEN <= MODELOTA_CHUNK_HEAD_LEN, "tail reuses field[]");
+#if MODELOTA_SHA256
+static_assert(MODELOTA_SHA256_LEN == MODELOTA_DIGEST_LEN, "a SHA-256 digest fills the field");
+#endif
+#if MODELOTA_SIGNATURES
+static_assert(MODELOTA_ED25519_SIGNATURE_LEN == MODELOTA_SIGNATURE_LEN, "Ed25519 signs");
+#endif
 
 namespace {
 
@@ -23,7 +33,42 @@ int idle_status(const modelota_updater* u) {
 }
 
 bool running(const modelota_updater* u) {
-    return u->state >= MODELOTA_STATE_HEADER && u->state <= MODELOTA_STATE_VERIFIED;
+    return (u->state >= MODELOTA_STATE_HEADER && u->state <= MODELOTA_STATE_VERIFIED) ||
+           u->state == MODELOTA_STATE_SIGNATURE;
+}
+
+/* ---- running digest of the region ---------------------------------------- */
+
+void digest_start(modelota_updater* u) {
+#if MODELOTA_SHA256
+    if (u->digest_type == MODELOTA_DIGEST_SHA256) {
+        modelota_sha256_init(&u->run.sha);
+        return;
+    }
+#endif
+    u->run.crc = 0;
+}
+
+void digest_add(modelota_updater* u, const uint8_t* p, uint32_t n) {
+#if MODELOTA_SHA256
+    if (u->digest_type == MODELOTA_DIGEST_SHA256) {
+        modelota_sha256_update(&u->run.sha, p, static_cast<size_t>(n));
+        return;
+    }
+#endif
+    u->run.crc = modelota_crc32(u->run.crc, p, static_cast<size_t>(n));
+}
+
+/* Ends the running digest and compares it with the header's. */
+bool digest_matches(modelota_updater* u) {
+#if MODELOTA_SHA256
+    if (u->digest_type == MODELOTA_DIGEST_SHA256) {
+        uint8_t out[MODELOTA_SHA256_LEN];
+        modelota_sha256_final(&u->run.sha, out);
+        return memcmp(out, u->digest, MODELOTA_SHA256_LEN) == 0;
+    }
+#endif
+    return u->run.crc == modelota_load_u32le(u->digest);
 }
 
 /* ---- region and backup access ----------------------------------------- */
@@ -58,6 +103,26 @@ int region_crc_range(const modelota_config* c, uint32_t lo, uint32_t hi, uint32_
 int region_crc(const modelota_config* c, uint32_t* out) {
     *out = 0;
     return region_crc_range(c, 0, c->target.size, out);
+}
+
+/* Adds region bytes [lo, hi) to the running digest, read through the lent
+ * buffer when the region is not in RAM. */
+int region_digest_range(modelota_updater* u, uint32_t lo, uint32_t hi) {
+    const modelota_config* c = u->cfg;
+    const modelota_target* t = &c->target;
+    if (t->ram != NULL) {
+        digest_add(u, t->ram + lo, hi - lo);
+        return MODELOTA_OK;
+    }
+    for (uint32_t off = lo; off < hi;) {
+        uint32_t n = min_u32(c->buffer_len, hi - off);
+        if (t->read(t->ctx, off, c->buffer, n) != 0) {
+            return MODELOTA_STORAGE_IO;
+        }
+        digest_add(u, c->buffer, n);
+        off += n;
+    }
+    return MODELOTA_OK;
 }
 
 /* Copies backup bytes [lo, hi) over the region. */
@@ -129,6 +194,22 @@ uint32_t header_want(uint32_t pos) {
     return pos < 4u ? 4u : (pos < 5u ? 5u : MODELOTA_HEADER_LEN);
 }
 
+bool digest_type_known(uint8_t type) {
+#if MODELOTA_SHA256
+    if (type == MODELOTA_DIGEST_SHA256) {
+        return true;
+    }
+#endif
+    return type == MODELOTA_DIGEST_CRC32;
+}
+
+bool is_signed(const modelota_updater* u) {
+    return (modelota_load_u16le(u->cfg->buffer + 6) & MODELOTA_FLAG_SIGNED) != 0;
+}
+
+/* Everything the 96 header bytes can tell on their own, in the order of
+ * docs/FORMAT.md. The delta base is checked after the signature block
+ * (check_base): no region read before the signature is verified. */
 int check_header(modelota_updater* u) {
     const modelota_config* c = u->cfg;
     const uint8_t* h = c->buffer;
@@ -142,16 +223,24 @@ int check_header(modelota_updater* u) {
     uint32_t base_version = modelota_load_u32le(h + 28);
     uint32_t base_crc = modelota_load_u32le(h + 32);
     bool delta = (flags & MODELOTA_FLAG_DELTA) != 0;
-    if (digest_type != MODELOTA_DIGEST_CRC32 || (flags & ~MODELOTA_KNOWN_FLAGS) != 0 ||
-        modelota_load_u32le(h + 88) != 0 ||
+    bool sig = (flags & MODELOTA_FLAG_SIGNED) != 0;
+    if (!digest_type_known(digest_type) || (flags & ~MODELOTA_KNOWN_FLAGS) != 0 ||
+        (sig && digest_type != MODELOTA_DIGEST_SHA256) ||
+        (!sig && modelota_load_u32le(h + 88) != 0) ||
         (!delta && (base_version != 0 || base_crc != 0))) {
         return MODELOTA_UNSUPPORTED;
     }
-    for (uint32_t i = 4; i < MODELOTA_DIGEST_LEN; ++i) {
-        if (h[56 + i] != 0) { /* CRC32 digest uses the first 4 bytes only */
-            return MODELOTA_UNSUPPORTED;
+    if (digest_type == MODELOTA_DIGEST_CRC32) {
+        for (uint32_t i = 4; i < MODELOTA_DIGEST_LEN; ++i) {
+            if (h[56 + i] != 0) { /* CRC32 digest uses the first 4 bytes only */
+                return MODELOTA_UNSUPPORTED;
+            }
         }
     }
+    if (c->verifier.verify != NULL && !sig) {
+        return MODELOTA_UNSIGNED;
+    }
+    u->digest_type = digest_type;
     if (memcmp(h + 8, c->fingerprint, MODELOTA_FINGERPRINT_LEN) != 0) {
         return MODELOTA_WRONG_MODEL;
     }
@@ -159,7 +248,7 @@ int check_header(modelota_updater* u) {
         return MODELOTA_WRONG_SIZE;
     }
     u->new_version = modelota_load_u32le(h + 24);
-    if (u->new_version < u->current_version) {
+    if (u->new_version < u->current_version || u->new_version < u->min_version) {
         return MODELOTA_ROLLBACK;
     }
     if (u->new_version == u->current_version) {
@@ -182,20 +271,27 @@ int check_header(modelota_updater* u) {
         return MODELOTA_LAYOUT_MISMATCH;
     }
     memcpy(u->digest, h + 56, MODELOTA_DIGEST_LEN);
-    if (delta) {
-        if (base_version != u->current_version) {
-            return MODELOTA_WRONG_BASE;
-        }
-        uint32_t crc = 0;
-        int st = region_crc(c, &crc);
-        if (st < 0) {
-            return st;
-        }
-        if (crc != base_crc) {
-            return MODELOTA_WRONG_BASE;
-        }
-    }
     return MODELOTA_OK;
+}
+
+/* DELTA: the region must hold exactly the base the delta was made for. The
+ * header is still at the start of the buffer (the signature went after it);
+ * this is its last use: reading a region that is not in RAM reuses the buffer. */
+int check_base(modelota_updater* u) {
+    const uint8_t* h = u->cfg->buffer;
+    if ((modelota_load_u16le(h + 6) & MODELOTA_FLAG_DELTA) == 0) {
+        return MODELOTA_OK;
+    }
+    if (modelota_load_u32le(h + 28) != u->current_version) {
+        return MODELOTA_WRONG_BASE;
+    }
+    uint32_t base_crc = modelota_load_u32le(h + 32);
+    uint32_t crc = 0;
+    int st = region_crc(u->cfg, &crc);
+    if (st < 0) {
+        return st;
+    }
+    return crc == base_crc ? MODELOTA_OK : MODELOTA_WRONG_BASE;
 }
 
 /* ---- chunks ------------------------------------------------------------ */
@@ -204,18 +300,17 @@ int finalize(modelota_updater* u) {
     if (u->data_seen != u->data_size || u->segments_seen != u->segment_count) {
         return MODELOTA_LAYOUT_MISMATCH;
     }
-    uint32_t crc = 0;
     int st;
     if (u->cfg->verify_only) {
-        crc = u->digest_crc;
-        st = region_crc_range(u->cfg, u->digest_pos, u->cfg->target.size, &crc);
+        st = region_digest_range(u, u->digest_pos, u->cfg->target.size);
     } else {
-        st = region_crc(u->cfg, &crc);
+        digest_start(u);
+        st = region_digest_range(u, 0, u->cfg->target.size);
     }
     if (st < 0) {
         return st;
     }
-    if (crc != modelota_load_u32le(u->digest)) {
+    if (!digest_matches(u)) {
         return MODELOTA_DIGEST_MISMATCH;
     }
     u->state = MODELOTA_STATE_VERIFIED;
@@ -246,7 +341,7 @@ int check_chunk_head(modelota_updater* u) {
     if (u->cfg->verify_only) {
         /* the current bytes between the previous chunk and this one are part
          * of the final region: hash them now, while the buffer is free */
-        int st = region_crc_range(u->cfg, u->digest_pos, off, &u->digest_crc);
+        int st = region_digest_range(u, u->digest_pos, off);
         u->digest_pos = off;
         return st;
     }
@@ -261,7 +356,7 @@ int apply_chunk(modelota_updater* u) {
     uint32_t len = u->chunk_len;
     bool new_segment = u->next_seq == 0 || off != u->write_end;
     if (u->cfg->verify_only) {
-        u->digest_crc = modelota_crc32(u->digest_crc, u->cfg->buffer, sz(len));
+        digest_add(u, u->cfg->buffer, len);
         u->digest_pos = off + len;
     } else {
         if (u->touched_hi <= u->touched_lo) {
@@ -287,13 +382,41 @@ int apply_chunk(modelota_updater* u) {
     return MODELOTA_OK;
 }
 
-/* Gathers bytes into dst until `want` are there. Returns bytes taken. */
+/* Gathers bytes into dst (or drops them when dst is NULL) until `want` are
+ * there. Returns bytes taken. */
 uint32_t gather(modelota_updater* u, uint8_t* dst, uint32_t want, const uint8_t* src, size_t n) {
     uint32_t room = want - u->pos;
     uint32_t take = n < room ? (uint32_t)n : room;
-    memcpy(dst + u->pos, src, sz(take));
+    if (dst != NULL) {
+        memcpy(dst + u->pos, src, sz(take));
+    }
     u->pos += take;
     return take;
+}
+
+/* The header (and its signature, when signed) passed: check the delta base,
+ * then expect chunks. */
+int start_chunks(modelota_updater* u) {
+    u->pos = 0;
+    u->state = MODELOTA_STATE_CHUNK_HEAD;
+    int st = check_base(u);
+    if (st < 0) {
+        return st;
+    }
+    digest_start(u);
+    return u->chunk_count == 0 ? finalize(u) : MODELOTA_OK;
+}
+
+/* The signature block is in: with a verifier, it must sign the 96 header
+ * bytes still at the start of the buffer. Nothing has been written yet. */
+int check_signature(modelota_updater* u) {
+    const modelota_config* c = u->cfg;
+    if (c->verifier.verify != NULL &&
+        c->verifier.verify(c->verifier.ctx, c->buffer, MODELOTA_HEADER_LEN,
+                           c->buffer + MODELOTA_HEADER_LEN) != 1) {
+        return MODELOTA_BAD_SIGNATURE;
+    }
+    return start_chunks(u);
 }
 
 /* One step of the state machine over data[0..n). Returns bytes consumed
@@ -311,11 +434,21 @@ uint32_t step(modelota_updater* u, const uint8_t* data, size_t n, int* st) {
             *st = MODELOTA_UNSUPPORTED_VERSION;
         } else if (u->pos == MODELOTA_HEADER_LEN) {
             *st = check_header(u);
-            u->pos = 0;
-            u->state = MODELOTA_STATE_CHUNK_HEAD;
-            if (*st == MODELOTA_OK && u->chunk_count == 0) {
-                *st = finalize(u);
+            if (*st == MODELOTA_OK && is_signed(u)) {
+                u->pos = 0;
+                u->state = MODELOTA_STATE_SIGNATURE;
+            } else if (*st == MODELOTA_OK) {
+                *st = start_chunks(u);
             }
+        }
+        break;
+    }
+    case MODELOTA_STATE_SIGNATURE: {
+        /* kept after the header only when there is a verifier to check it */
+        uint8_t* dst = c->verifier.verify != NULL ? c->buffer + MODELOTA_HEADER_LEN : NULL;
+        took = gather(u, dst, MODELOTA_SIGNATURE_LEN, data, n);
+        if (u->pos == MODELOTA_SIGNATURE_LEN) {
+            *st = check_signature(u);
         }
         break;
     }
@@ -383,7 +516,12 @@ int modelota_init(modelota_updater* u, const modelota_config* cfg) {
     if (cfg->verify_only && t->ram == NULL && t->read == NULL) {
         return MODELOTA_INVALID_ARGUMENT;
     }
+    if (cfg->verifier.verify != NULL &&
+        cfg->buffer_len < MODELOTA_HEADER_LEN + MODELOTA_SIGNATURE_LEN) {
+        return MODELOTA_INVALID_ARGUMENT; /* header and signature are checked together */
+    }
     u->current_version = cfg->current_version;
+    u->min_version = cfg->min_version;
     u->state = MODELOTA_STATE_IDLE;
     u->status = MODELOTA_OK;
     return MODELOTA_OK;
@@ -400,9 +538,11 @@ int modelota_begin(modelota_updater* u) {
     }
     const modelota_config* cfg = u->cfg;
     uint32_t version = u->current_version;
+    uint32_t min_version = u->min_version;
     memset(u, 0, sizeof(*u));
     u->cfg = cfg;
     u->current_version = version;
+    u->min_version = min_version;
     u->state = MODELOTA_STATE_HEADER;
     return MODELOTA_OK;
 }
@@ -437,6 +577,9 @@ int modelota_finish(modelota_updater* u) {
             }
         }
         u->current_version = u->new_version;
+        if (u->new_version > u->min_version) {
+            u->min_version = u->new_version; /* never go back below a committed model */
+        }
         u->touched_lo = u->touched_hi = 0;
         u->state = MODELOTA_STATE_DONE;
         u->status = MODELOTA_OK;
@@ -468,6 +611,7 @@ uint32_t modelota_bytes_wanted(const modelota_updater* u) {
     switch (u->state) {
     case MODELOTA_STATE_HEADER:
         return header_want(u->pos) - u->pos;
+    case MODELOTA_STATE_SIGNATURE: return MODELOTA_SIGNATURE_LEN - u->pos;
     case MODELOTA_STATE_CHUNK_HEAD: return MODELOTA_CHUNK_HEAD_LEN - u->pos;
     case MODELOTA_STATE_CHUNK_DATA: return u->chunk_len - u->pos;
     case MODELOTA_STATE_CHUNK_TAIL: return MODELOTA_CHUNK_TAIL_LEN - u->pos;
@@ -490,5 +634,21 @@ int modelota_memory_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len)
     memcpy(dst, static_cast<const uint8_t*>(ctx) + offset, static_cast<size_t>(len));
     return 0;
 }
+
+uint32_t modelota_min_version(const modelota_updater* u) { return u->min_version; }
+
+#if MODELOTA_SIGNATURES
+int modelota_ed25519_verify_cb(void* ctx, const uint8_t* msg, uint32_t len, const uint8_t* sig) {
+    return modelota_ed25519_verify(sig, msg, static_cast<size_t>(len),
+                                   static_cast<const uint8_t*>(ctx));
+}
+
+modelota_verifier modelota_ed25519_verifier(const uint8_t* public_key) {
+    modelota_verifier v;
+    v.verify = modelota_ed25519_verify_cb;
+    v.ctx = const_cast<uint8_t*>(public_key);
+    return v;
+}
+#endif
 
 }  // extern "C"

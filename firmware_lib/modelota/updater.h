@@ -8,7 +8,9 @@
  *   st = modelota_finish(&u);            // MODELOTA_OK: new weights committed
  *
  * Every chunk's CRC32 is checked before its bytes touch the region; the
- * digest of the whole region is checked after the last chunk. On any failure
+ * digest of the whole region (CRC32 or SHA-256) is checked after the last
+ * chunk. A device given a verifier accepts only signed payloads and checks
+ * the signature of the header before any chunk is written. On any failure
  * (and on modelota_abort) the bytes written so far are restored from the
  * caller's backup source, so the region ends with exactly the old weights.
  * No heap, no second RAM copy of the model: the only buffer is the chunk
@@ -24,6 +26,9 @@
 #include "crc32.h"
 #include "format.h"
 #include "status.h"
+#if MODELOTA_SHA256
+#include "sha256.h"
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -58,6 +63,19 @@ typedef struct modelota_source {
     uint32_t version;
 } modelota_source;
 
+/* Signature check of a signed payload (docs/FORMAT.md, "Signature block"):
+ * returns 1 when sig (MODELOTA_SIGNATURE_LEN bytes) is a valid signature of
+ * msg[0..len) (the 96 header bytes), anything else when it is not. ctx is
+ * the verifier's (for the built-in Ed25519 one: the 32-byte public key). A
+ * port with crypto hardware or a vetted library plugs it in here. */
+typedef int (*modelota_verify_fn)(void* ctx, const uint8_t* msg, uint32_t len,
+                                  const uint8_t* sig);
+
+typedef struct modelota_verifier {
+    modelota_verify_fn verify; /* NULL: signatures are not checked */
+    void* ctx;
+} modelota_verifier;
+
 typedef struct modelota_config {
     modelota_target target;
     modelota_source backup;
@@ -70,6 +88,15 @@ typedef struct modelota_config {
      * in one ascending pass. A flash model uses this while the store logs
      * the payload; then target.commit applies it. No backup is needed. */
     uint8_t verify_only;
+    /* Anti-rollback floor: payloads below it are refused (MODELOTA_ROLLBACK)
+     * even when the region fell back to older weights. Persist it across
+     * reboots (modelota_store_attach_* sets it from the Store). 0: none. */
+    uint32_t min_version;
+    /* With verifier.verify set, only signed payloads are accepted
+     * (MODELOTA_UNSIGNED, MODELOTA_BAD_SIGNATURE otherwise) and buffer_len
+     * must be at least MODELOTA_HEADER_LEN + MODELOTA_SIGNATURE_LEN. Without
+     * it, a signed payload's signature block is skipped unchecked. */
+    modelota_verifier verifier;
 } modelota_config;
 
 typedef enum modelota_state {
@@ -80,7 +107,8 @@ typedef enum modelota_state {
     MODELOTA_STATE_CHUNK_TAIL = 4,
     MODELOTA_STATE_VERIFIED = 5,  /* every chunk applied, digest good: finish() commits */
     MODELOTA_STATE_DONE = 6,      /* committed */
-    MODELOTA_STATE_FAILED = 7     /* failed; touched bytes restored (see weights_intact) */
+    MODELOTA_STATE_FAILED = 7,    /* failed; touched bytes restored (see weights_intact) */
+    MODELOTA_STATE_SIGNATURE = 8  /* gathering the signature block after the header */
 } modelota_state;
 
 /* What the last failure did to the weight region. */
@@ -113,13 +141,20 @@ typedef struct modelota_updater {
     uint32_t chunk_len;
     uint32_t pos;        /* bytes gathered in the current field */
     uint32_t total_in;   /* payload bytes consumed since begin */
-    uint32_t digest_crc; /* verify_only: CRC of the region as it would be, so far */
-    uint32_t digest_pos; /* verify_only: region bytes covered by digest_crc */
+    uint32_t min_version;/* anti-rollback floor: cfg->min_version, raised by each commit */
+    uint32_t digest_pos; /* verify_only: region bytes covered by the running digest */
+    union {              /* running digest of the region (one pass, ascending) */
+        uint32_t crc;
+#if MODELOTA_SHA256
+        modelota_sha256 sha;
+#endif
+    } run;
     uint8_t digest[MODELOTA_DIGEST_LEN];
     uint8_t field[MODELOTA_CHUNK_HEAD_LEN]; /* chunk head, then chunk CRC */
     uint8_t state;       /* modelota_state */
     uint8_t restore;     /* modelota_restore of the last failure */
     int8_t status;       /* last result */
+    uint8_t digest_type; /* MODELOTA_DIGEST_* of the payload */
 } modelota_updater;
 
 /* Checks the configuration; MODELOTA_INVALID_ARGUMENT if a pointer is
@@ -166,6 +201,17 @@ int modelota_weights_intact(const modelota_updater* u);
 /* Read callback over a directly addressable image, for modelota_source.read
  * when the caller has a pointer but wants the callback form. */
 int modelota_memory_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
+
+/* The anti-rollback floor now in force (cfg->min_version raised by commits). */
+uint32_t modelota_min_version(const modelota_updater* u);
+
+#if MODELOTA_SIGNATURES
+/* Built-in Ed25519 verifier (ed25519.h, RFC 8032): ctx is the 32-byte
+ * public key, which must outlive the Updater (a const array in flash). */
+int modelota_ed25519_verify_cb(void* ctx, const uint8_t* msg, uint32_t len, const uint8_t* sig);
+/* { modelota_ed25519_verify_cb, public_key } for modelota_config.verifier. */
+modelota_verifier modelota_ed25519_verifier(const uint8_t* public_key);
+#endif
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -89,7 +89,16 @@ M4_LDFLAGS = [
     "-Wl,--gc-sections",
     f"-T{M4_DIR / 'mps2_an386.ld'}",
 ]
-M4_CORE = ("crc32.cpp", "status.cpp", "updater.cpp", "store.cpp", "link.cpp")
+M4_CORE = (
+    "crc32.cpp",
+    "status.cpp",
+    "updater.cpp",
+    "store.cpp",
+    "link.cpp",
+    "sha256.cpp",  # SHA-256 digests and Ed25519 signatures (on by default off AVR)
+    "sha512.cpp",
+    "ed25519.cpp",
+)
 
 ARDUINO_HARDWARE = Path("/usr/share/arduino/hardware")
 ARDUINO_BUILDER_PLATFORM = Path("/usr/share/arduino-builder")

@@ -8,10 +8,15 @@ Three jobs live here, all following the specification field for field:
 * :func:`apply_reference` applies a payload to a weight buffer exactly as the
   C++ Updater does, returning the same status for every input. Tests hold the
   two implementations against each other.
+
+Signed payloads (``FLAG_SIGNED``) carry a 64-byte Ed25519 signature of the 96
+header bytes right after the header; they need the SHA-256 digest type. The
+signing and checking itself lives in :mod:`modelota.keys`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -25,8 +30,13 @@ HEADER_CRC_OFFSET = 92
 FINGERPRINT_LEN = 16
 DIGEST_LEN = 32
 DIGEST_CRC32 = 1
+DIGEST_SHA256 = 2
+DIGEST_NAMES = {DIGEST_CRC32: "crc32", DIGEST_SHA256: "sha256"}
 FLAG_DELTA = 0x0001
-KNOWN_FLAGS = FLAG_DELTA
+FLAG_SIGNED = 0x0002  # a 64-byte Ed25519 signature of the header follows it
+KNOWN_FLAGS = FLAG_DELTA | FLAG_SIGNED
+SIGNATURE_LEN = 64
+PUBLIC_KEY_LEN = 32
 CHUNK_HEAD_LEN = 12
 CHUNK_TAIL_LEN = 4
 CHUNK_OVERHEAD = CHUNK_HEAD_LEN + CHUNK_TAIL_LEN
@@ -70,6 +80,15 @@ class Header:
     @property
     def is_delta(self) -> bool:
         return bool(self.flags & FLAG_DELTA)
+
+    @property
+    def is_signed(self) -> bool:
+        return bool(self.flags & FLAG_SIGNED)
+
+    @property
+    def key_id(self) -> bytes:
+        """Signed payloads: the signer's key id (the ``reserved`` field's 4 bytes)."""
+        return _U32.pack(self.reserved)
 
     def body(self) -> bytes:
         """The 92 bytes covered by the header CRC."""
@@ -149,15 +168,25 @@ class Chunk:
 class Payload:
     header: Header
     chunks: tuple[Chunk, ...]
+    signature: bytes = b""  # SIGNATURE_LEN bytes when the header has FLAG_SIGNED
 
     def encode(self) -> bytes:
         hcrc = self.header.crc
-        return self.header.encode() + b"".join(c.encode(hcrc) for c in self.chunks)
+        return (
+            self.header.encode()
+            + self.signature
+            + b"".join(c.encode(hcrc) for c in self.chunks)
+        )
+
+    @property
+    def chunks_start(self) -> int:
+        """Position of chunk 0 in the encoded payload (after the signature block)."""
+        return HEADER_LEN + len(self.signature)
 
     def chunk_spans(self) -> list[tuple[int, int]]:
         """(start, end) byte positions of each chunk inside the encoded payload."""
         spans = []
-        pos = HEADER_LEN
+        pos = self.chunks_start
         for c in self.chunks:
             end = pos + CHUNK_OVERHEAD + len(c.data)
             spans.append((pos, end))
@@ -223,6 +252,8 @@ def pack(
     base: bytes | None = None,
     base_version: int | None = None,
     segments: list[tuple[int, int]] | None = None,
+    digest: str = "crc32",
+    sign_key: bytes | None = None,
 ) -> Payload:
     """Builds a payload that turns a device's weights into ``new``.
 
@@ -230,7 +261,15 @@ def pack(
     weights the device holds, at ``base_version``) it is a delta: only changed
     ranges are shipped, and the device refuses it unless its weights are
     exactly ``base``. ``segments`` overrides the ranges to ship.
+
+    ``digest`` is "crc32" or "sha256" (the digest of the final weights).
+    ``sign_key`` (a 32-byte Ed25519 private seed, :mod:`modelota.keys`) signs
+    the header and implies "sha256": a CRC32 digest could be forged.
     """
+    if digest not in ("crc32", "sha256"):
+        raise ValueError(f"digest must be crc32 or sha256, got {digest!r}")
+    if sign_key is not None:
+        digest = "sha256"
     if len(fingerprint) != FINGERPRINT_LEN:
         raise ValueError(f"fingerprint must be {FINGERPRINT_LEN} bytes, got {len(fingerprint)}")
     if not 0 <= version <= U32_MAX:
@@ -256,7 +295,18 @@ def pack(
     elif segments is None:
         segments = [(0, len(new))] if new else []
     chunks = split_chunks(new, segments, chunk_size)
-    digest = _U32.pack(crc32(new)) + bytes(DIGEST_LEN - 4)
+    from . import keys
+
+    if digest == "sha256":
+        digest_type = DIGEST_SHA256
+        digest_bytes = hashlib.sha256(new).digest()
+    else:
+        digest_type = DIGEST_CRC32
+        digest_bytes = _U32.pack(crc32(new)) + bytes(DIGEST_LEN - 4)
+    reserved = 0
+    if sign_key is not None:
+        flags |= FLAG_SIGNED
+        (reserved,) = _U32.unpack(keys.key_id(keys.public_from_private(sign_key)))
     header = Header(
         fingerprint=bytes(fingerprint),
         model_version=version,
@@ -265,12 +315,22 @@ def pack(
         chunk_count=len(chunks),
         segment_count=len(segments_of(chunks)),
         max_chunk=max((len(c.data) for c in chunks), default=0),
-        digest=digest,
+        digest=digest_bytes,
+        digest_type=digest_type,
         flags=flags,
         base_version=base_version if base is not None and base_version is not None else 0,
         base_crc32=base_crc,
+        reserved=reserved,
     )
-    return Payload(header, tuple(chunks))
+    signature = b"" if sign_key is None else keys.sign(sign_key, header.encode())
+    return Payload(header, tuple(chunks), signature)
+
+
+def final_digest(digest_type: int, weights: bytes) -> bytes:
+    """The 32-byte ``digest`` field for final weights ``weights``."""
+    if digest_type == DIGEST_SHA256:
+        return hashlib.sha256(weights).digest()
+    return _U32.pack(crc32(weights)) + bytes(DIGEST_LEN - 4)
 
 
 # ---------------------------------------------------------------- reading
@@ -286,6 +346,10 @@ class Device:
     buffer_len: int = 1024
     backup: bytes | None = None
     backup_version: int | None = None
+    # a device with a public key refuses unsigned and badly signed payloads
+    public_key: bytes | None = None
+    # anti-rollback floor (modelota_config.min_version, the Store's min_version)
+    min_version: int = 0
 
 
 @dataclass
@@ -299,6 +363,8 @@ class Walk:
     chunks: list[Chunk] = field(default_factory=list)
     consumed: int = 0
     verified: bool = False
+    signature: bytes = b""
+    signature_checked: bool = False  # a key was given and the signature is valid
 
 
 class _Fail(Exception):
@@ -325,24 +391,29 @@ def _layout_problem(h: Header) -> str | None:
     return None
 
 
-def _check_header(raw: bytes, dev: Device | None) -> tuple[Header, int]:
-    """Header checks in the device's order (firmware_lib check_header)."""
+def _check_header(raw: bytes, dev: Device | None, key: bytes | None) -> tuple[Header, int]:
+    """Header checks in the device's order (firmware_lib check_header), up to
+    the layout; the delta base is checked after the signature block."""
     h, stored = Header.decode(raw)
     computed = crc32(raw[:HEADER_CRC_OFFSET])
     if computed != stored:
         raise _Fail(
             Status.BadHeaderCrc, f"header CRC stored 0x{stored:08x}, computed 0x{computed:08x}"
         )
-    if h.digest_type != DIGEST_CRC32:
+    if h.digest_type not in DIGEST_NAMES:
         raise _Fail(Status.Unsupported, f"digest type {h.digest_type} not supported")
     if h.flags & ~KNOWN_FLAGS:
         raise _Fail(Status.Unsupported, f"unknown flags 0x{h.flags:04x}")
-    if h.reserved != 0:
+    if h.is_signed and h.digest_type != DIGEST_SHA256:
+        raise _Fail(Status.Unsupported, "a signed payload needs the SHA-256 digest")
+    if h.reserved != 0 and not h.is_signed:
         raise _Fail(Status.Unsupported, "reserved field is not zero")
     if not h.is_delta and (h.base_version or h.base_crc32):
         raise _Fail(Status.Unsupported, "base fields set on a full (non-delta) payload")
-    if any(h.digest[4:]):
+    if h.digest_type == DIGEST_CRC32 and any(h.digest[4:]):
         raise _Fail(Status.Unsupported, "CRC32 digest has non-zero padding")
+    if key is not None and not h.is_signed:
+        raise _Fail(Status.Unsigned, "payload is not signed; this device requires a signature")
     if dev is not None:
         if h.fingerprint != dev.fingerprint:
             raise _Fail(
@@ -359,6 +430,11 @@ def _check_header(raw: bytes, dev: Device | None) -> tuple[Header, int]:
                 Status.Rollback,
                 f"version {h.model_version} is older than current {dev.current_version}",
             )
+        if h.model_version < dev.min_version:
+            raise _Fail(
+                Status.Rollback,
+                f"version {h.model_version} is below the device's minimum {dev.min_version}",
+            )
         if h.model_version == dev.current_version:
             raise _Fail(Status.AlreadyCurrent, f"device already runs version {h.model_version}")
     size_limit = len(dev.weights) if dev is not None else h.weights_size
@@ -370,23 +446,40 @@ def _check_header(raw: bytes, dev: Device | None) -> tuple[Header, int]:
     problem = _layout_problem(h)
     if problem:
         raise _Fail(Status.LayoutMismatch, problem)
-    if dev is not None and h.is_delta:
-        if h.base_version != dev.current_version:
-            raise _Fail(
-                Status.WrongBase,
-                f"delta is for version {h.base_version}, device runs {dev.current_version}",
-            )
-        if crc32(bytes(dev.weights)) != h.base_crc32:
-            raise _Fail(Status.WrongBase, "device weights differ from the delta's base")
     return h, stored
 
 
-def _walk(stream: bytes, dev: Device | None) -> Walk:
+def _check_base(h: Header, dev: Device) -> None:
+    if h.base_version != dev.current_version:
+        raise _Fail(
+            Status.WrongBase,
+            f"delta is for version {h.base_version}, device runs {dev.current_version}",
+        )
+    if crc32(bytes(dev.weights)) != h.base_crc32:
+        raise _Fail(Status.WrongBase, "device weights differ from the delta's base")
+
+
+def _check_signature(raw_header: bytes, h: Header, signature: bytes, key: bytes) -> None:
+    from . import keys
+
+    if not keys.verify(key, raw_header, signature):
+        other = h.key_id != keys.key_id(key)
+        why = (
+            f"signed by key id {h.key_id.hex()}, not by {keys.key_id(key).hex()}"
+            if other
+            else "signature does not match the header"
+        )
+        raise _Fail(Status.BadSignature, why)
+
+
+def _walk(stream: bytes, dev: Device | None, public_key: bytes | None = None) -> Walk:
     """Walks ``stream`` in the order the device consumes it.
 
     With a device, chunks are written into ``dev.weights`` as they pass (the
-    caller restores on failure); without one, only self-contained checks run.
+    caller restores on failure); without one, only self-contained checks run
+    (and the signature, when ``public_key`` is given).
     """
+    key = dev.public_key if dev is not None else public_key
     w = Walk(Status.Ok)
     n = len(stream)
     try:
@@ -400,9 +493,21 @@ def _walk(stream: bytes, dev: Device | None) -> Walk:
             w.consumed = n
             raise _Fail(Status.Truncated, f"stream ends inside the header ({n} bytes)")
         w.consumed = HEADER_LEN
-        h, w.header_crc_stored = _check_header(stream[:HEADER_LEN], dev)
+        h, w.header_crc_stored = _check_header(stream[:HEADER_LEN], dev, key)
         w.header = h
         pos = HEADER_LEN
+        if h.is_signed:
+            if n - pos < SIGNATURE_LEN:
+                w.consumed = n
+                raise _Fail(Status.Truncated, "stream ends inside the signature block")
+            w.signature = stream[pos : pos + SIGNATURE_LEN]
+            pos += SIGNATURE_LEN
+            w.consumed = pos
+            if key is not None:
+                _check_signature(stream[:HEADER_LEN], h, w.signature, key)
+                w.signature_checked = True
+        if dev is not None and h.is_delta:
+            _check_base(h, dev)
         write_end = 0
         data_seen = 0
         limit = len(dev.weights) if dev is not None else h.weights_size
@@ -451,11 +556,12 @@ def _walk(stream: bytes, dev: Device | None) -> Walk:
                 f" header says {h.data_size} in {h.segment_count}",
             )
         if dev is not None:
-            got = crc32(bytes(dev.weights))
-            if got != h.digest_crc32():
+            got = final_digest(h.digest_type, bytes(dev.weights))
+            if got != h.digest:
+                name = DIGEST_NAMES[h.digest_type]
                 raise _Fail(
                     Status.DigestMismatch,
-                    f"final weights CRC 0x{got:08x}, header says 0x{h.digest_crc32():08x}",
+                    f"final weights {name} {got.hex()}, header says {h.digest.hex()}",
                 )
         w.verified = True
         if pos < n:
@@ -467,13 +573,19 @@ def _walk(stream: bytes, dev: Device | None) -> Walk:
     return w
 
 
-def parse(data: bytes) -> Payload:
-    """Reads and checks a payload on its own; raises ModelOTAError on any defect."""
-    w = _walk(data, None)
+def parse(data: bytes, public_key: bytes | None = None) -> Payload:
+    """Reads and checks a payload on its own; raises ModelOTAError on any defect.
+
+    With ``public_key`` (32 bytes) the payload must be signed by that key
+    (``Unsigned`` / ``BadSignature`` otherwise); without one a signature is
+    read but not checked."""
+    if public_key is not None and len(public_key) != PUBLIC_KEY_LEN:
+        raise ValueError(f"public key must be {PUBLIC_KEY_LEN} bytes, got {len(public_key)}")
+    w = _walk(data, None, public_key)
     if w.status != Status.Ok:
         raise ModelOTAError(w.status, w.message)
     assert w.header is not None
-    return Payload(w.header, tuple(w.chunks))
+    return Payload(w.header, tuple(w.chunks), w.signature)
 
 
 def apply_reference(stream: bytes, dev: Device) -> Walk:

@@ -12,6 +12,7 @@ import importlib.machinery
 import importlib.util
 import itertools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -53,6 +54,35 @@ def status_name(status: int) -> str:
     return str(n.ffi.string(n.lib.modelota_status_str(status)).decode())
 
 
+# A pluggable signature check written in Python (modelota_config.verifier
+# through the modelota_py_verify callback): (header bytes, signature) -> valid.
+PyVerifier = Callable[[bytes, bytes], bool]
+_py_verifiers: dict[int, PyVerifier] = {}
+_py_callback: Any = None
+
+
+def _py_verify_callback(n: ModuleType) -> Any:
+    """The cffi callback behind every Python verifier (one per native module)."""
+    global _py_callback
+    if _py_callback is None:
+
+        @n.ffi.def_extern(name="modelota_py_verify")  # type: ignore[untyped-decorator]
+        def _verify(ctx: Any, msg: Any, length: int, sig: Any) -> int:
+            fn = _py_verifiers.get(int(n.ffi.cast("uintptr_t", ctx)))
+            if fn is None:
+                return 0
+            ok = fn(bytes(n.ffi.buffer(msg, length)), bytes(n.ffi.buffer(sig, 64)))
+            return 1 if ok else 0
+
+        _py_callback = n.ffi.addressof(n.lib, "modelota_py_verify")
+    return _py_callback
+
+
+def signatures_compiled() -> bool:
+    """True when the native core has the built-in Ed25519 verifier."""
+    return bool(load().lib.MODELOTA_SIGNATURES)
+
+
 @dataclass
 class Faults:
     """Storage failure injection for the callback paths (sim_region)."""
@@ -70,6 +100,9 @@ class Updater:
     through read/write callbacks as a flash or EEPROM port would.
     ``backup_mode`` "image" passes the backup as an addressable image,
     "callback" through a read callback.
+    ``public_key`` (32 bytes) installs the built-in Ed25519 verifier;
+    ``verifier`` a Python one through the pluggable interface. Either makes
+    the device refuse unsigned payloads. ``min_version`` is the anti-rollback floor.
     """
 
     def __init__(
@@ -84,6 +117,9 @@ class Updater:
         target_mode: str = "ram",
         backup_mode: str = "image",
         faults: Faults | None = None,
+        public_key: bytes | None = None,
+        verifier: PyVerifier | None = None,
+        min_version: int = 0,
     ) -> None:
         n = load()
         self._n = n
@@ -123,6 +159,18 @@ class Updater:
         cfg.current_version = current_version
         cfg.buffer = buf
         cfg.buffer_len = buffer_len
+        cfg.min_version = min_version
+        if public_key is not None:
+            key = n.ffi.new("uint8_t[]", bytes(public_key))
+            self._keep.append(key)
+            cfg.verifier = n.lib.modelota_ed25519_verifier(key)
+        elif verifier is not None:
+            cfg.verifier.verify = _py_verify_callback(n)
+            token = n.ffi.new("char*")
+            self._keep.append(token)
+            cfg.verifier.ctx = token
+            self._py_token = int(n.ffi.cast("uintptr_t", token))
+            _py_verifiers[self._py_token] = verifier
         self._cfg = cfg
         self._u = n.ffi.new("modelota_updater*")
         self.init_status = Status(n.lib.modelota_init(self._u, cfg))
@@ -179,6 +227,15 @@ class Updater:
     @property
     def weights_intact(self) -> bool:
         return bool(self._n.lib.modelota_weights_intact(self._u))
+
+    @property
+    def min_version(self) -> int:
+        return int(self._n.lib.modelota_min_version(self._u))
+
+    def __del__(self) -> None:
+        token = getattr(self, "_py_token", None)
+        if token is not None:
+            _py_verifiers.pop(token, None)
 
     def apply(self, payload: bytes, splits: list[int] | None = None) -> Status:
         """begin, feed ``payload`` cut at ``splits`` (sorted positions), finish.

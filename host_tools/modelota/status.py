@@ -33,6 +33,7 @@ class Status(enum.IntEnum):
     BadState = -22
     InvalidArgument = -23
     BadSignature = -24
+    Unsigned = -25
 
 
 class ModelOTAError(Exception):
