@@ -15,12 +15,14 @@ from pathlib import Path
 
 from . import __version__
 from .format import (
+    DIGEST_NAMES,
     FINGERPRINT_LEN,
     U32_MAX,
     Payload,
-    crc32,
+    final_digest,
     pack,
     parse,
+    seal,
 )
 from .status import CliError, ModelOTAError
 
@@ -86,17 +88,58 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     return 0
 
 
+def signing_key(args: argparse.Namespace) -> bytes | None:
+    """The private key of ``pack --sign KEY`` (32-byte seed), or None."""
+    if not getattr(args, "sign", None):
+        return None
+    from . import keys
+
+    if args.digest == "crc32":
+        raise CliError("--sign needs the SHA-256 digest (a CRC32 digest can be forged)")
+    try:
+        return keys.load_private(args.sign)
+    except (keys.KeyFileError, ValueError) as e:
+        raise CliError(str(e)) from e
+
+
+def reseal_output(args: argparse.Namespace, region: bytes, seed: bytes | None) -> None:
+    """Rewrites the payload a model packer wrote with the asked digest/signature."""
+    out = Path(args.output)
+    try:
+        payload = seal(parse(out.read_bytes()), region, digest=args.digest, sign_key=seed)
+    except (ModelOTAError, ValueError) as e:
+        raise CliError(f"{out}: cannot seal: {e}") from e
+    out.write_bytes(payload.encode())
+    print(f"{out}: {seal_note(payload)}")
+
+
+def seal_note(payload: Payload) -> str:
+    h = payload.header
+    note = f"digest {DIGEST_NAMES[h.digest_type]}"
+    if h.is_signed:
+        note += f", signed (Ed25519, key id {h.key_id.hex()})"
+    return note
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     from . import edgeimpulse_cli, tflite_cli
 
+    seed = signing_key(args)
+    if args.digest is None:
+        args.digest = "sha256" if seed is not None else "crc32"
     if args.ei:
         if args.weights or args.base:
             raise CliError("--ei OLD NEW takes the two exports; give no other weight files")
+        if seed is not None or args.digest != "crc32":
+            raise CliError("--sign and --digest sha256 are not supported with --ei yet")
         return edgeimpulse_cli.cmd_pack_ei(args)
     if not args.weights:
         raise CliError("give the new weights (files, a .tflite with --base, or --ei OLD NEW)")
     if tflite_cli.wants_tflite(args):
-        return tflite_cli.cmd_pack_tflite(args)
+        rc = tflite_cli.cmd_pack_tflite(args)
+        if rc == 0 and (seed is not None or args.digest != "crc32"):
+            reseal_output(args, Path(args.base).read_bytes(), seed)
+        return rc
     new = read_weights(args.weights)
     fp = fingerprint_from(args, len(new))
     if not 0 <= args.version <= U32_MAX:
@@ -124,6 +167,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             base=base,
             base_version=args.base_version,
+            digest=args.digest,
+            sign_key=seed,
         )
     except ValueError as e:
         raise CliError(str(e)) from e
@@ -134,11 +179,19 @@ def cmd_pack(args: argparse.Namespace) -> int:
     kind = "delta" if h.is_delta else "full"
     print(
         f"{out}: {kind} payload v{h.model_version}, {len(data)} bytes, {h.data_size} of"
-        f" {h.weights_size} weight bytes in {h.segment_count} segment(s), {h.chunk_count} chunk(s)"
+        f" {h.weights_size} weight bytes in {h.segment_count} segment(s), {h.chunk_count} chunk(s),"
+        f" {seal_note(payload)}"
     )
     if h.is_delta:
         full = len(
-            pack(new, fingerprint=fp, version=args.version, chunk_size=args.chunk_size).encode()
+            pack(
+                new,
+                fingerprint=fp,
+                version=args.version,
+                chunk_size=args.chunk_size,
+                digest=args.digest,
+                sign_key=seed,
+            ).encode()
         )
         saved = full - len(data)
         pct = 100.0 * saved / max(full, 1)
@@ -162,10 +215,19 @@ def describe(payload: Payload, raw: bytes) -> dict[str, object]:
         "max_chunk": h.max_chunk,
         "segment_count": h.segment_count,
         "segments": [[off, length] for off, length in payload.segments],
-        "digest": {"type": "crc32", "value": f"0x{h.digest_crc32():08x}"},
+        "digest": {"type": DIGEST_NAMES[h.digest_type], "value": digest_text(payload)},
+        "signed": h.is_signed,
+        "key_id": h.key_id.hex() if h.is_signed else None,
         "header_crc32": f"0x{h.crc:08x}",
         "chunk_crcs": "all valid",
     }
+
+
+def digest_text(payload: Payload) -> str:
+    h = payload.header
+    if h.digest_type == 1:
+        return f"0x{h.digest_crc32():08x}"
+    return h.digest.hex()
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -178,11 +240,25 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise CliError(f"{args.payload}: no such file")
     raw = path.read_bytes()
+    key = None
+    if args.key:
+        from . import keys
+
+        try:
+            key = keys.load_public(args.key)
+        except (keys.KeyFileError, ValueError) as e:
+            raise CliError(str(e)) from e
     try:
-        payload = parse(raw)
+        payload = parse(raw, public_key=key)
     except ModelOTAError as e:
         raise CliError(f"{args.payload}: {e}") from e
     info = describe(payload, raw)
+    if key is not None:
+        from . import keys
+
+        info["signature"] = f"valid (key id {keys.key_id(key).hex()})"
+    elif payload.header.is_signed:
+        info["signature"] = "not checked (give --key PUB)"
     tensors = ""
     if args.model:
         from . import tflite_cli
@@ -195,7 +271,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         final = read_weights(args.weights)
         ok = (
             len(final) == payload.header.weights_size
-            and crc32(final) == payload.header.digest_crc32()
+            and final_digest(payload.header.digest_type, final) == payload.header.digest
         )
         info["weights_check"] = "match" if ok else "MISMATCH"
     if args.json:
@@ -208,13 +284,30 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 more = f" ... ({len(segs) - 8} more)" if len(segs) > 8 else ""
                 print(f"{'segments':>14}: {shown}{more}")
             elif key == "digest":
-                print(f"{'digest':>14}: crc32 {payload.header.digest_crc32():#010x}")
+                name = DIGEST_NAMES[payload.header.digest_type]
+                print(f"{'digest':>14}: {name} {digest_text(payload)}")
             elif value is not None:
                 print(f"{key:>14}: {value}")
     if tensors:
         print(tensors)
     if info.get("weights_check") == "MISMATCH":
         raise CliError("the given weights do not match the payload's digest")
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from . import keys
+
+    if Path(args.key).exists():
+        raise CliError(f"{args.key} exists: refusing to overwrite a private key")
+    try:
+        priv, pub, hdr = keys.write_keypair(args.key)
+    except OSError as e:
+        raise CliError(f"{args.key}: {e.strerror or e}") from e
+    kid = keys.key_id(keys.load_public(pub)).hex()
+    print(f"{priv}: Ed25519 private key (keep it secret; `modelota pack --sign {priv}`)")
+    print(f"{pub}: public key, key id {kid} (`modelota inspect --key {pub}`)")
+    print(f"{hdr}: public key as a C array for the firmware (cfg.verifier)")
     return 0
 
 
@@ -276,6 +369,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with .tflite models: ship only the changed bytes (needs --base-version)",
     )
+    sp.add_argument(
+        "--sign",
+        metavar="KEY",
+        help="sign the header with this Ed25519 private key (`modelota keygen`); implies"
+        " --digest sha256. Devices holding the public key accept only such payloads",
+    )
+    sp.add_argument(
+        "--digest",
+        choices=["crc32", "sha256"],
+        help="digest of the final weights (default crc32, or sha256 with --sign)",
+    )
     model_id(sp)
     sp.set_defaults(func=cmd_pack)
 
@@ -289,7 +393,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         help="the deployed .tflite: show how many bytes of each tensor the payload rewrites",
     )
+    sp.add_argument(
+        "--key",
+        metavar="PUB",
+        help="public key (.pub): the payload must carry a valid signature by it (else exit 1)",
+    )
     sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser(
+        "keygen",
+        help="create an Ed25519 signing key: KEY (private), KEY.pub, KEY.h (C array)",
+    )
+    sp.add_argument("key", help="private key file to create (never overwritten)")
+    sp.set_defaults(func=cmd_keygen)
 
     from . import collect, edgeimpulse_cli, fleet_cli, push, tflite_cli
 

@@ -326,6 +326,47 @@ def pack(
     return Payload(header, tuple(chunks), signature)
 
 
+def seal(
+    payload: Payload, region: bytes, *, digest: str = "sha256", sign_key: bytes | None = None
+) -> Payload:
+    """The same update with another digest and/or a signature.
+
+    ``region`` is the weight region the payload applies to (the device's
+    weights before the update; for a full payload covering every byte, any
+    bytes of the right size): the new digest is computed over it with the
+    chunks laid over. Used for packers that build CRC32 payloads themselves.
+    """
+    if digest not in ("crc32", "sha256"):
+        raise ValueError(f"digest must be crc32 or sha256, got {digest!r}")
+    h = payload.header
+    if len(region) != h.weights_size:
+        raise ValueError(f"region is {len(region)} bytes, the payload's {h.weights_size}")
+    final = bytearray(region)
+    for c in payload.chunks:
+        final[c.offset : c.offset + len(c.data)] = c.data
+    if sign_key is not None:
+        digest = "sha256"
+    digest_type = DIGEST_SHA256 if digest == "sha256" else DIGEST_CRC32
+    flags = h.flags & ~FLAG_SIGNED
+    reserved = 0
+    from . import keys
+
+    if sign_key is not None:
+        flags |= FLAG_SIGNED
+        (reserved,) = _U32.unpack(keys.key_id(keys.public_from_private(sign_key)))
+    header = Header(
+        **{
+            **h.__dict__,
+            "digest_type": digest_type,
+            "digest": final_digest(digest_type, bytes(final)),
+            "flags": flags,
+            "reserved": reserved,
+        }
+    )
+    signature = b"" if sign_key is None else keys.sign(sign_key, header.encode())
+    return Payload(header, payload.chunks, signature)
+
+
 def final_digest(digest_type: int, weights: bytes) -> bytes:
     """The 32-byte ``digest`` field for final weights ``weights``."""
     if digest_type == DIGEST_SHA256:
@@ -413,7 +454,7 @@ def _check_header(raw: bytes, dev: Device | None, key: bytes | None) -> tuple[He
     if h.digest_type == DIGEST_CRC32 and any(h.digest[4:]):
         raise _Fail(Status.Unsupported, "CRC32 digest has non-zero padding")
     if key is not None and not h.is_signed:
-        raise _Fail(Status.Unsigned, "payload is not signed; this device requires a signature")
+        raise _Fail(Status.Unsigned, "payload is not signed; a signature is required")
     if dev is not None:
         if h.fingerprint != dev.fingerprint:
             raise _Fail(
