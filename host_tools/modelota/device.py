@@ -117,6 +117,14 @@ class _StoreHandle:
     def version(self) -> int:
         return int(self._n.lib.modelota_store_version(self.st))
 
+    @property
+    def min_version(self) -> int:
+        """The anti-rollback floor kept in the store's records."""
+        return int(self._n.lib.modelota_store_min_version(self.st))
+
+    def raise_min_version(self, version: int) -> Status:
+        return Status(self._n.lib.modelota_store_raise_min_version(self.st, version))
+
     def read_region(self) -> bytes:
         n = self._n
         size = self.layout.region_size
@@ -128,6 +136,16 @@ class _StoreHandle:
 
 
 Progress = Callable[[int], None]  # called with the bytes fed so far
+
+
+def _verifier(n: Any, cfg: Any, public_key: bytes | None) -> list[Any]:
+    """Installs the built-in Ed25519 verifier when the device has a public key
+    (it then refuses unsigned payloads); returns the cdata to keep alive."""
+    if public_key is None:
+        return []
+    key = n.ffi.new("uint8_t[]", bytes(public_key))
+    cfg.verifier = n.lib.modelota_ed25519_verifier(key)
+    return [key]
 
 
 class StreamLost(Exception):
@@ -212,10 +230,12 @@ class FlashModelDevice(_Updating):
         fingerprint: bytes,
         factory_version: int,
         buffer_len: int = 1024,
+        public_key: bytes | None = None,
     ) -> None:
         n = load()
         self._n = n
         self.flash = flash
+        self.public_key = public_key
         self.store = _StoreHandle(flash, layout)
         self.fingerprint = fingerprint
         self.factory_version = factory_version
@@ -249,7 +269,7 @@ class FlashModelDevice(_Updating):
         cfg.current_version = self.store.version
         cfg.buffer = buf
         cfg.buffer_len = self.buffer_len
-        self._keep = [cfg, fp, buf]
+        self._keep = [cfg, fp, buf, *_verifier(n, cfg, self.public_key)]
         st = Status(n.lib.modelota_init(self._u, cfg))
         if st != Status.Ok:
             return st
@@ -267,9 +287,11 @@ class RamModelDevice(_Updating):
         factory: bytes,
         factory_version: int,
         buffer_len: int = 1024,
+        public_key: bytes | None = None,
     ) -> None:
         n = load()
         self._n = n
+        self.public_key = public_key
         self.store = _StoreHandle(flash, layout)
         self.fingerprint = fingerprint
         self.factory = factory
@@ -330,7 +352,7 @@ class RamModelDevice(_Updating):
         cfg.current_version = self.version
         cfg.buffer = buf
         cfg.buffer_len = self.buffer_len
-        self._keep = [cfg, wbuf, fp, buf]
+        self._keep = [cfg, wbuf, fp, buf, *_verifier(n, cfg, self.public_key)]
         return Status(n.lib.modelota_init(self._u, cfg))
 
     def _finished(self, st: Status) -> Status:
