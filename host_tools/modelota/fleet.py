@@ -546,13 +546,21 @@ class Fleet:
             texts.append(None if v is None else v[:500])
         if self.db.one("SELECT id FROM devices WHERE id = ?", (device,)) is None:
             raise FleetError(404, "UnknownDevice", f"device {device!r} is not registered")
-        self.db.execute(
-            "INSERT INTO reports (device, at, event, version, status, status_name, message, bytes)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (device, time.time(), event, version, status, texts[0], texts[1], nbytes),
-        )
-        if not self.db.sqlite:
+        self.db.begin()
+        try:
+            self.db.execute(
+                "INSERT INTO reports (device, at, event, version, status, status_name, message,"
+                " bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (device, time.time(), event, version, status, texts[0], texts[1], nbytes),
+            )
+            if version is not None:  # the version the device runs after the event
+                self.db.execute(
+                    "UPDATE devices SET last_version = ? WHERE id = ?", (version, device)
+                )
             self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
 
     def reports(self, device: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         cols = "device, at, event, version, status, status_name, message, bytes"

@@ -42,7 +42,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def error(
     http: int, name: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
-    return web.json_response({"error": name, "message": message}, status=http, headers=headers)
+    """A refusal: JSON {"error", "message"}; ``headers`` must not set the type."""
+    extra = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
+    return web.json_response({"error": name, "message": message}, status=http, headers=extra)
 
 
 class Server:
@@ -158,6 +160,10 @@ class Server:
         device = check_id("device", request.match_info["device"])
         body = await read_json(request, REPORT_MAX)
         await self.db(self.fleet.report, device, body)
+        pending = self.seen.get(device)
+        if pending is not None and isinstance(body.get("version"), int):
+            # the report is newer than the batched check: keep its version
+            self.seen[device] = (pending[0], body["version"])
         return web.Response(status=204)
 
     async def windows(self, request: web.Request) -> web.StreamResponse:
@@ -249,7 +255,7 @@ async def read_json(request: web.Request, limit: int) -> Any:
     raw = await read_body(request, limit)
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise FleetError(400, "BadJson", f"body is not JSON: {e}") from e
 
 
@@ -328,8 +334,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if e.status < 400:
             raise
         name = {404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge"}.get(e.status, "Http")
-        return error(e.status, name, e.reason, {k: v for k, v in e.headers.items()
-                                                if k == "Allow"})  # fmt: skip
+        allow = {k: v for k, v in e.headers.items() if k == "Allow"}
+        return error(e.status, name, e.reason, allow)
+    except Exception as e:  # a bug: log it, answer JSON, keep serving
+        log.exception("internal error on %s %s", request.method, request.path)
+        return error(500, "Internal", f"internal error ({type(e).__name__})")
 
 
 def make_app(server: Server) -> web.Application:

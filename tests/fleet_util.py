@@ -1,0 +1,90 @@
+"""Shared by the fleet server tests: a real server on loopback, a simulated
+board (native Updater + Store on simulated flash) and raw HTTP requests."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelota import pack
+from modelota.device import Layout, RamModelDevice
+from modelota.fleet_client import AdminClient
+from modelota.server import ServerThread
+from modelota.simflash import SimFlash
+from modelota.status import Status
+
+TOKEN = "test-token"
+FP = bytes.fromhex("6d6f64656c6f74612d746573742d6670")
+
+
+@dataclass
+class Running:
+    url: str
+    admin: AdminClient
+    thread: ServerThread
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+
+@contextmanager
+def running_server(data: Path, max_payload: int = 1 << 20) -> Iterator[Running]:
+    t = ServerThread(data, TOKEN, max_payload=max_payload)
+    url = t.start()
+    try:
+        yield Running(url, AdminClient(url, TOKEN), t)
+    finally:
+        t.stop()
+
+
+def board(
+    weights: bytes, version: int = 1, fp: bytes = FP, max_payload: int = 1 << 16
+) -> RamModelDevice:
+    layout = Layout.plan(256, 4, len(weights), max_payload)
+    flash = SimFlash(256, layout.block_count, 4)
+    dev = RamModelDevice(flash, layout, fp, weights, version, buffer_len=1024)
+    assert dev.boot() == Status.Ok
+    return dev
+
+
+def models(n: int, size: int = 6000, seed: int = 1) -> list[bytes]:
+    rnd = random.Random(seed)
+    return [rnd.randbytes(size) for _ in range(n)]
+
+
+def full(weights: bytes, version: int, fp: bytes = FP, chunk: int = 512) -> bytes:
+    return pack(weights, fingerprint=fp, version=version, chunk_size=chunk).encode()
+
+
+def raw_http(
+    port: int, request: bytes, timeout: float = 10.0, half_close: bool = False
+) -> tuple[int, bytes]:
+    """Sends bytes as they are (no client-side normalisation of the path)
+    and returns the status code and the whole response."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        if half_close:  # the server sees the end of the bytes (a body shorter than announced)
+            s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            try:
+                data = s.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not data:
+                break
+            chunks.append(data)
+    raw = b"".join(chunks)
+    if not raw.startswith(b"HTTP/1."):
+        return 0, raw
+    return int(raw.split(b" ", 2)[1]), raw
+
+
+def body_json(raw: bytes) -> dict[str, object]:
+    return dict(json.loads(raw.split(b"\r\n\r\n", 1)[1]))
