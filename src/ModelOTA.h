@@ -24,6 +24,7 @@
 #include <Arduino.h>
 
 #include "../firmware_lib/modelota.h"
+#include "ModelOTALogger.h" /* field data: sample windows (docs/COLLECT.md) */
 
 /* Bytes read from the Stream per feed, on the stack. */
 #ifndef MODELOTA_PULL_BUFFER

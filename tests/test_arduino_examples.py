@@ -52,7 +52,7 @@ SD_SHIM = ROOT / "tests" / "arduino_shims" / "SD"
 HARDWARE = Path("/usr/share/arduino/hardware")
 AVR_PLATFORM = HARDWARE / "arduino" / "avr"
 FQBN = "arduino:avr:mega:cpu=atmega2560"
-REQUIRED_EXAMPLES = ("UpdateFromSerial", "UpdateFromSD")
+REQUIRED_EXAMPLES = ("UpdateFromSerial", "UpdateFromSD", "SampleLogger")
 
 BUILDER = shutil.which("arduino-builder")
 pytestmark = pytest.mark.skipif(BUILDER is None, reason="arduino-builder is not installed")

@@ -29,7 +29,9 @@ first use; later opens of the same URL (``?name=x`` for more than one) find
 the same board, as with a real one. ``?size=N&seed=S&timeout_ms=T`` boots a
 fresh m4 board on ``modelota.simboard.demo_model(N, S)``; ``timeout_ms=T``
 alone (either board) a fresh board with that resume timeout. Boards started this
-way run until :func:`stop_sim_boards` or interpreter exit. The HIL suite:
+way run until :func:`stop_sim_boards` or interpreter exit.
+``sim://qemu-avr?sketch=SampleLogger`` runs another sketch of examples/ on the
+Mega (a board of its own: it never replaces the SerialUpdate board). The HIL suite:
 ``pytest tests/hil -p modelota.boards --port sim://qemu-m4``.
 
 Builds go to a cache directory keyed by a hash of every source and flag
@@ -291,34 +293,36 @@ def build_m4(
     return Firmware(elf, (out / "build.log").read_text())
 
 
-def build_avr(resume_timeout_ms: int | None = None) -> Firmware:
+def build_avr(resume_timeout_ms: int | None = None, sketch: str = "SerialUpdate") -> Firmware:
     """Compiles examples/SerialUpdate for the Mega 2560 with arduino-builder
-    (cached); ``resume_timeout_ms`` overrides the sketch's RESUME_TIMEOUT_MS."""
+    (cached); ``resume_timeout_ms`` overrides the sketch's RESUME_TIMEOUT_MS.
+    ``sketch`` names another sketch of examples/ (``SampleLogger``)."""
+    sketch_path = _avr_sketch(sketch)
     builder = _need("arduino-builder")
     _need("avr-gcc")
     if not (ARDUINO_BUILDER_PLATFORM / "platform.txt").is_file():
         raise BoardUnavailable(f"{ARDUINO_BUILDER_PLATFORM}/platform.txt is missing")
-    files = _sources() + [SKETCH] + [p for p in (ROOT / "src").rglob("*") if p.is_file()]
+    files = _sources() + [sketch_path] + [p for p in (ROOT / "src").rglob("*") if p.is_file()]
     defines: tuple[str, ...] = ()
     if resume_timeout_ms is not None:
         defines = (f"RESUME_TIMEOUT_MS={int(resume_timeout_ms)}u",)
     key = _hash(files, [FQBN, *defines])
     out = cache_dir() / f"avr-{key}"
-    elf = out / "SerialUpdate.ino.elf"
+    elf = out / f"{sketch_path.name}.elf"
     if elf.is_file():
         return Firmware(elf, (out / "build.log").read_text())
     tmp = Path(tempfile.mkdtemp(prefix="avr-", dir=cache_dir()))
     libraries = tmp / "libraries"
     libraries.mkdir()
     (libraries / "ModelOTA").symlink_to(ROOT, target_is_directory=True)
-    sketch = tmp / SKETCH.parent.name / SKETCH.name
-    sketch.parent.mkdir()
-    shutil.copy(SKETCH, sketch)
+    sketch_copy = tmp / sketch_path.parent.name / sketch_path.name
+    sketch_copy.parent.mkdir()
+    shutil.copy(sketch_path, sketch_copy)
     build = tmp / "build"
     build.mkdir()
     (tmp / "core-cache").mkdir()
     cmd = arduino_builder_command(
-        builder, sketch, libraries, build, tmp / "core-cache", defines=defines
+        builder, sketch_copy, libraries, build, tmp / "core-cache", defines=defines
     )
     log = _run(cmd, cwd=tmp)
     (build / "build.log").write_text(log)
@@ -328,13 +332,21 @@ def build_avr(resume_timeout_ms: int | None = None) -> Firmware:
     return Firmware(elf, (out / "build.log").read_text())
 
 
+def _avr_sketch(name: str) -> Path:
+    """examples/NAME/NAME.ino, for sketches the avr board can run."""
+    path = ROOT / "examples" / name / f"{name}.ino"
+    if not name.isidentifier() or not path.is_file():
+        raise ValueError(f"no sketch examples/{name}/{name}.ino")
+    return path
+
+
 def build(kind: Kind, **model: Any) -> Firmware:
     """Builds a board's firmware; ``model`` holds build_m4's arguments (the
     avr board takes only ``resume_timeout_ms``: its model is the sketch's)."""
     if kind == "m4":
         return build_m4(**model)
     if kind == "avr":
-        if set(model) - {"resume_timeout_ms"}:
+        if set(model) - {"resume_timeout_ms", "sketch"}:
             raise ValueError("the avr board runs the fixed 512-byte SerialUpdate model")
         return build_avr(**model)
     raise ValueError(f"unknown board {kind!r} (m4 or avr)")
@@ -504,12 +516,18 @@ def _qemu_factory(kind: Kind) -> Callable[[dict[str, str]], tuple[str, int]]:
         parameters (size, seed, version, timeout_ms) boot a fresh one."""
         key = f"{kind}:{params.get('name', '')}"
         model = _model_params(kind, params)
+        sketch = params.get("sketch")  # sim://qemu-avr?sketch=SampleLogger: another example
+        if sketch is not None:
+            if kind != "avr":
+                raise ValueError("sketch= is for sim://qemu-avr (the m4 board is not a sketch)")
+            _avr_sketch(sketch)
+            key += f":{sketch}"  # never the board another URL opened
         b = _sim_boards.get(key)
         if b is not None and (model or b.proc.poll() is not None):
             b.close()
             b = None
         if b is None:
-            b = start_board(kind, **model)
+            b = start_board(kind, **model, **({"sketch": sketch} if sketch else {}))
             _sim_boards[key] = b
         return "127.0.0.1", b.port
 
