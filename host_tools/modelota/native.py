@@ -234,7 +234,7 @@ class Updater:
 
     def __del__(self) -> None:
         token = getattr(self, "_py_token", None)
-        if token is not None:
+        if token is not None and isinstance(_py_verifiers, dict):  # not at interpreter exit
             _py_verifiers.pop(token, None)
 
     def apply(self, payload: bytes, splits: list[int] | None = None) -> Status:

@@ -1,0 +1,346 @@
+"""Signed payloads and SHA-256 digests end to end: the packer, the native C++
+Updater (built-in Ed25519 verifier and a pluggable one), the Python reference
+applier, the Store (verify-only flash model, commit, recovery) and the
+anti-rollback floor across reboots and power cuts.
+
+The threats themselves have their own file (test_attacks.py); this one proves
+the machinery: every valid signed payload applies, every damaged one is
+refused with the same status by C++ and Python and leaves the weights intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from modelota import Device, Status, apply_reference, keys, pack, parse
+from modelota.device import FlashModelDevice, Layout, RamModelDevice
+from modelota.format import (
+    DIGEST_SHA256,
+    FLAG_SIGNED,
+    HEADER_LEN,
+    SIGNATURE_LEN,
+    Header,
+    Payload,
+    seal,
+)
+from modelota.native import Updater, load
+from modelota.simflash import SimFlash
+from modelota.status import ModelOTAError
+from payloads import FP, Case, cases, splits
+
+SEED = hashlib.sha256(b"modelota test signing key").digest()
+PUB = keys.public_from_private(SEED)
+OTHER_SEED = hashlib.sha256(b"another key").digest()
+BUF = 1024
+
+
+def signed(case: Case) -> Payload:
+    base = {"base": case.old, "base_version": case.current_version} if case.delta else {}
+    return pack(
+        case.new,
+        fingerprint=FP,
+        version=case.new_version,
+        chunk_size=case.chunk_size,
+        sign_key=SEED,
+        **base,  # type: ignore[arg-type]
+    )
+
+
+def device(case: Case, **kw: object) -> Updater:
+    kw.setdefault("buffer_len", max(HEADER_LEN + SIGNATURE_LEN, case.chunk_size))
+    kw.setdefault("public_key", PUB)
+    return Updater(
+        bytearray(case.old),
+        fingerprint=FP,
+        current_version=case.current_version,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def reference(case: Case, stream: bytes, key: bytes | None = PUB) -> Status:
+    dev = Device(
+        FP,
+        case.current_version,
+        bytearray(case.old),
+        max(HEADER_LEN + SIGNATURE_LEN, case.chunk_size),
+        public_key=key,
+    )
+    return apply_reference(stream, dev).status
+
+
+def small() -> st.SearchStrategy[Case]:
+    return cases(max_size=4000)
+
+
+# ---------------------------------------------------------------- format
+
+
+def test_signed_layout_header_signature_then_chunks() -> None:
+    p = pack(bytes(range(200)), fingerprint=FP, version=3, chunk_size=64, sign_key=SEED)
+    raw = p.encode()
+    h, _ = Header.decode(raw[:HEADER_LEN])
+    assert h.digest_type == DIGEST_SHA256 and h.flags & FLAG_SIGNED
+    assert h.digest == hashlib.sha256(bytes(range(200))).digest()
+    assert raw[88:92] == keys.key_id(PUB) == hashlib.sha256(PUB).digest()[:4]
+    assert keys.verify(PUB, raw[:HEADER_LEN], raw[HEADER_LEN : HEADER_LEN + SIGNATURE_LEN])
+    assert p.chunk_spans()[0][0] == HEADER_LEN + SIGNATURE_LEN
+    assert parse(raw, PUB).signature == raw[HEADER_LEN : HEADER_LEN + SIGNATURE_LEN]
+
+
+def test_unsigned_crc32_payloads_are_unchanged_byte_for_byte() -> None:
+    """The default stays format v1 as before: CRC32, no flag, no signature block."""
+    p = pack(bytes(range(100)), fingerprint=FP, version=2, chunk_size=40)
+    raw = p.encode()
+    assert raw[5] == 1 and raw[6:8] == b"\0\0" and raw[88:92] == bytes(4)
+    assert len(raw) == HEADER_LEN + 3 * 16 + 100
+
+
+def test_seal_equals_packing_signed() -> None:
+    rnd = random.Random(3)
+    old, new = rnd.randbytes(900), rnd.randbytes(900)
+    plain = pack(new, fingerprint=FP, version=4, chunk_size=100, base=old, base_version=3)
+    sealed = seal(plain, old, sign_key=SEED)
+    direct = pack(new, fingerprint=FP, version=4, chunk_size=100, base=old, base_version=3,
+                  sign_key=SEED)  # fmt: skip
+    assert sealed.encode() == direct.encode()
+
+
+def test_parse_with_a_key_refuses_unsigned_and_foreign_signatures() -> None:
+    new = bytes(300)
+    with pytest.raises(ModelOTAError) as e:
+        parse(pack(new, fingerprint=FP, version=2, digest="sha256").encode(), PUB)
+    assert e.value.status == Status.Unsigned
+    foreign = pack(new, fingerprint=FP, version=2, sign_key=OTHER_SEED).encode()
+    with pytest.raises(ModelOTAError) as e:
+        parse(foreign, PUB)
+    assert e.value.status == Status.BadSignature and "key id" in str(e.value)
+    assert parse(foreign).header.is_signed  # without a key: read, not checked
+
+
+# ---------------------------------------------------------------- round trips
+
+
+@given(data=st.data(), case=small(), mode=st.sampled_from(["ram", "callback"]))
+def test_signed_payloads_apply_in_any_split(data: st.DataObject, case: Case, mode: str) -> None:
+    raw = signed(case).encode()
+    dev = device(case, target_mode=mode)
+    assert dev.init_status == Status.Ok
+    assert dev.apply(raw, data.draw(splits(len(raw)), label="splits")) == Status.Ok
+    assert bytes(dev.weights) == case.new
+    assert dev.current_version == dev.min_version == case.new_version
+    assert reference(case, raw) == Status.Ok
+
+
+@given(case=small())
+def test_sha256_unsigned_payloads_apply_without_a_key(case: Case) -> None:
+    base = {"base": case.old, "base_version": case.current_version} if case.delta else {}
+    raw = pack(
+        case.new, fingerprint=FP, version=case.new_version, chunk_size=case.chunk_size,
+        digest="sha256", **base,  # type: ignore[arg-type]
+    ).encode()  # fmt: skip
+    dev = device(case, public_key=None)
+    assert dev.apply(raw) == Status.Ok and bytes(dev.weights) == case.new
+    assert reference(case, raw, key=None) == Status.Ok
+
+
+@given(case=small())
+def test_a_device_without_a_key_skips_the_signature_block(case: Case) -> None:
+    raw = signed(case).encode()
+    dev = device(case, public_key=None, buffer_len=max(96, case.chunk_size))
+    assert dev.apply(raw) == Status.Ok and bytes(dev.weights) == case.new
+
+
+# ---------------------------------------------------------------- damage
+
+
+def region(payload: Payload, pos: int) -> set[Status]:
+    if pos < 4:
+        return {Status.BadMagic}
+    if pos == 4:
+        return {Status.UnsupportedVersion}
+    if pos < HEADER_LEN:
+        return {Status.BadHeaderCrc}
+    if pos < HEADER_LEN + SIGNATURE_LEN:
+        return {Status.BadSignature}
+    return {
+        Status.ChunkCrc,
+        Status.BadSequence,
+        Status.BadChunk,
+        Status.OutOfBounds,
+        Status.LayoutMismatch,
+        Status.Truncated,
+    }
+
+
+@given(data=st.data(), case=small())
+def test_a_bit_flip_anywhere_in_a_signed_payload_is_refused(
+    data: st.DataObject, case: Case
+) -> None:
+    p = signed(case)
+    raw = bytearray(p.encode())
+    pos = data.draw(st.integers(0, len(raw) - 1), label="pos")
+    raw[pos] ^= 1 << data.draw(st.integers(0, 7), label="bit")
+    dev = device(case)
+    status = dev.apply(bytes(raw), data.draw(splits(len(raw)), label="splits"))
+    assert status in region(p, pos)
+    assert reference(case, bytes(raw)) == status, "C++ and Python disagree"
+    assert bytes(dev.weights) == case.old and dev.current_version == case.current_version
+
+
+@given(data=st.data(), case=small())
+def test_truncated_signed_payloads(data: st.DataObject, case: Case) -> None:
+    raw = signed(case).encode()
+    end = data.draw(st.integers(0, len(raw) - 1), label="end")
+    dev = device(case)
+    assert dev.apply(raw[:end]) == Status.Truncated == reference(case, raw[:end])
+    assert bytes(dev.weights) == case.old
+
+
+def test_init_refuses_a_buffer_too_small_for_header_and_signature() -> None:
+    dev = Updater(bytearray(10), fingerprint=FP, current_version=1, public_key=PUB,
+                  buffer_len=HEADER_LEN + SIGNATURE_LEN - 1)  # fmt: skip
+    assert dev.init_status == Status.InvalidArgument
+
+
+# ---------------------------------------------------------------- pluggable verifier
+
+
+def test_pluggable_verifier_sees_the_header_before_any_write() -> None:
+    """A port's own crypto through modelota_config.verifier: called once, with
+    the 96 header bytes and the signature, while nothing has been written."""
+    rnd = random.Random(5)
+    old, new = rnd.randbytes(2000), rnd.randbytes(2000)
+    raw = pack(new, fingerprint=FP, version=2, chunk_size=256, sign_key=SEED).encode()
+    calls: list[tuple[bytes, bytes, int]] = []
+    holder: list[Updater] = []
+
+    def verify(msg: bytes, sig: bytes) -> bool:
+        calls.append((msg, sig, int(holder[0].target_region.writes)))
+        return keys.verify(PUB, msg, sig)
+
+    dev = Updater(bytearray(old), fingerprint=FP, current_version=1, verifier=verify,
+                  buffer_len=256, target_mode="callback")  # fmt: skip
+    holder.append(dev)
+    assert dev.apply(raw, list(range(1, len(raw)))) == Status.Ok  # one byte at a time
+    assert bytes(dev.weights) == new
+    assert calls == [(raw[:HEADER_LEN], raw[HEADER_LEN : HEADER_LEN + SIGNATURE_LEN], 0)]
+
+    dev = Updater(bytearray(old), fingerprint=FP, current_version=1,
+                  verifier=lambda m, s: False, buffer_len=256, target_mode="callback")  # fmt: skip
+    assert dev.apply(raw) == Status.BadSignature
+    assert bytes(dev.weights) == old and dev.target_region.writes == 0
+
+
+def test_builtin_verifier_is_compiled_in_the_native_core() -> None:
+    lib = load().lib
+    assert lib.MODELOTA_SHA256 == 1 and lib.MODELOTA_SIGNATURES == 1
+
+
+# ---------------------------------------------------------------- store and floor
+
+BLOCK, PROG = 256, 4
+
+
+def flash_device(kind: str, weights: bytes, key: bytes | None = PUB) -> tuple[object, SimFlash]:
+    layout = Layout.plan(BLOCK, PROG, len(weights), 2 * len(weights) + 2000)
+    flash = SimFlash(BLOCK, layout.block_count, PROG)
+    if kind == "flash":
+        flash.load(0, weights)
+        dev: object = FlashModelDevice(flash, layout, FP, 1, buffer_len=512, public_key=key)
+    else:
+        dev = RamModelDevice(flash, layout, FP, weights, 1, buffer_len=512, public_key=key)
+    assert dev.boot() == Status.Ok  # type: ignore[attr-defined]
+    return dev, flash
+
+
+def weights_of(dev: object) -> bytes:
+    return dev.weights() if isinstance(dev, FlashModelDevice) else bytes(dev.ram)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", ["flash", "ram"])
+@pytest.mark.parametrize("delta", [False, True])
+def test_signed_updates_through_the_store(kind: str, delta: bool) -> None:
+    rnd = random.Random(7)
+    v1 = rnd.randbytes(3000)
+    v2 = bytearray(v1)
+    v2[100:400] = rnd.randbytes(300)
+    dev, _ = flash_device(kind, v1)
+    base = {"base": v1, "base_version": 1} if delta else {}
+    raw = pack(bytes(v2), fingerprint=FP, version=2, chunk_size=200, sign_key=SEED,
+               **base).encode()  # type: ignore[arg-type]  # fmt: skip
+    assert dev.update(raw) == Status.Ok  # type: ignore[attr-defined]
+    assert weights_of(dev) == bytes(v2)
+    assert dev.store.version == dev.store.min_version == 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", ["flash", "ram"])
+def test_floor_survives_reboot_and_factory_fallback(kind: str) -> None:
+    rnd = random.Random(8)
+    v1, v2, v3 = (rnd.randbytes(2000) for _ in range(3))
+    dev, flash = flash_device(kind, v1)
+    p2 = pack(v2, fingerprint=FP, version=2, chunk_size=200, sign_key=SEED).encode()
+    p3 = pack(v3, fingerprint=FP, version=3, chunk_size=200, sign_key=SEED).encode()
+    assert dev.update(p2) == Status.Ok and dev.update(p3) == Status.Ok  # type: ignore[attr-defined]
+    layout = dev.store.layout  # type: ignore[attr-defined]
+    if kind == "ram":
+        raw = bytearray(flash.data)
+        raw[10] ^= 0x40  # the stored weights decay: the device boots its factory v1
+        flash.load(0, bytes(raw))
+        dev = RamModelDevice(flash, layout, FP, v1, 1, buffer_len=512, public_key=PUB)
+        assert dev.boot() == Status.Ok and dev.booted_from == "factory" and dev.version == 1
+    else:
+        dev = FlashModelDevice(flash, layout, FP, 1, buffer_len=512, public_key=PUB)
+        assert dev.boot() == Status.Ok
+    assert dev.store.min_version == 3
+    assert dev.update(p2) == Status.Rollback
+    if kind == "ram":
+        assert dev.update(p3) == Status.Ok  # reinstalling the floor's own version is allowed
+        assert bytes(dev.ram) == v3
+
+
+def test_raise_min_version_revokes_and_never_lowers() -> None:
+    rnd = random.Random(9)
+    v1, v4 = rnd.randbytes(1000), rnd.randbytes(1000)
+    dev, _ = flash_device("flash", v1)
+    store = dev.store  # type: ignore[attr-defined]
+    assert store.min_version == 1
+    assert store.raise_min_version(5) == Status.Ok and store.min_version == 5
+    assert store.raise_min_version(2) == Status.Ok and store.min_version == 5
+    p4 = pack(v4, fingerprint=FP, version=4, chunk_size=200, sign_key=SEED).encode()
+    assert dev.update(p4) == Status.Rollback  # type: ignore[attr-defined]
+    assert store.version == 1 and weights_of(dev) == v1
+
+
+@pytest.mark.parametrize("kind", ["flash", "ram"])
+def test_power_cut_at_every_operation_keeps_the_floor_with_its_weights(kind: str) -> None:
+    """A cut anywhere in a signed update leaves (old weights, old floor) or
+    (new weights, new floor) after recovery: the floor moves with the commit."""
+    rnd = random.Random(10)
+    v1, v2 = rnd.randbytes(1500), rnd.randbytes(1500)
+    raw = pack(v2, fingerprint=FP, version=2, chunk_size=300, sign_key=SEED).encode()
+    dev, flash = flash_device(kind, v1)
+    start = flash.ops
+    assert dev.update(raw) == Status.Ok  # type: ignore[attr-defined]
+    total = flash.ops - start
+    assert total > 10
+    ends = set()
+    for cut in range(total):
+        dev, flash = flash_device(kind, v1)
+        layout = dev.store.layout  # type: ignore[attr-defined]
+        flash.cut_power(flash.ops + cut, tear=True, seed=cut)
+        assert dev.update(raw) != Status.Ok  # type: ignore[attr-defined]
+        flash.reboot()
+        if kind == "flash":
+            dev = FlashModelDevice(flash, layout, FP, 1, buffer_len=512, public_key=PUB)
+        else:
+            dev = RamModelDevice(flash, layout, FP, v1, 1, buffer_len=512, public_key=PUB)
+        assert dev.boot() == Status.Ok  # type: ignore[attr-defined]
+        got = (weights_of(dev), dev.store.version, dev.store.min_version)  # type: ignore[attr-defined]
+        assert got in ((v1, 1, 1), (v2, 2, 2)), f"cut {cut}: version/floor {got[1:]}"
+        ends.add(got[1])
+    assert ends == {1, 2}
