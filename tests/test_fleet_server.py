@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from fleet_util import FP, TOKEN, board, body_json, full, models, raw_http, running_server
 
+from fleet_util import FP, TOKEN, board, body_json, full, models, raw_http, running_server
 from modelota import pack
 from modelota.faultproxy import Fault, FaultProxy
 from modelota.fleet_client import AdminClient, FleetClientError, poll

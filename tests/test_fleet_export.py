@@ -1,0 +1,177 @@
+"""`modelota export DIR` served by plain static file servers (Python's
+http.server, and nginx when installed), with the same device client."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from fleet_util import FP, board, full, models, running_server
+from modelota.faultproxy import Fault, FaultProxy
+from modelota.fleet_client import FleetClientError, poll
+from modelota.status import Status
+from payloads import modelota
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"static server exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("static server did not start")
+
+
+@contextmanager
+def python_http_server(root: Path) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+         "--directory", str(root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_port(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def nginx(root: Path, work: Path) -> Iterator[str]:
+    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if exe is None:
+        pytest.skip("nginx is not installed (scripts/setup.sh installs nginx-light)")
+    port = free_port()
+    work.mkdir()
+    conf = work / "nginx.conf"
+    conf.write_text(
+        f"""daemon off;
+worker_processes 1;
+user root;
+pid {work}/nginx.pid;
+error_log {work}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {work}/access.log;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi;
+    scgi_temp_path {work}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"""
+    )
+    proc = subprocess.Popen([exe, "-c", str(conf), "-p", str(work)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        wait_port(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def fleet_with_export(tmp_path: Path) -> tuple[list[bytes], Path]:
+    """A fleet: line m v1..v3, devices in two groups and one unassigned;
+    exported with the CLI."""
+    ws = models(3, size=30_000, seed=9)
+    data = tmp_path / "data"
+    with running_server(data) as s:
+        for i, w in enumerate(ws):
+            s.admin.upload("m", full(w, i + 1))
+        s.admin.register("24:6F:28:AA:01:02", group="lab")
+        s.admin.register("field-7", group="field")
+        s.admin.register("spare")
+        s.admin.assign("group", "lab", "m")
+        s.admin.assign("group", "field", "m", 2)
+        # the dynamic answer a device at v0 gets, to compare with the static one
+        answers = {
+            dev: s.admin.conn.request(
+                "GET", f"/v1/devices/{dev}/manifest.json?version=0", None, {}
+            )[2]
+            for dev in ("24:6F:28:AA:01:02", "field-7")
+        }
+    out = tmp_path / "tree"
+    r = modelota("export", out, "--data", data)
+    assert r.returncode == 0, r.stderr
+    assert "exported 2 device manifests and 2 payloads" in r.stdout
+    for dev, raw in answers.items():
+        assert (out / "v1" / "devices" / dev / "manifest.json").read_bytes() == raw
+    assert not (out / "v1" / "devices" / "spare").exists()
+    return ws, out
+
+
+def test_export_served_by_python_http_server(tmp_path: Path) -> None:
+    ws, out = fleet_with_export(tmp_path)
+    with python_http_server(out) as url:
+        dev = board(ws[0])
+        res = poll(dev, url, "24:6F:28:AA:01:02")
+        assert res.status == Status.Ok and bytes(dev.ram) == ws[2] and dev.version == 3
+        assert poll(dev, url, "24:6F:28:AA:01:02").outcome == "current"  # static: device compares
+        other = board(ws[0])
+        assert poll(other, url, "field-7").status == Status.Ok and other.version == 2
+        with pytest.raises(FleetClientError) as e:
+            poll(board(ws[0]), url, "spare")
+        assert e.value.http == 404
+        wrong = board(ws[0], fp=bytes(16))
+        res = poll(wrong, url, "field-7")  # another model: nothing downloaded
+        assert res.outcome == "current" and res.status is None and wrong.version == 1
+
+
+def test_export_served_by_nginx_resumes_with_ranges(tmp_path: Path) -> None:
+    ws, out = fleet_with_export(tmp_path)
+    with nginx(out, tmp_path / "nginx") as url:
+        host, port = url.removeprefix("http://").split(":")
+        with FaultProxy((host, int(port))) as proxy:
+            proxy.plan += [Fault(cut_at=7_000), Fault(cut_at=12_000)]
+            dev = board(ws[0], max_payload=1 << 17)
+            res = poll(dev, proxy.url, "24:6F:28:AA:01:02")
+            assert res.status == Status.Ok and bytes(dev.ram) == ws[2]
+            assert res.attempts == 3 and len(res.resumed_at) == 2
+            proxy.plan.append(Fault(flip_at=15_000))
+            other = board(ws[0], max_payload=1 << 17)
+            res = poll(other, proxy.url, "field-7")
+            assert res.status == Status.ChunkCrc and bytes(other.ram) == ws[0]
+
+
+def test_export_follows_the_fleet(tmp_path: Path) -> None:
+    ws, out = fleet_with_export(tmp_path)
+    data = tmp_path / "data"
+    with running_server(data) as s:
+        s.admin.upload("m", full(ws[0][::-1], 4))
+        s.admin.assign("group", "field", "m")  # latest: v4
+        s.admin.register("field-7", group=None)  # leaves its group: no assignment
+    r = modelota("export", out, "--data", data)
+    assert r.returncode == 0, r.stderr
+    assert "1 stale manifests removed" in r.stdout
+    assert not (out / "v1" / "devices" / "field-7" / "manifest.json").exists()
+    with python_http_server(out) as url:
+        dev = board(ws[0])
+        assert poll(dev, url, "24:6F:28:AA:01:02").status == Status.Ok and dev.version == 4
+    r = modelota("export", tmp_path / "x", "--data", tmp_path / "nothing")
+    assert r.returncode == 1 and "not a modelota serve data directory" in r.stderr
+    assert FP  # the fixture fingerprint is what the tree advertises
