@@ -280,6 +280,7 @@ void modelota_sha512_update(modelota_sha512* c, const uint8_t* data, size_t n);
 void modelota_sha512_final(modelota_sha512* c, uint8_t out[64]);
 int modelota_ed25519_verify(const uint8_t signature[64], const uint8_t* msg, size_t len,
                             const uint8_t public_key[32]);
+int modelota_ed25519_public_key_valid(const uint8_t public_key[32]);
 """
 CRYPTO_INCLUDE = (
     '#include "modelota/sha256.h"\n#include "modelota/sha512.h"\n#include "modelota/ed25519.h"\n'

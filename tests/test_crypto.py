@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import random
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -158,6 +159,26 @@ def test_padding_boundaries(name: str) -> None:
         data = bytes((i * 7 + length) & 0xFF for i in range(length))
         assert _hash(name, [data]) == ref(data).digest(), length
         assert _hash(name, [bytes([b]) for b in data]) == ref(data).digest(), length
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sha256", "sha512"])
+def test_messages_longer_than_4_gib(name: str) -> None:
+    """The byte count crosses 2^32 (SHA-256 carries count_lo into count_hi)."""
+    n = load()
+    ctx = n.ffi.new(f"modelota_{name}*")
+    getattr(n.lib, f"modelota_{name}_init")(ctx)
+    update = getattr(n.lib, f"modelota_{name}_update")
+    ref = getattr(hashlib, name)()
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+    for _ in range(4096):
+        update(ctx, chunk, len(chunk))
+        ref.update(chunk)
+    update(ctx, b"tail", 4)
+    ref.update(b"tail")
+    out = n.ffi.new("uint8_t[64]")
+    getattr(n.lib, f"modelota_{name}_final")(ctx, out)
+    assert bytes(out)[: ref.digest_size] == ref.digest()
 
 
 def test_hash_with_zero_length_updates_and_null_pointer() -> None:
@@ -496,6 +517,241 @@ def test_mixed_order_r_is_rejected_cofactorless() -> None:
         if r2 == sig[:32]:
             continue  # T is the identity
         assert verify(r2 + sig[32:], msg, key) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# White box: a harness #includes ed25519.cpp (its helpers are file-local) and answers one
+# command per line, checked against Python integers and the model above. Built with ASan and
+# UBSan. This reaches inputs no signature can: field elements beyond p, scalars in
+# [2^252, L), non-canonical keys.
+
+HARNESS = r"""
+#include "ed25519.cpp"
+#include <stdio.h>
+#include <string.h>
+
+static int hexval(char c) {
+    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+static void rd(const char* h, uint8_t* out, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        out[i] = static_cast<uint8_t>(hexval(h[2 * i]) * 16 + hexval(h[2 * i + 1]));
+    }
+}
+static void wr(const uint8_t* b, size_t n) {
+    for (size_t i = 0; i < n; ++i) printf("%02x", b[i]);
+}
+static void wr_fe(const ed_fe a) {
+    uint8_t b[32];
+    ed_fe_pack(b, a);
+    wr(b, 32);
+}
+
+int main() {
+    char cmd[16], a[200], b[200], c[200];
+    uint8_t x[64], y[64];
+    while (scanf("%15s", cmd) == 1) {
+        ed_fe f, g, h;
+        if (!strcmp(cmd, "reduce")) {
+            if (scanf("%199s", a) != 1) return 1;
+            rd(a, x, 64);
+            ed_scalar_reduce(y, x);
+            wr(y, 32);
+        } else if (!strcmp(cmd, "canon")) {
+            if (scanf("%199s", a) != 1) return 1;
+            rd(a, x, 32);
+            printf("%d", ed_scalar_canonical(x));
+        } else if (!strcmp(cmd, "limbs")) {
+            for (int i = 0; i < 16; ++i) {
+                long v;
+                if (scanf("%ld", &v) != 1) return 1;
+                f[i] = static_cast<int32_t>(v);
+            }
+            wr_fe(f);
+        } else if (!strcmp(cmd, "mul") || !strcmp(cmd, "add") || !strcmp(cmd, "sub")) {
+            if (scanf("%199s %199s", a, b) != 2) return 1;
+            rd(a, x, 32);
+            rd(b, y, 32);
+            ed_fe_unpack(f, x);
+            ed_fe_unpack(g, y);
+            if (cmd[0] == 'm') ed_fe_mul(h, f, g);
+            else if (cmd[0] == 'a') ed_fe_add(h, f, g);
+            else ed_fe_sub(h, f, g);
+            wr_fe(h);
+        } else if (!strcmp(cmd, "inv") || !strcmp(cmd, "pow")) {
+            if (scanf("%199s", a) != 1) return 1;
+            rd(a, x, 32);
+            ed_fe_unpack(f, x);
+            if (cmd[0] == 'i') ed_fe_invert(h, f);
+            else ed_fe_pow2523(h, f);
+            wr_fe(h);
+        } else if (!strcmp(cmd, "decode")) {
+            if (scanf("%199s", a) != 1) return 1;
+            rd(a, x, 32);
+            ed_point p;
+            if (ed_point_decode_neg(&p, x)) {
+                ed_point_encode(y, &p);
+                printf("1 ");
+                wr(y, 32);
+            } else {
+                printf("0");
+            }
+        } else if (!strcmp(cmd, "dsm")) {
+            if (scanf("%199s %199s %199s", a, b, c) != 3) return 1;
+            uint8_t s[32], k[32], n[32], out[32];
+            rd(a, s, 32);
+            rd(b, k, 32);
+            rd(c, n, 32);
+            ed_point p;
+            if (!ed_point_decode_neg(&p, n)) return 2;
+            ed_double_scalar(out, s, k, &p);
+            wr(out, 32);
+        } else {
+            return 3;
+        }
+        printf("\n");
+    }
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Callable[[list[str]], list[str]]:
+    if shutil.which("g++") is None:
+        pytest.skip("no g++")
+    out = tmp_path_factory.mktemp("harness")
+    src = out / "harness.cpp"
+    src.write_text(HARNESS)
+    exe = out / "harness"
+    modelota = ROOT / "firmware_lib" / "modelota"
+    subprocess.run(
+        ["g++", "-std=c++11", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
+         "-fsanitize=address,undefined", "-fno-sanitize-recover=all", f"-I{modelota}",
+         str(src), str(modelota / "sha512.cpp"), "-o", str(exe)],
+        check=True,
+    )  # fmt: skip
+
+    def run(lines: list[str]) -> list[str]:
+        r = subprocess.run(
+            [str(exe)], input="\n".join(lines) + "\n", capture_output=True, text=True,
+            timeout=300, check=False,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "runtime error" not in r.stderr, r.stderr[-3000:]
+        return r.stdout.splitlines()
+
+    return run
+
+
+def _le(v: int, n: int = 32) -> str:
+    return v.to_bytes(n, "little").hex()
+
+
+def test_scalar_reduction_mod_l(harness: Callable[[list[str]], list[str]]) -> None:
+    rng = random.Random(8032)
+    values = [0, 1, L - 1, L, L + 1, 2**512 - 1, 2**256 - 1, 2**252, 2**253 - 1]
+    values += [m * L + e for m in (1, 2, 15, 16, 17, 2**100, 2**259 - 1) for e in (-1, 0, 1)]
+    values += [(2**512 // L) * L + e for e in (-1, 0, 1, L - 1)]
+    values += [rng.getrandbits(512) for _ in range(400)]
+    values += [rng.getrandbits(rng.randrange(1, 512)) for _ in range(400)]
+    values = [v for v in values if 0 <= v < 2**512]
+    got = harness([f"reduce {_le(v, 64)}" for v in values])
+    assert got == [_le(v % L) for v in values]
+
+
+def test_scalar_canonical_check(harness: Callable[[list[str]], list[str]]) -> None:
+    rng = random.Random(1)
+    values = [0, 1, L - 1, L, L + 1, 2**252, 2**253, 2**256 - 1, L - 2**128, L + 2**128]
+    values += [rng.getrandbits(256) for _ in range(100)]
+    values += [L + rng.randrange(-(2**130), 2**130) for _ in range(100)]
+    got = harness([f"canon {_le(v)}" for v in values])
+    assert got == [str(int(v < L)) for v in values]
+
+
+def test_field_pack_of_unreduced_limbs(harness: Callable[[list[str]], list[str]]) -> None:
+    """ed_fe_pack must give the canonical value for any limbs the arithmetic can leave
+    behind (within +-2^18), including totals that are negative or above 2p."""
+    rng = random.Random(2)
+    cases = [[0] * 16, [0xFFFF] * 16, [-1] * 16, [(1 << 18) - 1] * 16, [-(1 << 18) + 1] * 16]
+    for v in (P - 1, P, P + 1, 2 * P - 1, 2 * P, 2 * P + 1, 2**255 - 1, 2**256 - 1, 2**256 - 39):
+        cases.append([(v >> (16 * i)) & 0xFFFF for i in range(16)])
+    for _ in range(600):
+        bound = rng.choice([1 << 16, 1 << 17, 1 << 18])
+        cases.append([rng.randrange(-bound + 1, bound) for _ in range(16)])
+    got = harness(["limbs " + " ".join(map(str, c)) for c in cases])
+    want = [_le(sum(x << (16 * i) for i, x in enumerate(c)) % P) for c in cases]
+    assert got == want
+
+
+def test_field_arithmetic(harness: Callable[[list[str]], list[str]]) -> None:
+    rng = random.Random(3)
+    xs = [0, 1, 2, P - 1, 2**255 - 1, 2**255 - 19, 2**255 - 20, 19, 38]
+    xs += [rng.getrandbits(255) for _ in range(150)]
+    lines, want = [], []
+    for a in xs:
+        b = rng.choice(xs)
+        ra, rb = a % P, b % P
+        lines += [f"mul {_le(a)} {_le(b)}", f"add {_le(a)} {_le(b)}", f"sub {_le(a)} {_le(b)}"]
+        want += [_le(ra * rb % P), _le((ra + rb) % P), _le((ra - rb) % P)]
+        lines += [f"inv {_le(a)}", f"pow {_le(a)}"]
+        want += [_le(pow(ra, P - 2, P)), _le(pow(ra, (P - 5) // 8, P))]
+    assert harness(lines) == want
+
+
+def test_point_decoding_matches_rfc8032(harness: Callable[[list[str]], list[str]]) -> None:
+    """Decoding (5.1.3) of canonical, non-canonical (y >= p), negative-zero and off-curve
+    encodings: the harness re-encodes -A, so a good decode gives the key with the sign
+    bit flipped (x != 0)."""
+    rng = random.Random(4)
+    encs = [bytes(32), (1).to_bytes(32, "little"), (1 | 1 << 255).to_bytes(32, "little")]
+    encs += [(y | s << 255).to_bytes(32, "little") for y in range(0, 40) for s in (0, 1)]
+    encs += [((P + e) | s << 255).to_bytes(32, "little") for e in range(19) for s in (0, 1)]
+    encs += [(P - 1).to_bytes(32, "little"), (2**255 - 1).to_bytes(32, "little")]
+    encs += [rng.getrandbits(256).to_bytes(32, "little") for _ in range(300)]
+    encs += torsion_points()
+    got = harness([f"decode {e.hex()}" for e in encs])
+    for e, line in zip(encs, got, strict=True):
+        p = _decode(e)
+        if p is None:
+            assert line == "0", e.hex()
+        else:
+            neg = (P - p[0]) % P, p[1], 1, (P - p[3]) % P
+            assert line == "1 " + _encode(neg).hex(), e.hex()
+
+
+def test_joint_scalar_multiplication(harness: Callable[[list[str]], list[str]]) -> None:
+    """[s]B + [k](-A) for scalars with bit 252 set (S in [2^252, L) is canonical but no
+    signature exercise it in practice) and for random ones."""
+    assert BASE is not None
+    rng = random.Random(5)
+    keys = [bytes.fromhex(v[1]) for v in RFC8032_VECTORS.values()]
+    scalars = [0, 1, 2, L - 1, 2**252, 2**252 + 1, L - 2**100, 2**251]
+    lines, want = [], []
+    for _ in range(40):
+        s = rng.choice([*scalars, rng.randrange(L), rng.randrange(2**252, L)])
+        k = rng.choice([*scalars, rng.randrange(L), rng.randrange(2**252, L)])
+        key = rng.choice(keys)
+        a = _decode(key)
+        assert a is not None
+        neg_a = (P - a[0]) % P, a[1], a[2], (P - a[3]) % P
+        lines.append(f"dsm {_le(s)} {_le(k)} {key.hex()}")
+        want.append(_encode(_add(_mul(s, BASE), _mul(k, neg_a))).hex())
+    assert harness(lines) == want
+
+
+def test_public_key_valid() -> None:
+    n = load()
+    rng = random.Random(6)
+    keys = [bytes.fromhex(v[1]) for v in RFC8032_VECTORS.values()]
+    keys += [*torsion_points(), bytes(32), b"\xff" * 32, P.to_bytes(32, "little")]
+    keys += [((P + e) | s << 255).to_bytes(32, "little") for e in range(19) for s in (0, 1)]
+    keys += [rng.getrandbits(256).to_bytes(32, "little") for _ in range(200)]
+    small = set(torsion_points())
+    for key in keys:
+        want = int(_decode(key) is not None and key not in small)
+        assert n.lib.modelota_ed25519_public_key_valid(key) == want, key.hex()
+    assert n.lib.modelota_ed25519_public_key_valid(n.ffi.NULL) == 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -494,4 +494,12 @@ extern "C" int modelota_ed25519_verify(const uint8_t signature[64], const uint8_
     return memcmp(check, r, 32) == 0;
 }
 
+extern "C" int modelota_ed25519_public_key_valid(const uint8_t public_key[32]) {
+    if (public_key == NULL) {
+        return 0;
+    }
+    ed_point a;
+    return ed_point_decode_neg(&a, public_key) && !ed_point_small_order(&a);
+}
+
 #undef MODELOTA_ED25519_ROM

@@ -41,6 +41,12 @@ extern "C" {
 int modelota_ed25519_verify(const uint8_t signature[64], const uint8_t* msg, size_t len,
                             const uint8_t public_key[32]);
 
+/* 1 when public_key is usable by modelota_ed25519_verify (a canonical
+ * encoding of a curve point that is not of small order), 0 otherwise. Lets
+ * a device refuse a bad provisioned key (e.g. an all-zero slot) at start-up
+ * instead of at the first update. */
+int modelota_ed25519_public_key_valid(const uint8_t public_key[32]);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
