@@ -105,8 +105,9 @@ def test_seal_equals_packing_signed() -> None:
     old, new = rnd.randbytes(900), rnd.randbytes(900)
     plain = pack(new, fingerprint=FP, version=4, chunk_size=100, base=old, base_version=3)
     sealed = seal(plain, old, sign_key=SEED)
-    direct = pack(new, fingerprint=FP, version=4, chunk_size=100, base=old, base_version=3,
-                  sign_key=SEED)  # fmt: skip
+    direct = pack(
+        new, fingerprint=FP, version=4, chunk_size=100, base=old, base_version=3, sign_key=SEED
+    )
     assert sealed.encode() == direct.encode()
 
 
@@ -140,9 +141,13 @@ def test_signed_payloads_apply_in_any_split(data: st.DataObject, case: Case, mod
 def test_sha256_unsigned_payloads_apply_without_a_key(case: Case) -> None:
     base = {"base": case.old, "base_version": case.current_version} if case.delta else {}
     raw = pack(
-        case.new, fingerprint=FP, version=case.new_version, chunk_size=case.chunk_size,
-        digest="sha256", **base,  # type: ignore[arg-type]
-    ).encode()  # fmt: skip
+        case.new,
+        fingerprint=FP,
+        version=case.new_version,
+        chunk_size=case.chunk_size,
+        digest="sha256",
+        **base,  # type: ignore[arg-type]
+    ).encode()
     dev = device(case, public_key=None)
     assert dev.apply(raw) == Status.Ok and bytes(dev.weights) == case.new
     assert reference(case, raw, key=None) == Status.Ok
@@ -202,8 +207,13 @@ def test_truncated_signed_payloads(data: st.DataObject, case: Case) -> None:
 
 
 def test_init_refuses_a_buffer_too_small_for_header_and_signature() -> None:
-    dev = Updater(bytearray(10), fingerprint=FP, current_version=1, public_key=PUB,
-                  buffer_len=HEADER_LEN + SIGNATURE_LEN - 1)  # fmt: skip
+    dev = Updater(
+        bytearray(10),
+        fingerprint=FP,
+        current_version=1,
+        public_key=PUB,
+        buffer_len=HEADER_LEN + SIGNATURE_LEN - 1,
+    )
     assert dev.init_status == Status.InvalidArgument
 
 
@@ -223,15 +233,27 @@ def test_pluggable_verifier_sees_the_header_before_any_write() -> None:
         calls.append((msg, sig, int(holder[0].target_region.writes)))
         return keys.verify(PUB, msg, sig)
 
-    dev = Updater(bytearray(old), fingerprint=FP, current_version=1, verifier=verify,
-                  buffer_len=256, target_mode="callback")  # fmt: skip
+    dev = Updater(
+        bytearray(old),
+        fingerprint=FP,
+        current_version=1,
+        verifier=verify,
+        buffer_len=256,
+        target_mode="callback",
+    )
     holder.append(dev)
     assert dev.apply(raw, list(range(1, len(raw)))) == Status.Ok  # one byte at a time
     assert bytes(dev.weights) == new
     assert calls == [(raw[:HEADER_LEN], raw[HEADER_LEN : HEADER_LEN + SIGNATURE_LEN], 0)]
 
-    dev = Updater(bytearray(old), fingerprint=FP, current_version=1,
-                  verifier=lambda m, s: False, buffer_len=256, target_mode="callback")  # fmt: skip
+    dev = Updater(
+        bytearray(old),
+        fingerprint=FP,
+        current_version=1,
+        verifier=lambda m, s: False,
+        buffer_len=256,
+        target_mode="callback",
+    )
     assert dev.apply(raw) == Status.BadSignature
     assert bytes(dev.weights) == old and dev.target_region.writes == 0
 
@@ -271,8 +293,7 @@ def test_signed_updates_through_the_store(kind: str, delta: bool) -> None:
     v2[100:400] = rnd.randbytes(300)
     dev, _ = flash_device(kind, v1)
     base = {"base": v1, "base_version": 1} if delta else {}
-    raw = pack(bytes(v2), fingerprint=FP, version=2, chunk_size=200, sign_key=SEED,
-               **base).encode()  # type: ignore[arg-type]  # fmt: skip
+    raw = pack(bytes(v2), fingerprint=FP, version=2, chunk_size=200, sign_key=SEED, **base).encode()  # type: ignore[arg-type]
     assert dev.update(raw) == Status.Ok  # type: ignore[attr-defined]
     assert weights_of(dev) == bytes(v2)
     assert dev.store.version == dev.store.min_version == 2  # type: ignore[attr-defined]
