@@ -580,7 +580,7 @@ class Fleet:
 
     # -- field data (issue [7]) ------------------------------------------
 
-    def store_windows(self, device: str, data: bytes) -> list[str]:
+    def store_windows(self, device: str, data: bytes, hmac_key: bytes | None = None) -> list[str]:
         """Sample windows POSTed by a device: each frame is checked (CRC) and
         written as an Edge Impulse data acquisition file (+ CSV) under
         ``data/windows/<device>/``. Returns the file names relative to it."""
@@ -599,6 +599,6 @@ class Fleet:
         out.mkdir(parents=True, exist_ok=True)
         files: list[str] = []
         for w in windows:
-            for path in collect.write_window(out, w, device, "modelota", None):
+            for path in collect.write_window(out, w, device, "modelota", hmac_key):
                 files.append(path.name)
         return files

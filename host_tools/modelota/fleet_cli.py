@@ -36,7 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         serve(
             Path(args.data), args.host, args.port, token, args.db, args.max_payload,
-            args.access_log, ready,
+            args.access_log, ready, args.hmac_key.encode() if args.hmac_key else None,
         )  # fmt: skip
     except FleetError as e:
         raise CliError(e.message) from e
@@ -103,6 +103,8 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--max-payload", type=int, default=64 * 1024 * 1024,
                     help="largest accepted upload in bytes (default 64 MiB)")  # fmt: skip
     sp.add_argument("--access-log", action="store_true", help="log every request")
+    sp.add_argument("--hmac-key", help="Edge Impulse project HMAC key: sign the data"
+                    " acquisition files written from windows devices POST")  # fmt: skip
     sp.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser("export", help="write the fleet's device answers as a static tree")

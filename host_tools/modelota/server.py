@@ -51,8 +51,15 @@ class Server:
     """The aiohttp application's state: the fleet, its worker thread and the
     device-answer cache."""
 
-    def __init__(self, fleet: Fleet, token: str, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        token: str,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        hmac_key: bytes | None = None,
+    ) -> None:
         self.fleet = fleet
+        self.hmac_key = hmac_key  # signs the Edge Impulse files written from posted windows
         self.token = token.encode()
         self.max_payload = max_payload
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelota-db")
@@ -171,7 +178,7 @@ class Server:
         data acquisition files under data/windows/<device>/."""
         device = check_id("device", request.match_info["device"])
         data = await read_body(request, WINDOWS_MAX)
-        files = await self.db(self.fleet.store_windows, device, data)
+        files = await self.db(self.fleet.store_windows, device, data, self.hmac_key)
         return web.json_response({"files": files}, status=201)
 
     # -- admin API ----------------------------------------------------------
@@ -383,11 +390,12 @@ def serve(
     max_payload: int = DEFAULT_MAX_PAYLOAD,
     access_log: bool = False,
     ready: Callable[[str], None] | None = None,
+    hmac_key: bytes | None = None,
 ) -> None:
     """Runs the server until interrupted. ``ready`` gets the base URL once
     it listens (port 0 picks a free port)."""
     fleet = Fleet(data_dir, db_url)
-    server = Server(fleet, token, max_payload)
+    server = Server(fleet, token, max_payload, hmac_key)
     app = make_app(server)
 
     async def main() -> None:
@@ -426,10 +434,11 @@ class ServerThread:
         db_url: str | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         host: str = "127.0.0.1",
+        hmac_key: bytes | None = None,
     ) -> None:
         import threading
 
-        self.server = Server(Fleet(data_dir, db_url), token, max_payload)
+        self.server = Server(Fleet(data_dir, db_url), token, max_payload, hmac_key)
         self.host = host
         self.url = ""
         self._loop = asyncio.new_event_loop()
