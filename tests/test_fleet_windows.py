@@ -61,7 +61,7 @@ def test_posted_windows_become_ingestion_files(tmp_path: Path) -> None:
             ("24:6F:28:AA:01:02", window(3).encode() + b"junk", 400),
             ("24:6F:28:AA:01:02", b"", 400),
             ("ghost", window(4).encode(), 404),
-            ("../x", window(5).encode(), 400),
+            ("..%2Fx", window(5).encode(), 400),
         ]:
             code, raw = post(port, device, body)
             assert code == want, raw
