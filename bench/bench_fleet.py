@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,25 +25,10 @@ import aiohttp
 
 from modelota import pack
 from modelota.fleet_client import AdminClient
+from modelota.server import spawn
 
 TOKEN = "bench-token"
 FP = bytes.fromhex("6d6f64656c6f74612d62656e63682d31")
-
-
-def start_server(data: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelota.cli", "serve", "--data", str(data), "--port", "0",
-         "--token", TOKEN],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "modelota serve: http://" not in line:
-        proc.kill()
-        raise RuntimeError(
-            f"server did not start: {line}{proc.stderr.read() if proc.stderr else ''}"
-        )
-    return proc, line.split()[2]
 
 
 def populate(url: str, devices: int) -> None:
@@ -99,7 +83,7 @@ def percentile(sorted_values: list[float], p: float) -> float:
 
 def run(devices: int, checks: int, concurrency: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="modelota-bench-") as tmp:
-        proc, url = start_server(Path(tmp))
+        proc, url = spawn(Path(tmp), TOKEN)
         try:
             populate(url, devices)
             lat, codes, elapsed = asyncio.run(load(url, devices, checks, concurrency))

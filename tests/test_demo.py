@@ -7,13 +7,32 @@ import subprocess
 import sys
 
 
-def test_demo_updates_then_refuses_bad_payloads() -> None:
+def demo(*args: str) -> str:
     r = subprocess.run(
-        [sys.executable, "-m", "modelota.cli", "demo"], capture_output=True, text=True, timeout=300
-    )
+        [sys.executable, "-m", "modelota.cli", "demo", *args],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
-    out = r.stdout
-    assert "UNEXPECTED" not in out
+    assert "UNEXPECTED" not in r.stdout
+    return r.stdout
+
+
+def test_fleet_demo_updates_over_http_and_refuses_bad_payloads() -> None:
+    out = demo()
+    assert "one bit flipped on the wire: ChunkCrc, board still v1" in out
+    assert re.search(r"resumed with 'Range: bytes=\d+-' \(2 connections\): Ok", out), out
+    assert "refused, HTTP 400 ChunkCrc" in out
+    assert "after v2: HTTP 409 Rollback" in out
+    assert "pushed to the board anyway: Rollback, board keeps v2" in out
+    assert "runs v2 from store" in out
+    assert "reports: ChunkCrc, Ok" in out
+    m = re.search(r"accuracy: ([\d.]+)% \(v1\) -> ([\d.]+)% \(v2\) over HTTP", out)
+    assert m, out
+    assert float(m.group(2)) > float(m.group(1)) + 30
+
+
+def test_board_demo_updates_then_refuses_bad_payloads() -> None:
+    out = demo("--board")
     for status in ("Ok", "ChunkCrc", "Rollback", "Timeout", "StorageIo"):
         assert f"status {status}:" in out
     m = re.search(r"accuracy: ([\d.]+)% \(bad, v1\) -> ([\d.]+)% \(good, v2\)", out)

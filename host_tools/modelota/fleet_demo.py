@@ -20,7 +20,7 @@ from .demo import CHUNK, Board
 from .faultproxy import Fault, FaultProxy
 from .fleet_client import AdminClient, FleetClientError, poll
 from .format import crc32
-from .server import ServerThread
+from .server import spawn
 from .status import Status
 from .tflite_model import pack_tflite
 
@@ -55,14 +55,14 @@ def run() -> int:
     v2 = pack_tflite(bad, good, version=2, chunk_size=CHUNK).encode()
     board = Board(bad, max_payload=2 * len(v2))
     with tempfile.TemporaryDirectory(prefix="modelota-demo-") as tmp:
-        server = ServerThread(Path(tmp), TOKEN)
-        url = server.start()
+        server, url = spawn(Path(tmp), TOKEN)  # `modelota serve` as its own process
         try:
             host, port = url.removeprefix("http://").split(":")
             with FaultProxy((host, int(port))) as proxy:
                 ok = _scenario(url, proxy, board, v1, v2, bad, good, acc, step) and ok
         finally:
-            server.stop()
+            server.terminate()
+            server.wait(10)
     if not ok:
         print("demo FAILED: a step did not behave as expected", file=sys.stderr)
         return 1
@@ -71,7 +71,8 @@ def run() -> int:
 
 def _scenario(url, proxy, board, v1, v2, bad, good, acc, step) -> bool:  # type: ignore[no-untyped-def]
     admin = AdminClient(url, TOKEN)
-    step("server", f"listening on {url}; the board reaches it through a fault proxy at {proxy.url}")
+    step("server", f"`modelota serve` listens on {url}")
+    step("server", f"the board reaches it through a proxy that can drop or corrupt: {proxy.url}")
     r1 = admin.upload(LINE, v1)
     step("upload", f"{LINE} v1 (barely trained): {r1['size']} bytes, id {r1['sha256'][:12]}...")
     r2 = admin.upload(LINE, v2)

@@ -486,3 +486,23 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def spawn(data_dir: Path, token: str, *extra: str) -> tuple[Any, str]:
+    """Starts ``modelota serve`` as its own process on a free loopback port;
+    returns the process (a subprocess.Popen: terminate() it) and its URL."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelota.cli", "serve", "--data", str(data_dir), "--port", "0",
+         "--token", token, *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "modelota serve: http://" not in line:
+        proc.kill()
+        err = proc.stderr.read() if proc.stderr else ""
+        raise RuntimeError(f"modelota serve did not start: {line}{err}")
+    return proc, line.split()[2]
