@@ -91,13 +91,14 @@ void ed_fe_sub(ed_fe o, const ed_fe a, const ed_fe b) {
 }
 
 /* One carry pass: limbs 0..15 to [0, 2^16), the carry out of limb 15 comes
- * back into limb 0 times 38 (2^256 = 2 * 2^255 = 2 * 19 mod p). The shift
- * of a negative value is arithmetic on every compiler this code targets
- * (GCC documents it); the multiply by 65536 avoids shifting a negative left. */
+ * back into limb 0 times 38 (2^256 = 2 * 2^255 = 2 * 19 mod p). The carry is
+ * floor(o / 2^16): the right shift of a negative value is arithmetic on
+ * every compiler this code targets (GCC documents it), and with two's
+ * complement o & 0xffff is then o - carry * 2^16. */
 void ed_carry(int64_t o[16]) {
     for (unsigned i = 0; i < 16u; ++i) {
         const int64_t c = o[i] >> 16;
-        o[i] -= c * 65536;
+        o[i] &= 0xffff;
         if (i < 15u) {
             o[i + 1u] += c;
         } else {
@@ -106,18 +107,21 @@ void ed_carry(int64_t o[16]) {
     }
 }
 
+/* Product scanning: column k collects a[i] * b[k - i] (position k) and the
+ * products at position k + 16, which 2^256 = 38 mod p folds onto k. The two
+ * accumulators stay in registers; no 31-entry product array in memory. */
 void ed_fe_mul(ed_fe o, const ed_fe a, const ed_fe b) {
     int64_t t[16];
-    memset(t, 0, sizeof(t));
-    for (unsigned i = 0; i < 16u; ++i) {
-        const int64_t ai = a[i];
-        unsigned j = 0;
-        for (; j < 16u - i; ++j) {
-            t[i + j] += ai * b[j];
+    for (unsigned k = 0; k < 16u; ++k) {
+        int64_t lo = 0;
+        int64_t hi = 0;
+        for (unsigned i = 0; i <= k; ++i) {
+            lo += static_cast<int64_t>(a[i]) * b[k - i];
         }
-        for (; j < 16u; ++j) {
-            t[i + j - 16u] += ai * (38 * b[j]); /* 2^256 = 38 mod p */
+        for (unsigned i = k + 1u; i < 16u; ++i) {
+            hi += static_cast<int64_t>(a[i]) * b[k + 16u - i];
         }
+        t[k] = lo + 38 * hi;
     }
     ed_carry(t);
     ed_carry(t);
@@ -474,10 +478,7 @@ extern "C" int modelota_ed25519_verify(const uint8_t signature[64], const uint8_
     if (signature == NULL || public_key == NULL || (msg == NULL && len > 0)) {
         return 0;
     }
-    static const uint8_t kEmpty[1] = {0};
-    if (msg == NULL) {
-        msg = kEmpty;
-    }
+    /* msg == NULL with len == 0 is the empty message: update() reads nothing. */
     const uint8_t* r = signature;
     const uint8_t* s = signature + 32;
     if (!ed_scalar_canonical(s)) {

@@ -39,7 +39,7 @@ const uint32_t kSha256K[64] MODELOTA_SHA256_ROM = {
 
 /* First 32 bits of the fractional parts of the square roots of the first 8
  * primes (FIPS 180-4 section 5.3.3). */
-const uint32_t kSha256H0[8] = {
+const uint32_t kSha256H0[8] MODELOTA_SHA256_ROM = {
     0x6A09E667u, 0xBB67AE85u, 0x3C6EF372u, 0xA54FF53Au,
     0x510E527Fu, 0x9B05688Cu, 0x1F83D9ABu, 0x5BE0CD19u,
 };
@@ -102,7 +102,11 @@ void sha256_compress(uint32_t state[8], const uint8_t block[64]) {
 }  // namespace
 
 extern "C" void modelota_sha256_init(modelota_sha256* c) {
+#if defined(__AVR__)
+    memcpy_P(c->state, kSha256H0, sizeof(c->state));
+#else
     memcpy(c->state, kSha256H0, sizeof(c->state));
+#endif
     c->count_lo = 0;
     c->count_hi = 0;
     c->fill = 0;

@@ -59,7 +59,7 @@ const uint64_t kSha512K[80] MODELOTA_SHA512_ROM = {
 
 /* First 64 bits of the fractional parts of the square roots of the first 8
  * primes (FIPS 180-4 section 5.3.5). */
-const uint64_t kSha512H0[8] = {
+const uint64_t kSha512H0[8] MODELOTA_SHA512_ROM = {
     0x6A09E667F3BCC908ull, 0xBB67AE8584CAA73Bull,
     0x3C6EF372FE94F82Bull, 0xA54FF53A5F1D36F1ull,
     0x510E527FADE682D1ull, 0x9B05688C2B3E6C1Full,
@@ -131,7 +131,11 @@ void sha512_compress(uint64_t state[8], const uint8_t block[128]) {
 }  // namespace
 
 extern "C" void modelota_sha512_init(modelota_sha512* c) {
+#if defined(__AVR__)
+    memcpy_P(c->state, kSha512H0, sizeof(c->state));
+#else
     memcpy(c->state, kSha512H0, sizeof(c->state));
+#endif
     c->count = 0;
     c->fill = 0;
 }
