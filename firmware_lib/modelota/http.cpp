@@ -1212,9 +1212,11 @@ void report_body(Out& o, const modelota_http* h, const char* event, int status) 
 int stop_head(modelota_http*, void*) { return 1; }
 
 void report(modelota_http* h, const char* event, int status) {
+    const uint16_t code = h->code; /* the download's, not the report's, is kept */
     Out count = out_begin(h, true);
     report_body(count, h, event, status);
     if (connect_to(h) != MODELOTA_OK) {
+        disconnect(h);
         return;
     }
     Out o = out_begin(h, false);
@@ -1229,6 +1231,7 @@ void report(modelota_http* h, const char* event, int status) {
         read_response(h, stop_head, NULL, NULL); /* the answer does not matter */
     }
     disconnect(h);
+    h->code = code;
 }
 
 bool valid_id(const char* id) {

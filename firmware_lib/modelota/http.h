@@ -254,7 +254,8 @@ int modelota_http_pull(modelota_http* h, modelota_updater* u, modelota_store* st
  * a negative status. */
 int modelota_http_check(modelota_http* h, const modelota_updater* u);
 
-/* HTTP status code of the last response (0 if none was read). */
+/* HTTP status code of the last check or download response (0 if none was
+ * read); the report's answer is not kept. */
 int modelota_http_code(const modelota_http* h);
 const modelota_manifest* modelota_http_manifest(const modelota_http* h);
 

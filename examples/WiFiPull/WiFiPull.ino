@@ -1,0 +1,143 @@
+/*
+ * ModelOTA example: an ESP32 that pulls model updates from a fleet server.
+ *
+ * Every POLL_MINUTES the board asks the server whether a newer version of
+ * its model is assigned to it (docs/FLEET.md). When there is one, it is
+ * downloaded and applied in place as the bytes arrive: every chunk's CRC32
+ * is checked before it is written, the final weights against the payload's
+ * digest, and a dropped connection is resumed where it stopped (an HTTP
+ * Range request). On any failure the weights go back to what they were.
+ * There is never a second copy of the model in RAM.
+ *
+ * On the host:
+ *   modelota fingerprint --model sketch-demo --size 1024     # the array below
+ *   modelota serve --data fleet-data --host 0.0.0.0 --port 8080 --token T
+ *   modelota pack new_weights.bin -o v2.mota --version 2 --model sketch-demo
+ *   modelota fleet --server http://127.0.0.1:8080 --token T upload demo v2.mota
+ *   modelota fleet ... assign --device 24:6F:28:AA:01:02 demo
+ *   # the device id is the board's MAC address, printed at boot
+ *
+ * Or serve a static tree (no server process): `modelota export www/` and
+ * point nginx, S3 or a CDN at www/; the board reads the same paths.
+ *
+ * The transport is any Arduino Client: WiFiClientSecure for TLS (port 443),
+ * EthernetClient on a wired board. Only the first lines below change.
+ */
+#include <WiFi.h>
+
+#include <ModelOTA.h>
+#include <ModelOTAHttp.h>
+
+#ifndef WIFI_SSID
+#define WIFI_SSID "your-network"
+#endif
+#ifndef WIFI_PASSWORD
+#define WIFI_PASSWORD "your-password"
+#endif
+#ifndef FLEET_HOST
+#define FLEET_HOST "192.168.1.10"  // the machine running `modelota serve`
+#endif
+#ifndef FLEET_PORT
+#define FLEET_PORT 8080
+#endif
+#ifndef POLL_MINUTES
+#define POLL_MINUTES 10
+#endif
+
+// The factory weights, as the firmware was built (here: a placeholder).
+// On an ESP32 a const array stays in flash.
+const uint8_t kFactoryWeights[1024] = {
+    0x3c, 0x12, 0x7f, 0x80, 0x01, 0xfe, 0x44, 0x21, 0x09, 0x90, 0x55, 0xaa, 0x10, 0x20, 0x30, 0x40,
+};
+const uint32_t kFactoryVersion = 1;
+
+// `modelota fingerprint --model sketch-demo --size 1024` printed this line.
+const uint8_t MODEL_FINGERPRINT[16] = {0x41, 0x2e, 0x2c, 0x31, 0x06, 0x81, 0x8f, 0x1a,
+                                       0xeb, 0x47, 0x6d, 0xb0, 0x9c, 0x26, 0x99, 0xf5};
+
+const size_t kChunkBuffer = 1024;  // >= 96 and >= the payload's --chunk-size
+
+uint8_t weights[sizeof(kFactoryWeights)];  // what the model reads
+uint8_t chunkBuffer[kChunkBuffer];
+
+ModelOTA ota(weights, sizeof(weights), MODEL_FINGERPRINT, kFactoryVersion, kFactoryWeights,
+             chunkBuffer, sizeof(chunkBuffer));
+
+WiFiClient client;
+ModelOTAHttp fleet(client, FLEET_HOST, FLEET_PORT);
+
+uint32_t lastPoll = 0;
+bool polledOnce = false;
+
+static void printProgress(void* ctx, uint32_t bytes, uint32_t total) {
+  uint32_t* lastLine = static_cast<uint32_t*>(ctx);
+  if (bytes / 4096 != *lastLine / 4096 || bytes == total) {
+    *lastLine = bytes;
+    Serial.print(F("  downloaded "));
+    Serial.print(bytes);
+    Serial.print('/');
+    Serial.println(total);
+  }
+}
+
+static void printModel() {
+  Serial.print(F("model version "));
+  Serial.print(ota.version());
+  Serial.print(F(", weights crc32 0x"));
+  Serial.println(modelota_crc32(0, weights, sizeof(weights)), HEX);
+}
+
+static bool connectWiFi() {
+  if (WiFi.status() == WL_CONNECTED) {
+    return true;
+  }
+  WiFi.begin(WIFI_SSID, WIFI_PASSWORD);
+  uint32_t start = millis();
+  while (WiFi.status() != WL_CONNECTED && millis() - start < 20000) {
+    delay(250);
+  }
+  return WiFi.status() == WL_CONNECTED;
+}
+
+static void poll() {
+  if (!connectWiFi()) {
+    Serial.println(F("no WiFi, next try at the next poll"));
+    return;
+  }
+  uint32_t lastLine = 0;
+  fleet.onProgress(printProgress, &lastLine);
+  int st = fleet.pull(ota);
+  Serial.print(F("fleet pull: "));
+  Serial.print(ModelOTAHttp::statusName(st));  // "Ok", "NoUpdate", "ChunkCrc", "HttpTimeout"...
+  Serial.print(F(" (HTTP "));
+  Serial.print(fleet.httpCode());
+  Serial.println(')');
+  if (!ota.weightsIntact()) {
+    // only when the backup itself could not be read: do not run the model
+    Serial.println(F("weights damaged: reloading the factory weights"));
+    ota.restoreFactory();
+  }
+  if (st == MODELOTA_OK) {
+    printModel();
+  }
+}
+
+void setup() {
+  Serial.begin(115200);
+  ota.restoreFactory();  // weights = factory copy, version kFactoryVersion
+  printModel();
+  WiFi.begin(WIFI_SSID, WIFI_PASSWORD);
+  String mac = WiFi.macAddress();  // "24:6F:28:AA:01:02": the device id
+  fleet.setDeviceId(mac.c_str());  // copied
+  Serial.print(F("device id "));
+  Serial.println(mac);
+}
+
+void loop() {
+  // run inference with `weights` here
+  if (!polledOnce || millis() - lastPoll >= POLL_MINUTES * 60000UL) {
+    polledOnce = true;
+    lastPoll = millis();
+    poll();
+  }
+}

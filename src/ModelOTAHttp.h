@@ -1,0 +1,101 @@
+/*
+ * ModelOTA fleet pull for Arduino: checks a fleet server (`modelota serve`)
+ * or a static tree (`modelota export` behind nginx, S3, a CDN) for a newer
+ * model and applies it in place, over any Arduino `Client`: WiFiClient,
+ * EthernetClient, WiFiClientSecure (TLS), a GSM modem's client...
+ *
+ *   #include <ModelOTA.h>
+ *   #include <ModelOTAHttp.h>
+ *
+ *   WiFiClient client;
+ *   ModelOTAHttp fleet(client, "fleet.example.com", 8080);
+ *   ...
+ *   fleet.setDeviceId(WiFi.macAddress().c_str());   // copied
+ *   int st = fleet.pull(ota);                        // a ModelOTA, or any Updater
+ *   Serial.println(ModelOTAHttp::statusName(st));    // "Ok", "NoUpdate", "HttpTimeout"...
+ *
+ * One pull: GET /v1/devices/<id>/manifest.json?fingerprint=..&version=..,
+ * then (when it offers a newer version of this model) GET the payload,
+ * feeding the Updater as bytes arrive; a dropped connection is resumed with
+ * a Range request; finally a report is POSTed (failures ignored). The old
+ * weights stay in place on any failure. Protocol: docs/FLEET.md.
+ *
+ * RAM: the object (the pull state, about 540 bytes on AVR, plus the copied
+ * device id) and MODELOTA_HTTP_READ_BUFFER bytes of stack while pulling. No
+ * heap, no String.
+ */
+#ifndef MODELOTA_HTTP_ARDUINO_H
+#define MODELOTA_HTTP_ARDUINO_H
+
+#include <Arduino.h>
+#include <Client.h>
+
+#include "ModelOTA.h"
+#include "../firmware_lib/modelota/http.h"
+
+class ModelOTAHttp {
+public:
+    /* `host` must outlive the object (a string literal is fine); the
+     * device id is copied. `basePath` ("" or e.g. "/fleet") prefixes every
+     * path when the tree is not at the server's root. */
+    ModelOTAHttp(Client& client, const char* host, uint16_t port, const char* deviceId = "",
+                 const char* basePath = "");
+
+    /* [A-Za-z0-9._:-]{1,64}, not starting with '.' (a MAC address is fine).
+     * Returns MODELOTA_OK or MODELOTA_HTTP_INVALID_ARGUMENT. */
+    int setDeviceId(const char* deviceId);
+    /* Longest silence tolerated per response (default 10 s). */
+    void setTimeout(uint32_t ms) { cfg_.timeout_ms = ms; }
+    /* Connections per payload download, resumes included (default 5). */
+    void setMaxAttempts(uint8_t n) { cfg_.max_attempts = n; }
+    /* Progress while downloading: payload bytes so far of the total. */
+    void onProgress(modelota_http_progress_fn fn, void* ctx = nullptr) {
+        cfg_.progress = fn;
+        cfg_.progress_ctx = ctx;
+    }
+    /* false: do not POST a report after a download (default true). */
+    void setReport(bool on) { cfg_.no_report = on ? 0 : 1; }
+
+    /* Check and, when there is something newer for this model, update.
+     * MODELOTA_OK: new weights in place; MODELOTA_HTTP_NO_UPDATE (1):
+     * nothing to do; < 0: see statusName(), the old weights are in place.
+     * `store`: the Store the Updater's config is attached to, or nullptr. */
+    int pull(modelota_updater* updater, modelota_store* store = nullptr);
+    int pull(ModelOTA& ota) { return pull(ota.updater()); }
+
+    /* Only the check: MODELOTA_OK when manifest() offers an update. */
+    int check(const modelota_updater* updater);
+    int check(ModelOTA& ota) { return check(ota.updater()); }
+
+    int lastStatus() const { return last_; }
+    /* HTTP status of the last response (200, 204, 404...), 0 if none. */
+    int httpCode() const { return modelota_http_code(&h_); }
+    /* The last manifest read (version, size, line...). */
+    const modelota_manifest& manifest() const { return *modelota_http_manifest(&h_); }
+    /* Payload bytes fed by the last download, and its connections. */
+    uint32_t bytesIn() const { return h_.fed; }
+    uint8_t attempts() const { return h_.attempts; }
+    static const char* statusName(int status) { return modelota_http_status_str(status); }
+
+    /* The core state, for what this wrapper does not cover. */
+    modelota_http* core() { return &h_; }
+
+private:
+    ModelOTAHttp(const ModelOTAHttp&); /* not copyable: h_ points at cfg_ */
+    ModelOTAHttp& operator=(const ModelOTAHttp&);
+
+    static int connectCb(void* ctx, const char* host, uint16_t port);
+    static int writeCb(void* ctx, const uint8_t* data, uint32_t n);
+    static int32_t readCb(void* ctx, uint8_t* dst, uint32_t cap, uint32_t wait_ms);
+    static void closeCb(void* ctx);
+    static uint32_t nowCb(void* ctx);
+
+    Client& client_;
+    modelota_http_config cfg_;
+    modelota_http h_;
+    int init_;
+    int last_;
+    char id_[MODELOTA_HTTP_ID_MAX + 1];
+};
+
+#endif /* MODELOTA_HTTP_ARDUINO_H */
