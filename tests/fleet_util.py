@@ -34,8 +34,10 @@ class Running:
 
 
 @contextmanager
-def running_server(data: Path, max_payload: int = 1 << 20) -> Iterator[Running]:
-    t = ServerThread(data, TOKEN, max_payload=max_payload)
+def running_server(
+    data: Path, max_payload: int = 1 << 20, db_url: str | None = None
+) -> Iterator[Running]:
+    t = ServerThread(data, TOKEN, db_url=db_url, max_payload=max_payload)
     url = t.start()
     try:
         yield Running(url, AdminClient(url, TOKEN), t)
@@ -88,3 +90,66 @@ def raw_http(
 
 def body_json(raw: bytes) -> dict[str, object]:
     return dict(json.loads(raw.split(b"\r\n\r\n", 1)[1]))
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@contextmanager
+def postgres_server(root: Path) -> Iterator[str]:
+    """A throwaway PostgreSQL server (Debian's postgresql package) on a free
+    loopback port, run as the `postgres` user; yields its base URL."""
+    import os
+    import pwd
+    import shutil
+    import subprocess
+
+    import pytest
+
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (scripts/setup.sh installs postgresql)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install -e .[test])")
+    try:
+        pw = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("no postgres user to run the server as")
+    root.mkdir(parents=True, exist_ok=True)
+    os.chown(root, pw.pw_uid, pw.pw_gid)
+    for parent in [root, *root.parents]:  # the server user must reach its directory
+        if parent == Path("/"):
+            break
+        os.chmod(parent, os.stat(parent).st_mode | 0o011)
+    data = root / "pgdata"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def as_pg(*cmd: str) -> None:
+        runuser = shutil.which("runuser") or "runuser"
+        subprocess.run([runuser, "-u", "postgres", "--", *cmd], check=True,
+                       capture_output=True, timeout=120)  # fmt: skip
+
+    as_pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+          f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")  # fmt: skip
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+
+
+def fresh_database(base_url: str) -> str:
+    import uuid
+
+    import psycopg
+
+    name = "t" + uuid.uuid4().hex[:12]
+    with psycopg.connect(base_url + "/postgres", autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    return f"{base_url}/{name}"

@@ -6,11 +6,23 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fleet_util import FP, TOKEN, board, body_json, full, models, raw_http, running_server
+from fleet_util import (
+    FP,
+    TOKEN,
+    board,
+    body_json,
+    fresh_database,
+    full,
+    models,
+    postgres_server,
+    raw_http,
+    running_server,
+)
 from modelota import pack
 from modelota.faultproxy import Fault, FaultProxy
 from modelota.fleet_client import AdminClient, FleetClientError, poll
@@ -20,6 +32,20 @@ from modelota.status import Status
 OTHER_FP = bytes(range(16))
 
 
+@pytest.fixture(scope="session")
+def pg_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with postgres_server(tmp_path_factory.mktemp("pg")) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest) -> str | None:
+    """The database behind the server: SQLite (default) or a real PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    return fresh_database(request.getfixturevalue("pg_base"))
+
+
 def setup_line(admin: AdminClient, ws: list[bytes], device: str = "dev-1") -> list[dict]:
     recs = [admin.upload("m", full(w, i + 1)) for i, w in enumerate(ws)]
     admin.register(device, group="g")
@@ -27,9 +53,9 @@ def setup_line(admin: AdminClient, ws: list[bytes], device: str = "dev-1") -> li
     return recs
 
 
-def test_device_updates_then_is_current_and_reports(tmp_path: Path) -> None:
+def test_device_updates_then_is_current_and_reports(tmp_path: Path, db: str | None) -> None:
     ws = models(3)
-    with running_server(tmp_path) as s:
+    with running_server(tmp_path, db_url=db) as s:
         setup_line(s.admin, ws)
         dev = board(ws[0])
         res = poll(dev, s.url, "dev-1")
@@ -45,9 +71,9 @@ def test_device_updates_then_is_current_and_reports(tmp_path: Path) -> None:
         assert devices[0]["last_version"] == 3 and devices[0]["assigned"]["version"] == 3
 
 
-def test_check_answers_match_the_protocol(tmp_path: Path) -> None:
+def test_check_answers_match_the_protocol(tmp_path: Path, db: str | None) -> None:
     ws = models(2)
-    with running_server(tmp_path) as s:
+    with running_server(tmp_path, db_url=db) as s:
         recs = setup_line(s.admin, ws)
         sha = recs[1]["sha256"]
         base = "/v1/devices/dev-1/manifest.json"
@@ -172,11 +198,11 @@ def test_resume_after_a_dropped_connection_and_corruption_refused(tmp_path: Path
         assert names == ["Timeout", "Ok", "ChunkCrc"]
 
 
-def test_delta_is_offered_to_devices_on_its_base(tmp_path: Path) -> None:
+def test_delta_is_offered_to_devices_on_its_base(tmp_path: Path, db: str | None) -> None:
     ws = models(1, size=20_000)
     new = bytearray(ws[0])
     new[5000:5100] = bytes(100)
-    with running_server(tmp_path) as s:
+    with running_server(tmp_path, db_url=db) as s:
         setup_line(s.admin, ws)
         s.admin.upload("m", full(bytes(new), 2))
         delta = pack(bytes(new), fingerprint=FP, version=2, chunk_size=512, base=ws[0],
@@ -203,9 +229,9 @@ def test_delta_is_offered_to_devices_on_its_base(tmp_path: Path) -> None:
             assert (e.value.http, e.value.name) == (409, name)
 
 
-def test_upload_validation(tmp_path: Path) -> None:
+def test_upload_validation(tmp_path: Path, db: str | None) -> None:
     ws = models(3)
-    with running_server(tmp_path, max_payload=20_000) as s:
+    with running_server(tmp_path, max_payload=20_000, db_url=db) as s:
         good = full(ws[0], 5)
         assert s.admin.upload("m", good)["version"] == 5
         again = s.admin.upload("m", good)  # same bytes: idempotent
@@ -241,9 +267,9 @@ def test_upload_validation(tmp_path: Path) -> None:
         assert len(list((tmp_path / "payloads").iterdir())) == 1  # no stray files
 
 
-def test_wrong_tokens_change_nothing(tmp_path: Path) -> None:
+def test_wrong_tokens_change_nothing(tmp_path: Path, db: str | None) -> None:
     ws = models(2)
-    with running_server(tmp_path) as s:
+    with running_server(tmp_path, db_url=db) as s:
         setup_line(s.admin, ws[:1])
         before = (s.admin.payloads(), s.admin.devices())
         for token in ["", "test-toke", "test-token2", "TEST-TOKEN", "x" * 5000]:
@@ -350,9 +376,9 @@ def test_malformed_requests_are_4xx_and_change_nothing(tmp_path: Path) -> None:
         assert poll(board(models(1)[0][::-1], 0), s.url, "dev-1").status == Status.Ok
 
 
-def test_concurrent_uploads_and_polls_lose_nothing(tmp_path: Path) -> None:
+def test_concurrent_uploads_and_polls_lose_nothing(tmp_path: Path, db: str | None) -> None:
     ws = models(12, size=3000, seed=5)
-    with running_server(tmp_path) as s:
+    with running_server(tmp_path, db_url=db) as s:
         setup_line(s.admin, ws[:1])
         for i in range(8):
             s.admin.register(f"d{i}", group="g")
@@ -396,13 +422,13 @@ def test_concurrent_uploads_and_polls_lose_nothing(tmp_path: Path) -> None:
         assert len(s.admin.reports(limit=1000)) == 40
 
 
-def test_state_survives_a_restart(tmp_path: Path) -> None:
+def test_state_survives_a_restart(tmp_path: Path, db: str | None) -> None:
     ws = models(2)
-    with running_server(tmp_path) as s:
+    with running_server(tmp_path, db_url=db) as s:
         setup_line(s.admin, ws)
         dev = board(ws[0])
         assert poll(dev, s.url, "dev-1").status == Status.Ok
-    with running_server(tmp_path) as s:
+    with running_server(tmp_path, db_url=db) as s:
         assert [r["version"] for r in s.admin.payloads()] == [1, 2]
         assert s.admin.reports("dev-1")[0]["status_name"] == "Ok"
         assert s.admin.devices()[0]["last_version"] == 2  # the batched check was flushed

@@ -174,8 +174,13 @@ class _Db:
                     "NoDriver",
                     "a PostgreSQL URL needs the psycopg package (pip install psycopg)",
                 ) from e
-            self.conn: Any = psycopg.connect(url)
+            # autocommit: transactions are the explicit BEGIN/COMMIT below, as with sqlite
+            try:
+                self.conn: Any = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            except psycopg.Error as e:
+                raise FleetError(500, "Database", f"cannot connect to {url}: {e}") from e
             self.param = "%s"
+            self.integrity: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
         else:
             path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
             self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -183,6 +188,7 @@ class _Db:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA busy_timeout=5000")
             self.param = "?"
+            self.integrity = (sqlite3.IntegrityError,)
         self.sqlite = self.param == "?"
 
     def q(self, sql: str) -> str:
@@ -199,14 +205,15 @@ class _Db:
         return None if row is None else tuple(row)
 
     def begin(self) -> None:
-        if self.sqlite:
-            self.conn.execute("BEGIN IMMEDIATE")
+        # sqlite: take the write lock now, so a check-then-insert cannot race
+        # another process; PostgreSQL: the single writer thread serialises
+        self.conn.execute("BEGIN IMMEDIATE" if self.sqlite else "BEGIN")
 
     def commit(self) -> None:
-        self.conn.commit() if not self.sqlite else self.conn.execute("COMMIT")
+        self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
-        self.conn.rollback() if not self.sqlite else self.conn.execute("ROLLBACK")
+        self.conn.execute("ROLLBACK")
 
     def close(self) -> None:
         self.conn.close()
@@ -223,8 +230,6 @@ class Fleet:
         for stmt in SCHEMA.split(";"):
             if stmt.strip():
                 self.db.execute(stmt)
-        if not self.db.sqlite:
-            self.db.commit()
         self.generation = 0  # bumped on every change an answer depends on
 
     def close(self) -> None:
@@ -284,17 +289,23 @@ class Fleet:
         try:
             self._check_upload(line, payload, fp, base)
             now = time.time()
-            if self.db.one("SELECT name FROM lines WHERE name = ?", (line,)) is None:
-                self.db.execute(
-                    "INSERT INTO lines (name, fingerprint, created_at) VALUES (?, ?, ?)",
-                    (line, fp, now),
-                )
+            self.db.execute(
+                "INSERT INTO lines (name, fingerprint, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING",
+                (line, fp, now),
+            )
+            row = self.db.one("SELECT fingerprint FROM lines WHERE name = ?", (line,))
+            if row is None or row[0] != fp:  # another process created the line meanwhile
+                raise FleetError(409, "WrongModel", f"line {line!r} is for another model")
             rec = PayloadRecord(sha, line, h.model_version, base, len(data), fp,
                                 h.digest.hex(), now)  # fmt: skip
-            self.db.execute(
-                f"INSERT INTO payloads ({self._COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                tuple(asdict(rec).values()),
-            )
+            try:
+                self.db.execute(
+                    f"INSERT INTO payloads ({self._COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    tuple(asdict(rec).values()),
+                )
+            except self.db.integrity as e:  # another server process won the race
+                raise FleetError(409, "AlreadyCurrent", f"line {line!r} got this version") from e
             self.db.commit()
         except BaseException:
             self.db.rollback()
