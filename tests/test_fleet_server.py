@@ -455,3 +455,21 @@ def test_report_body_is_recorded_as_sent(tmp_path: Path) -> None:
             1234,
         )
         assert got["message"] == "é" * 500  # bounded
+
+
+def test_serve_cli_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """`modelota serve` as deployed: SIGTERM flushes the batched device checks."""
+    from modelota.server import spawn
+
+    proc, url = spawn(tmp_path, TOKEN)
+    try:
+        admin = AdminClient(url, TOKEN)
+        setup_line(admin, models(1))
+        dev = board(models(1)[0])
+        assert poll(dev, url, "dev-1").outcome == "current"  # checked at v1, nothing to do
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
+    with running_server(tmp_path) as s:
+        d = s.admin.devices()[0]
+        assert d["last_version"] == 1 and d["last_check"] is not None

@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -406,17 +407,18 @@ def serve(
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         bound = sockets[0].getsockname()[1] if sockets else port
         url = f"http://{host}:{bound}"
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a clean stop flushes the batched checks
+            loop.add_signal_handler(sig, stop.set)
         if ready is not None:
             ready(url)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await runner.cleanup()
 
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(main())
 
 
 def default_token() -> str | None:
