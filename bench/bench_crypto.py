@@ -12,7 +12,7 @@ Tables printed (bench/README.md, section "bench_crypto.py", explains them):
 2. Cortex-M4 under QEMU mps2-an386: instructions per verification and per
    hashed byte (-icount shift=0: 1 ns of virtual time per instruction, read
    with SysTick at 25 MHz, so 40 instructions per tick), and the peak stack
-   measured by painting;
+   measured by painting; 2b. the same on the ATmega2560 in simavr, in cycles;
 3. code size (.text incl. read-only data) per file on Cortex-M4 and AVR;
 4. worst-case stack of modelota_ed25519_verify from -fstack-usage and the
    call graph of the objects (static analysis, every target).
@@ -337,6 +337,60 @@ def m4_tables(tmp: Path, quick: bool) -> None:
     print("   taken branches, 64-bit multiply-accumulate SMLAL is 1); the last column is a floor.")
 
 
+AVR_DIR = ROOT / "sim" / "boards" / "avr"
+AVR_HASH_LEN = 2048  # the Mega has 8 KiB of RAM
+AVR_TICK_CYCLES = 64  # Timer1 prescaler
+
+
+def avr_table(tmp: Path) -> None:
+    """ATmega2560 cycles under simavr (cycle-accurate): qemu-system-avr 7.2 cannot run
+    with -icount ("Bad icount read"), so it gives no instruction count."""
+    cxx, simavr = shutil.which("avr-g++"), shutil.which("simavr")
+    if cxx is None or simavr is None or shutil.which("avr-gcc") is None:
+        note("avr-g++ or simavr not found: no ATmega2560 timing (apt-get install simavr)")
+        return
+    out = tmp / "avr-sim"
+    out.mkdir(exist_ok=True)
+    header = vectors_header()[0].replace(f"{HASH_LEN}u", f"{AVR_HASH_LEN}u")
+    (out / "vectors.h").write_text(header)
+    flags = ["-mmcu=atmega2560", "-Os", *STRICT, f"-I{FIRMWARE}",
+             f'-DCRYPTO_BENCH_VECTORS="{out / "vectors.h"}"']  # fmt: skip
+    objs = []
+    for src in [AVR_DIR / "crypto_bench.cpp", *(MODELOTA / s for s in SOURCES)]:
+        obj = out / (src.stem + ".o")
+        run([cxx, *flags, "-c", str(src), "-o", str(obj)])
+        objs.append(str(obj))
+    elf = out / "crypto_bench.elf"
+    run(["avr-gcc", "-mmcu=atmega2560", "-Wl,--gc-sections", *objs, "-o", str(elf)])
+    try:
+        proc = subprocess.run([simavr, "-m", "atmega2560", "-f", "16000000", str(elf)],
+                              capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        note("simavr did not finish in 10 minutes: no ATmega2560 timing")
+        return
+    text = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    v = {m.group(1): int(m.group(2)) for m in re.finditer(r"(\w+)=(\d+)", text)}
+    if "done" not in text or v.get("verify_ok") != 1:
+        raise SystemExit(f"FAIL: the ATmega2560 run failed or rejected the signature:\n{text}")
+    buf = bytes((i * 131 + 7) & 0xFF for i in range(AVR_HASH_LEN))
+    for name in ("sha256", "sha512"):
+        want = int.from_bytes(getattr(hashlib, name)(buf).digest()[:4], "big")
+        if v[f"{name}_first_word"] != want:
+            raise SystemExit(f"FAIL: {name} on the ATmega2560 differs from hashlib")
+
+    def cycles(key: str) -> int:
+        return (v[key] - v["empty_ticks"]) * AVR_TICK_CYCLES
+
+    table(
+        "2b. ATmega2560 (simavr 16 MHz, cycle-accurate; Timer1 / 64, so 64-cycle resolution)",
+        ["opt", "verify cycles", "verify @16 MHz", "SHA-256 cycles/B", "SHA-512 cycles/B",
+         "verify stack (painted)"],
+        [["-Os", f"{cycles('verify_ticks') / 1e6:.0f} M", f"{cycles('verify_ticks') / 16e6:.1f} s",
+          f"{cycles('sha256_ticks') / AVR_HASH_LEN:.0f}",
+          f"{cycles('sha512_ticks') / AVR_HASH_LEN:.0f}", f"{v['verify_stack_bytes']} B"]],
+    )  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------------
 # 3. code size and 4. stack
 
@@ -454,6 +508,7 @@ def main() -> int:
         tmp = Path(d)
         host_tables(tmp, args.quick)
         m4_tables(tmp, args.quick)
+        avr_table(tmp)
         size_and_stack_tables(tmp)
     for n in notes:
         print(f"note: {n}")
