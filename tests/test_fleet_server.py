@@ -473,3 +473,30 @@ def test_serve_cli_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     with running_server(tmp_path) as s:
         d = s.admin.devices()[0]
         assert d["last_version"] == 1 and d["last_check"] is not None
+
+
+def test_device_cli_polls_and_keeps_its_flash_between_runs(tmp_path: Path) -> None:
+    from payloads import modelota
+
+    ws = models(2)
+    factory = tmp_path / "factory.bin"
+    factory.write_bytes(ws[0])
+    with running_server(tmp_path / "data") as s:
+        fp = modelota("fingerprint", "--model", "m", factory).stdout.split()[0]
+        for i, w in enumerate(ws):
+            s.admin.upload("m", pack(w, fingerprint=bytes.fromhex(fp), version=i + 1).encode())
+        s.admin.register("dev-1", group="g")
+        s.admin.assign("group", "g", "m")
+        state = tmp_path / "flash.img"
+        args = ("device", factory, "--server", s.url, "--id", "dev-1", "--model", "m",
+                "--state", state)  # fmt: skip
+        r = modelota(*args)
+        assert r.returncode == 0, r.stderr
+        assert "v1 from factory" in r.stdout and "poll 1: updated (Ok): v1 -> v2" in r.stdout
+        r = modelota(*args, "--polls", "2", "--interval", "0")  # a reboot: flash kept
+        assert r.returncode == 0, r.stderr
+        assert "v2 from store" in r.stdout and "poll 2: current at v2" in r.stdout
+        r = modelota("device", factory, "--server", s.url, "--id", "nobody", "--model", "m")
+        assert r.returncode == 1 and "404 UnknownDevice" in r.stderr
+        r = modelota("device", factory, "--server", s.url, "--id", "dev-1", "--model", "other")
+        assert r.returncode == 1 and "409 WrongModel" in r.stderr

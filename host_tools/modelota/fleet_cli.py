@@ -92,6 +92,72 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_device(args: argparse.Namespace) -> int:
+    """A simulated device (native core, RAM model, Store on simulated flash)
+    polling a fleet server: the Python twin of examples/WiFiPull."""
+    import time
+
+    from tqdm import tqdm
+
+    from .cli import fingerprint_from, read_weights
+    from .device import Layout, RamModelDevice
+    from .fleet_client import FleetClientError, poll
+    from .simflash import SimFlash
+    from .status import Status
+
+    factory = read_weights([args.factory])
+    if args.factory.endswith(".tflite"):
+        from .tflite_model import read_tflite
+
+        fp = read_tflite(factory).fingerprint()
+    else:
+        fp = fingerprint_from(args, len(factory))
+    layout = Layout.plan(256, 4, len(factory), args.max_payload)
+    flash = SimFlash(256, layout.block_count, 4)
+    state = Path(args.state) if args.state else None
+    if state is not None and state.is_file():
+        image = state.read_bytes()
+        if len(image) != len(flash.data):
+            raise CliError(f"{state}: not the flash image of this model (size differs)")
+        flash.load(0, image)
+    dev = RamModelDevice(flash, layout, fp, factory, args.version, buffer_len=args.buffer)
+    st = dev.boot()
+    if st != Status.Ok:
+        raise CliError(f"boot failed: {st.name}")
+    print(f"device {args.id}: model {fp.hex()}, v{dev.version} from {dev.booted_from}")
+    bad = 0
+    for i in range(args.polls):
+        if i:
+            time.sleep(args.interval)
+        bar = tqdm(total=0, desc="  download", unit="B", unit_scale=True, leave=False)
+
+        def progress(done: int, total: int, bar: Any = bar) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        before = dev.version
+        try:
+            res = poll(dev, args.server, args.id, progress)
+        except FleetClientError as e:
+            raise CliError(str(e)) from e
+        except OSError as e:
+            raise CliError(f"{args.server}: {e}") from e
+        finally:
+            bar.close()
+        if state is not None:
+            state.write_bytes(flash.data)
+        if res.outcome == "current":
+            print(f"poll {i + 1}: current at v{dev.version}")
+            continue
+        bad += res.outcome != "updated"
+        print(
+            f"poll {i + 1}: {res.outcome} ({res.what}): v{before} -> v{dev.version},"
+            f" {res.payload_size} bytes over {res.attempts} connection(s)"
+            + (f", resumed at {res.resumed_at}" if res.resumed_at else "")
+        )
+    return 1 if bad else 0
+
+
 def add_commands(sub: Any) -> None:
     sp = sub.add_parser("serve", help="run the fleet update server (docs/FLEET.md)")
     sp.add_argument("--data", default="modelota-data", help="payload files and the SQLite db")
@@ -112,6 +178,22 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--data", default="modelota-data", help="the server's data directory")
     sp.add_argument("--db", help="database URL when not DATA/fleet.db")
     sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("device", help="a simulated device polling a fleet server")
+    sp.add_argument("factory", help="the weights it ships with (.tflite, .bin, .npy)")
+    sp.add_argument("--server", default="http://127.0.0.1:8080")
+    sp.add_argument("--id", required=True, help="device id (e.g. its MAC address)")
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--model", help="raw weights: model name the fingerprint is derived from")
+    g.add_argument("--fingerprint", help="raw weights: 16-byte fingerprint as hex")
+    sp.add_argument("--version", type=int, default=1, help="factory model version (default 1)")
+    sp.add_argument("--state", help="file keeping the simulated flash between runs (reboots)")
+    sp.add_argument("--polls", type=int, default=1, help="checks to make (default 1)")
+    sp.add_argument("--interval", type=float, default=5.0, help="seconds between checks")
+    sp.add_argument("--buffer", type=int, default=1024, help="chunk buffer the device lends")
+    sp.add_argument("--max-payload", type=int, default=1 << 20,
+                    help="largest payload its flash log holds (default 1 MiB)")  # fmt: skip
+    sp.set_defaults(func=cmd_device)
 
     sp = sub.add_parser("fleet", help="admin client of a running modelota serve")
     sp.add_argument("--server", default="http://127.0.0.1:8080")
