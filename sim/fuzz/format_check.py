@@ -1,0 +1,61 @@
+"""The property sim/fuzz/fuzz_format.py fuzzes (and tests/test_fuzz.py checks
+with hypothesis when atheris is missing).
+
+Feeds arbitrary bytes to :func:`modelota.format.parse` (with and without a
+public key) and :func:`modelota.format.apply_reference` (a device with and
+without a key, with an anti-rollback floor) and checks what the
+documentation promises:
+
+* ``parse`` raises nothing but :class:`ModelOTAError` (with a status code);
+* ``apply_reference`` never raises; it returns a status; on a failure the
+  weights are byte-identical to before; on success the weights carry the
+  header's digest, the version went up, and a keyed device accepted only a
+  payload whose signature verifies.
+
+Inputs are those of fuzz_updater.cpp (4 control bytes, then a payload:
+byte 0 bit 2 picks the keyed device, byte 2 the floor, as there).
+"""
+
+from __future__ import annotations
+
+from make_corpus import FP, FUZZ_PUBLIC_KEY, REGION, factory
+
+from modelota import keys
+from modelota.format import (
+    HEADER_LEN,
+    SIGNATURE_LEN,
+    Device,
+    Header,
+    apply_reference,
+    final_digest,
+    parse,
+)
+from modelota.status import ModelOTAError, Status
+
+FACTORY = factory()
+
+
+def check(data: bytes) -> None:
+    if len(data) < 4:
+        return
+    control, stream = data[:4], data[4:]
+    keyed = bool(control[0] & 4)
+    key = FUZZ_PUBLIC_KEY if keyed else None
+    for k in (None, FUZZ_PUBLIC_KEY):
+        try:
+            parse(stream, public_key=k)
+        except ModelOTAError as e:
+            assert isinstance(e.status, Status) and e.status != Status.Ok
+    floor = control[2] % 4
+    dev = Device(FP, 1, bytearray(FACTORY), 256, public_key=key, min_version=floor)
+    walk = apply_reference(stream, dev)
+    assert isinstance(walk.status, Status)
+    if walk.status != Status.Ok:
+        assert bytes(dev.weights) == FACTORY, "a refused payload changed the weights"
+        return
+    h, _ = Header.decode(stream[:HEADER_LEN])
+    assert len(dev.weights) == REGION and h.model_version > 1 and h.model_version >= floor
+    assert final_digest(h.digest_type, bytes(dev.weights)) == h.digest
+    if keyed:
+        sig = stream[HEADER_LEN : HEADER_LEN + SIGNATURE_LEN]
+        assert h.is_signed and keys.verify(FUZZ_PUBLIC_KEY, stream[:HEADER_LEN], sig)

@@ -1,0 +1,323 @@
+/*
+ * libFuzzer target: the Updater (and the Store behind it) fed arbitrary bytes.
+ *
+ *   clang++ -std=c++11 -g -O1 -fsanitize=fuzzer,address,undefined \
+ *       -fno-sanitize-recover=all -Ifirmware_lib -Isim sim/fuzz/fuzz_updater.cpp \
+ *       firmware_lib/modelota/{crc32,status,updater,store,sha256,sha512,ed25519}.cpp \
+ *       sim/sim_flash.cpp -o build/fuzz_updater
+ *   python sim/fuzz/make_corpus.py build/fuzz-corpus     # valid seeds from the packer
+ *   build/fuzz_updater build/fuzz-corpus -max_total_time=3600
+ *
+ * (tests/test_fuzz.py builds and runs it bounded; docs/SECURITY.md has the
+ * long run.) An input is 4 control bytes, then the payload stream:
+ *
+ *   c[0] bits 0-1  device: 0 RAM model, 1 region behind read/write callbacks,
+ *                  2 flash-resident model behind the Store (verify-only, commit
+ *                  rewrites the flash), 3 RAM model persisted by the Store
+ *        bit 2     the device holds the fuzz public key (signed payloads only)
+ *        bit 3     the backup is read through a callback (modes 0 and 1)
+ *        bits 4-5  chunk buffer: 160, 256, 600 or 1024 bytes
+ *   c[1]           seed of the feed split (1..64-byte pieces, or one piece)
+ *   c[2]           anti-rollback floor: c[2] % 4
+ *   c[3]           unused (kept so seeds stay valid when it gets a meaning)
+ *
+ * Invariants checked after every input (any violation aborts, so libFuzzer
+ * keeps the input as a crash):
+ *   - no access outside the region, the buffers or the flash (ASan; the
+ *     callbacks bound-check too), no undefined behaviour (UBSan);
+ *   - refused: the region is byte-identical to the old weights, the version
+ *     and the floor did not move, weights_intact() holds, and for the Store
+ *     the records still say CLEAN at version 1 after a simulated reboot;
+ *   - accepted: the region's CRC32/SHA-256 is the header's digest, the
+ *     version is the header's and is above the old one and at or above the
+ *     floor; a device with a key accepted only a header whose signature
+ *     verifies; the Store commits it and a reboot finds exactly it.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "modelota.h"
+#include "modelota/ed25519.h"
+#include "modelota/sha256.h"
+#include "sim_flash.h"
+
+namespace {
+
+const uint32_t kRegion = 600;  /* not a whole number of flash blocks on purpose */
+const uint32_t kBlock = 128;
+const uint32_t kProg = 4;
+const uint32_t kVersion = 1;
+const uint8_t kFingerprint[16] = {'m', 'o', 'd', 'e', 'l', 'o', 't', 'a',
+                                  '-', 'f', 'u', 'z', 'z', '-', 'f', 'p'};
+/* public half of SHA-256("modelota fuzz key") as an Ed25519 seed (make_corpus.py) */
+const uint8_t kPublicKey[32] = {0xf9, 0xb6, 0x97, 0xad, 0x88, 0x8f, 0x0d, 0xd8,
+                                0x6a, 0x62, 0xbd, 0x6a, 0xe5, 0x8d, 0x2c, 0x5c,
+                                0x2a, 0xb9, 0x94, 0x43, 0x35, 0x05, 0x6f, 0x6d,
+                                0x2c, 0x40, 0x26, 0x5f, 0x62, 0xc0, 0x5d, 0x15};
+const uint32_t kBuffers[4] = {160, 256, 600, 1024};
+
+uint8_t factory[kRegion];
+
+#define CHECK(cond)                                                             \
+    do {                                                                        \
+        if (!(cond)) {                                                          \
+            fprintf(stderr, "fuzz_updater: invariant failed: %s (line %d)\n", \
+                    #cond, __LINE__);                                           \
+            abort();                                                            \
+        }                                                                       \
+    } while (0)
+
+/* A region behind callbacks, bound-checked like a flash driver would be. */
+struct Region {
+    uint8_t* bytes;
+    uint32_t size;
+};
+
+int region_read(void* ctx, uint32_t off, uint8_t* dst, uint32_t len) {
+    Region* r = static_cast<Region*>(ctx);
+    CHECK(off <= r->size && len <= r->size - off);
+    memcpy(dst, r->bytes + off, len);
+    return 0;
+}
+
+int region_write(void* ctx, uint32_t off, const uint8_t* src, uint32_t len) {
+    Region* r = static_cast<Region*>(ctx);
+    CHECK(off <= r->size && len <= r->size - off);
+    memcpy(r->bytes + off, src, len);
+    return 0;
+}
+
+/* The accepted region must carry the header's digest. */
+void check_digest(const uint8_t* header, const uint8_t* region) {
+    if (header[5] == MODELOTA_DIGEST_CRC32) {
+        CHECK(modelota_crc32(0, region, kRegion) == modelota_load_u32le(header + 56));
+        return;
+    }
+    CHECK(header[5] == MODELOTA_DIGEST_SHA256);
+    modelota_sha256 sha;
+    uint8_t out[32];
+    modelota_sha256_init(&sha);
+    modelota_sha256_update(&sha, region, kRegion);
+    modelota_sha256_final(&sha, out);
+    CHECK(memcmp(out, header + 56, 32) == 0);
+}
+
+struct Split {
+    uint32_t state;
+    bool whole;
+    size_t next(size_t left) {
+        if (whole) {
+            return left;
+        }
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        size_t n = 1u + state % 64u;
+        return n < left ? n : left;
+    }
+};
+
+/* Feeds the stream in pieces (to the store log first when there is one, as
+ * the Arduino glue and the link do); returns the final status. */
+int run(modelota_updater* u, modelota_store* st, const uint8_t* p, size_t n, Split* split) {
+    int rc = st != NULL ? modelota_store_begin(st) : MODELOTA_OK;
+    CHECK(rc == MODELOTA_OK);
+    CHECK(modelota_begin(u) == MODELOTA_OK);
+    size_t pos = 0;
+    while (pos < n) {
+        size_t take = split->next(n - pos);
+        if (st != NULL) {
+            rc = modelota_store_log(st, p + pos, static_cast<uint32_t>(take));
+            if (rc < 0) {
+                modelota_store_cancel(st);
+                return modelota_abort(u, rc);
+            }
+        }
+        rc = modelota_feed(u, p + pos, take);
+        if (rc < 0) {
+            if (st != NULL) {
+                modelota_store_cancel(st);
+            }
+            return rc;
+        }
+        pos += take;
+    }
+    rc = modelota_finish(u);
+    if (rc < 0 && st != NULL) {
+        modelota_store_cancel(st);
+    }
+    return rc;
+}
+
+void check_verdict(int rc, const modelota_updater* u, const uint8_t* p, size_t n,
+                   const uint8_t* region, bool keyed, uint32_t floor) {
+    CHECK(modelota_bytes_in(u) <= n);
+    if (rc < 0) {
+        CHECK(memcmp(region, factory, kRegion) == 0);
+        CHECK(modelota_weights_intact(u) == 1);
+        CHECK(modelota_current_version(u) == kVersion);
+        CHECK(modelota_min_version(u) == floor);
+        return;
+    }
+    CHECK(rc == MODELOTA_OK && n >= MODELOTA_HEADER_LEN);
+    uint32_t version = modelota_load_u32le(p + 24);
+    CHECK(version > kVersion && version >= floor);
+    CHECK(modelota_current_version(u) == version && modelota_min_version(u) == version);
+    check_digest(p, region);
+    bool is_signed = (modelota_load_u16le(p + 6) & MODELOTA_FLAG_SIGNED) != 0;
+    if (keyed) {
+        CHECK(is_signed && n >= MODELOTA_HEADER_LEN + MODELOTA_SIGNATURE_LEN);
+        CHECK(modelota_ed25519_verify(p + MODELOTA_HEADER_LEN, p, MODELOTA_HEADER_LEN,
+                                      kPublicKey) == 1);
+    }
+}
+
+void fuzz_memory(const uint8_t* c, const uint8_t* p, size_t n) {
+    uint8_t* region = static_cast<uint8_t*>(malloc(kRegion)); /* exact size: ASan bounds */
+    uint32_t buf_len = kBuffers[(c[0] >> 4) & 3u];
+    uint8_t* buffer = static_cast<uint8_t*>(malloc(buf_len));
+    uint8_t* backup = static_cast<uint8_t*>(malloc(kRegion));
+    memcpy(region, factory, kRegion);
+    memcpy(backup, factory, kRegion);
+    Region target = {region, kRegion};
+    Region source = {backup, kRegion};
+    bool keyed = (c[0] & 4u) != 0;
+    uint32_t floor = c[2] % 4u;
+
+    modelota_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    if ((c[0] & 3u) == 0) {
+        cfg.target.ram = region;
+    } else {
+        cfg.target.read = region_read;
+        cfg.target.write = region_write;
+        cfg.target.ctx = &target;
+    }
+    cfg.target.size = kRegion;
+    if ((c[0] & 8u) != 0) {
+        cfg.backup.read = region_read;
+        cfg.backup.ctx = &source;
+    } else {
+        cfg.backup.image = backup;
+    }
+    cfg.backup.version = kVersion;
+    cfg.fingerprint = kFingerprint;
+    cfg.current_version = kVersion;
+    cfg.buffer = buffer;
+    cfg.buffer_len = buf_len;
+    cfg.min_version = floor;
+    if (keyed) {
+        cfg.verifier = modelota_ed25519_verifier(kPublicKey);
+    }
+    modelota_updater u;
+    CHECK(modelota_init(&u, &cfg) == MODELOTA_OK);
+    Split split = {0x9E3779B9u ^ c[1], c[1] == 0};
+    int rc = run(&u, NULL, p, n, &split);
+    check_verdict(rc, &u, p, n, region, keyed, floor);
+    CHECK(memcmp(backup, factory, kRegion) == 0); /* the backup is never written */
+    free(region);
+    free(buffer);
+    free(backup);
+}
+
+/* Store layout on a 40-block flash: region 0-4, meta 5-6, backup 7,
+ * journal 8-9, log 10-39 (3840 bytes: longer payloads are refused TooLarge). */
+void fuzz_store(const uint8_t* c, const uint8_t* p, size_t n) {
+    const uint32_t blocks = 40;
+    static uint8_t mem[40 * kBlock];
+    sim_flash flash;
+    CHECK(sim_flash_init(&flash, mem, kBlock, blocks, kProg, 0xFF) == SIM_FLASH_OK);
+    modelota_storage storage;
+    sim_flash_storage(&flash, &storage);
+    uint8_t* block_buf = static_cast<uint8_t*>(malloc(kBlock));
+    modelota_store_config sc;
+    memset(&sc, 0, sizeof(sc));
+    sc.storage = &storage;
+    sc.region_block = 0;
+    sc.region_size = kRegion;
+    sc.meta_block = 5;
+    sc.backup_block = 7;
+    sc.journal_block = 8;
+    sc.journal_blocks = 2;
+    sc.log_block = 10;
+    sc.log_blocks = blocks - 10;
+    sc.block_buf = block_buf;
+    modelota_store st;
+    CHECK(modelota_store_init(&st, &sc) == MODELOTA_OK);
+    bool flash_model = (c[0] & 3u) == 2u;
+    uint8_t* ram = static_cast<uint8_t*>(malloc(kRegion));
+    memcpy(ram, factory, kRegion);
+    CHECK(modelota_store_format(&st, factory, kVersion) == MODELOTA_OK);
+    uint32_t floor = c[2] % 4u;
+    if (floor > kVersion) {
+        CHECK(modelota_store_raise_min_version(&st, floor) == MODELOTA_OK);
+    }
+    uint32_t expect_floor = floor > kVersion ? floor : kVersion;
+
+    uint32_t buf_len = kBuffers[(c[0] >> 4) & 3u];
+    uint8_t* buffer = static_cast<uint8_t*>(malloc(buf_len));
+    bool keyed = (c[0] & 4u) != 0;
+    modelota_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    if (flash_model) {
+        modelota_store_attach_flash(&cfg, &st);
+    } else {
+        modelota_store_attach_ram(&cfg, &st, ram);
+    }
+    CHECK(cfg.min_version == expect_floor);
+    cfg.fingerprint = kFingerprint;
+    cfg.current_version = kVersion;
+    cfg.buffer = buffer;
+    cfg.buffer_len = buf_len;
+    if (keyed) {
+        cfg.verifier = modelota_ed25519_verifier(kPublicKey);
+    }
+    modelota_updater u;
+    CHECK(modelota_init(&u, &cfg) == MODELOTA_OK);
+    Split split = {0x85EBCA6Bu ^ c[1], c[1] == 0};
+    int rc = run(&u, &st, p, n, &split);
+
+    /* what the device runs: the flash region, or RAM for a RAM model */
+    const uint8_t* live = flash_model ? mem : ram;
+    check_verdict(rc, &u, p, n, live, keyed, expect_floor);
+    if (!flash_model) {
+        /* the persisted copy equals RAM whether the update went or not */
+        CHECK(memcmp(mem, ram, kRegion) == 0);
+    }
+    /* reboot: the records tell the same story */
+    modelota_store again;
+    CHECK(modelota_store_init(&again, &sc) == MODELOTA_OK);
+    CHECK(modelota_store_recover(&again) == MODELOTA_OK);
+    CHECK(modelota_store_state_of(&again) == MODELOTA_STORE_CLEAN);
+    CHECK(modelota_store_version(&again) == modelota_current_version(&u));
+    CHECK(modelota_store_min_version(&again) == modelota_min_version(&u));
+    CHECK(memcmp(mem, live, kRegion) == 0);
+    free(block_buf);
+    free(ram);
+    free(buffer);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+    for (uint32_t i = 0; i < kRegion; ++i) {
+        factory[i] = static_cast<uint8_t>(i * 31u + 7u);
+    }
+    return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    if (size < 4) {
+        return 0;
+    }
+    const uint8_t* c = data;
+    if ((c[0] & 3u) < 2u) {
+        fuzz_memory(c, data + 4, size - 4);
+    } else {
+        fuzz_store(c, data + 4, size - 4);
+    }
+    return 0;
+}
