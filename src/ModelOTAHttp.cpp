@@ -8,6 +8,8 @@
 
 #include <string.h>
 
+#if MODELOTA_HAVE_CLIENT
+
 ModelOTAHttp::ModelOTAHttp(Client& client, const char* host, uint16_t port, const char* deviceId,
                            const char* basePath)
     : client_(client), init_(MODELOTA_HTTP_INVALID_ARGUMENT), last_(MODELOTA_OK) {
@@ -95,3 +97,5 @@ int32_t ModelOTAHttp::readCb(void* ctx, uint8_t* dst, uint32_t cap, uint32_t wai
 void ModelOTAHttp::closeCb(void* ctx) { static_cast<ModelOTAHttp*>(ctx)->client_.stop(); }
 
 uint32_t ModelOTAHttp::nowCb(void*) { return static_cast<uint32_t>(millis()); }
+
+#endif /* MODELOTA_HAVE_CLIENT */

@@ -28,11 +28,32 @@
 #define MODELOTA_HTTP_ARDUINO_H
 
 #include <Arduino.h>
+
+/* The Arduino `Client` interface. Cores built on ArduinoCore-API keep it in
+ * api/Client.h (the top-level Client.h is on the Arduino IDE's include path
+ * but not PlatformIO's). The builder compiles this library's every .cpp for
+ * every sketch that uses ModelOTA, so a core without either header must not
+ * break them: the class is then left out (the portable core stays). */
+#if defined(__has_include)
+#if __has_include(<Client.h>)
 #include <Client.h>
+#define MODELOTA_HAVE_CLIENT 1
+#elif __has_include(<api/Client.h>)
+#include <api/Client.h>
+#define MODELOTA_HAVE_CLIENT 1
+#endif
+#else
+#include <Client.h>
+#define MODELOTA_HAVE_CLIENT 1
+#endif
+#ifndef MODELOTA_HAVE_CLIENT
+#define MODELOTA_HAVE_CLIENT 0
+#endif
 
 #include "ModelOTA.h"
 #include "../firmware_lib/modelota/http.h"
 
+#if MODELOTA_HAVE_CLIENT
 class ModelOTAHttp {
 public:
     /* `host` must outlive the object (a string literal is fine); the
@@ -97,5 +118,6 @@ private:
     int last_;
     char id_[MODELOTA_HTTP_ID_MAX + 1];
 };
+#endif /* MODELOTA_HAVE_CLIENT */
 
 #endif /* MODELOTA_HTTP_ARDUINO_H */

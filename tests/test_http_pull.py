@@ -93,7 +93,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
                 "-O1",
                 *SANITIZE,
                 *inc,
-                *map(str, HOST.glob("*.cpp")),
+                *(str(HOST / n) for n in ("pull_main.cpp", "posix_transport.cpp", "probe.cpp")),
                 *core,
                 "-o",
                 str(pull),
@@ -1168,3 +1168,24 @@ def test_wifi_pull_sketch_runs_on_the_host(nginx: Nginx, tmp_path: Path) -> None
     assert f"model version {version + 1}" in run.stdout
     assert out.read_bytes() == new
     assert len(px.payload_requests()) == 2
+
+
+def test_arduino_glue_builds_with_and_without_a_client_header(tmp_path: Path) -> None:
+    """src/ModelOTAHttp.cpp is compiled for every sketch that uses ModelOTA:
+    with Client.h (strict flags) it defines ModelOTAHttp; on a core without
+    Client.h (nor api/Client.h) it still compiles, without the class."""
+    assert GXX is not None
+    common = [GXX, *STRICT, "-c", "-I", str(ARDUINO_HOST), "-I", str(ROOT / "src"),
+              "-include", "Arduino.h", "-include", str(HOST / "arduino" / "host_sketch.h"),
+              str(ROOT / "src" / "ModelOTAHttp.cpp")]  # fmt: skip
+    symbols = {}
+    for name, extra in (("with", ["-I", str(HOST / "arduino")]), ("without", [])):
+        obj = tmp_path / f"{name}.o"
+        proc = subprocess.run([*common, *extra, "-o", str(obj)], capture_output=True, text=True,
+                              check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        nm = subprocess.run(["nm", "-C", str(obj)], capture_output=True, text=True, check=True)
+        symbols[name] = nm.stdout
+    assert "ModelOTAHttp::pull(" in symbols["with"]
+    assert "ModelOTAHttp::" not in symbols["without"]
+    assert "modelota_http_pull" in symbols["without"]  # the portable core is still there
