@@ -96,3 +96,73 @@ def test_worked_example_byte_by_byte() -> None:
 def test_status_table_in_the_doc_matches_the_enum() -> None:
     for name, value in re.findall(r"`(\w+)` \((-\d+)\)", DOC):
         assert Status[name] == int(value), name
+
+
+def doc_rows(title: str) -> list[list[str]]:
+    """Cells of every data row of the first table under the heading `title`."""
+    section = DOC.split(title, 1)[1].split("\n#", 1)[0]
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("|")
+    ]
+    return [r for r in rows[2:] if r]  # skip the header row and the |---| line
+
+
+def test_digest_types_table_matches_both_sides() -> None:
+    from modelota.format import DIGEST_CRC32, DIGEST_NAMES, DIGEST_SHA256
+
+    rows = {int(r[0]): r[1] for r in doc_rows("### Digest types")}
+    assert rows == {DIGEST_CRC32: "CRC32", DIGEST_SHA256: "SHA-256"}
+    assert set(DIGEST_NAMES) == set(rows)
+    h = (Path(__file__).resolve().parent.parent / "firmware_lib/modelota/format.h").read_text()
+    assert re.search(r"#define MODELOTA_DIGEST_SHA256 2u", h)
+    assert re.search(r"#define MODELOTA_FLAG_SIGNED 0x0002u", h)
+    assert "bit 1 `SIGNED`" in DOC
+
+
+def test_signed_worked_example_with_an_independent_ed25519() -> None:
+    """The signature block as documented, made with PyNaCl (libsodium), not the
+    packer's library: the packer's output and the native device agree."""
+    import hashlib
+
+    import nacl.signing as nacl_signing
+
+    from modelota.format import SIGNATURE_LEN, pack
+
+    rows = doc_table("Signature block (64 bytes, flag SIGNED)")
+    assert rows == [(96, 64, "signature")] and SIGNATURE_LEN == 64
+    seed = bytes(range(32))
+    sk = nacl_signing.SigningKey(seed)
+    pub = bytes(sk.verify_key)
+    weights = bytes([1, 2, 3, 4, 5])
+    fp = bytes(range(16))
+    u32 = lambda v: struct.pack("<I", v)  # noqa: E731
+    body = (
+        b"MOTA" + b"\x01\x02" + b"\x02\x00" + fp
+        + u32(2) + u32(0) + u32(0)
+        + u32(5) + u32(5) + u32(2) + u32(1) + u32(4)
+        + hashlib.sha256(weights).digest() + hashlib.sha256(pub).digest()[:4]
+    )  # fmt: skip
+    hcrc = zlib.crc32(body)
+    header = body + u32(hcrc)
+    signature = sk.sign(header).signature
+    head0 = u32(0) + u32(0) + u32(4) + weights[:4]
+    head1 = u32(1) + u32(4) + u32(1) + weights[4:]
+    expected = (
+        header + signature
+        + head0 + u32(zlib.crc32(head0, hcrc)) + head1 + u32(zlib.crc32(head1, hcrc))
+    )  # fmt: skip
+    packed = pack(weights, fingerprint=fp, version=2, chunk_size=4, sign_key=seed)
+    assert packed.encode() == expected
+    dev = Updater(bytearray(5), fingerprint=fp, current_version=1, public_key=pub)
+    assert dev.apply(expected) == Status.Ok and bytes(dev.weights) == weights
+
+
+def test_status_code_table_is_complete() -> None:
+    from modelota.native import status_name
+
+    rows = {int(r[0]): r[1].strip("`") for r in doc_rows("## Status codes")}
+    assert rows == {int(s): s.name for s in Status}, "docs/FORMAT.md status table vs status.py"
+    for value, name in rows.items():
+        assert status_name(value) == name, "C status names vs the doc"
