@@ -484,3 +484,49 @@ def test_frame_crc_binds_values_to_their_head() -> None:
     with pytest.raises(FrameError, match="FrameCrc"):
         parse_window(a[:hend] + b[hend:])
     assert zlib.crc32(a[:hend]) == 0x2144DF1C  # why header_crc is skipped
+
+
+@settings(max_examples=60, **PLAIN)
+@given(
+    width=st.integers(1, 4),
+    window=st.integers(1, 6),
+    hop_frac=st.integers(0, 6),
+    ops=st.lists(st.sampled_from(["push", "push", "push", "write"]), max_size=60),
+)
+def test_logger_against_a_reference_model(
+    width: int, window: int, hop_frac: int, ops: list[str]
+) -> None:
+    """Random pushes and writes: the C++ ring, readiness, seq, first_sample and
+    dropped rows equal a list-based model of the documented semantics."""
+    hop = min(hop_frac, window)  # 0 means tumbling
+    eff_hop = hop or window
+    lg = Logger([Sensor(f"s{i}", "u") for i in range(width)], window, hop, 0.5)
+    assert lg.init_status == Status.Ok
+    rows: list[list[float]] = []
+    sent_end = seq = dropped = 0
+    since = 0
+    for op in ops:
+        ready = len(rows) >= window and since >= eff_hop
+        if op == "push":
+            row = [float(len(rows) * 10 + k) for k in range(width)]
+            if len(rows) >= window and len(rows) - window >= sent_end:
+                dropped += 1  # the oldest row leaves the ring unsent
+            rows.append(row)
+            since += 1
+            ready = len(rows) >= window and since >= eff_hop
+            assert lg.push(row) == int(ready)
+        else:
+            got = lg.encode()
+            if not ready:
+                assert got == Status.BadState
+                continue
+            assert isinstance(got, bytes)
+            w = parse_window(got)
+            first = len(rows) - window
+            assert (w.seq, w.first_sample) == (seq, first)
+            assert [list(r) for r in w.values] == rows[first:]
+            sent_end, seq, since = len(rows), seq + 1, 0
+        assert lg.lib.modelota_samples_ready(lg.s) == int(len(rows) >= window and since >= eff_hop)
+        assert lg.lib.modelota_samples_dropped(lg.s) == dropped
+        assert lg.lib.modelota_samples_seq(lg.s) == seq
+        assert lg.lib.modelota_samples_total(lg.s) == len(rows)
