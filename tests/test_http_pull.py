@@ -837,6 +837,7 @@ def test_a_corrupted_byte_is_refused_and_the_weights_restored(
         ]
     )
     assert report["status_name"] == "ChunkCrc" and report["event"] == "apply"
+    assert report["version"] == 1  # the version the device runs after the event
 
 
 def test_no_update_unless_newer_and_same_model(built: Built, nginx: Nginx, tmp_path: Path) -> None:
@@ -1189,3 +1190,37 @@ def test_arduino_glue_builds_with_and_without_a_client_header(tmp_path: Path) ->
     assert "ModelOTAHttp::pull(" in symbols["with"]
     assert "ModelOTAHttp::" not in symbols["without"]
     assert "modelota_http_pull" in symbols["without"]  # the portable core is still there
+
+
+def test_a_server_dripping_headers_is_cut_off_after_one_timeout(
+    built: Built, tmp_path: Path
+) -> None:
+    """Silence is bounded per read, and the whole head of a response by the
+    same timeout: one header byte every 50 ms never goes silent, yet the
+    device gives up after --timeout ms, not after 4 KiB of drips."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    stop_event = threading.Event()
+
+    def drip() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            read_request(conn)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not stop_event.is_set():
+                try:
+                    conn.sendall(b"X")
+                except OSError:
+                    return
+                time.sleep(0.05)
+
+    t = threading.Thread(target=drip, daemon=True)
+    t.start()
+    began = time.monotonic()
+    r = run_device(built, srv.getsockname()[1], b"\0" * 200, 1, tmp_path, "--timeout", "600")[0]
+    took = time.monotonic() - began
+    stop_event.set()
+    srv.close()
+    assert (r.status, r.name) == (-102, "HttpTimeout"), r.fields
+    assert took < 5, took

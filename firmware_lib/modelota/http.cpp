@@ -902,10 +902,15 @@ int read_response(modelota_http* h, HeadFn head, BodyFn body_fn, void* ctx) {
     modelota_http_parser_init(&h->p);
     h->code = 0;
     uint8_t buf[MODELOTA_HTTP_READ_BUFFER];
-    uint32_t last = now(h);
+    const uint32_t start = now(h);
+    uint32_t last = start;
     for (;;) {
-        uint32_t waited = static_cast<uint32_t>(now(h) - last);
-        if (waited >= timeout) {
+        /* silence is bounded by timeout_ms; so is the whole head (status
+         * line and headers), so a server dripping header bytes cannot hold
+         * the device for MODELOTA_HTTP_HEAD_MAX timeouts */
+        uint32_t t = now(h);
+        uint32_t waited = static_cast<uint32_t>(t - last);
+        if (waited >= timeout || (h->code == 0 && static_cast<uint32_t>(t - start) >= timeout)) {
             return MODELOTA_HTTP_TIMEOUT;
         }
         int32_t got = io.read(io.ctx, buf, sizeof(buf), timeout - waited);
@@ -1195,11 +1200,13 @@ int download(modelota_http* h, Download* d) {
 
 /* --- report --- */
 
-void report_body(Out& o, const modelota_http* h, const char* event, int status) {
+/* `version` is the one the device runs after the event (the server records
+ * it as the device's version): the new one after Ok, the old one otherwise. */
+void report_body(Out& o, const modelota_http* h, const char* event, int status, uint32_t version) {
     out_str(o, "{\"event\":\"");
     out_str(o, event);
     out_str(o, "\",\"version\":");
-    out_u32(o, h->m.version);
+    out_u32(o, version);
     out_str(o, ",\"status\":");
     out_i32(o, status);
     out_str(o, ",\"status_name\":\"");
@@ -1211,10 +1218,10 @@ void report_body(Out& o, const modelota_http* h, const char* event, int status) 
 
 int stop_head(modelota_http*, void*) { return 1; }
 
-void report(modelota_http* h, const char* event, int status) {
+void report(modelota_http* h, const char* event, int status, uint32_t version) {
     const uint16_t code = h->code; /* the download's, not the report's, is kept */
     Out count = out_begin(h, true);
-    report_body(count, h, event, status);
+    report_body(count, h, event, status, version);
     if (connect_to(h) != MODELOTA_OK) {
         disconnect(h);
         return;
@@ -1226,7 +1233,7 @@ void report(modelota_http* h, const char* event, int status) {
     out_str(o, "Content-Type: application/json\r\nContent-Length: ");
     out_u32(o, count.total);
     out_str(o, "\r\n\r\n");
-    report_body(o, h, event, status);
+    report_body(o, h, event, status, version);
     if (out_end(o) == MODELOTA_OK) {
         read_response(h, stop_head, NULL, NULL); /* the answer does not matter */
     }
@@ -1328,7 +1335,7 @@ extern "C" int modelota_http_pull(modelota_http* h, modelota_updater* u, modelot
     st = download(h, &d);
     if (h->cfg->no_report == 0) {
         bool applied = st == MODELOTA_OK || (st < 0 && st >= MODELOTA_STATUS_MIN);
-        report(h, applied ? "apply" : "download", st);
+        report(h, applied ? "apply" : "download", st, modelota_current_version(u));
     }
     h->etag[0] = '\0'; /* the next check starts without If-None-Match */
     h->etag_kind = ETAG_NONE;
