@@ -365,3 +365,53 @@ def test_power_cut_at_every_operation_keeps_the_floor_with_its_weights(kind: str
         assert got in ((v1, 1, 1), (v2, 2, 2)), f"cut {cut}: version/floor {got[1:]}"
         ends.add(got[1])
     assert ends == {1, 2}
+
+
+# ---------------------------------------------------------------- serial link
+
+
+@pytest.mark.parametrize("store", [False, True])
+def test_signed_payloads_over_the_serial_link(store: bool) -> None:
+    """The link protocol (firmware_lib/modelota/link.cpp) feeds the same
+    Updater: a board holding the key takes a signed payload and refuses an
+    unsigned one with its status in RESULT. (SimBoard has no key option; the
+    test installs the verifier in the board's config and re-inits the Updater,
+    as firmware would set it before modelota_init.)"""
+    import struct
+
+    from modelota.push import COMMIT, DATA, RESULT, START, FrameReader, frame, transfer_id
+    from modelota.simboard import SimBoard
+
+    rnd = random.Random(11)
+    old, new = rnd.randbytes(2048), rnd.randbytes(2048)
+    board = SimBoard(old, fingerprint=FP, version=1, frame_data=256, store=store)
+    n = load()
+    key = n.ffi.new("uint8_t[]", PUB)
+    board._keep.append(key)
+    board._cfg.verifier = n.lib.modelota_ed25519_verifier(key)
+    assert n.lib.modelota_init(board._u, board._cfg) == 0
+    board.record, board.fake_ms = True, 0
+    reader = FrameReader()
+
+    def send(ftype: int, body: bytes = b"") -> list[tuple[int, bytes]]:
+        board.sent.clear()
+        board.rx(frame(ftype, body))
+        return reader.feed(bytes(board.sent))
+
+    def push(raw: bytes) -> int:
+        send(START, struct.pack("<II", len(raw), transfer_id(raw)))
+        for off in range(0, len(raw), 200):
+            got = send(DATA, struct.pack("<I", off) + raw[off : off + 200])
+            if got and got[-1][0] == RESULT:
+                return int(struct.unpack_from("<b", got[-1][1])[0])
+        [(ftype, body)] = send(COMMIT)
+        assert ftype == RESULT
+        return int(struct.unpack_from("<b", body)[0])
+
+    unsigned = pack(new, fingerprint=FP, version=2, chunk_size=128, digest="sha256").encode()
+    assert push(unsigned) == Status.Unsigned and bytes(board.weights) == old
+    raw = pack(new, fingerprint=FP, version=2, chunk_size=128, sign_key=SEED).encode()
+    assert push(raw) == Status.Ok and bytes(board.weights) == new
+    if store:
+        assert board.store is not None and board.store.read_region() == new
+        assert board.store.min_version == 2
