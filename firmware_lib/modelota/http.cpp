@@ -18,23 +18,54 @@ static_assert(MODELOTA_HTTP_READ_BUFFER >= 1u && MODELOTA_HTTP_READ_BUFFER <= 40
 static_assert(MODELOTA_HTTP_STATUS_MIN < MODELOTA_STATUS_MIN - 50,
               "HTTP statuses never collide with modelota_status");
 
+/* Constant strings (header names, request text, manifest keys) stay in
+ * flash on AVR, where .rodata would be copied into the 8 KiB of RAM. */
+#if defined(__AVR__)
+#include <avr/pgmspace.h>
+#define MODELOTA_P(s) PSTR(s)
+#define MODELOTA_PROGMEM PROGMEM
+#else
+#define MODELOTA_P(s) (s)
+#define MODELOTA_PROGMEM
+#endif
+
 namespace {
 
 /* ------------------------------------------------------------------------
  * small helpers
  * ---------------------------------------------------------------------- */
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+/* A character of a MODELOTA_P / MODELOTA_PROGMEM string. */
+char pgm_char(const char* p) {
+#if defined(__AVR__)
+    return static_cast<char>(pgm_read_byte(p));
+#else
+    return *p;
+#endif
+}
 
-/* Case-insensitive equality of a (len bytes) and the NUL-terminated b. */
-bool ieq(const char* a, size_t len, const char* b) {
-    size_t i = 0;
-    for (; i < len; ++i) {
-        if (b[i] == '\0' || lower(a[i]) != lower(b[i])) {
+/* s starts with the MODELOTA_P string prefix. */
+bool starts_with_p(const char* s, const char* prefix) {
+    for (char c = pgm_char(prefix); c != '\0'; c = pgm_char(++prefix)) {
+        if (*s++ != c) {
             return false;
         }
     }
-    return b[i] == '\0';
+    return true;
+}
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+/* Case-insensitive equality of a (len bytes) and the MODELOTA_P string b. */
+bool ieq(const char* a, size_t len, const char* b) {
+    size_t i = 0;
+    for (; i < len; ++i) {
+        char c = pgm_char(b + i);
+        if (c == '\0' || lower(a[i]) != lower(c)) {
+            return false;
+        }
+    }
+    return pgm_char(b + i) == '\0';
 }
 
 int hexval(char c) {
@@ -99,7 +130,7 @@ int sticky(const modelota_http_parser* p) { return p->error; }
 /* "HTTP/1.x NNN[ reason]" */
 int on_status_line(modelota_http_parser* p) {
     const char* s = p->line;
-    if (p->line_len < 12 || memcmp(s, "HTTP/1.", 7) != 0 || s[7] < '0' || s[7] > '9' ||
+    if (p->line_len < 12 || !starts_with_p(s, MODELOTA_P("HTTP/1.")) || s[7] < '0' || s[7] > '9' ||
         s[8] != ' ' || (p->line_len > 12 && s[12] != ' ')) {
         return fail(p, MODELOTA_HTTP_BAD_RESPONSE);
     }
@@ -114,7 +145,7 @@ int on_status_line(modelota_http_parser* p) {
 
 /* Content-Range value: "bytes S-E/T", with T or S-E possibly "*" */
 bool parse_content_range(modelota_http_parser* p, const char* v, size_t len) {
-    if (len < 7 || !ieq(v, 6, "bytes ")) {
+    if (len < 7 || !ieq(v, 6, MODELOTA_P("bytes "))) {
         return false;
     }
     v += 6;
@@ -179,7 +210,7 @@ int on_header_line(modelota_http_parser* p) {
         --vlen;
     }
     const bool cut = p->cut != 0;
-    if (ieq(s, colon, "content-length")) {
+    if (ieq(s, colon, MODELOTA_P("content-length"))) {
         uint32_t n = 0;
         if (cut || !parse_u32(v, vlen, &n) ||
             ((p->flags & MODELOTA_HTTP_F_LENGTH) != 0 && n != p->content_length)) {
@@ -187,24 +218,24 @@ int on_header_line(modelota_http_parser* p) {
         }
         p->content_length = n;
         p->flags = static_cast<uint8_t>(p->flags | MODELOTA_HTTP_F_LENGTH);
-    } else if (ieq(s, colon, "transfer-encoding")) {
+    } else if (ieq(s, colon, MODELOTA_P("transfer-encoding"))) {
         if (cut) {
             return fail(p, MODELOTA_HTTP_UNSUPPORTED);
         }
-        if (ieq(v, vlen, "chunked")) {
+        if (ieq(v, vlen, MODELOTA_P("chunked"))) {
             p->flags = static_cast<uint8_t>(p->flags | MODELOTA_HTTP_F_CHUNKED);
-        } else if (!ieq(v, vlen, "identity")) {
+        } else if (!ieq(v, vlen, MODELOTA_P("identity"))) {
             return fail(p, MODELOTA_HTTP_UNSUPPORTED); /* gzip, or a list of codings */
         }
-    } else if (ieq(s, colon, "content-encoding")) {
-        if (cut || !ieq(v, vlen, "identity")) {
+    } else if (ieq(s, colon, MODELOTA_P("content-encoding"))) {
+        if (cut || !ieq(v, vlen, MODELOTA_P("identity"))) {
             return fail(p, MODELOTA_HTTP_UNSUPPORTED);
         }
-    } else if (ieq(s, colon, "content-range")) {
+    } else if (ieq(s, colon, MODELOTA_P("content-range"))) {
         if (cut || !parse_content_range(p, v, vlen)) {
             return fail(p, MODELOTA_HTTP_BAD_RESPONSE);
         }
-    } else if (ieq(s, colon, "etag")) {
+    } else if (ieq(s, colon, MODELOTA_P("etag"))) {
         if (cut || vlen >= sizeof(p->etag)) {
             p->etag[0] = '\0';
             p->flags = static_cast<uint8_t>(p->flags | MODELOTA_HTTP_F_ETAG_CUT);
@@ -212,8 +243,8 @@ int on_header_line(modelota_http_parser* p) {
             memcpy(p->etag, v, vlen);
             p->etag[vlen] = '\0';
         }
-    } else if (ieq(s, colon, "connection")) {
-        if (ieq(v, vlen, "close")) {
+    } else if (ieq(s, colon, MODELOTA_P("connection"))) {
+        if (ieq(v, vlen, MODELOTA_P("close"))) {
             p->flags = static_cast<uint8_t>(p->flags | MODELOTA_HTTP_F_CLOSE);
         }
     }
@@ -474,18 +505,26 @@ enum ManState {
 };
 
 struct KeyName {
-    const char* name;
+    const char* name; /* MODELOTA_PROGMEM */
     uint8_t bit;
 };
 
+const char kKeyVersion[] MODELOTA_PROGMEM = "version";
+const char kKeyBaseVersion[] MODELOTA_PROGMEM = "base_version";
+const char kKeySize[] MODELOTA_PROGMEM = "size";
+const char kKeyFingerprint[] MODELOTA_PROGMEM = "fingerprint";
+const char kKeySha256[] MODELOTA_PROGMEM = "sha256";
+const char kKeyUrl[] MODELOTA_PROGMEM = "url";
+const char kKeyLine[] MODELOTA_PROGMEM = "line";
+
 const KeyName kKeys[] = {
-    {"version", MODELOTA_MANIFEST_VERSION},
-    {"base_version", MODELOTA_MANIFEST_BASE_VERSION},
-    {"size", MODELOTA_MANIFEST_SIZE},
-    {"fingerprint", MODELOTA_MANIFEST_FINGERPRINT},
-    {"sha256", MODELOTA_MANIFEST_SHA256},
-    {"url", MODELOTA_MANIFEST_URL},
-    {"line", MODELOTA_MANIFEST_LINE},
+    {kKeyVersion, MODELOTA_MANIFEST_VERSION},
+    {kKeyBaseVersion, MODELOTA_MANIFEST_BASE_VERSION},
+    {kKeySize, MODELOTA_MANIFEST_SIZE},
+    {kKeyFingerprint, MODELOTA_MANIFEST_FINGERPRINT},
+    {kKeySha256, MODELOTA_MANIFEST_SHA256},
+    {kKeyUrl, MODELOTA_MANIFEST_URL},
+    {kKeyLine, MODELOTA_MANIFEST_LINE},
 };
 
 bool is_ws(uint8_t c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
@@ -504,8 +543,12 @@ void key_done(modelota_manifest* m) {
     m->key = 0;
     if (m->key_len < sizeof(m->key_buf)) {
         for (size_t k = 0; k < sizeof(kKeys) / sizeof(kKeys[0]); ++k) {
-            if (strlen(kKeys[k].name) == m->key_len &&
-                memcmp(kKeys[k].name, m->key_buf, m->key_len) == 0) {
+            const char* name = kKeys[k].name;
+            size_t i = 0;
+            while (i < m->key_len && pgm_char(name + i) == m->key_buf[i]) {
+                ++i;
+            }
+            if (i == m->key_len && pgm_char(name + i) == '\0') {
                 m->key = kKeys[k].bit;
             }
         }
@@ -792,6 +835,13 @@ void out_bytes(Out& o, const char* s, size_t n) {
 
 void out_str(Out& o, const char* s) { out_bytes(o, s, strlen(s)); }
 
+/* A MODELOTA_P string. */
+void out_p(Out& o, const char* p) {
+    for (char c = pgm_char(p); c != '\0'; c = pgm_char(++p)) {
+        out_bytes(o, &c, 1);
+    }
+}
+
 void out_u32(Out& o, uint32_t v) {
     char digits[10];
     size_t n = 0;
@@ -805,7 +855,7 @@ void out_u32(Out& o, uint32_t v) {
 
 void out_i32(Out& o, int v) {
     if (v < 0) {
-        out_bytes(o, "-", 1);
+        out_p(o, MODELOTA_P("-"));
         out_u32(o, static_cast<uint32_t>(-(static_cast<int32_t>(v) + 1)) + 1u);
     } else {
         out_u32(o, static_cast<uint32_t>(v));
@@ -813,9 +863,9 @@ void out_i32(Out& o, int v) {
 }
 
 void out_hex(Out& o, const uint8_t* b, size_t n) {
-    static const char kHex[] = "0123456789abcdef";
+    static const char kHex[] MODELOTA_PROGMEM = "0123456789abcdef";
     for (size_t i = 0; i < n; ++i) {
-        char two[2] = {kHex[b[i] >> 4], kHex[b[i] & 0x0Fu]};
+        char two[2] = {pgm_char(kHex + (b[i] >> 4)), pgm_char(kHex + (b[i] & 0x0Fu))};
         out_bytes(o, two, 2);
     }
 }
@@ -833,24 +883,25 @@ void out_base(Out& o) {
     out_bytes(o, base, n);
 }
 
+/* tail: a MODELOTA_P string */
 void out_device_path(Out& o, const char* tail) {
     out_base(o);
-    out_str(o, "/v1/devices/");
+    out_p(o, MODELOTA_P("/v1/devices/"));
     out_str(o, o.h->cfg->device_id);
-    out_str(o, tail);
+    out_p(o, tail);
 }
 
 /* Headers every request carries, up to and including Connection: close. */
 void out_common(Out& o) {
     const modelota_http_config* c = o.h->cfg;
-    out_str(o, " HTTP/1.1\r\nHost: ");
+    out_p(o, MODELOTA_P(" HTTP/1.1\r\nHost: "));
     out_str(o, c->host);
     if (c->port != 80) {
-        out_str(o, ":");
+        out_p(o, MODELOTA_P(":"));
         out_u32(o, c->port);
     }
-    out_str(o, "\r\nUser-Agent: ModelOTA/" MODELOTA_HTTP_VERSION_STRING
-               "\r\nAccept-Encoding: identity\r\nConnection: close\r\n");
+    out_p(o, MODELOTA_P("\r\nUser-Agent: ModelOTA/" MODELOTA_HTTP_VERSION_STRING
+                        "\r\nAccept-Encoding: identity\r\nConnection: close\r\n"));
 }
 
 int out_end(Out& o) {
@@ -975,18 +1026,18 @@ int check_body(modelota_http* h, void*, const uint8_t* data, size_t n) {
 
 int send_check(modelota_http* h, const modelota_updater* u) {
     Out o = out_begin(h, false);
-    out_str(o, "GET ");
-    out_device_path(o, "/manifest.json?fingerprint=");
+    out_p(o, MODELOTA_P("GET "));
+    out_device_path(o, MODELOTA_P("/manifest.json?fingerprint="));
     out_hex(o, u->cfg->fingerprint, MODELOTA_FINGERPRINT_LEN);
-    out_str(o, "&version=");
+    out_p(o, MODELOTA_P("&version="));
     out_u32(o, modelota_current_version(u));
     out_common(o);
     if (h->etag[0] != '\0' && h->etag_kind == ETAG_MANIFEST) {
-        out_str(o, "If-None-Match: ");
+        out_p(o, MODELOTA_P("If-None-Match: "));
         out_str(o, h->etag);
-        out_str(o, "\r\n");
+        out_p(o, MODELOTA_P("\r\n"));
     }
-    out_str(o, "Accept: application/json\r\n\r\n");
+    out_p(o, MODELOTA_P("Accept: application/json\r\n\r\n"));
     return out_end(o);
 }
 
@@ -1114,21 +1165,21 @@ int download_body(modelota_http* h, void* ctx, const uint8_t* data, size_t n) {
 
 int send_download(modelota_http* h) {
     Out o = out_begin(h, false);
-    out_str(o, "GET ");
+    out_p(o, MODELOTA_P("GET "));
     out_base(o);
     out_str(o, h->m.url);
     out_common(o);
     if (h->fed > 0) {
-        out_str(o, "Range: bytes=");
+        out_p(o, MODELOTA_P("Range: bytes="));
         out_u32(o, h->fed);
-        out_str(o, "-\r\n");
+        out_p(o, MODELOTA_P("-\r\n"));
         if (h->etag[0] != '\0') {
-            out_str(o, "If-Range: ");
+            out_p(o, MODELOTA_P("If-Range: "));
             out_str(o, h->etag);
-            out_str(o, "\r\n");
+            out_p(o, MODELOTA_P("\r\n"));
         }
     }
-    out_str(o, "\r\n");
+    out_p(o, MODELOTA_P("\r\n"));
     return out_end(o);
 }
 
@@ -1203,17 +1254,17 @@ int download(modelota_http* h, Download* d) {
 /* `version` is the one the device runs after the event (the server records
  * it as the device's version): the new one after Ok, the old one otherwise. */
 void report_body(Out& o, const modelota_http* h, const char* event, int status, uint32_t version) {
-    out_str(o, "{\"event\":\"");
-    out_str(o, event);
-    out_str(o, "\",\"version\":");
+    out_p(o, MODELOTA_P("{\"event\":\""));
+    out_p(o, event);
+    out_p(o, MODELOTA_P("\",\"version\":"));
     out_u32(o, version);
-    out_str(o, ",\"status\":");
+    out_p(o, MODELOTA_P(",\"status\":"));
     out_i32(o, status);
-    out_str(o, ",\"status_name\":\"");
+    out_p(o, MODELOTA_P(",\"status_name\":\""));
     out_str(o, modelota_http_status_str(status));
-    out_str(o, "\",\"bytes\":");
+    out_p(o, MODELOTA_P("\",\"bytes\":"));
     out_u32(o, h->fed);
-    out_str(o, "}");
+    out_p(o, MODELOTA_P("}"));
 }
 
 int stop_head(modelota_http*, void*) { return 1; }
@@ -1227,12 +1278,12 @@ void report(modelota_http* h, const char* event, int status, uint32_t version) {
         return;
     }
     Out o = out_begin(h, false);
-    out_str(o, "POST ");
-    out_device_path(o, "/reports");
+    out_p(o, MODELOTA_P("POST "));
+    out_device_path(o, MODELOTA_P("/reports"));
     out_common(o);
-    out_str(o, "Content-Type: application/json\r\nContent-Length: ");
+    out_p(o, MODELOTA_P("Content-Type: application/json\r\nContent-Length: "));
     out_u32(o, count.total);
-    out_str(o, "\r\n\r\n");
+    out_p(o, MODELOTA_P("\r\n\r\n"));
     report_body(o, h, event, status, version);
     if (out_end(o) == MODELOTA_OK) {
         read_response(h, stop_head, NULL, NULL); /* the answer does not matter */
@@ -1335,7 +1386,8 @@ extern "C" int modelota_http_pull(modelota_http* h, modelota_updater* u, modelot
     st = download(h, &d);
     if (h->cfg->no_report == 0) {
         bool applied = st == MODELOTA_OK || (st < 0 && st >= MODELOTA_STATUS_MIN);
-        report(h, applied ? "apply" : "download", st, modelota_current_version(u));
+        report(h, applied ? MODELOTA_P("apply") : MODELOTA_P("download"), st,
+               modelota_current_version(u));
     }
     h->etag[0] = '\0'; /* the next check starts without If-None-Match */
     h->etag_kind = ETAG_NONE;
