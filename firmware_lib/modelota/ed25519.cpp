@@ -108,8 +108,86 @@ void ed_carry(int64_t o[16]) {
 }
 
 /* Product scanning: column k collects a[i] * b[k - i] (position k) and the
- * products at position k + 16, which 2^256 = 38 mod p folds onto k. The two
- * accumulators stay in registers; no 31-entry product array in memory. */
+ * products at position k + 16, which 2^256 = 38 mod p folds onto k.
+ *
+ * 32-bit cores: signed 32 x 32 -> 64 multiply-accumulate (one SMLAL on a
+ * Cortex-M4), accumulators in registers.
+ *
+ * AVR (or MODELOTA_ED25519_MUL16, which the host tests use to check this
+ * variant): a 64-bit multiply is a slow library call there, so both inputs
+ * are first carried to limbs in [0, 2^16) and every product is an unsigned
+ * 16 x 16 -> 32 multiply whose halves are summed in 32 bits. */
+#if defined(__AVR__) && !defined(MODELOTA_ED25519_MUL16)
+#define MODELOTA_ED25519_MUL16 1
+#endif
+
+#if defined(MODELOTA_ED25519_MUL16) && MODELOTA_ED25519_MUL16
+/* Limbs in [0, 2^16) for inputs whose limbs are within (-2^19, 2^19): the
+ * first pass leaves limb 0 within 38 * 2^4 of the range, the second pass
+ * moves at most one unit of carry around (see ed_fe_pack for the argument). */
+void ed_fe_norm16(uint16_t out[16], const ed_fe a) {
+    int32_t t[16];
+    memcpy(t, a, sizeof(t));
+    for (unsigned pass = 0; pass < 2u; ++pass) {
+        for (unsigned i = 0; i < 16u; ++i) {
+            const int32_t c = t[i] >> 16;
+            t[i] &= 0xffff;
+            if (i < 15u) {
+                t[i + 1u] += c;
+            } else {
+                t[0] += 38 * c;
+            }
+        }
+    }
+    for (unsigned i = 0; i < 16u; ++i) {
+        out[i] = static_cast<uint16_t>(t[i]);
+    }
+}
+
+/* The products x[i] * y[j - i], i in [from, to), summed as two halves:
+ * *lo gets the low 16 bits of each, *hi the high 16 bits (both < 2^20, so
+ * there is no carry to track, only 16-bit additions). */
+__attribute__((noinline)) void ed_column16(const uint16_t* x, const uint16_t* y, unsigned from,
+                                          unsigned to, unsigned j, uint32_t* lo, uint32_t* hi) {
+    uint32_t l = 0;
+    uint32_t h = 0;
+    for (unsigned i = from; i < to; ++i) {
+        const uint32_t p = static_cast<uint32_t>(x[i]) * y[j - i];
+        l += static_cast<uint16_t>(p);
+        h += static_cast<uint16_t>(p >> 16);
+    }
+    *lo = l;
+    *hi = h;
+}
+
+/* Everything in 32 bits. Column k is (L + 2^16 H) + 38 (L' + 2^16 H'), the
+ * primed sums being the products folded down from position k + 16. With the
+ * carry c from column k - 1:
+ *   limb k = (L + 38 L' + c) mod 2^16
+ *   c'     = (L + 38 L' + c) / 2^16 + H + 38 H'
+ * L, H, L', H' < 2^20, so c < 2^26 and L + 38 L' + c < 2^27. Column 15 has
+ * no folded part, so the carry out of limb 15 is < 2^21; it comes back as
+ * 38 c into limb 0 and on into limbs 1 and 2. Limbs end in [0, 2^16]. */
+void ed_fe_mul(ed_fe o, const ed_fe a, const ed_fe b) {
+    uint16_t x[16], y[16];
+    ed_fe_norm16(x, a);
+    ed_fe_norm16(y, b);
+    uint32_t c = 0;
+    for (unsigned k = 0; k < 16u; ++k) {
+        uint32_t l, h, lf, hf;
+        ed_column16(x, y, 0, k + 1u, k, &l, &h);
+        ed_column16(x, y, k + 1u, 16u, k + 16u, &lf, &hf);
+        const uint32_t v = l + 38u * lf + c;
+        o[k] = static_cast<int32_t>(v & 0xffffu);
+        c = (v >> 16) + h + 38u * hf;
+    }
+    uint32_t v = static_cast<uint32_t>(o[0]) + 38u * c;
+    o[0] = static_cast<int32_t>(v & 0xffffu);
+    v = static_cast<uint32_t>(o[1]) + (v >> 16);
+    o[1] = static_cast<int32_t>(v & 0xffffu);
+    o[2] += static_cast<int32_t>(v >> 16);
+}
+#else
 void ed_fe_mul(ed_fe o, const ed_fe a, const ed_fe b) {
     int64_t t[16];
     for (unsigned k = 0; k < 16u; ++k) {
@@ -129,6 +207,7 @@ void ed_fe_mul(ed_fe o, const ed_fe a, const ed_fe b) {
         o[i] = static_cast<int32_t>(t[i]);
     }
 }
+#endif
 
 void ed_fe_sq(ed_fe o, const ed_fe a) { ed_fe_mul(o, a, a); }
 
