@@ -1172,24 +1172,55 @@ def test_wifi_pull_sketch_runs_on_the_host(nginx: Nginx, tmp_path: Path) -> None
 
 
 def test_arduino_glue_builds_with_and_without_a_client_header(tmp_path: Path) -> None:
-    """src/ModelOTAHttp.cpp is compiled for every sketch that uses ModelOTA:
-    with Client.h (strict flags) it defines ModelOTAHttp; on a core without
-    Client.h (nor api/Client.h) it still compiles, without the class."""
+    """A sketch including ModelOTAHttp.h gets class ModelOTAHttp when Client.h
+    exists (strict flags) and still compiles, without the class, on a core
+    with neither Client.h nor api/Client.h. src/ModelOTAHttp.cpp, which the
+    Arduino builder compiles for EVERY ModelOTA sketch, never includes
+    Client.h (on AVR its IPAddress global would cost every sketch 358 bytes
+    of flash): here a Client.h that is an #error proves it."""
     assert GXX is not None
-    common = [GXX, *STRICT, "-c", "-I", str(ARDUINO_HOST), "-I", str(ROOT / "src"),
-              "-include", "Arduino.h", "-include", str(HOST / "arduino" / "host_sketch.h"),
-              str(ROOT / "src" / "ModelOTAHttp.cpp")]  # fmt: skip
+    probe = tmp_path / "probe.cpp"
+    probe.write_text(
+        "#include <ModelOTAHttp.h>\n"
+        "#if MODELOTA_HAVE_CLIENT\n"
+        "int probe_pull(Client& c, modelota_updater* u) {\n"
+        '    ModelOTAHttp fleet(c, "h", 80, "id");\n'
+        "    return fleet.pull(u);\n"
+        "}\n"
+        "#endif\n"
+    )
+    poison = tmp_path / "poison"
+    poison.mkdir()
+    (poison / "Client.h").write_text('#error "ModelOTAHttp.cpp must not include Client.h"\n')
+    base = [
+        GXX,
+        *STRICT,
+        "-c",
+        "-I",
+        str(ARDUINO_HOST),
+        "-I",
+        str(ROOT / "src"),
+        "-include",
+        "Arduino.h",
+        "-include",
+        str(HOST / "arduino" / "host_sketch.h"),
+    ]
+    builds = {
+        "with": [*base, "-I", str(HOST / "arduino"), str(probe)],
+        "without": [*base, str(probe)],
+        "library unit": [*base, "-I", str(poison), str(ROOT / "src" / "ModelOTAHttp.cpp")],
+    }  # fmt: skip
     symbols = {}
-    for name, extra in (("with", ["-I", str(HOST / "arduino")]), ("without", [])):
-        obj = tmp_path / f"{name}.o"
-        proc = subprocess.run([*common, *extra, "-o", str(obj)], capture_output=True, text=True,
-                              check=False)  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
+    for name, cmd in builds.items():
+        obj = tmp_path / f"{name.replace(' ', '_')}.o"
+        proc = subprocess.run([*cmd, "-o", str(obj)], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, f"{name}: {' '.join(cmd)}\n{proc.stderr}"
         nm = subprocess.run(["nm", "-C", str(obj)], capture_output=True, text=True, check=True)
         symbols[name] = nm.stdout
-    assert "ModelOTAHttp::pull(" in symbols["with"]
-    assert "ModelOTAHttp::" not in symbols["without"]
-    assert "modelota_http_pull" in symbols["without"]  # the portable core is still there
+    assert "ModelOTAHttp::readCb(" in symbols["with"], symbols["with"]
+    assert "ModelOTAHttp" not in symbols["without"]
+    assert "modelota_http_pull" in symbols["library unit"]
+    assert "ModelOTAHttp" not in symbols["library unit"]
 
 
 def test_a_server_dripping_headers_is_cut_off_after_one_timeout(
