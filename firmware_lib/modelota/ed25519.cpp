@@ -122,9 +122,12 @@ void ed_carry(int64_t o[16]) {
 #endif
 
 #if defined(MODELOTA_ED25519_MUL16) && MODELOTA_ED25519_MUL16
-/* Limbs in [0, 2^16) for inputs whose limbs are within (-2^19, 2^19): the
- * first pass leaves limb 0 within 38 * 2^4 of the range, the second pass
- * moves at most one unit of carry around (see ed_fe_pack for the argument). */
+/* Limbs in [0, 2^16) for inputs whose limbs are within (-2^19, 2^19). The
+ * first pass leaves limbs 1..15 in range and limb 0 within 38 * 2^4 of it.
+ * In the second pass a carry of +-1 can ripple up to limb 15 only through
+ * limbs that were all 0xffff (or all 0), and then limb 0 is far enough from
+ * the edge it came from (below 38 * 2^4, or above 2^16 - 38 * 2^4) that
+ * adding +-38 keeps it in range. */
 void ed_fe_norm16(uint16_t out[16], const ed_fe a) {
     int32_t t[16];
     memcpy(t, a, sizeof(t));
