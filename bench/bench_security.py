@@ -148,7 +148,7 @@ def whole_update() -> None:
             dev = FlashModelDevice(flash, layout, bytes(16), 1, buffer_len=1024, public_key=key)
             assert dev.boot() == 0 and dev.update(raw, piece=512) == 0
 
-        t_ram, t_store = median(ram_update), median(store_update, 3)
+        t_ram, t_store = median(ram_update, 9), median(store_update, 9)
         base_t.setdefault("ram", t_ram)
         base_t.setdefault("store", t_store)
         rows.append([

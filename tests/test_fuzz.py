@@ -51,6 +51,28 @@ def regression_inputs() -> list[Path]:
     return sorted(p for p in REGRESSIONS.iterdir() if p.is_file() and p.suffix != ".md")
 
 
+def build_fuzzer(out: Path, defines: tuple[str, ...] = ()) -> Path:
+    cxx = shutil.which("clang++")
+    assert cxx is not None
+    objs = []
+    for name in PLAIN:
+        obj = out / (name + ".o")
+        if not obj.exists():
+            cmd = [cxx, "-std=c++11", "-g", "-O2", *SAN, "-c", str(CORE / name), "-o", str(obj)]
+            subprocess.run(cmd, check=True, capture_output=True)
+        objs.append(str(obj))
+    exe = out / ("fuzz_updater" + "".join(d.replace("-D", "-") for d in defines))
+    cmd = [
+        cxx, "-std=c++11", "-g", "-O1", "-fsanitize=fuzzer", *SAN, "-Wall", "-Wextra", *defines,
+        f"-I{ROOT / 'firmware_lib'}", f"-I{ROOT / 'sim'}", str(FUZZ / "fuzz_updater.cpp"),
+        *(str(CORE / n) for n in COVERED), str(ROOT / "sim" / "sim_flash.cpp"), *objs,
+        "-o", str(exe),
+    ]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    assert p.returncode == 0, f"building the fuzz target failed:\n{p.stderr[-3000:]}"
+    return exe
+
+
 @pytest.fixture(scope="session")
 def fuzzer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cxx = shutil.which("clang++")
@@ -72,22 +94,7 @@ def fuzzer(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "clang++ has no libFuzzer runtime (apt-get install libclang-rt-14-dev): "
             + p.stderr.strip().splitlines()[-1]
         )
-    objs = []
-    for name in PLAIN:
-        obj = out / (name + ".o")
-        cmd = [cxx, "-std=c++11", "-g", "-O2", *SAN, "-c", str(CORE / name), "-o", str(obj)]
-        subprocess.run(cmd, check=True, capture_output=True)
-        objs.append(str(obj))
-    exe = out / "fuzz_updater"
-    cmd = [
-        cxx, "-std=c++11", "-g", "-O1", "-fsanitize=fuzzer", *SAN, "-Wall", "-Wextra",
-        f"-I{ROOT / 'firmware_lib'}", f"-I{ROOT / 'sim'}", str(FUZZ / "fuzz_updater.cpp"),
-        *(str(CORE / n) for n in COVERED), str(ROOT / "sim" / "sim_flash.cpp"), *objs,
-        "-o", str(exe),
-    ]  # fmt: skip
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    assert p.returncode == 0, f"building the fuzz target failed:\n{p.stderr[-3000:]}"
-    return exe
+    return build_fuzzer(out)
 
 
 @pytest.fixture(scope="session")
@@ -166,6 +173,22 @@ def run_fuzzer(fuzzer: Path, corpus: Path, tmp: Path, seconds: int, seed: int) -
         + p.stderr[-4000:]
     )
     assert int(stats.get("number_of_executed_units", 0)) > 1000
+
+
+def test_the_harness_catches_an_unrestored_byte(fuzzer: Path, corpus: Path, tmp_path: Path) -> None:
+    """Self-test: with a planted restore bug (one byte left changed after a
+    ChunkCrc refusal) the fuzzer must find a crash within seconds, and the
+    invariant message must name the check."""
+    planted = build_fuzzer(fuzzer.parent, ("-DFUZZ_PLANTED_BUG",))
+    work = tmp_path / "corpus"
+    shutil.copytree(corpus, work)
+    p = subprocess.run(
+        [str(planted), str(work), "-max_total_time=60", "-seed=1", f"-artifact_prefix={tmp_path}/"],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert p.returncode != 0, "the planted bug went unnoticed"
+    assert "invariant failed: memcmp(region, factory, kRegion) == 0" in p.stderr
+    assert list(tmp_path.glob("crash-*")), "no crash input written"
 
 
 def test_fuzz_updater_bounded(fuzzer: Path, corpus: Path, tmp_path: Path) -> None:

@@ -155,6 +155,13 @@ int run(modelota_updater* u, modelota_store* st, const uint8_t* p, size_t n, Spl
 void check_verdict(int rc, const modelota_updater* u, const uint8_t* p, size_t n,
                    const uint8_t* region, bool keyed, uint32_t floor) {
     CHECK(modelota_bytes_in(u) <= n);
+#ifdef FUZZ_PLANTED_BUG
+    /* self-test of the harness (tests/test_fuzz.py): pretend a refused
+     * payload whose chunk CRC failed left one byte unrestored */
+    if (rc == MODELOTA_CHUNK_CRC && modelota_data_applied(u) > 0) {
+        const_cast<uint8_t*>(region)[0] ^= 1u;
+    }
+#endif
     if (rc < 0) {
         CHECK(memcmp(region, factory, kRegion) == 0);
         CHECK(modelota_weights_intact(u) == 1);
