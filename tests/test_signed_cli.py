@@ -202,3 +202,44 @@ def test_signed_delta_and_tflite_pack(tmp_path: Path) -> None:
     assert plain.returncode == 0, plain.stderr
     assert unsigned_dev.apply((tmp_path / "u.mota").read_bytes()) == Status.Ok
     assert bytes(unsigned_dev.weights) == bytes(dev.weights)  # same weights, signed or not
+
+
+def test_signed_edge_impulse_pack(tmp_path: Path) -> None:
+    """`pack --ei OLD NEW --sign KEY`: the Edge Impulse packer's payload, sealed
+    over the old export's weight region, applies on a keyed device."""
+    from test_edgeimpulse import FORMS, _expected_new_region
+
+    from modelota import edgeimpulse as E
+
+    key = keygen(tmp_path)
+    pub = keys.load_public(f"{key}.pub")
+    old = FORMS["eon2024_g0_hex"](tmp_path / "old", "old")
+    new = FORMS["eon2024_g0_hex"](tmp_path / "new", "new")
+    out = tmp_path / "v2.mota"
+    r = modelota(
+        "pack",
+        "--ei",
+        old.export.root,
+        new.export.root,
+        "-o",
+        out,
+        "--version",
+        "2",
+        "--chunk-size",
+        "256",
+        "--sign",
+        key,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "signed (Ed25519" in r.stdout
+    raw = out.read_bytes()
+    assert parse(raw, pub).header.is_signed
+    dev = Updater(
+        bytearray(old.region),
+        buffer_len=256,
+        current_version=1,
+        public_key=pub,
+        fingerprint=E.read_export(old.export.root).fingerprint(),
+    )
+    assert dev.apply(raw) == Status.Ok
+    assert bytes(dev.weights) == _expected_new_region(old, new)

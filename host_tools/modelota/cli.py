@@ -130,9 +130,12 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if args.ei:
         if args.weights or args.base:
             raise CliError("--ei OLD NEW takes the two exports; give no other weight files")
-        if seed is not None or args.digest != "crc32":
-            raise CliError("--sign and --digest sha256 are not supported with --ei yet")
-        return edgeimpulse_cli.cmd_pack_ei(args)
+        rc = edgeimpulse_cli.cmd_pack_ei(args)
+        if rc == 0 and (seed is not None or args.digest != "crc32"):
+            from .edgeimpulse import read_export
+
+            reseal_output(args, read_export(args.ei[0]).weights_bytes(), seed)
+        return rc
     if not args.weights:
         raise CliError("give the new weights (files, a .tflite with --base, or --ei OLD NEW)")
     if tflite_cli.wants_tflite(args):
