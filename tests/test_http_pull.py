@@ -796,7 +796,10 @@ def test_a_stalled_download_times_out_and_resumes(
     assert b"Range: bytes=" in px.payload_requests()[1].request
 
 
-def test_a_200_to_the_range_request_starts_over(built: Built, nginx: Nginx, tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", [False, True], ids=["ram", "store"])
+def test_a_200_to_the_range_request_starts_over(
+    built: Built, nginx: Nginx, tmp_path: Path, store: bool
+) -> None:
     old, new = models(4)
     payload = full_payload(new, 2)
     static_tree(nginx.root, DEVICE, payload, 2)
@@ -809,8 +812,10 @@ def test_a_200_to_the_range_request_starts_over(built: Built, nginx: Nginx, tmp_
         return Action(cut_after=2500) if len(seen) == 1 else Action(drop_range=True)
 
     with Proxy(nginx.port, policy) as px:
-        r = run_device(built, px.port, old, 1, tmp_path)[0]
+        r = run_device(built, px.port, old, 1, tmp_path, *(["--store"] if store else []))[0]
     assert (r.status, r["attempts"], r["restarts"], r["resumes"]) == (OK, 2, 1, 0), r.fields
+    if store:  # the log was dropped and restarted: the store holds exactly v2
+        assert (r.fields["store_version"], r.fields["store_matches"]) == ("2", "1"), r.fields
     assert r["backwards"] == 1 and r.weights == new
     second = px.payload_requests()[1]
     assert b"Range: bytes=" in second.request and second.response_head.startswith(b"HTTP/1.1 200")
