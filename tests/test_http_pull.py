@@ -892,6 +892,7 @@ def test_gives_up_after_max_attempts(built: Built, nginx: Nginx, tmp_path: Path)
     with Proxy(nginx.port, policy) as px:
         r = run_device(built, px.port, old, 1, tmp_path, "--attempts", "3")[0]
     assert (r.status, r.name, r["attempts"], r["intact"]) == (HTTP_CLOSED, "HttpClosed", 3, 1)
+    assert r.fields["updater"] == "Timeout"  # the Updater's own record of the lost link
     assert r.weights == old and len(px.payload_requests()) == 3
     report = json.loads(px.exchanges[-1].request.split(b"\r\n\r\n")[1])
     assert report["event"] == "download" and report["status_name"] == "HttpClosed"

@@ -1187,7 +1187,13 @@ int send_download(modelota_http* h) {
  * to), the store's log is dropped. Returns st. */
 int download_failed(Download* d, int st) {
     if (modelota_state_of(d->u) != MODELOTA_STATE_FAILED) {
-        modelota_abort(d->u, st >= MODELOTA_STATUS_MIN && st < 0 ? st : MODELOTA_ABORTED);
+        int reason = MODELOTA_ABORTED;
+        if (st >= MODELOTA_STATUS_MIN && st < 0) {
+            reason = st; /* the Store's own failure */
+        } else if (transient(st)) {
+            reason = MODELOTA_TIMEOUT; /* the Updater's name for "the bytes stopped" */
+        }
+        modelota_abort(d->u, reason);
     }
     if (d->store != NULL) {
         modelota_store_cancel(d->store);

@@ -224,13 +224,15 @@ int run_pull(int argc, char** argv) {
             modelota_store_attach_ram(&cfg, &store, weights.data()); /* backup follows the store */
         }
         printf("result status=%d name=%s code=%d version=%lu fed=%lu attempts=%u resumes=%u "
-               "restarts=%u connects=%lu intact=%d progress=%lu/%lu backwards=%lu",
+               "restarts=%u connects=%lu intact=%d progress=%lu/%lu backwards=%lu "
+               "updater=%s",
                st, modelota_http_status_str(st), modelota_http_code(&h),
                static_cast<unsigned long>(modelota_current_version(&u)),
                static_cast<unsigned long>(h.fed), h.attempts, h.resumes, h.restarts,
                static_cast<unsigned long>(conn.connects - connects_before),
                modelota_weights_intact(&u), static_cast<unsigned long>(prog.bytes),
-               static_cast<unsigned long>(prog.total), static_cast<unsigned long>(prog.backwards));
+               static_cast<unsigned long>(prog.total), static_cast<unsigned long>(prog.backwards),
+               modelota_status_str(modelota_last_status(&u)));
         if (use_store) {
             std::vector<uint8_t> loaded(weights.size());
             int ls = modelota_store_load(&store, loaded.data(), static_cast<uint32_t>(loaded.size()));
