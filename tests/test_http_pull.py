@@ -309,6 +309,7 @@ class Action:
     stall_after: int | None = None  # response bytes forwarded before going silent
     flip_body_at: int | None = None  # body offset of a byte to corrupt
     drop_range: bool = False  # remove Range/If-Range from the request
+    rechunk: int = 0  # > 0: re-send the body chunked, pieces of 1..rechunk bytes (seeded)
 
 
 @dataclass
@@ -374,6 +375,9 @@ class Proxy:
             if action.flip_body_at is not None:
                 at = head_end + action.flip_body_at
                 response = response[:at] + bytes([response[at] ^ 0x5A]) + response[at + 1 :]
+            if action.rechunk:
+                response = rechunked(response, head_end, action.rechunk, seed=index)
+                head_end = response.find(b"\r\n\r\n") + 4
             with self._lock:
                 self.exchanges.append(Exchange(request, response[:head_end], action))
             limit = action.cut_after if action.cut_after is not None else action.stall_after
@@ -383,6 +387,22 @@ class Proxy:
                     time.sleep(3)  # silent but open: the device must time out
             except OSError:
                 pass
+
+
+def rechunked(response: bytes, head_end: int, most: int, seed: int) -> bytes:
+    """The same response with Transfer-Encoding: chunked instead of its
+    Content-Length: random piece sizes, chunk extensions, a trailer."""
+    rnd = random.Random(seed)
+    head = re.sub(rb"(?im)^content-length:[^\r\n]*\r\n", b"", response[: head_end - 2])
+    out = [head + b"Transfer-Encoding: chunked\r\n\r\n"]
+    body = response[head_end:]
+    while body:
+        n = rnd.randint(1, most)
+        ext = rnd.choice([b"", b";x=1", b';name="v"'])
+        out.append(b"%x%s\r\n%s\r\n" % (min(n, len(body)), ext, body[:n]))
+        body = body[n:]
+    out.append(b"0\r\nX-Trailer: t\r\n\r\n")
+    return b"".join(out)
 
 
 def read_request(s: socket.socket) -> bytes:
@@ -845,6 +865,33 @@ def test_a_corrupted_byte_is_refused_and_the_weights_restored(
     assert report["version"] == 1  # the version the device runs after the event
 
 
+def test_chunked_responses_are_decoded_end_to_end(
+    built: Built, nginx: Nginx, tmp_path: Path
+) -> None:
+    """Every response re-sent with Transfer-Encoding: chunked (no
+    Content-Length, random chunk sizes and extensions, a trailer), and the
+    first download cut mid-chunk: the manifest, the payload and the resumed
+    206 are decoded into the Updater; the weights end byte-identical."""
+    old, new = models(12, size=7000)
+    payload = full_payload(new, 2)
+    static_tree(nginx.root, DEVICE, payload, 2)
+    cut_once: list[bool] = []
+
+    def policy(index: int, request: bytes) -> Action:
+        if b"/v1/payloads/" in request and not cut_once:
+            cut_once.append(True)
+            return Action(rechunk=300, cut_after=2500)
+        return Action(rechunk=97)
+
+    with Proxy(nginx.port, policy) as px:
+        r = run_device(built, px.port, old, 1, tmp_path)[0]
+    assert (r.status, r["attempts"], r["resumes"], r.weights) == (OK, 2, 1, new), r.fields
+    heads = [e.response_head for e in px.exchanges]
+    assert all(b"Transfer-Encoding: chunked" in h for h in heads) and not any(
+        b"Content-Length" in h for h in heads if b" 404 " not in h and b" 405 " not in h
+    ), heads
+
+
 def test_no_update_unless_newer_and_same_model(built: Built, nginx: Nginx, tmp_path: Path) -> None:
     old, new = models(6)
     with Proxy(nginx.port, passthrough) as px:
@@ -1011,6 +1058,31 @@ def test_fleet_server_refuses_another_model(built: Built, fleet: Fleet, tmp_path
     fleet.admin("PUT", f"/admin/assignments/device/{dev}", {"line": "other-line"})
     r = run_device(built, fleet.port, old, 1, tmp_path, device=dev)[0]
     assert (r.status, r.fields["code"], r.weights) == (HTTP_STATUS, "409", old)
+
+
+def test_fleet_server_sends_a_delta_to_a_device_on_its_base(
+    built: Built, fleet: Fleet, tmp_path: Path
+) -> None:
+    """The server answers a device on v2 with the v2->v3 delta (a manifest
+    with base_version 2) and a device on v1 with the full v3; both end with
+    exactly the v3 weights."""
+    w1, w2 = models(13)
+    w3 = bytearray(w2)
+    w3[100:140] = bytes(40)
+    w3 = bytes(w3)
+    full3 = full_payload(w3, 3)
+    delta = pack(w3, fingerprint=FP, version=3, chunk_size=512, base=w2, base_version=2).encode()
+    assert len(delta) < len(full3)
+    fleet.admin("POST", "/admin/payloads?line=delta-line", full_payload(w2, 2))
+    fleet.admin("POST", "/admin/payloads?line=delta-line", full3)
+    fleet.admin("POST", "/admin/payloads?line=delta-line", delta)
+    for dev in ("dev-delta-on-2", "dev-delta-on-1"):
+        fleet.admin("PUT", f"/admin/devices/{dev}", {"group": "delta-g"})
+    fleet.admin("PUT", "/admin/assignments/group/delta-g", {"line": "delta-line"})
+    on2 = run_device(built, fleet.port, w2, 2, tmp_path / "on2", device="dev-delta-on-2")[0]
+    assert (on2.status, on2["version"], on2["fed"], on2.weights) == (OK, 3, len(delta), w3)
+    on1 = run_device(built, fleet.port, w1, 1, tmp_path / "on1", device="dev-delta-on-1")[0]
+    assert (on1.status, on1["version"], on1["fed"], on1.weights) == (OK, 3, len(full3), w3)
 
 
 def test_exported_tree_served_by_nginx(
