@@ -945,6 +945,17 @@ def test_gives_up_after_max_attempts(built: Built, nginx: Nginx, tmp_path: Path)
     assert report["event"] == "download" and report["status_name"] == "HttpClosed"
 
 
+def test_an_updater_busy_with_another_transfer_is_left_alone(
+    built: Built, nginx: Nginx, tmp_path: Path
+) -> None:
+    old, new = models(14)
+    static_tree(nginx.root, DEVICE, full_payload(new, 2), 2)
+    with Proxy(nginx.port, passthrough) as px:
+        r = run_device(built, px.port, old, 1, tmp_path, "--busy")[0]
+    assert (r.status, r.name, r["connects"], r["state"]) == (-22, "BadState", 0, 1), r.fields
+    assert r.weights == old and not px.exchanges
+
+
 def test_invalid_device_id_is_refused_before_any_request(built: Built, tmp_path: Path) -> None:
     r = run_device(built, 9, b"\0" * 100, 1, tmp_path, device=".hidden")[0]
     assert (r.status, r.name) == (HTTP_INVALID_ARGUMENT, "HttpInvalidArgument")

@@ -1382,6 +1382,14 @@ extern "C" int modelota_http_check(modelota_http* h, const modelota_updater* u) 
 }
 
 extern "C" int modelota_http_pull(modelota_http* h, modelota_updater* u, modelota_store* store) {
+    if (u == NULL) {
+        return MODELOTA_HTTP_INVALID_ARGUMENT;
+    }
+    const int state = modelota_state_of(u);
+    if (state != MODELOTA_STATE_IDLE && state != MODELOTA_STATE_DONE &&
+        state != MODELOTA_STATE_FAILED) {
+        return MODELOTA_BAD_STATE; /* another transfer (serial link...) owns the Updater */
+    }
     int st = modelota_http_check(h, u);
     if (st != MODELOTA_OK) {
         return st;

@@ -245,7 +245,9 @@ int modelota_http_init(modelota_http* h, const modelota_http_config* cfg);
  * Returns MODELOTA_OK (new weights in place and committed),
  * MODELOTA_HTTP_NO_UPDATE, a negative MODELOTA_HTTP_* status, or the
  * Updater's own status when it refused the payload. On any failure the old
- * weights are in place (see modelota_weights_intact).
+ * weights are in place (see modelota_weights_intact). MODELOTA_BAD_STATE,
+ * with nothing sent and nothing touched, while the Updater is in the middle
+ * of another transfer (a serial link's, say).
  */
 int modelota_http_pull(modelota_http* h, modelota_updater* u, modelota_store* store);
 

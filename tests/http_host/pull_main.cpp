@@ -210,6 +210,11 @@ int run_pull(int argc, char** argv) {
         fprintf(stderr, "modelota_init: %s\n", modelota_status_str(st));
         return 2;
     }
+    if (flag(argc, argv, "--busy")) { /* another transfer is half-way through a header */
+        static const uint8_t kMagic[4] = {'M', 'O', 'T', 'A'};
+        modelota_begin(&u);
+        modelota_feed(&u, kMagic, sizeof(kMagic));
+    }
     modelota_http h;
     st = modelota_http_init(&h, &hc);
     int repeat = atoi(arg(argc, argv, "--repeat", "1"));
@@ -225,14 +230,14 @@ int run_pull(int argc, char** argv) {
         }
         printf("result status=%d name=%s code=%d version=%lu fed=%lu attempts=%u resumes=%u "
                "restarts=%u connects=%lu intact=%d progress=%lu/%lu backwards=%lu "
-               "updater=%s",
+               "updater=%s state=%d",
                st, modelota_http_status_str(st), modelota_http_code(&h),
                static_cast<unsigned long>(modelota_current_version(&u)),
                static_cast<unsigned long>(h.fed), h.attempts, h.resumes, h.restarts,
                static_cast<unsigned long>(conn.connects - connects_before),
                modelota_weights_intact(&u), static_cast<unsigned long>(prog.bytes),
                static_cast<unsigned long>(prog.total), static_cast<unsigned long>(prog.backwards),
-               modelota_status_str(modelota_last_status(&u)));
+               modelota_status_str(modelota_last_status(&u)), modelota_state_of(&u));
         if (use_store) {
             std::vector<uint8_t> loaded(weights.size());
             int ls = modelota_store_load(&store, loaded.data(), static_cast<uint32_t>(loaded.size()));
