@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -796,6 +797,35 @@ def test_static_tree_resumes_with_range_after_a_cut(
     assert f"Content-Range: bytes {done}-{len(payload) - 1}/{len(payload)}".encode() in (
         second.response_head
     )
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(cuts=st.lists(st.integers(0, 3200), max_size=4))
+def test_resume_after_cuts_anywhere(built: Built, nginx: Nginx, cuts: list[int]) -> None:
+    """Up to 4 connections of a download cut at any response byte (inside the
+    status line, the headers, or the body): with 5 attempts the device
+    always ends with the new weights, and every retry asks for exactly the
+    bytes it has fed so far (the body bytes the cut connections delivered)."""
+    old, new = models(15, size=2500)
+    payload = full_payload(new, 2, chunk=300)
+    static_tree(nginx.root, "dev-cuts", payload, 2)
+    pending = list(cuts)
+
+    def policy(index: int, request: bytes) -> Action:
+        if b"/v1/payloads/" in request and pending:
+            return Action(cut_after=pending.pop(0))
+        return Action()
+
+    with tempfile.TemporaryDirectory() as tmp, Proxy(nginx.port, policy) as px:
+        r = run_device(built, px.port, old, 1, Path(tmp), "--no-report", device="dev-cuts")[0]
+    assert (r.status, r.weights) == (OK, new), r.fields
+    fed = 0
+    for ex in px.payload_requests():
+        m = re.search(rb"Range: bytes=(\d+)-", ex.request)
+        assert (int(m[1]) if m else 0) == fed, (ex.request, fed)
+        if ex.action.cut_after is not None:
+            fed += max(0, min(ex.action.cut_after - len(ex.response_head), len(payload) - fed))
+    assert r["attempts"] == len(px.payload_requests())
 
 
 def test_a_stalled_download_times_out_and_resumes(
