@@ -194,6 +194,54 @@ def test_hash_with_zero_length_updates_and_null_pointer() -> None:
     assert bytes(out) == hashlib.sha256(b"abc").digest()
 
 
+SHA256_HOST = r"""
+#include <stdio.h>
+#include <string.h>
+#include "modelota/sha256.h"
+static unsigned char msg[4096];
+int main() {
+    static char hex[8200];
+    while (scanf("%8199s", hex) == 1) {
+        const size_t n = (strlen(hex) - 1) / 2; /* leading "x" */
+        for (size_t i = 0; i < n; ++i) sscanf(hex + 1 + 2 * i, "%2hhx", &msg[i]);
+        modelota_sha256 c;
+        unsigned char d[32];
+        modelota_sha256_init(&c);
+        modelota_sha256_update(&c, msg, n / 2);
+        modelota_sha256_update(&c, msg + n / 2, n - n / 2);
+        modelota_sha256_final(&c, d);
+        for (int i = 0; i < 32; ++i) printf("%02x", d[i]);
+        printf("\n");
+    }
+    return 0;
+}
+"""
+
+
+def test_sha256_avr_rotations_on_the_host(tmp_path: Path) -> None:
+    """AVR builds rotate by whole bytes first (MODELOTA_SHA256_BYTE_ROTATE there); the
+    same code built on the host against the vectors and hashlib."""
+    if shutil.which("g++") is None:
+        pytest.skip("no g++")
+    src = tmp_path / "sha.cpp"
+    src.write_text(SHA256_HOST)
+    exe = tmp_path / "sha"
+    subprocess.run(
+        ["g++", "-std=c++11", "-O1", "-Wall", "-Wextra", "-Werror", "-Wconversion",
+         "-DMODELOTA_SHA256_BYTE_ROTATE", f"-I{ROOT / 'firmware_lib'}", str(src),
+         str(ROOT / "firmware_lib" / "modelota" / "sha256.cpp"), "-o", str(exe)],
+        check=True,
+    )  # fmt: skip
+    rng = random.Random(11)
+    msgs = [m for m, _ in SHA256_VECTORS if len(m) < 4096]
+    msgs += [rng.randbytes(n) for n in (*range(50, 70), *range(110, 135), 1000, 4095)]
+    out = subprocess.run(
+        [str(exe)], input="".join(f"x{m.hex()}\n" for m in msgs), capture_output=True,
+        text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert out == [hashlib.sha256(m).hexdigest() for m in msgs]
+
+
 # --------------------------------------------------------------------------------------------
 # Ed25519: RFC 8032 section 7.1 test vectors (secret key, public key, message, signature),
 # transcribed as data.

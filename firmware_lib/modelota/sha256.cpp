@@ -44,7 +44,32 @@ const uint32_t kSha256H0[8] MODELOTA_SHA256_ROM = {
     0x510E527Fu, 0x9B05688Cu, 0x1F83D9ABu, 0x5BE0CD19u,
 };
 
+#if defined(__AVR__) || defined(MODELOTA_SHA256_BYTE_ROTATE)
+/* An 8-bit core shifts one bit per instruction per byte: rotate by whole
+ * bytes first (register moves), then by at most 4 single bits, left or right. */
+__attribute__((always_inline)) inline uint32_t sha256_rotr(uint32_t x, unsigned n) {
+    unsigned bytes = n >> 3;
+    unsigned bits = n & 7u;
+    const bool left = bits > 4u;
+    if (left) {
+        bytes += 1u;
+        bits = 8u - bits;
+    }
+    if (bytes == 1u) {
+        x = (x >> 8) | (x << 24);
+    } else if (bytes == 2u) {
+        x = (x >> 16) | (x << 16);
+    } else if (bytes == 3u) {
+        x = (x >> 24) | (x << 8);
+    }
+    for (unsigned i = 0; i < bits; ++i) {
+        x = left ? ((x << 1) | (x >> 31)) : ((x >> 1) | (x << 31));
+    }
+    return x;
+}
+#else
 inline uint32_t sha256_rotr(uint32_t x, unsigned n) { return (x >> n) | (x << (32u - n)); }
+#endif
 
 inline uint32_t sha256_load_be(const uint8_t* p) {
     return (static_cast<uint32_t>(p[0]) << 24) | (static_cast<uint32_t>(p[1]) << 16) |
