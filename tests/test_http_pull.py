@@ -939,6 +939,13 @@ def test_no_update_unless_newer_and_same_model(built: Built, nginx: Nginx, tmp_p
         assert not px.payload_requests()
         r = run_device(built, px.port, old, 1, tmp_path / "none", device="dev-unknown")[0]
         assert (r.status, r.name, r.fields["code"]) == (HTTP_STATUS, "HttpStatus", "404")
+        elsewhere = tmp_path / "elsewhere"
+        sha = static_tree(nginx.root, "dev-abs", full_payload(new, 3), 3)
+        manifest = nginx.root / "v1" / "devices" / "dev-abs" / "manifest.json"
+        manifest.write_text(manifest.read_text().replace('"/v1/', '"http://cdn.example/v1/'))
+        r = run_device(built, px.port, old, 1, elsewhere, device="dev-abs")[0]
+        assert (r.status, r.name, r.weights) == (-108, "BadManifest", old), sha
+        assert not px.payload_requests()
 
 
 def test_store_backed_update(built: Built, nginx: Nginx, tmp_path: Path) -> None:

@@ -1045,8 +1045,7 @@ int send_check(modelota_http* h, const modelota_updater* u) {
 bool wanted(const modelota_manifest* m, const modelota_updater* u) {
     uint32_t current = modelota_current_version(u);
     return memcmp(m->fingerprint, u->cfg->fingerprint, MODELOTA_FINGERPRINT_LEN) == 0 &&
-           m->version > current && (m->base_version == 0 || m->base_version == current) &&
-           m->size >= MODELOTA_HEADER_LEN && m->url[0] == '/';
+           m->version > current && (m->base_version == 0 || m->base_version == current);
 }
 
 /* --- download --- */
@@ -1371,6 +1370,9 @@ extern "C" int modelota_http_check(modelota_http* h, const modelota_updater* u) 
     st = modelota_manifest_end(&h->m);
     if (st < 0) {
         return st;
+    }
+    if (h->m.url[0] != '/' || h->m.size < MODELOTA_HEADER_LEN) {
+        return MODELOTA_HTTP_BAD_MANIFEST; /* only server-relative URLs are followed */
     }
     if (!wanted(&h->m, u)) {
         /* the same manifest will be refused again: let the server say 304 */
