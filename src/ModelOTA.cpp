@@ -170,8 +170,35 @@ int ModelOTA::restoreFactory() {
         return last_;
     }
     cfg_.current_version = b.version;
+    const uint32_t raised = modelota_min_version(&u_);
+    if (raised > cfg_.min_version) {
+        cfg_.min_version = raised; /* never below a model it committed */
+    }
     last_ = modelota_init(&u_, &cfg_); /* the Updater starts over at that version */
     return last_;
+}
+
+int ModelOTA::reconfigure() {
+    if (last_ != MODELOTA_INVALID_ARGUMENT) {
+        /* keep what the Updater reached: its version and its raised floor */
+        cfg_.current_version = modelota_current_version(&u_);
+        const uint32_t raised = modelota_min_version(&u_);
+        if (raised > cfg_.min_version) {
+            cfg_.min_version = raised;
+        }
+    }
+    last_ = modelota_init(&u_, &cfg_);
+    return last_;
+}
+
+int ModelOTA::requireSignature(const modelota_verifier& verifier) {
+    cfg_.verifier = verifier;
+    return reconfigure();
+}
+
+int ModelOTA::setMinVersion(uint32_t min_version) {
+    cfg_.min_version = min_version;
+    return reconfigure();
 }
 
 int ModelOTA::update(Stream& in, uint32_t timeout_ms, modelota_progress_fn progress,

@@ -113,6 +113,19 @@ public:
     int update(Stream& in, uint32_t timeout_ms, modelota_progress_fn progress = nullptr,
                void* progress_ctx = nullptr);
 
+    /* Accept only payloads signed for this device (docs/SECURITY.md): the
+     * verifier checks each payload's signature before anything is written;
+     * unsigned ones fail with "Unsigned", bad ones with "BadSignature".
+     *   ota.requireSignature(modelota_ed25519_verifier(MODELOTA_PUBLIC_KEY));
+     * (the key array from `modelota keygen`; built-in verifier where
+     * MODELOTA_SIGNATURES is on, i.e. not on AVR by default). The chunk
+     * buffer must hold at least 160 bytes. Call before update(). */
+    int requireSignature(const modelota_verifier& verifier);
+    /* Anti-rollback floor: payloads older than `min_version` are refused
+     * with "Rollback", also after a factory restore. Keep it across reboots
+     * yourself (EEPROM...); the Store does it for modelota_pull users. */
+    int setMinVersion(uint32_t min_version);
+
     /* Result of the last update (or of the configuration check). */
     int lastStatus() const { return last_; }
     /* Short name of lastStatus(): "Ok", "ChunkCrc", "Timeout"... */
@@ -134,6 +147,8 @@ public:
 private:
     ModelOTA(const ModelOTA&);            /* not copyable: u_ points at cfg_ */
     ModelOTA& operator=(const ModelOTA&);
+
+    int reconfigure();
 
     modelota_config cfg_;
     modelota_updater u_;

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -377,8 +382,6 @@ def test_signed_payloads_over_the_serial_link(store: bool) -> None:
     unsigned one with its status in RESULT. (SimBoard has no key option; the
     test installs the verifier in the board's config and re-inits the Updater,
     as firmware would set it before modelota_init.)"""
-    import struct
-
     from modelota.push import COMMIT, DATA, RESULT, START, FrameReader, frame, transfer_id
     from modelota.simboard import SimBoard
 
@@ -427,11 +430,7 @@ def test_cpp_and_python_agree_on_mutated_payloads(data: st.DataObject) -> None:
     run), bytes overwritten, cut or extended, on devices with and without the
     key and with a floor. The native Updater and the Python reference give
     the same status and the same final weights."""
-    import struct as _struct
-    import sys as _sys
-    from pathlib import Path as _Path
-
-    _sys.path.insert(0, str(_Path(__file__).resolve().parent.parent / "sim" / "fuzz"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sim" / "fuzz"))
     import make_corpus
 
     from modelota.format import crc32
@@ -441,7 +440,7 @@ def test_cpp_and_python_agree_on_mutated_payloads(data: st.DataObject) -> None:
     for _ in range(data.draw(st.integers(0, 3), label="header edits")):
         pos = data.draw(st.integers(5, 91), label="header pos")
         raw[pos] = data.draw(st.integers(0, 255), label="value")
-        raw[92:96] = _struct.pack("<I", crc32(bytes(raw[:92])))
+        raw[92:96] = struct.pack("<I", crc32(bytes(raw[:92])))
     for _ in range(data.draw(st.integers(0, 2), label="byte edits")):
         pos = data.draw(st.integers(0, len(raw) - 1), label="pos")
         raw[pos] = data.draw(st.integers(0, 255), label="byte")
@@ -473,18 +472,16 @@ def test_cpp_and_python_agree_on_mutated_payloads(data: st.DataObject) -> None:
     ],
     ids=["avr", "cortex-m4"],
 )
-def test_signatures_build_and_link_for_the_boards(cxx: str, flags: list[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_signatures_build_and_link_for_the_boards(
+    cxx: str, flags: list[str], tmp_path: Path
+) -> None:
     """With MODELOTA_SIGNATURES=1 (off by default on AVR) the core, the Store
     and the primitives compile warning-free (-Werror -Wconversion) for AVR and
     Cortex-M4 and link into a program that verifies a payload: the
     static_assert on sizeof(modelota_updater) holds with the SHA-256 context."""
-    import shutil
-    import subprocess
-    from pathlib import Path as _Path
-
     if shutil.which(cxx) is None:
         pytest.skip(f"{cxx} not installed")
-    root = _Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent
     core = root / "firmware_lib" / "modelota"
     main = tmp_path / "main.cpp"
     main.write_text(
@@ -511,3 +508,112 @@ def test_signatures_build_and_link_for_the_boards(cxx: str, flags: list[str], tm
     ]  # fmt: skip
     p = subprocess.run(cmd, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- Arduino glue
+
+ARDUINO_DRIVER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <vector>
+#include "ModelOTA.h"
+
+unsigned long g_now = 0;
+unsigned long millis(void) { return g_now; }
+void yield(void) { ++g_now; }
+
+static std::vector<uint8_t> slurp(const char* path) {
+    std::vector<uint8_t> out;
+    FILE* f = fopen(path, "rb");
+    int c;
+    while (f != NULL && (c = fgetc(f)) != EOF) out.push_back(static_cast<uint8_t>(c));
+    if (f != NULL) fclose(f);
+    return out;
+}
+
+class MemStream : public Stream {
+public:
+    explicit MemStream(const std::vector<uint8_t>& d) : d_(d), pos_(0) {}
+    int available() override { return static_cast<int>(d_.size() - pos_); }
+    int read() override { return pos_ < d_.size() ? d_[pos_++] : -1; }
+    int peek() override { return pos_ < d_.size() ? d_[pos_] : -1; }
+    size_t write(uint8_t) override { return 1; }
+private:
+    std::vector<uint8_t> d_;
+    size_t pos_;
+};
+
+/* driver FACTORY KEY MIN PAYLOAD... : prints one status name per payload */
+int main(int argc, char** argv) {
+    std::vector<uint8_t> factory = slurp(argv[1]);
+    std::vector<uint8_t> key = slurp(argv[2]);
+    std::vector<uint8_t> weights(factory.size());
+    static uint8_t buffer[256];
+    static const uint8_t fp[16] = {'m','o','d','e','l','o','t','a','-','t','e','s','t','-','f','p'};
+    ModelOTA ota(weights.data(), static_cast<uint32_t>(weights.size()), fp, 1, factory.data(),
+                 buffer, sizeof(buffer));
+    ota.restoreFactory();
+    if (ota.requireSignature(modelota_ed25519_verifier(key.data())) != MODELOTA_OK) return 3;
+    if (ota.setMinVersion(static_cast<uint32_t>(atoi(argv[3]))) != MODELOTA_OK) return 4;
+    for (int i = 4; i < argc; ++i) {
+        MemStream in(slurp(argv[i]));
+        int st = ota.update(in, 100);
+        printf("%s %u\n", ModelOTA::statusName(st), static_cast<unsigned>(ota.version()));
+    }
+    ota.restoreFactory();  /* a factory reset keeps the floor the commits raised */
+    printf("factory %u\n", static_cast<unsigned>(ota.version()));
+    for (int i = 4; i < argc; ++i) {
+        MemStream in(slurp(argv[i]));
+        printf("%s\n", ModelOTA::statusName(ota.update(in, 100)));
+    }
+    return 0;
+}
+"""
+
+
+def test_arduino_class_requires_signatures_and_keeps_the_floor(tmp_path: Path) -> None:
+    """src/ModelOTA.{h,cpp} on the host (tests/arduino_host/Arduino.h):
+    requireSignature() and setMinVersion() on the ModelOTA class, and a
+    factory restore that keeps the floor raised by a committed update."""
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ not installed")
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "driver.cpp").write_text(ARDUINO_DRIVER)
+    exe = tmp_path / "driver"
+    cmd = [
+        gxx, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-O1",
+        "-I", str(root / "tests" / "arduino_host"), "-I", str(root / "src"),
+        str(root / "src" / "ModelOTA.cpp"), str(root / "src" / "modelota_store.cpp"),
+        str(tmp_path / "driver.cpp"), "-o", str(exe),
+    ]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rnd = random.Random(12)
+    factory, v2, v3 = rnd.randbytes(700), rnd.randbytes(700), rnd.randbytes(700)
+    files = {
+        "factory": factory,
+        "key": PUB,
+        "v2-unsigned": pack(v2, fingerprint=FP, version=2, chunk_size=128).encode(),
+        "v2-other-key": pack(v2, fingerprint=FP, version=2, chunk_size=128,
+                             sign_key=OTHER_SEED).encode(),
+        "v2": pack(v2, fingerprint=FP, version=2, chunk_size=128, sign_key=SEED).encode(),
+        "v3": pack(v3, fingerprint=FP, version=3, chunk_size=128, sign_key=SEED).encode(),
+    }  # fmt: skip
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+
+    def run(floor: int, *payloads: str) -> list[str]:
+        args = [str(exe), str(tmp_path / "factory"), str(tmp_path / "key"), str(floor)]
+        r = subprocess.run(args + [str(tmp_path / p) for p in payloads], capture_output=True,
+                           text=True, timeout=30)  # fmt: skip
+        assert r.returncode == 0, (r.returncode, r.stderr)
+        return r.stdout.splitlines()
+
+    out = run(0, "v2-unsigned", "v2-other-key", "v3", "v2")
+    assert out[:4] == ["Unsigned 1", "BadSignature 1", "Ok 3", "Rollback 3"]
+    assert out[4] == "factory 1"
+    # after the factory reset the device runs v1 again, but v2 stays below the
+    # floor (3): refused by the version check, before its signature is looked at
+    assert out[5:] == ["Unsigned", "Rollback", "Ok", "Rollback"]
+    assert run(3, "v2")[:1] == ["Rollback 1"]
