@@ -295,8 +295,6 @@ def pack(
     elif segments is None:
         segments = [(0, len(new))] if new else []
     chunks = split_chunks(new, segments, chunk_size)
-    from . import keys
-
     if digest == "sha256":
         digest_type = DIGEST_SHA256
         digest_bytes = hashlib.sha256(new).digest()
@@ -306,7 +304,7 @@ def pack(
     reserved = 0
     if sign_key is not None:
         flags |= FLAG_SIGNED
-        (reserved,) = _U32.unpack(keys.key_id(keys.public_from_private(sign_key)))
+        reserved = _key_id_field(sign_key)
     header = Header(
         fingerprint=bytes(fingerprint),
         model_version=version,
@@ -322,8 +320,22 @@ def pack(
         base_crc32=base_crc,
         reserved=reserved,
     )
-    signature = b"" if sign_key is None else keys.sign(sign_key, header.encode())
+    signature = b"" if sign_key is None else _sign(sign_key, header.encode())
     return Payload(header, tuple(chunks), signature)
+
+
+def _key_id_field(seed: bytes) -> int:
+    """The ``reserved`` field of a payload signed with ``seed``: the key id."""
+    from . import keys  # cryptography is needed only to sign
+
+    (value,) = _U32.unpack(keys.key_id(keys.public_from_private(seed)))
+    return int(value)
+
+
+def _sign(seed: bytes, message: bytes) -> bytes:
+    from . import keys
+
+    return keys.sign(seed, message)
 
 
 def seal(
@@ -349,11 +361,9 @@ def seal(
     digest_type = DIGEST_SHA256 if digest == "sha256" else DIGEST_CRC32
     flags = h.flags & ~FLAG_SIGNED
     reserved = 0
-    from . import keys
-
     if sign_key is not None:
         flags |= FLAG_SIGNED
-        (reserved,) = _U32.unpack(keys.key_id(keys.public_from_private(sign_key)))
+        reserved = _key_id_field(sign_key)
     header = Header(
         **{
             **h.__dict__,
@@ -363,7 +373,7 @@ def seal(
             "reserved": reserved,
         }
     )
-    signature = b"" if sign_key is None else keys.sign(sign_key, header.encode())
+    signature = b"" if sign_key is None else _sign(sign_key, header.encode())
     return Payload(header, payload.chunks, signature)
 
 
