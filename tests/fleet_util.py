@@ -130,9 +130,9 @@ def postgres_server(root: Path) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
 
-    def as_pg(*cmd: str) -> None:
+    def as_pg(*cmd: str, check: bool = True) -> None:
         runuser = shutil.which("runuser") or "runuser"
-        subprocess.run([runuser, "-u", "postgres", "--", *cmd], check=True,
+        subprocess.run([runuser, "-u", "postgres", "--", *cmd], check=check,
                        capture_output=True, timeout=120)  # fmt: skip
 
     as_pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
@@ -141,7 +141,8 @@ def postgres_server(root: Path) -> Iterator[str]:
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
-        as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        # best effort: the server may already be gone (killed with the session)
+        as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop", check=False)
 
 
 def fresh_database(base_url: str) -> str:

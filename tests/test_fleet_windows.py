@@ -22,6 +22,12 @@ def window(seq: int) -> Window:
     return Window(sensors, 10.0, seq, seq * 50, rows)
 
 
+def nan_window() -> Window:
+    rows = ((1.0, float("nan"), 2.0), (float("inf"), 0.0, 1.0))
+    sensors = (Sensor("a", "u"), Sensor("b", "u"), Sensor("c", "u"))
+    return Window(sensors, 10.0, 9, 0, rows)
+
+
 def f32(row: list[float] | tuple[float, ...]) -> bytes:
     return struct.pack(f"<{len(row)}f", *row)
 
@@ -62,6 +68,7 @@ def test_posted_windows_become_ingestion_files(tmp_path: Path) -> None:
             ("24:6F:28:AA:01:02", b"", 400),
             ("ghost", window(4).encode(), 404),
             ("..%2Fx", window(5).encode(), 400),
+            ("24:6F:28:AA:01:02", window(6).encode() + nan_window().encode(), 400),
         ]:
             code, raw = post(port, device, body)
             assert code == want, raw

@@ -609,6 +609,11 @@ class Fleet:
         out = self.data_dir / "windows" / device
         out.mkdir(parents=True, exist_ok=True)
         files: list[str] = []
+        for w in windows:  # a value JSON cannot hold (NaN, inf) is refused before writing
+            try:
+                collect.ingestion_document(w, device, "modelota", None)
+            except ValueError as e:
+                raise FleetError(400, "BadWindow", str(e)) from e
         for w in windows:
             for path in collect.write_window(out, w, device, "modelota", hmac_key):
                 files.append(path.name)
