@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modelota import pack
 from modelota.device import Layout, RamModelDevice
@@ -154,3 +157,100 @@ def fresh_database(base_url: str) -> str:
     with psycopg.connect(base_url + "/postgres", autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")
     return f"{base_url}/{name}"
+
+
+# -- plain servers the device clients are tested against -------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: Any = None, timeout: float = 20) -> None:
+    """Waits until something listens on the port (``proc``: fail early if it exits)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def stop(proc: Any) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    import subprocess
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class Nginx:
+    port: int
+    root: Path
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def access(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+
+@contextmanager
+def nginx_server(work: Path, root: Path) -> Iterator[Nginx]:
+    """nginx (Debian's nginx-light) serving ``root`` on a free loopback port;
+    its access log records each request's Range, If-Range and If-None-Match."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if exe is None:
+        pytest.skip("nginx is not installed (scripts/test.sh installs nginx-light)")
+    work.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = work / "access.log"
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (work / sub).mkdir(exist_ok=True)
+    conf = work / "nginx.conf"
+    conf.write_text(
+        f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    log_format range '$request_method $request_uri $status range=[$http_range] '
+                     'if_range=[$http_if_range] inm=[$http_if_none_match]';
+    access_log {log} range;
+    client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
+    types {{ application/json json; application/octet-stream mota; }}
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"""
+    )
+    proc = subprocess.Popen([exe, "-p", str(work), "-c", str(conf)], stderr=subprocess.PIPE)
+    try:
+        wait_port(port, proc)
+        yield Nginx(port, root, log)
+    finally:
+        stop(proc)

@@ -3,41 +3,29 @@ http.server, and nginx when installed), with the same device client."""
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from fleet_util import FP, board, full, models, running_server
+from fleet_util import (
+    FP,
+    board,
+    free_port,
+    full,
+    models,
+    nginx_server,
+    running_server,
+    stop,
+    wait_port,
+)
 from modelota.faultproxy import Fault, FaultProxy
 from modelota.fleet_client import FleetClientError, poll
 from modelota.status import Status
 from payloads import modelota
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"static server exited: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("static server did not start")
 
 
 @contextmanager
@@ -52,47 +40,7 @@ def python_http_server(root: Path) -> Iterator[str]:
         wait_port(port, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-@contextmanager
-def nginx(root: Path, work: Path) -> Iterator[str]:
-    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if exe is None:
-        pytest.skip("nginx is not installed (scripts/setup.sh installs nginx-light)")
-    port = free_port()
-    work.mkdir()
-    conf = work / "nginx.conf"
-    conf.write_text(
-        f"""daemon off;
-worker_processes 1;
-user root;
-pid {work}/nginx.pid;
-error_log {work}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log {work}/access.log;
-    client_body_temp_path {work}/body;
-    proxy_temp_path {work}/proxy;
-    fastcgi_temp_path {work}/fastcgi;
-    uwsgi_temp_path {work}/uwsgi;
-    scgi_temp_path {work}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-    }}
-}}
-"""
-    )
-    proc = subprocess.Popen([exe, "-c", str(conf), "-p", str(work)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        wait_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
 
 
 def fleet_with_export(tmp_path: Path) -> tuple[list[bytes], Path]:
@@ -144,7 +92,8 @@ def test_export_served_by_python_http_server(tmp_path: Path) -> None:
 
 def test_export_served_by_nginx_resumes_with_ranges(tmp_path: Path) -> None:
     ws, out = fleet_with_export(tmp_path)
-    with nginx(out, tmp_path / "nginx") as url:
+    with nginx_server(tmp_path / "nginx", out) as ng:
+        url = ng.url
         host, port = url.removeprefix("http://").split(":")
         with FaultProxy((host, int(port))) as proxy:
             proxy.plan += [Fault(cut_at=7_000), Fault(cut_at=12_000)]

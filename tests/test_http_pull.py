@@ -23,15 +23,11 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,7 +38,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fleet_util import Nginx, nginx_server, stop
 from modelota import pack
+from modelota.fleet_client import AdminClient
+from modelota.server import spawn
+from payloads import modelota
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware_lib"
@@ -55,7 +55,6 @@ DEVICE = "24:6F:28:AA:01:02"  # a MAC address is a valid device id
 TOKEN = "http-pull-token"
 
 GXX = shutil.which("g++")
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 pytestmark = pytest.mark.skipif(GXX is None, reason="host g++ is not installed")
 
 OK, NO_UPDATE = 0, 1
@@ -191,84 +190,13 @@ def run_device(
 # servers
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@dataclass
-class Nginx:
-    port: int
-    root: Path
-    log: Path
-
-    def access(self) -> list[str]:
-        return self.log.read_text().splitlines() if self.log.exists() else []
-
-
 @pytest.fixture(scope="module")
 def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
-    if NGINX is None:
-        pytest.skip("nginx is not installed (apt-get install nginx-light)")
     d = tmp_path_factory.mktemp("nginx")
     root = d / "tree"
     root.mkdir()
-    port = free_port()
-    log = d / "access.log"
-    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (d / sub).mkdir()
-    conf = d / "nginx.conf"
-    conf.write_text(
-        f"""daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    log_format range '$request_method $request_uri $status range=[$http_range] '
-                     'if_range=[$http_if_range] inm=[$http_if_none_match]';
-    access_log {log} range;
-    client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-    types {{ application/json json; application/octet-stream mota; }}
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-    }}
-}}
-"""
-    )
-    proc = subprocess.Popen([NGINX, "-p", str(d), "-c", str(conf)], stderr=subprocess.PIPE)
-    try:
-        wait_port(port, proc)
-        yield Nginx(port, root, log)
-    finally:
-        stop(proc)
+    with nginx_server(d, root) as n:
+        yield n
 
 
 def static_tree(
@@ -1002,62 +930,24 @@ def test_invalid_device_id_is_refused_before_any_request(built: Built, tmp_path:
 # 3. modelota serve (the fleet server) and modelota export
 
 
-def cli(*args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        "import sys; from modelota.cli import main; sys.exit(main())",
-        *args,
-    ]
-
-
-def has_command(name: str) -> bool:
-    proc = subprocess.run(cli(name, "--help"), capture_output=True, text=True, check=False)
-    return proc.returncode == 0
-
-
 @dataclass
 class Fleet:
     port: int
     data: Path
+    client: AdminClient
 
     def admin(self, method: str, path: str, body: bytes | dict[str, object] | None = None) -> Any:
-        raw = json.dumps(body).encode() if isinstance(body, dict) else body
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            data=raw,
-            method=method,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        )
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            text = resp.read()
-        return json.loads(text) if text else None
+        if isinstance(body, dict):
+            return self.client.call(method, path, json.dumps(body).encode(), "application/json")
+        return self.client.call(method, path, body, "application/octet-stream")
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    if not has_command("serve"):
-        pytest.skip("`modelota serve` is not wired into the CLI yet")
     data = tmp_path_factory.mktemp("fleet")
-    port = free_port()
-    proc = subprocess.Popen(
-        cli(
-            "serve",
-            "--data",
-            str(data),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--token",
-            TOKEN,
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc, url = spawn(data, TOKEN)
     try:
-        wait_port(port, proc)
-        yield Fleet(port, data)
+        yield Fleet(int(url.rsplit(":", 1)[1]), data, AdminClient(url, TOKEN))
     finally:
         stop(proc)
 
@@ -1137,20 +1027,12 @@ def test_exported_tree_served_by_nginx(
     built: Built, fleet: Fleet, nginx: Nginx, tmp_path: Path
 ) -> None:
     """`modelota export` writes the tree; nginx serves it; the device updates."""
-    if not has_command("export"):
-        pytest.skip("`modelota export` is not wired into the CLI yet")
     old, new = models(11)
     fleet.admin("POST", "/admin/payloads?line=export-line", full_payload(new, 4))
     dev = "dev-pull-export"
     fleet.admin("PUT", f"/admin/devices/{dev}", {})
     fleet.admin("PUT", f"/admin/assignments/device/{dev}", {"line": "export-line"})
-    proc = subprocess.run(
-        cli("export", str(nginx.root), "--data", str(fleet.data)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = modelota("export", nginx.root, "--data", fleet.data)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r = run_device(built, nginx.port, old, 1, tmp_path, device=dev)[0]
     assert (r.status, r["version"], r.weights) == (OK, 4, new), r.fields

@@ -85,7 +85,8 @@ class AdminClient:
         self.conn = _Conn(base_url, timeout)
         self.token = token
 
-    def _call(self, method: str, path: str, body: bytes | None = None, ctype: str = "") -> Any:
+    def call(self, method: str, path: str, body: bytes | None = None, ctype: str = "") -> Any:
+        """Any admin request; the parsed JSON answer, FleetClientError on 4xx/5xx."""
         headers = {"Authorization": f"Bearer {self.token}"}
         if ctype:
             headers["Content-Type"] = ctype
@@ -96,31 +97,31 @@ class AdminClient:
 
     def upload(self, line: str, payload: bytes) -> dict[str, Any]:
         return dict(
-            self._call(
+            self.call(
                 "POST", f"/admin/payloads?{urlencode({'line': line})}", payload,
                 "application/octet-stream",
             )
         )  # fmt: skip
 
     def payloads(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/admin/payloads"))
+        return list(self.call("GET", "/admin/payloads"))
 
     def register(
         self, device: str, group: str | None = None, fingerprint: str | None = None
     ) -> dict[str, Any]:
         body = json.dumps({"group": group, "fingerprint": fingerprint}).encode()
-        return dict(self._call("PUT", f"/admin/devices/{device}", body, "application/json"))
+        return dict(self.call("PUT", f"/admin/devices/{device}", body, "application/json"))
 
     def devices(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/admin/devices"))
+        return list(self.call("GET", "/admin/devices"))
 
     def assign(self, kind: str, target: str, line: str, version: int | None = None) -> Any:
         body = json.dumps({"line": line, "version": version}).encode()
-        return self._call("PUT", f"/admin/assignments/{kind}/{target}", body, "application/json")
+        return self.call("PUT", f"/admin/assignments/{kind}/{target}", body, "application/json")
 
     def reports(self, device: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         q = {"limit": str(limit)} | ({"device": device} if device else {})
-        return list(self._call("GET", f"/admin/reports?{urlencode(q)}"))
+        return list(self.call("GET", f"/admin/reports?{urlencode(q)}"))
 
 
 class PullDevice(Protocol):
