@@ -47,8 +47,8 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT / "host_tools"))
 
-from modelota import format as fmt  # noqa: E402
-from modelota import native  # noqa: E402
+from modelota.format import payload as fmt  # noqa: E402
+from modelota.sim import native  # noqa: E402
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -49,7 +49,7 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT / "host_tools"))
 
-from modelota import native  # noqa: E402
+from modelota.sim import native  # noqa: E402
 
 SEED = bytes(range(32))
 MESSAGE = hashlib.sha512(b"ModelOTA payload header").digest()  # 64 bytes, like a signed digest
@@ -252,7 +252,7 @@ class M4Result:
 
 
 def build_m4(tmp: Path, opt: str) -> Path:
-    from modelota import boards
+    from modelota.sim import emulated as boards
 
     gcc, gxx = shutil.which("arm-none-eabi-gcc"), shutil.which("arm-none-eabi-g++")
     if gcc is None or gxx is None:

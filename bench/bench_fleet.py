@@ -24,8 +24,8 @@ from pathlib import Path
 import aiohttp
 
 from modelota import pack
-from modelota.fleet_client import AdminClient
-from modelota.server import spawn
+from modelota.fleet.client import AdminClient
+from modelota.fleet.server import spawn
 
 TOKEN = "bench-token"
 FP = bytes.fromhex("6d6f64656c6f74612d62656e63682d31")

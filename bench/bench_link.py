@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 
-from modelota.format import pack
-from modelota.linksim import LinkSim
-from modelota.push import push
-from modelota.simboard import SimBoard, demo_model
+from modelota.format.payload import pack
+from modelota.link.linksim import LinkSim
+from modelota.link.push import push
+from modelota.sim.board import SimBoard, demo_model
 
 
 def run(size: int, baud: int, rtt: float, window: int, frame: int) -> float:

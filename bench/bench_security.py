@@ -34,11 +34,11 @@ core = importlib.util.module_from_spec(_spec)
 sys.modules["bench_core"] = core
 _spec.loader.exec_module(core)
 
-from modelota import keys  # noqa: E402
-from modelota.device import FlashModelDevice, Layout  # noqa: E402
-from modelota.format import pack  # noqa: E402
-from modelota.native import Updater  # noqa: E402
-from modelota.simflash import SimFlash  # noqa: E402
+from modelota.format import signing as keys  # noqa: E402
+from modelota.format.payload import pack  # noqa: E402
+from modelota.sim.device import FlashModelDevice, Layout  # noqa: E402
+from modelota.sim.flash import SimFlash  # noqa: E402
+from modelota.sim.native import Updater  # noqa: E402
 
 FIRMWARE = ROOT / "firmware_lib" / "modelota"
 SEED = hashlib.sha256(b"bench key").digest()

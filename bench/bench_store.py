@@ -15,10 +15,10 @@ import argparse
 import random
 
 from modelota import Status, pack
-from modelota.device import FlashModelDevice, Layout, RamModelDevice
-from modelota.native import Updater, load
-from modelota.simflash import SimFlash
-from modelota.sweep import FP
+from modelota.sim.device import FlashModelDevice, Layout, RamModelDevice
+from modelota.sim.flash import SimFlash
+from modelota.sim.native import Updater, load
+from modelota.sim.sweep import FP
 
 
 def payloads(size: int, seed: int = 1) -> tuple[bytes, bytes, dict[str, tuple[bytes, int]]]:

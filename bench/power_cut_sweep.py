@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-from modelota.sweep import GEOMETRIES, Scenario, run, table
+from modelota.sim.sweep import GEOMETRIES, Scenario, run, table
 
 
 def main() -> int:

@@ -64,7 +64,7 @@ def _build_module():  # type: ignore[no-untyped-def]
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Refuse to test a native module built from other sources than these."""
-    from modelota import native
+    from modelota.sim import native
 
     built = native.load().ffi.string(native.load().lib.MODELOTA_SOURCE_HASH).decode()
     current = _build_module().source_hash()

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from modelota import pack
-from modelota.device import Layout, RamModelDevice
-from modelota.fleet_client import AdminClient
-from modelota.server import ServerThread
-from modelota.simflash import SimFlash
+from modelota.fleet.client import AdminClient
+from modelota.fleet.server import ServerThread
+from modelota.sim.device import Layout, RamModelDevice
+from modelota.sim.flash import SimFlash
 from modelota.status import Status
 
 TOKEN = "test-token"

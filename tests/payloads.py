@@ -10,8 +10,8 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from modelota import Device, Status, apply_reference, pack
-from modelota.format import Payload
-from modelota.native import Updater
+from modelota.format.payload import Payload
+from modelota.sim.native import Updater
 
 FP = bytes.fromhex("6d6f64656c6f74612d746573742d6670")  # "modelota-test-fp"
 OTHER_FP = bytes.fromhex("00112233445566778899aabbccddeeff")
@@ -100,7 +100,7 @@ def splits(draw: st.DrawFn, length: int) -> list[int]:
 def modelota(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """Runs the `modelota` command line as a user would, capturing its output."""
     return subprocess.run(
-        [sys.executable, "-m", "modelota.cli", *map(str, args)],
+        [sys.executable, "-m", "modelota", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from modelota.boards import arduino_builder_command
+from modelota.sim.emulated import arduino_builder_command
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -31,9 +31,9 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from modelota import Device, Status, apply_reference, keys, pack
-from modelota.device import FlashModelDevice, Layout, RamModelDevice
-from modelota.format import (
+from modelota import Device, Status, apply_reference, pack
+from modelota.format import signing as keys
+from modelota.format.payload import (
     HEADER_LEN,
     SIGNATURE_LEN,
     Chunk,
@@ -41,8 +41,9 @@ from modelota.format import (
     Payload,
     crc32,
 )
-from modelota.native import Updater
-from modelota.simflash import SimFlash
+from modelota.sim.device import FlashModelDevice, Layout, RamModelDevice
+from modelota.sim.flash import SimFlash
+from modelota.sim.native import Updater
 from payloads import FP, OTHER_FP
 
 VENDOR = hashlib.sha256(b"vendor signing key").digest()

@@ -1,4 +1,4 @@
-"""Emulated boards built from the real sources (host_tools/modelota/boards.py).
+"""Emulated boards built from the real sources (host_tools/modelota/sim/emulated.py).
 
 The Cortex-M4 firmware (sim/boards/m4, QEMU mps2-an386) and the Arduino
 sketch examples/SerialUpdate (Mega 2560, qemu-system-avr) are compiled from
@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import serial
 
-from modelota import boards
-from modelota.format import pack
-from modelota.push import push
+from modelota.format.payload import pack
+from modelota.link.push import push
+from modelota.sim import emulated as boards
 
 KINDS = ("m4", "avr")
 
@@ -72,7 +72,7 @@ def test_boots_and_reports_factory_model(board: boards.Board) -> None:
 
 def _push_minimal(ser: serial.Serial, payload: bytes, info: boards.Info) -> tuple[int, int, int]:
     """START, DATA one frame at a time (each waits for its ACK), COMMIT;
-    returns RESULT's (status, version, crc). Independent of modelota.push."""
+    returns RESULT's (status, version, crc). Independent of modelota.link.push."""
 
     def expect(ftype: int) -> bytes:
         got, body = boards.read_frame(ser, timeout=10)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from modelota import Status
-from modelota.cli import raw_fingerprint
-from modelota.native import Updater
+from modelota.models.raw import raw_fingerprint
+from modelota.sim.native import Updater
 from payloads import modelota
 
 

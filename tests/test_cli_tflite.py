@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 from modelota import Status
-from modelota.digits import digits_models, tflm_accuracy
-from modelota.native import Updater
-from modelota.tflite_model import read_tflite
+from modelota.demo.digits import digits_models, tflm_accuracy
+from modelota.models.tflite import read_tflite
+from modelota.sim.native import Updater
 from payloads import modelota
 
 
@@ -64,7 +64,7 @@ def test_diff_and_inspect_list_tensors(tmp_path: Path) -> None:
 def test_other_architecture_is_refused_naming_the_difference(tmp_path: Path) -> None:
     import numpy as np
 
-    from modelota.tflite_build import Dense, build_mlp
+    from modelota.models.tflite_build import Dense, build_mlp
 
     rng = np.random.default_rng(1)
 

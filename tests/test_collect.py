@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from modelota import Status, collect
 from modelota.cli import main
 from modelota.collect import FrameError, FrameParser, Sensor, Window, parse_window
-from modelota.native import load
+from modelota.sim.native import load
 
 F32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
 LABEL = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=32)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from test_collect import validate_ingestion_file
 
-from modelota import boards
 from modelota.cli import main
+from modelota.sim import emulated as boards
 
 NAME = "collect-test"
 URL = f"sim://qemu-avr?sketch=SampleLogger&name={NAME}"

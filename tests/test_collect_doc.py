@@ -13,7 +13,7 @@ import pytest
 
 from modelota import collect
 from modelota.collect import Sensor, Window, parse_window
-from modelota.native import load
+from modelota.sim.native import load
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "COLLECT.md").read_text()
 HEADER_SRC = (

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelota import Status
-from modelota.native import Updater, crc32, load, status_name
+from modelota.sim.native import Updater, crc32, load, status_name
 from payloads import FP
 
 
@@ -43,7 +43,7 @@ def test_status_codes_and_names_match_the_c_header() -> None:
 
 
 def test_format_constants_match() -> None:
-    from modelota import format as f
+    from modelota.format import payload as f
 
     lib = load().lib
     assert lib.MODELOTA_HEADER_LEN == f.HEADER_LEN

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelota.native import load
+from modelota.sim.native import load
 
 nacl_signing = pytest.importorskip("nacl.signing", reason="pynacl is in the test extras")
 nacl_exceptions = pytest.importorskip("nacl.exceptions")

@@ -9,7 +9,7 @@ import sys
 
 def demo(*args: str) -> str:
     r = subprocess.run(
-        [sys.executable, "-m", "modelota.cli", "demo", *args],
+        [sys.executable, "-m", "modelota", "demo", *args],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr

@@ -1,4 +1,4 @@
-"""Edge Impulse Arduino exports (modelota.edgeimpulse): every form since 2020.
+"""Edge Impulse Arduino exports (modelota.models.edgeimpulse): every form since 2020.
 
 The exports are written by tests/ei_fixtures.py from numpy arrays. For every
 form the tests check that
@@ -6,7 +6,7 @@ form the tests check that
 1. read_export recognises it and picks the active model(s), never a stale one,
    and finds exactly the weight region the fixture wrote;
 2. pack_ei packs old -> new (full and delta);
-3. the payload applied by the NATIVE core (modelota.native, the real
+3. the payload applied by the NATIVE core (modelota.sim.native, the real
    firmware_lib) onto the old weight bytes gives exactly the new weights;
 4. prepare_ei patches the library idempotently, the patched library still
    reads as the same model, and the patched model + generated glue compile
@@ -32,11 +32,11 @@ from pathlib import Path
 import ei_fixtures as F
 import pytest
 
-from modelota import edgeimpulse as E
-from modelota import native
-from modelota.boards import arduino_builder_command
+from modelota.models import edgeimpulse as E
+from modelota.models.tflite import read_tflite, rebase
+from modelota.sim import native
+from modelota.sim.emulated import arduino_builder_command
 from modelota.status import Status
-from modelota.tflite_model import read_tflite, rebase
 
 ROOT = Path(__file__).resolve().parent.parent
 ARDUINO_HOST = ROOT / "tests" / "arduino_host"  # Arduino.h stand-in shared with test_arduino_glue
@@ -640,8 +640,8 @@ def test_parsing_is_linear_in_size(tmp_path: Path) -> None:
 
 
 def test_cli_prepare_and_pack(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from modelota import edgeimpulse_cli as C
-    from modelota.cli import CliError
+    from modelota.cli import edgeimpulse as C
+    from modelota.status import CliError
 
     old = FORMS["tflite2023_learn_n"](tmp_path / "old", "old")
     new = FORMS["tflite2023_learn_n"](tmp_path / "new", "new")

@@ -22,8 +22,8 @@ from fleet_util import (
     stop,
     wait_port,
 )
-from modelota.faultproxy import Fault, FaultProxy
-from modelota.fleet_client import FleetClientError, poll
+from modelota.fleet.client import FleetClientError, poll
+from modelota.sim.faultproxy import Fault, FaultProxy
 from modelota.status import Status
 from payloads import modelota
 

@@ -24,9 +24,9 @@ from fleet_util import (
     running_server,
 )
 from modelota import pack
-from modelota.faultproxy import Fault, FaultProxy
-from modelota.fleet_client import AdminClient, FleetClientError, poll
-from modelota.server import parse_range
+from modelota.fleet.client import AdminClient, FleetClientError, poll
+from modelota.fleet.server import parse_range
+from modelota.sim.faultproxy import Fault, FaultProxy
 from modelota.status import Status
 
 OTHER_FP = bytes(range(16))
@@ -459,7 +459,7 @@ def test_report_body_is_recorded_as_sent(tmp_path: Path) -> None:
 
 def test_serve_cli_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     """`modelota serve` as deployed: SIGTERM flushes the batched device checks."""
-    from modelota.server import spawn
+    from modelota.fleet.server import spawn
 
     proc, url = spawn(tmp_path, TOKEN)
     try:

@@ -11,7 +11,7 @@ from test_collect import validate_ingestion_file
 
 from fleet_util import TOKEN, models, raw_http, running_server
 from modelota.collect import Sensor, Window
-from modelota.server import ServerThread
+from modelota.fleet.server import ServerThread
 
 
 def window(seq: int) -> Window:
@@ -44,7 +44,7 @@ def test_posted_windows_become_ingestion_files(tmp_path: Path) -> None:
     url = t.start()
     port = int(url.rsplit(":", 1)[1])
     try:
-        from modelota.fleet_client import AdminClient
+        from modelota.fleet.client import AdminClient
 
         AdminClient(url, TOKEN).register("24:6F:28:AA:01:02")
         frames = window(0).encode() + window(1).encode()

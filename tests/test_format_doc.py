@@ -10,8 +10,8 @@ import zlib
 from pathlib import Path
 
 from modelota import Status
-from modelota.format import Header, pack
-from modelota.native import Updater
+from modelota.format.payload import Header, pack
+from modelota.sim.native import Updater
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "FORMAT.md").read_text()
 
@@ -110,7 +110,7 @@ def doc_rows(title: str) -> list[list[str]]:
 
 
 def test_digest_types_table_matches_both_sides() -> None:
-    from modelota.format import DIGEST_CRC32, DIGEST_NAMES, DIGEST_SHA256
+    from modelota.format.payload import DIGEST_CRC32, DIGEST_NAMES, DIGEST_SHA256
 
     rows = {int(r[0]): r[1] for r in doc_rows("### Digest types")}
     assert rows == {DIGEST_CRC32: "CRC32", DIGEST_SHA256: "SHA-256"}
@@ -128,7 +128,7 @@ def test_signed_worked_example_with_an_independent_ed25519() -> None:
 
     import nacl.signing as nacl_signing
 
-    from modelota.format import SIGNATURE_LEN, pack
+    from modelota.format.payload import SIGNATURE_LEN, pack
 
     rows = doc_table("Signature block (64 bytes, flag SIGNED)")
     assert rows == [(96, 64, "signature")] and SIGNATURE_LEN == 64
@@ -160,7 +160,7 @@ def test_signed_worked_example_with_an_independent_ed25519() -> None:
 
 
 def test_status_code_table_is_complete() -> None:
-    from modelota.native import status_name
+    from modelota.sim.native import status_name
 
     rows = {int(r[0]): r[1].strip("`") for r in doc_rows("## Status codes")}
     assert rows == {int(s): s.name for s in Status}, "docs/FORMAT.md status table vs status.py"

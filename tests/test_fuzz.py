@@ -120,7 +120,7 @@ def test_seeds_pass_every_check(fuzzer: Path, corpus: Path) -> None:
     import format_check
 
     from modelota import Status, apply_reference
-    from modelota.format import Device
+    from modelota.format.payload import Device
 
     accepted = 0
     for seed in sorted(corpus.iterdir()):

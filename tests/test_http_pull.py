@@ -40,8 +40,8 @@ from hypothesis import strategies as st
 
 from fleet_util import Nginx, nginx_server, stop
 from modelota import pack
-from modelota.fleet_client import AdminClient
-from modelota.server import spawn
+from modelota.fleet.client import AdminClient
+from modelota.fleet.server import spawn
 from payloads import modelota
 
 ROOT = Path(__file__).resolve().parent.parent

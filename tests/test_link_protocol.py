@@ -8,8 +8,8 @@ import zlib
 
 import pytest
 
-from modelota.format import pack
-from modelota.push import (
+from modelota.format.payload import pack
+from modelota.link.push import (
     ABORT,
     ACK,
     COMMIT,
@@ -24,7 +24,7 @@ from modelota.push import (
     frame,
     transfer_id,
 )
-from modelota.simboard import SimBoard, demo_model, probe_of
+from modelota.sim.board import SimBoard, demo_model, probe_of
 from modelota.status import Status
 
 SIZE = 2048

@@ -2,7 +2,7 @@
 
 Each test feeds a damaged stream to the native C++ core and checks three things:
 the status is the one the damage calls for, the Python reference applier
-(modelota.format.apply_reference) returns the very same status, and the weight
+(modelota.format.payload.apply_reference) returns the very same status, and the weight
 region is byte-identical to the weights before the update.
 """
 
@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelota import Status
-from modelota.format import (
+from modelota.format.payload import (
     CHUNK_HEAD_LEN,
     HEADER_LEN,
     Chunk,
@@ -24,7 +24,7 @@ from modelota.format import (
     Payload,
     crc32,
 )
-from modelota.native import Updater
+from modelota.sim.native import Updater
 from payloads import FP, OTHER_FP, Case, cases, splits
 
 CHUNK_DAMAGE = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelota.sweep import GEOMETRIES, Report, Scenario, count_ops, run, table
+from modelota.sim.sweep import GEOMETRIES, Report, Scenario, count_ops, run, table
 
 SIZES = [700, 3000, 9000]
 SLOW_SIZES = [30_000, 70_000]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from modelota import push as push_mod
-from modelota.format import pack
-from modelota.serial_handlers.protocol_sim import board
-from modelota.simboard import demo_model
+from modelota.cli import link as push_mod
+from modelota.format.payload import pack
+from modelota.sim.board import demo_model
+from modelota.sim.handlers.protocol_sim import board
 from modelota.status import CliError
 
 

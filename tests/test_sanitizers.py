@@ -43,7 +43,7 @@ def test_sanitizer_build_catches_a_real_overflow() -> None:
     """Proof the variant is instrumented: an out-of-bounds read must abort the process."""
     env = sanitized_env()
     code = (
-        "from modelota.native import load\n"
+        "from modelota.sim.native import load\n"
         "n = load()\n"
         "src = n.ffi.new('uint8_t[8]'); dst = n.ffi.new('uint8_t[64]')\n"
         "n.lib.modelota_memory_read(src, 4, dst, 32)\n"
@@ -72,7 +72,7 @@ def test_bitwise_crc_variant_matches_zlib() -> None:
     module = build_variant("_modelota_crc0", sanitize=False, defines={"MODELOTA_CRC32_TABLE": "0"})
     code = (
         "import sys, os\n"
-        "from modelota.native import crc32\n"
+        "from modelota.sim.native import crc32\n"
         "data = bytes(range(256)) * 41 + b'tail'\n"
         "print(crc32(data), crc32(data, 12345))\n"
     )

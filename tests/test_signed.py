@@ -22,9 +22,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelota import Device, Status, apply_reference, keys, pack, parse
-from modelota.device import FlashModelDevice, Layout, RamModelDevice
-from modelota.format import (
+from modelota import Device, Status, apply_reference, pack, parse
+from modelota.format import signing as keys
+from modelota.format.payload import (
     DIGEST_SHA256,
     FLAG_SIGNED,
     HEADER_LEN,
@@ -33,8 +33,9 @@ from modelota.format import (
     Payload,
     seal,
 )
-from modelota.native import Updater, load
-from modelota.simflash import SimFlash
+from modelota.sim.device import FlashModelDevice, Layout, RamModelDevice
+from modelota.sim.flash import SimFlash
+from modelota.sim.native import Updater, load
 from modelota.status import ModelOTAError
 from payloads import FP, Case, cases, splits
 
@@ -382,8 +383,8 @@ def test_signed_payloads_over_the_serial_link(store: bool) -> None:
     unsigned one with its status in RESULT. (SimBoard has no key option; the
     test installs the verifier in the board's config and re-inits the Updater,
     as firmware would set it before modelota_init.)"""
-    from modelota.push import COMMIT, DATA, RESULT, START, FrameReader, frame, transfer_id
-    from modelota.simboard import SimBoard
+    from modelota.link.push import COMMIT, DATA, RESULT, START, FrameReader, frame, transfer_id
+    from modelota.sim.board import SimBoard
 
     rnd = random.Random(11)
     old, new = rnd.randbytes(2048), rnd.randbytes(2048)
@@ -433,7 +434,7 @@ def test_cpp_and_python_agree_on_mutated_payloads(data: st.DataObject) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sim" / "fuzz"))
     import make_corpus
 
-    from modelota.format import crc32
+    from modelota.format.payload import crc32
 
     seeds = make_corpus.payloads()
     raw = bytearray(seeds[data.draw(st.sampled_from(sorted(seeds)), label="seed")])

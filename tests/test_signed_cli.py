@@ -9,9 +9,10 @@ import random
 import stat
 from pathlib import Path
 
-from modelota import Status, keys, parse
-from modelota.format import DIGEST_SHA256, HEADER_LEN, SIGNATURE_LEN
-from modelota.native import Updater
+from modelota import Status, parse
+from modelota.format import signing as keys
+from modelota.format.payload import DIGEST_SHA256, HEADER_LEN, SIGNATURE_LEN
+from modelota.sim.native import Updater
 from payloads import modelota
 
 
@@ -209,7 +210,7 @@ def test_signed_edge_impulse_pack(tmp_path: Path) -> None:
     over the old export's weight region, applies on a keyed device."""
     from test_edgeimpulse import FORMS, _expected_new_region
 
-    from modelota import edgeimpulse as E
+    from modelota.models import edgeimpulse as E
 
     key = keygen(tmp_path)
     pub = keys.load_public(f"{key}.pub")

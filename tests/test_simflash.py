@@ -1,4 +1,4 @@
-"""The simulated NOR flash (sim/sim_flash.cpp, modelota.simflash): flash semantics,
+"""The simulated NOR flash (sim/sim_flash.cpp, modelota.sim.flash): flash semantics,
 refused calls, op counting, power cuts with and without tearing, reboot, read faults.
 
 Most properties are checked against a small reference model of the flash, on
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
-from modelota.native import load
-from modelota.simflash import FlashCode, FlashError, SimFlash
+from modelota.sim.flash import FlashCode, FlashError, SimFlash
+from modelota.sim.native import load
 
 # --- geometry ----------------------------------------------------------------
 

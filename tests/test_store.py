@@ -8,10 +8,10 @@ import random
 import pytest
 
 from modelota import Status, pack
-from modelota.device import FlashModelDevice, Layout, RamModelDevice
-from modelota.native import load
-from modelota.simflash import SimFlash
-from modelota.sweep import FP
+from modelota.sim.device import FlashModelDevice, Layout, RamModelDevice
+from modelota.sim.flash import SimFlash
+from modelota.sim.native import load
+from modelota.sim.sweep import FP
 
 
 def flash_for(layout: Layout, block: int = 256, prog: int = 4, erased: int = 0xFF) -> SimFlash:

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from modelota import Status, pack
-from modelota.device import FlashModelDevice, Layout, RamModelDevice
-from modelota.simflash import SimFlash
-from modelota.sweep import FP, GEOMETRIES
+from modelota.sim.device import FlashModelDevice, Layout, RamModelDevice
+from modelota.sim.flash import SimFlash
+from modelota.sim.sweep import FP, GEOMETRIES
 
 MAX_PAYLOAD = 6000
 

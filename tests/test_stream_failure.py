@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelota import Status
-from modelota.native import Faults, Updater
+from modelota.sim.native import Faults, Updater
 from payloads import FP, Case, cases
 
 RESTORE_NONE, RESTORE_RANGES, RESTORE_FULL, RESTORE_FAILED = 0, 1, 2, 3

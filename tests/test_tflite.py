@@ -2,7 +2,7 @@
 TFLM proof that a model patched in place by the native C++ core *is* the new model.
 
 Models are real .tflite flatbuffers built with the ``tflite`` schema package
-(tests/tflite_builder.py over modelota.tflite_build) and the converter-made
+(tests/tflite_builder.py over modelota.models.tflite_build) and the converter-made
 ``sine_float.tflite`` that ships with tflite-micro; they run in the TFLM
 interpreter (tflite-micro's Python runtime).
 """
@@ -19,13 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tflite_micro.python.tflite_micro import runtime as tflm_runtime
 
-from modelota import tflite_cli
-from modelota.cli import CliError
-from modelota.format import HEADER_LEN, parse
-from modelota.native import Updater
-from modelota.status import Status
-from modelota.tflite_build import Dense, Graph, Quant, build_mlp
-from modelota.tflite_model import (
+from modelota.cli import tflite as tflite_cli
+from modelota.format.payload import HEADER_LEN, parse
+from modelota.models.tflite import (
     TFLiteError,
     TFLiteModel,
     diff_models,
@@ -35,6 +31,9 @@ from modelota.tflite_model import (
     read_tflite,
     rebase,
 )
+from modelota.models.tflite_build import Dense, Graph, Quant, build_mlp
+from modelota.sim.native import Updater
+from modelota.status import CliError, Status
 from tflite_builder import Arch, archs, export, inputs, pair, retrain, run, train
 
 SINE = Path(tflm_runtime.__file__).parent / "sine_float.tflite"

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelota.digits import DIMS, digits_models, tflm_accuracy, tflm_predict
-from modelota.format import HEADER_LEN
-from modelota.native import Updater
+from modelota.demo.digits import DIMS, digits_models, tflm_accuracy, tflm_predict
+from modelota.format.payload import HEADER_LEN
+from modelota.models.tflite import pack_tflite, read_tflite, rebase
+from modelota.sim.native import Updater
 from modelota.status import Status
-from modelota.tflite_model import pack_tflite, read_tflite, rebase
 
 
 @pytest.fixture(scope="module")

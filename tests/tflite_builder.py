@@ -1,4 +1,4 @@
-"""Random TFLite models for the tests, built by :mod:`modelota.tflite_build`.
+"""Random TFLite models for the tests, built by :mod:`modelota.models.tflite_build`.
 
 An :class:`Arch` is an architecture (layer widths, activations, float32 or
 int8, per-tensor or per-channel weight scales, optional RESHAPE/SOFTMAX tail);
@@ -17,7 +17,7 @@ import numpy as np
 from hypothesis import strategies as st
 from tflite_micro.python.tflite_micro import runtime
 
-from modelota.tflite_build import Dense, build_mlp
+from modelota.models.tflite_build import Dense, build_mlp
 
 ARENA = 64 * 1024
 

@@ -46,7 +46,7 @@ class ModelOTAError(Exception):
 
 
 class CliError(Exception):
-    """A user-facing failure of the ``modelota`` command: one line, exit code 1.
-
-    Defined here, not in cli.py, so that the class is the same object whether
-    cli.py runs as ``__main__`` (``python -m modelota.cli``) or is imported."""
+    """A user-facing failure: one line, which the ``modelota`` command prints
+    as ``modelota: error: ...`` (exit code 1). Library code raises it for
+    mistakes in what the user gave (a missing file, a port that cannot be
+    opened); it lives here so the library never imports the CLI."""

@@ -1,8 +1,8 @@
 """The property sim/fuzz/fuzz_format.py fuzzes (and tests/test_fuzz.py checks
 with hypothesis when atheris is missing).
 
-Feeds arbitrary bytes to :func:`modelota.format.parse` (with and without a
-public key) and :func:`modelota.format.apply_reference` (a device with and
+Feeds arbitrary bytes to :func:`modelota.format.payload.parse` (with and without a
+public key) and :func:`modelota.format.payload.apply_reference` (a device with and
 without a key, with an anti-rollback floor) and checks what the
 documentation promises:
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from make_corpus import FP, FUZZ_PUBLIC_KEY, REGION, factory
 
-from modelota import keys
-from modelota.format import (
+from modelota.format import signing as keys
+from modelota.format.payload import (
     HEADER_LEN,
     SIGNATURE_LEN,
     Device,

@@ -17,8 +17,8 @@ import random
 import sys
 from pathlib import Path
 
-from modelota import keys
-from modelota.format import pack
+from modelota.format import signing as keys
+from modelota.format.payload import pack
 
 REGION = 600
 FP = b"modelota-fuzz-fp"

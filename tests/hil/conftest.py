@@ -7,12 +7,12 @@ the same tests run against
 
 - a real board: ``--port /dev/ttyACM0`` (any pyserial URL that is not
   ``sim://``). The port is opened once and bridged to a local TCP port, so
-  the link simulator (modelota.linksim) can drop and corrupt bytes in
+  the link simulator (modelota.link.linksim) can drop and corrupt bytes in
   between. Tests never restore the board: each one takes the version INFO
   reports and only goes up. ``MODELOTA_HIL_TIMEOUT_MS`` is the firmware's
   resume timeout (default 10000, the SerialUpdate sketch's);
 - an emulated board: ``--port sim://qemu-m4``, ``--port sim://qemu-avr``
-  (modelota.boards), ``--port sim://native`` or ``native`` (modelota.simboard:
+  (modelota.sim.emulated), ``--port sim://native`` or ``native`` (modelota.sim.board:
   the real C++ link and Updater through cffi). Each test gets a fresh board
   (parameters may be added: ``sim://qemu-m4?size=1024``);
 - by default (no ``--port``, no ``MODELOTA_HIL_PORT``), both emulated boards
@@ -44,8 +44,8 @@ from typing import Any
 import pytest
 import serial
 
-from modelota.push import Info, Session
-from modelota.simboard import SimBoard, demo_model
+from modelota.link.push import Info, Session
+from modelota.sim.board import SimBoard, demo_model
 
 SIZE = 4096  # weight bytes of the emulated boards whose size is a parameter
 RESUME_TIMEOUT_MS = 1500  # of the emulated boards
@@ -164,19 +164,14 @@ def _sim_board(port: str) -> tuple[str, int, bytes, float]:
     params.setdefault("timeout_ms", str(RESUME_TIMEOUT_MS))
     if name in ("native", "qemu-m4"):
         params.setdefault("size", str(SIZE))
-    from modelota.serial_handlers import protocol_sim
-
-    if name.startswith("qemu-"):
-        from modelota import boards
+    if name in ("qemu-m4", "qemu-avr"):
+        from modelota.sim import emulated as boards
 
         factory: bytes = boards.FACTORY_WEIGHTS
         if "size" in params or "seed" in params:
             factory = demo_model(int(params.get("size", "4096")), int(params.get("seed", "1")))[0]
-        make = protocol_sim.BOARDS.get(name)
-        if make is None:
-            pytest.skip(f"no simulated board {name!r}")
         try:
-            host, tcp = make(params)
+            host, tcp = boards.qemu_endpoint(name[len("qemu-") :], params)  # type: ignore[arg-type]
         except boards.BoardUnavailable as e:
             pytest.skip(f"{name}: {e}")
         return host, tcp, factory, int(params["timeout_ms"]) / 1000
@@ -203,7 +198,7 @@ def board(request: pytest.FixtureRequest) -> Iterator[Board]:
         try:
             yield Board(url, (host, tcp), read_info(url), timeout_s, factory, None)
         finally:
-            from modelota import boards
+            from modelota.sim import emulated as boards
 
             boards.stop_sim_boards()
         return

@@ -12,9 +12,9 @@ import zlib
 import pytest
 from conftest import Board, read_info
 
-from modelota.format import pack
-from modelota.linksim import LinkSim
-from modelota.push import DATA, HELLO, Session, frame, push, transfer_id
+from modelota.format.payload import pack
+from modelota.link.linksim import LinkSim
+from modelota.link.push import DATA, HELLO, Session, frame, push, transfer_id
 from modelota.status import CliError
 
 # Payload chunks the smallest board's chunk buffer takes (the Mega 2560
@@ -72,7 +72,7 @@ def test_injected_bad_frame_gets_nak_and_update_succeeds(board: Board) -> None:
     port = serial.serial_for_url(board.url, timeout=0.05)
     try:
         s = Session(port)
-        from modelota.push import ACK, NAK, START
+        from modelota.link.push import ACK, NAK, START
 
         n = min(64, s.hello(1.0, 3).max_data)
         tid = transfer_id(pl)

@@ -1,0 +1,147 @@
+"""``modelota`` command line: one module per command group.
+
+Every failure ends with one line ``modelota: error: ...`` on stderr and a
+non-zero exit code (1 for bad input, 2 for bad usage). A library a command
+needs and an extra provides (``modelota[fleet]``...) is named in that line.
+
+Start-up: ``modelota --help`` lists every command but builds the options of
+none, and ``modelota CMD ...`` builds only CMD's; the library modules a
+command uses are imported when it runs (``bench/bench_cli.py`` measures it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..status import CliError
+
+# a module a command imports when it runs -> the extra that installs it
+EXTRAS = {
+    "aiohttp": "fleet",
+    "psycopg": "fleet",
+    "cryptography": "sign",
+    "tflite_micro": "tflm",
+    "sklearn": "demo",
+}
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.board:
+        from ..demo.local import run
+    else:
+        from ..demo.fleet import run
+    return run()
+
+
+# command -> (module of modelota.cli that registers it, one-line help).
+# The one place a command's summary is written; ``modelota --help`` reads it
+# without importing the modules.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "pack": ("core", "build a payload from raw weights, two .tflite models or two EI exports"),
+    "inspect": ("core", "print and verify a payload (.mota), or list a model's tensors"),
+    "keygen": ("core", "create an Ed25519 signing key: KEY (private), KEY.pub, KEY.h"),
+    "fingerprint": ("core", "print the fingerprint of raw weights as hex and C array"),
+    "diff": ("tflite", "which tensors of a .tflite model change, and by how many bytes"),
+    "prepare-ei": ("edgeimpulse", "patch an Edge Impulse Arduino library for in-place updates"),
+    "push": ("link", "send a payload to a board over a serial link"),
+    "collect": ("link", "receive sample windows from a device as Edge Impulse files"),
+    "serve": ("fleet", "run the fleet update server (docs/FLEET.md)"),
+    "export": ("fleet", "write the fleet's device answers as a static tree"),
+    "fleet": ("fleet", "admin client of a running modelota serve"),
+    "device": ("fleet", "a simulated device polling a fleet server"),
+    "demo": ("app", "end-to-end update of a simulated device (real C++ core)"),
+}
+
+
+class _Sink:
+    """Stands in for the parser of a command that is not being run: takes
+    add_argument(), groups and set_defaults() and builds nothing."""
+
+    def __getattr__(self, name: str) -> object:
+        return lambda *a, **k: self
+
+
+class _Commands:
+    """Subparsers that list every command of :data:`COMMANDS` with its help
+    and build the options of ``keep`` only (of all when ``keep`` is None)."""
+
+    def __init__(self, sub: argparse._SubParsersAction, keep: str | None) -> None:  # type: ignore[type-arg]
+        self.sub = sub
+        self.keep = keep
+
+    def add_parser(self, name: str, **kw: object) -> object:
+        if self.keep is not None and name != self.keep:
+            return _Sink()
+        kw.setdefault("help", COMMANDS[name][1])
+        kw.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        return self.sub.add_parser(name, **kw)  # type: ignore[arg-type]
+
+
+def add_commands(sub: _Commands) -> None:
+    sp = sub.add_parser("demo")
+    sp.add_argument("--board", action="store_true", help="the board-level demo (power cut...)")
+    sp.set_defaults(func=cmd_demo)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``command`` given, only that command gets its options
+    (an unknown one gets none, and argparse names the choices)."""
+    import importlib
+
+    p = argparse.ArgumentParser(
+        prog="modelota",
+        description="Pack, inspect and deliver ModelOTA payloads: streamed, CRC-checked,"
+        " in-place model weight updates (docs/FORMAT.md).",
+    )
+    p.add_argument("--version", action="version", version=f"modelota {__version__}")
+    real = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = _Commands(real, command)
+    modules: list[str] = []
+    for name, (module, summary) in COMMANDS.items():
+        if command is None or name == command:
+            if module not in modules:
+                modules.append(module)
+        else:
+            real.add_parser(name, help=summary, add_help=False)
+    for module in modules:
+        mod = importlib.import_module(f"{__package__}.{module}")
+        mod.add_commands(sub)
+    return p
+
+
+def _command(argv: Sequence[str]) -> str:
+    """The command word of argv ("" when there is none: top-level help)."""
+    for a in argv:
+        if not a.startswith("-"):
+            return a
+    return ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command(argv))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as e:
+        print(f"modelota: error: {e}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
+        extra = EXTRAS.get(top)
+        if extra is None:
+            raise
+        print(
+            f"modelota: error: {args.command} needs {top}, which the '{extra}' extra"
+            f" installs: pip install 'modelota[{extra}]'",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as e:
+        print(
+            f"modelota: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr
+        )
+        return 1

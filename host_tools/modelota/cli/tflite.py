@@ -1,0 +1,317 @@
+"""``modelota`` commands for TensorFlow Lite models.
+
+* ``modelota diff OLD.tflite NEW.tflite``: which tensors change, bytes changed
+  per tensor, totals and the payload sizes (registered by :func:`add_commands`);
+* :func:`cmd_pack_tflite`: ``modelota pack --base old.tflite new.tflite -o x.mota
+  --version N [--delta --base-version M]``, called by ``pack`` for .tflite inputs;
+* :func:`describe_tflite`: the tensor table ``modelota inspect model.tflite`` prints.
+
+Errors are :class:`modelota.status.CliError` with one-line messages. This module imports
+``modelota.cli`` as a module, so ``cli.py`` can import it at its top.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..format.constants import U32_MAX
+from ..status import CliError
+from .common import c_array
+
+TYPE_CHECKING = False  # as typing's, without importing typing at start-up
+if TYPE_CHECKING:
+    from pathlib import Path  # the model reader (numpy, tflite) loads when a command runs
+
+    from ..format.payload import Payload
+    from ..models.tflite import TensorInfo, TFLiteModel
+
+SUFFIX = ".tflite"
+_NAME_WIDTH = 40
+
+
+def is_tflite(path: str | Path) -> bool:
+    """True for a path ending in .tflite (what ``pack`` and ``inspect`` dispatch on)."""
+    from pathlib import Path
+
+    return Path(path).suffix.lower() == SUFFIX
+
+
+def wants_tflite(args: argparse.Namespace) -> bool:
+    """True when a ``pack`` command line names a .tflite model (new weights or --base)."""
+    paths = [*(getattr(args, "weights", None) or []), getattr(args, "base", None) or ""]
+    return any(is_tflite(p) for p in paths if p)
+
+
+def load(path: str | Path) -> tuple[bytes, TFLiteModel]:
+    """A .tflite file's bytes and parsed model; CliError naming the file on any problem."""
+    from pathlib import Path
+
+    from ..models.tflite import TFLiteError, read_tflite
+
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"{path}: no such file")
+    data = p.read_bytes()
+    try:
+        return data, read_tflite(data)
+    except TFLiteError as e:
+        raise CliError(f"{path}: {e}") from e
+
+
+def _same_architecture(old_path: str, old: TFLiteModel, new_path: str, new: TFLiteModel) -> None:
+    from ..models.tflite import first_difference
+
+    if old.fingerprint() != new.fingerprint():
+        diff = first_difference(old, new) or "fingerprints differ"
+        raise CliError(
+            f"{new_path} is not the same architecture as {old_path}: {diff}"
+            " (a payload only changes weights)"
+        )
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= _NAME_WIDTH else name[: _NAME_WIDTH - 3] + "..."
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _kind(t: TensorInfo) -> str:
+    parts = []
+    if t.constant:
+        parts.append("constant")
+    if t.quantization is not None:
+        q = t.quantization
+        if q.num_scales > 1:
+            parts.append(f"quantized per-channel ({q.num_scales} on dim {q.quantized_dimension})")
+        else:
+            parts.append("quantized per-tensor")
+    if t.is_variable:
+        parts.append("variable")
+    return ", ".join(parts) or "activation"
+
+
+def _table(rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+    return out
+
+
+def describe_tflite(path: str | Path) -> str:
+    """What ``modelota inspect model.tflite`` prints: fingerprint, weight ranges and a
+    table of tensors (index, name, shape, type, bytes, constant/quantized)."""
+    data, m = load(path)
+    n_sg = len({t.subgraph for t in m.tensors} | {o.subgraph for o in m.operators}) or 1
+    fp = m.fingerprint()
+    pct = 100.0 * m.weight_bytes / max(len(data), 1)
+    lines = [
+        f"{path}: TFLite model, {len(data)} bytes, schema v{m.version}, {n_sg} subgraph(s),"
+        f" {len(m.operators)} operator(s), {len(m.tensors)} tensor(s)",
+        f"fingerprint: {fp.hex()}",
+        c_array("MODEL_FINGERPRINT", fp),
+        f"weights: {m.weight_bytes} bytes in {len(m.weight_ranges())} range(s) ({pct:.1f}% of"
+        " the file); a payload rewrites only these",
+        "",
+    ]
+    multi = n_sg > 1
+    head = ["sg"] if multi else []
+    rows = [[*head, "#", "name", "shape", "type", "bytes", "weights", "kind"]]
+    for t in m.tensors:
+        rows.append(
+            [
+                *([str(t.subgraph)] if multi else []),
+                str(t.index),
+                _short(t.name),
+                _shape(t.shape),
+                t.dtype,
+                str(t.data_length) if t.constant else "-",
+                str(t.weight_bytes) if t.weight_bytes else "-",
+                _kind(t),
+            ]
+        )
+    k = len(head)
+    lines += _table(rows, {k, k + 4, k + 5})
+    lines.append("")
+    for o in m.operators:
+        where = f"subgraph {o.subgraph} " if multi else ""
+        lines.append(f"{where}op {o.index}: {o.op} in {list(o.inputs)} out {list(o.outputs)}")
+    return "\n".join(lines)
+
+
+def _sizes(payload: Payload) -> str:
+    h = payload.header
+    return (
+        f"{len(payload.encode())} bytes, {h.data_size} of {h.weights_size} file bytes in"
+        f" {h.segment_count} segment(s), {h.chunk_count} chunk(s)"
+    )
+
+
+def cmd_pack_tflite(args: argparse.Namespace) -> int:
+    """``modelota pack --base old.tflite new.tflite -o x.mota --version N
+    [--delta --base-version M] [--chunk-size K]``.
+
+    The weight region is the whole old file, as the device holds it. Without
+    ``--delta`` the payload rewrites every weight range of the old layout; with
+    it only the changed bytes, and the device must run exactly ``--base``.
+    """
+    from pathlib import Path
+
+    from ..models.tflite import TFLiteError, diff_models, pack_tflite
+
+    weights = list(getattr(args, "weights", None) or [])
+    if len(weights) != 1 or not is_tflite(weights[0]):
+        raise CliError("give exactly one new model (new.tflite) to pack over --base old.tflite")
+    if not getattr(args, "base", None):
+        raise CliError(
+            "a .tflite payload rewrites the model the devices run: give it as --base old.tflite"
+        )
+    if not is_tflite(args.base):
+        raise CliError(f"--base {args.base} is not a .tflite model")
+    if getattr(args, "model", None) or getattr(args, "fingerprint", None):
+        raise CliError(
+            "--model/--fingerprint do not apply to .tflite: the fingerprint is the graph's"
+            " (see `modelota inspect old.tflite`)"
+        )
+    if not 0 <= args.version <= U32_MAX:
+        raise CliError(f"--version must be between 0 and {U32_MAX}")
+    chunk_size = getattr(args, "chunk_size", 1024)
+    if chunk_size < 1:
+        raise CliError("--chunk-size must be at least 1")
+    delta = bool(getattr(args, "delta", False))
+    base_version = getattr(args, "base_version", None)
+    if delta:
+        if base_version is None:
+            raise CliError("--delta needs --base-version: the device checks it runs that version")
+        if base_version >= args.version:
+            raise CliError(f"--version {args.version} must be above --base-version {base_version}")
+    elif base_version is not None:
+        raise CliError("--base-version is for --delta payloads: add --delta or drop it")
+    old_bytes, old = load(args.base)
+    new_bytes, new = load(weights[0])
+    _same_architecture(args.base, old, weights[0], new)
+    try:
+        payload = pack_tflite(
+            old_bytes,
+            new_bytes,
+            version=args.version,
+            base_version=base_version,
+            delta=delta,
+            chunk_size=chunk_size,
+        )
+        full = (
+            pack_tflite(old_bytes, new_bytes, version=args.version, chunk_size=chunk_size)
+            if delta
+            else payload
+        )
+    except (TFLiteError, ValueError) as e:
+        raise CliError(str(e)) from e
+    out = Path(args.output)
+    data = payload.encode()
+    out.write_bytes(data)
+    kind = "delta" if delta else "full"
+    print(
+        f"{out}: {kind} payload v{args.version} for {args.base}"
+        f" (fingerprint {old.fingerprint().hex()}), {_sizes(payload)}"
+    )
+    changed = diff_models(old, new)
+    n_weighted = sum(1 for t in old.tensors if t.weight_bytes)
+    print(
+        f"weights: {old.weight_bytes} bytes in {len(old.weight_ranges())} range(s) of the"
+        f" {len(old_bytes)}-byte model; {len(changed)} of {n_weighted} weight tensors change"
+    )
+    if delta:
+        full_len = len(full.encode())
+        saved = full_len - len(data)
+        pct = 100.0 * saved / max(full_len, 1)
+        print(f"delta saves {saved} bytes ({pct:.1f}%) against a full payload ({full_len} bytes)")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """``modelota diff OLD.tflite NEW.tflite``."""
+    from ..models.tflite import diff_models, pack_tflite
+
+    old_bytes, old = load(args.old)
+    new_bytes, new = load(args.new)
+    _same_architecture(args.old, old, args.new, new)
+    diffs = diff_models(old, new, include_unchanged=args.all)
+    print(
+        f"{args.old} -> {args.new}: same architecture (fingerprint {old.fingerprint().hex()}),"
+        f" {len(old_bytes)} vs {len(new_bytes)} bytes"
+    )
+    if diffs:
+        rows = [["#", "name", "shape", "type", "data changed", "quant changed", "changed"]]
+        for d in diffs:
+            rows.append(
+                [
+                    (f"{d.subgraph}:" if d.subgraph else "") + str(d.index),
+                    _short(d.name),
+                    _shape(d.shape),
+                    d.dtype,
+                    f"{d.data_changed}/{d.data_bytes}" if d.data_bytes else "-",
+                    f"{d.quant_changed}/{d.quant_bytes}" if d.quant_bytes else "-",
+                    str(d.changed),
+                ]
+            )
+        print("\n".join(_table(rows, {0, 4, 5, 6})))
+    else:
+        print("no weight changes")
+    all_diffs = diffs if args.all else diff_models(old, new, include_unchanged=True)
+    n_changed = sum(1 for d in all_diffs if d.changed)
+    full = pack_tflite(old_bytes, new_bytes, version=1)
+    delta = pack_tflite(old_bytes, new_bytes, version=1, base_version=0, delta=True)
+    changed_bytes = delta.header.data_size
+    print(
+        f"total: {n_changed} of {len(all_diffs)} weight tensors change;"
+        f" {sum(d.changed for d in all_diffs)} of {old.weight_bytes} weight bytes differ"
+    )
+    print(
+        f"payload: full {len(full.encode())} bytes, delta {len(delta.encode())} bytes"
+        f" ({changed_bytes} bytes in {delta.header.segment_count} segment(s))"
+    )
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Registers ``diff`` on ``modelota``'s subcommands."""
+    sp = sub.add_parser(
+        "diff",
+    )
+    sp.add_argument("old", help="the model devices run (.tflite)")
+    sp.add_argument("new", help="the retrained model (.tflite, same architecture)")
+    sp.add_argument("--all", action="store_true", help="list unchanged weight tensors too")
+    sp.set_defaults(func=cmd_diff)
+
+
+def payload_tensors(payload: Payload, model_path: str | Path) -> str:
+    """What ``modelota inspect x.mota --model deployed.tflite`` adds: for each
+    weight tensor of the deployed model, how many of its bytes the payload's
+    segments rewrite."""
+    data, m = load(model_path)
+    h = payload.header
+    if h.weights_size != len(data) or h.fingerprint != m.fingerprint():
+        raise CliError(
+            f"{model_path} is not the model this payload was made for"
+            f" (payload: {h.weights_size} bytes, fingerprint {h.fingerprint.hex()})"
+        )
+    segs = payload.segments
+    lines = ["#  name                                      shape     bytes  rewritten"]
+    total = 0
+    for t in m.tensors:
+        ranges = t.ranges()
+        if not ranges:
+            continue
+        hit = sum(max(0, min(o + n, so + sn) - max(o, so)) for o, n in ranges for so, sn in segs)
+        total += hit
+        name = t.name if len(t.name) <= 40 else t.name[:37] + "..."
+        shape = "[" + ", ".join(map(str, t.shape)) + "]"
+        lines.append(f"{t.index:<2} {name:<41} {shape:<9} {t.weight_bytes:>5}  {hit:>9}")
+    lines.append(f"payload rewrites {total} of {m.weight_bytes} weight bytes")
+    return "\n".join(lines)

@@ -1,1 +1,0 @@
-"""pyserial URL handlers (``sim://``), registered by :mod:`modelota.push`."""

@@ -1,0 +1,225 @@
+"""Power-cut sweeps over the native Store (MCUboot / littlefs style).
+
+For one scenario (geometry, model size, full or delta payload, flash or RAM
+model): count the storage operations N of a clean update; then for every
+i in 1..N cut power during operation i (lost, or torn), optionally cut again
+during the recovery at the next boot, reboot, and check that the device holds
+exactly the old or exactly the new weights with the matching version, and
+that a following update succeeds.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..format.payload import pack
+from ..status import Status
+from .device import FlashModelDevice, Layout, RamModelDevice
+from .flash import SimFlash
+
+FP = bytes.fromhex("706f7765722d6375742d737765657021")  # "power-cut-sweep!"
+
+
+@dataclass(frozen=True)
+class Geometry:
+    block_size: int
+    prog_size: int
+    erased_value: int
+
+    def __str__(self) -> str:
+        return f"{self.block_size}B/{self.prog_size}B/{self.erased_value:#04x}"
+
+
+GEOMETRIES = (
+    Geometry(256, 1, 0xFF),
+    Geometry(512, 4, 0x00),
+    Geometry(1024, 8, 0xFF),
+    Geometry(4096, 16, 0x00),
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    geometry: Geometry
+    model_size: int
+    delta: bool
+    mode: str  # "flash" or "ram"
+    seed: int = 0
+
+    def __str__(self) -> str:
+        kind = "delta" if self.delta else "full"
+        return f"{self.mode} {self.geometry} {self.model_size}B {kind}"
+
+
+@dataclass
+class Report:
+    scenario: Scenario
+    ops: int = 0  # storage operations of a clean update
+    cuts: int = 0  # power cuts tried
+    ended_old: int = 0
+    ended_new: int = 0
+    mixed: int = 0  # weights neither old nor new, or version not matching them
+    bricked: int = 0  # boot failed after power came back, or the next update failed
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.mixed == 0 and self.bricked == 0
+
+
+class _Bench:
+    """Builds devices for one scenario over one simulated flash."""
+
+    def __init__(self, sc: Scenario) -> None:
+        g = sc.geometry
+        rnd = random.Random(sc.seed)
+        self.sc = sc
+        self.v1 = rnd.randbytes(sc.model_size)
+        self.v2 = rnd.randbytes(sc.model_size)
+        if sc.delta:
+            v3 = bytearray(self.v2)
+            for _ in range(3):
+                at = rnd.randrange(sc.model_size)
+                run = min(sc.model_size - at, rnd.choice([1, 7, 60, g.block_size + 3]))
+                v3[at : at + run] = rnd.randbytes(run)
+            self.v3 = bytes(v3)
+            self.payload = pack(
+                self.v3, fingerprint=FP, version=3, chunk_size=200, base=self.v2, base_version=2
+            ).encode()
+        else:
+            self.v3 = rnd.randbytes(sc.model_size)
+            self.payload = pack(self.v3, fingerprint=FP, version=3, chunk_size=200).encode()
+        v2 = pack(self.v2, fingerprint=FP, version=2, chunk_size=200).encode()
+        largest = max(len(v2), len(self.payload))
+        self.layout = Layout.plan(g.block_size, g.prog_size, sc.model_size, largest)
+        self.flash = SimFlash(g.block_size, self.layout.block_count, g.prog_size, g.erased_value)
+        if sc.mode == "flash":
+            self.flash.load(0, self.v1)  # the factory model flashed with the firmware
+        dev = self.device()
+        assert dev.boot() == Status.Ok
+        assert dev.update(v2) == Status.Ok
+        self.start = self.flash.data  # device at v2: the state every cut starts from
+
+    def device(self) -> FlashModelDevice | RamModelDevice:
+        if self.sc.mode == "flash":
+            return FlashModelDevice(self.flash, self.layout, FP, factory_version=1)
+        return RamModelDevice(self.flash, self.layout, FP, self.v1, factory_version=1)
+
+    def reset(self) -> None:
+        self.flash.reboot()
+        self.flash.load(0, self.start)
+
+    @staticmethod
+    def held(dev: FlashModelDevice | RamModelDevice) -> tuple[bytes, int]:
+        if isinstance(dev, FlashModelDevice):
+            return dev.weights(), dev.version
+        return bytes(dev.ram), dev.version
+
+
+def count_ops(sc: Scenario) -> int:
+    b = _Bench(sc)
+    dev = b.device()
+    assert dev.boot() == Status.Ok
+    start = b.flash.ops
+    assert dev.update(b.payload) == Status.Ok
+    return b.flash.ops - start
+
+
+def run(
+    sc: Scenario,
+    cuts: Iterable[int] | None = None,
+    tear_modes: Iterable[bool] = (False, True),
+    recovery_cuts: int = 1,
+) -> Report:
+    """Sweeps cuts at operations ``cuts`` (1-based; all of 1..N by default).
+
+    ``recovery_cuts``: after each cut, how many further cuts to try during
+    the recovery at the next boot (at random operations of it)."""
+    b = _Bench(sc)
+    rep = Report(sc)
+    dev = b.device()
+    assert dev.boot() == Status.Ok
+    base = b.flash.ops
+    assert dev.update(b.payload) == Status.Ok
+    rep.ops = b.flash.ops - base
+    rnd = random.Random(sc.seed + 1)
+    points = range(1, rep.ops + 1) if cuts is None else cuts
+    for i in points:
+        for tear in tear_modes:
+            for again in range(recovery_cuts + 1):
+                rep.cuts += 1
+                _one(b, rep, i, tear, again > 0, rnd)
+    return rep
+
+
+def _one(
+    b: _Bench, rep: Report, i: int, tear: bool, cut_recovery: bool, rnd: random.Random
+) -> None:
+    b.reset()
+    dev = b.device()
+    if dev.boot() != Status.Ok:
+        rep.bricked += 1
+        rep.failures.append(f"cut {i}: boot before the update failed")
+        return
+    b.flash.cut_power(b.flash.ops + i - 1, tear=tear, seed=rnd.randrange(1, 2**32))
+    dev.update(b.payload)
+    b.flash.reboot()
+    if cut_recovery:
+        # power fails again while the next boot recovers: measure how many
+        # operations that recovery takes, rewind, and cut inside it
+        after_cut = b.flash.data
+        start = b.flash.ops
+        b.device().boot()
+        recovery_ops = b.flash.ops - start
+        b.flash.load(0, after_cut)
+        if recovery_ops > 0:
+            b.flash.cut_power(
+                b.flash.ops + rnd.randrange(recovery_ops), tear=tear, seed=rnd.randrange(1, 2**32)
+            )
+            b.device().boot()
+            b.flash.reboot()
+    dev = b.device()
+    if dev.boot() != Status.Ok:
+        rep.bricked += 1
+        rep.failures.append(f"cut {i} tear={tear}: boot after the cut failed")
+        return
+    weights, version = b.held(dev)
+    if (weights, version) == (b.v2, 2):
+        rep.ended_old += 1
+        follow = dev.update(b.payload)
+        expect = b.v3
+    elif (weights, version) == (b.v3, 3):
+        rep.ended_new += 1
+        v4 = bytes(x ^ 0x5A for x in b.v3)
+        follow = dev.update(pack(v4, fingerprint=FP, version=4, chunk_size=200).encode())
+        expect = v4
+    else:
+        rep.mixed += 1
+        rep.failures.append(f"cut {i} tear={tear}: version {version}, weights neither old nor new")
+        return
+    if follow != Status.Ok or b.held(dev)[0] != expect:
+        rep.bricked += 1
+        rep.failures.append(f"cut {i} tear={tear}: the update after recovery gave {follow.name}")
+
+
+def table(reports: list[Report]) -> str:
+    head = ("scenario", "ops N", "cuts", "old", "new", "mixed", "bricked")
+    rows = [
+        (
+            str(r.scenario),
+            str(r.ops),
+            str(r.cuts),
+            str(r.ended_old),
+            str(r.ended_new),
+            str(r.mixed),
+            str(r.bricked),
+        )
+        for r in reports
+    ]
+    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
