@@ -1,6 +1,7 @@
 /* ModelOTA portable core: one include for ports and host builds. */
 #ifndef MODELOTA_H
 #define MODELOTA_H
+#include "modelota/version.h"
 #include "modelota/config.h"
 #include "modelota/status.h"
 #include "modelota/crc32.h"
