@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from modelota import pack
-from modelota.fleet.client import AdminClient
+from modelota.fleet import auth
+from modelota.fleet.client import AdminClient, PollResult, poll
 from modelota.fleet.server import ServerThread
 from modelota.sim.device import Layout, RamModelDevice
 from modelota.sim.flash import SimFlash
@@ -35,12 +36,43 @@ class Running:
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
+    def secret(self, device: str) -> bytes:
+        """The device key `fleet register` handed out for ``device``."""
+        return self.thread.device_secret(device)
+
+    def poll(self, dev: Any, device: str, url: str | None = None, **kw: Any) -> PollResult:
+        """poll() as the registered device (signed with its key)."""
+        return poll(dev, url or self.url, device, secret=self.secret(device), **kw)
+
+    def stored_payloads(self) -> list[str]:
+        """SHA-256 of every payload whose bytes are stored (files or chunks)."""
+        fleet = self.thread.server.fleet
+        if fleet.store == "disk":
+            return sorted(p.name.removesuffix(".mota") for p in fleet.payload_dir.iterdir())
+        return sorted(r[0] for r in fleet.db.all("SELECT DISTINCT sha256 FROM payload_chunks"))
+
+    def signed(self, method: str, path: str, device: str, body: bytes = b"", **kw: Any) -> bytes:
+        """A raw request signed with the device's key (raw_http sends it)."""
+        return signed_request(method, path, device, self.secret(device), body, **kw)
+
+
+def signed_request(
+    method: str, path: str, device: str, key: bytes, body: bytes = b"",
+    headers: str = "", ts: int | None = None, nonce: str | None = None,
+) -> bytes:  # fmt: skip
+    """Bytes of a device request with its Authorization header, as a device
+    builds it (``headers``: more header lines, each ending in CRLF)."""
+    a = auth.sign(key, device, method, path, body, ts, nonce)
+    head = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {a}\r\n{headers}"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")  # fmt: skip
+    return head.encode() + body
+
 
 @contextmanager
 def running_server(
-    data: Path, max_payload: int = 1 << 20, db_url: str | None = None
+    data: Path, max_payload: int = 1 << 20, db_url: str | None = None, **kw: Any
 ) -> Iterator[Running]:
-    t = ServerThread(data, TOKEN, db_url=db_url, max_payload=max_payload)
+    t = ServerThread(data, TOKEN, db_url=db_url, max_payload=max_payload, **kw)
     url = t.start()
     try:
         yield Running(url, AdminClient(url, TOKEN), t)
@@ -101,13 +133,17 @@ def _pg_bin() -> Path | None:
 
 
 @contextmanager
-def postgres_server(root: Path) -> Iterator[str]:
+def postgres_server(root: Path | None = None) -> Iterator[str]:
     """A throwaway PostgreSQL server (Debian's postgresql package) on a free
-    loopback port, run as the `postgres` user; yields its base URL."""
+    loopback port, run as the `postgres` user; yields its base URL. Its
+    files live in a directory of their own under /tmp (``root`` is not
+    used: pytest resets its own root to 0700, which the postgres user
+    cannot enter), removed afterwards."""
     import os
     import pwd
     import shutil
     import subprocess
+    import tempfile
 
     import pytest
 
@@ -122,30 +158,32 @@ def postgres_server(root: Path) -> Iterator[str]:
         pw = pwd.getpwnam("postgres")
     except KeyError:
         pytest.skip("no postgres user to run the server as")
-    root.mkdir(parents=True, exist_ok=True)
-    os.chown(root, pw.pw_uid, pw.pw_gid)
-    for parent in [root, *root.parents]:  # the server user must reach its directory
-        if parent == Path("/"):
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o011)
-    data = root / "pgdata"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    own = Path(tempfile.mkdtemp(prefix="modelota-pg-"))
+    os.chmod(own, 0o700)
+    os.chown(own, pw.pw_uid, pw.pw_gid)
+    data = own / "pgdata"
+    port = free_port()
 
     def as_pg(*cmd: str, check: bool = True) -> None:
         runuser = shutil.which("runuser") or "runuser"
-        subprocess.run([runuser, "-u", "postgres", "--", *cmd], check=check,
-                       capture_output=True, timeout=120)  # fmt: skip
+        r = subprocess.run([runuser, "-u", "postgres", "--", *cmd], check=False,
+                           capture_output=True, timeout=120, text=True)  # fmt: skip
+        if check and r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)}: {r.stdout}{r.stderr}")
 
-    as_pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-    as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-          f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")  # fmt: skip
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
+        as_pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+        as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(own / "log"), "-w", "-o",
+              f"-p {port} -k {own} -c listen_addresses=127.0.0.1 -c fsync=off"
+              " -c max_connections=300", "start")  # fmt: skip
+        try:
+            yield f"postgresql://postgres@127.0.0.1:{port}"
+        finally:
+            # best effort: the server may already be gone (killed with the session)
+            as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop",
+                  check=False)  # fmt: skip
     finally:
-        # best effort: the server may already be gone (killed with the session)
-        as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop", check=False)
+        shutil.rmtree(own, ignore_errors=True)
 
 
 def fresh_database(base_url: str) -> str:

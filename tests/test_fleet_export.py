@@ -18,6 +18,7 @@ from fleet_util import (
     full,
     models,
     nginx_server,
+    raw_http,
     running_server,
     stop,
     wait_port,
@@ -58,11 +59,10 @@ def fleet_with_export(tmp_path: Path) -> tuple[list[bytes], Path]:
         s.admin.assign("group", "field", "m", 2)
         # the dynamic answer a device at v0 gets, to compare with the static one
         answers = {
-            dev: s.admin.conn.request(
-                "GET", f"/v1/devices/{dev}/manifest.json?version=0", None, {}
-            )[2]
+            dev: raw_http(s.port, s.signed("GET", f"/v1/devices/{dev}/manifest.json?version=0",
+                                           dev))[1].split(b"\r\n\r\n", 1)[1]
             for dev in ("24:6F:28:AA:01:02", "field-7")
-        }
+        }  # fmt: skip
     out = tmp_path / "tree"
     r = modelota("export", out, "--data", data)
     assert r.returncode == 0, r.stderr

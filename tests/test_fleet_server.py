@@ -22,6 +22,7 @@ from fleet_util import (
     postgres_server,
     raw_http,
     running_server,
+    signed_request,
 )
 from modelota import pack
 from modelota.fleet.client import AdminClient, FleetClientError, poll
@@ -58,10 +59,10 @@ def test_device_updates_then_is_current_and_reports(tmp_path: Path, db: str | No
     with running_server(tmp_path, db_url=db) as s:
         setup_line(s.admin, ws)
         dev = board(ws[0])
-        res = poll(dev, s.url, "dev-1")
+        res = s.poll(dev, "dev-1")
         assert (res.outcome, res.status, res.attempts) == ("updated", Status.Ok, 1)
         assert bytes(dev.ram) == ws[2] and dev.version == 3
-        again = poll(dev, s.url, "dev-1")
+        again = s.poll(dev, "dev-1")
         assert again.outcome == "current"
         reports = s.admin.reports("dev-1")
         assert [(r["event"], r["status_name"], r["version"]) for r in reports] == [
@@ -78,10 +79,9 @@ def test_check_answers_match_the_protocol(tmp_path: Path, db: str | None) -> Non
         sha = recs[1]["sha256"]
         base = "/v1/devices/dev-1/manifest.json"
 
-        def get(path: str, *headers: str) -> tuple[int, bytes]:
+        def get(path: str, *headers: str, device: str = "dev-1") -> tuple[int, bytes]:
             extra = "".join(f"{h}\r\n" for h in headers)
-            return raw_http(s.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}"
-                            "Connection: close\r\n\r\n".encode())  # fmt: skip
+            return raw_http(s.port, s.signed("GET", path, device, headers=extra))
 
         code, raw = get(f"{base}?fingerprint={FP.hex()}&version=1")
         assert code == 200
@@ -102,10 +102,11 @@ def test_check_answers_match_the_protocol(tmp_path: Path, db: str | None) -> Non
         assert get(base, f'If-None-Match: "{sha}"')[0] == 304
         code, raw = get(f"{base}?fingerprint={OTHER_FP.hex()}&version=1")
         assert code == 409 and body_json(raw)["error"] == "WrongModel"
-        code, raw = get("/v1/devices/nobody/manifest.json")
-        assert code == 404 and body_json(raw)["error"] == "UnknownDevice"
+        code, raw = raw_http(s.port, signed_request("GET", "/v1/devices/nobody/manifest.json",
+                                                    "nobody", bytes(32)))  # fmt: skip
+        assert code == 401 and body_json(raw)["error"] == "BadSignature"  # no key, no answer
         s.admin.register("lonely")
-        code, raw = get("/v1/devices/lonely/manifest.json")
+        code, raw = get("/v1/devices/lonely/manifest.json", device="lonely")
         assert code == 404 and body_json(raw)["error"] == "NoAssignment"
         # the device's own assignment wins over its group's
         s.admin.assign("device", "dev-1", "m", 1)
@@ -124,8 +125,7 @@ def test_payload_download_ranges_and_etag(tmp_path: Path) -> None:
 
         def get(*headers: str, method: str = "GET") -> tuple[int, bytes, bytes]:
             extra = "".join(f"{h}\r\n" for h in headers)
-            code, raw = raw_http(s.port, f"{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}"
-                                 "Connection: close\r\n\r\n".encode())  # fmt: skip
+            code, raw = raw_http(s.port, s.signed(method, path, "dev-1", headers=extra))
             head, _, body = raw.partition(b"\r\n\r\n")
             return code, head, body
 
@@ -146,6 +146,12 @@ def test_payload_download_ranges_and_etag(tmp_path: Path) -> None:
         code, head, body = get(method="HEAD")
         assert code == 200 and body == b"" and f"Content-Length: {n}".encode() in head
         assert get(method="POST")[0] == 405
+        # no credential, or another request's: nothing
+        assert raw_http(s.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())[0] == 401
+        other = s.signed("GET", path + "?x", "dev-1").split(b"\r\n")[2]  # its Authorization
+        code, _ = raw_http(s.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n".encode() + other
+                           + b"\r\nConnection: close\r\n\r\n")  # fmt: skip
+        assert code == 401
 
 
 @pytest.mark.parametrize(
@@ -180,10 +186,10 @@ def test_resume_after_a_dropped_connection_and_corruption_refused(tmp_path: Path
         host, port = s.url.removeprefix("http://").split(":")
         with FaultProxy((host, int(port))) as proxy:
             proxy.plan.append(Fault(flip_at=20_000))
-            res = poll(dev, proxy.url, "dev-1")
+            res = s.poll(dev, "dev-1", proxy.url)
             assert res.status == Status.ChunkCrc and bytes(dev.ram) == ws[0] and dev.version == 1
             proxy.plan += [Fault(cut_at=9_000), Fault(cut_at=15_000)]
-            res = poll(dev, proxy.url, "dev-1")
+            res = s.poll(dev, "dev-1", proxy.url)
             assert res.status == Status.Ok and bytes(dev.ram) == ws[1] and dev.version == 2
             assert res.attempts == 3 and len(res.resumed_at) == 2
             ranges = [r for r in proxy.requests if b"\r\nRange: bytes=" in r]
@@ -191,7 +197,7 @@ def test_resume_after_a_dropped_connection_and_corruption_refused(tmp_path: Path
             # five drops in a row: the device gives up, restores, reports
             proxy.plan += [Fault(cut_at=2_000 + i) for i in range(5)]
             s.admin.upload("m", full(ws[0][::-1], 3))
-            res = poll(dev, proxy.url, "dev-1", attempts=5)
+            res = s.poll(dev, "dev-1", proxy.url, attempts=5)
             assert res.status == Status.Timeout and res.outcome == "failed"
             assert bytes(dev.ram) == ws[1] and dev.version == 2
         names = [r["status_name"] for r in s.admin.reports("dev-1")]
@@ -210,13 +216,13 @@ def test_delta_is_offered_to_devices_on_its_base(tmp_path: Path, db: str | None)
         rec = s.admin.upload("m", delta)
         assert rec["base_version"] == 1 and rec["size"] < 400
         dev = board(ws[0])
-        res = poll(dev, s.url, "dev-1")
+        res = s.poll(dev, "dev-1")
         assert res.status == Status.Ok and res.payload_size == len(delta)
         assert bytes(dev.ram) == bytes(new)
         # a device on another version gets the full payload
         other = board(ws[0][::-1], version=0)
         s.admin.register("dev-2", group="g")
-        res = poll(other, s.url, "dev-2")
+        res = s.poll(other, "dev-2")
         assert res.status == Status.Ok and res.payload_size > 20_000
         # a delta must end in its version's weights and start from its base's
         wrong_end = pack(ws[0][::-1], fingerprint=FP, version=2, chunk_size=512, base=ws[0],
@@ -264,7 +270,7 @@ def test_upload_validation(tmp_path: Path, db: str | None) -> None:
         assert code == 413
         recs = s.admin.payloads()
         assert [(r["line"], r["version"]) for r in recs] == [("m", 5)]
-        assert len(list((tmp_path / "payloads").iterdir())) == 1  # no stray files
+        assert s.stored_payloads() == [recs[0]["sha256"]]  # no stray files or chunks
 
 
 def test_wrong_tokens_change_nothing(tmp_path: Path, db: str | None) -> None:
@@ -373,7 +379,7 @@ def test_malformed_requests_are_4xx_and_change_nothing(tmp_path: Path) -> None:
             assert 400 <= code < 500 or code == 0, raw[:300]  # 0: connection refused the bytes
         assert (s.admin.payloads(), s.admin.devices(), s.admin.reports()) == before
         # and it still serves
-        assert poll(board(models(1)[0][::-1], 0), s.url, "dev-1").status == Status.Ok
+        assert s.poll(board(models(1)[0][::-1], 0), "dev-1").status == Status.Ok
 
 
 def test_concurrent_uploads_and_polls_lose_nothing(tmp_path: Path, db: str | None) -> None:
@@ -399,7 +405,7 @@ def test_concurrent_uploads_and_polls_lose_nothing(tmp_path: Path, db: str | Non
         def poller(i: int) -> None:
             for _ in range(5):
                 dev = board(ws[0])
-                res = poll(dev, s.url, f"d{i}")
+                res = s.poll(dev, f"d{i}")
                 with lock:
                     results["poll"].append(
                         (res.status, dev.version, bytes(dev.ram) == ws[dev.version - 1])
@@ -417,8 +423,7 @@ def test_concurrent_uploads_and_polls_lose_nothing(tmp_path: Path, db: str | Non
         assert all(st == Status.Ok and ok for st, _, ok in results["poll"])  # type: ignore[misc]
         recs = s.admin.payloads()
         assert [r["version"] for r in recs] == list(range(1, 13))
-        files = sorted(p.name for p in (tmp_path / "payloads").iterdir())
-        assert files == sorted(f"{r['sha256']}.mota" for r in recs)
+        assert s.stored_payloads() == sorted(r["sha256"] for r in recs)
         assert len(s.admin.reports(limit=1000)) == 40
 
 
@@ -427,12 +432,12 @@ def test_state_survives_a_restart(tmp_path: Path, db: str | None) -> None:
     with running_server(tmp_path, db_url=db) as s:
         setup_line(s.admin, ws)
         dev = board(ws[0])
-        assert poll(dev, s.url, "dev-1").status == Status.Ok
+        assert s.poll(dev, "dev-1").status == Status.Ok
     with running_server(tmp_path, db_url=db) as s:
         assert [r["version"] for r in s.admin.payloads()] == [1, 2]
         assert s.admin.reports("dev-1")[0]["status_name"] == "Ok"
         assert s.admin.devices()[0]["last_version"] == 2  # the batched check was flushed
-        assert poll(dev, s.url, "dev-1").outcome == "current"
+        assert s.poll(dev, "dev-1").outcome == "current"
 
 
 def test_report_body_is_recorded_as_sent(tmp_path: Path) -> None:
@@ -440,12 +445,9 @@ def test_report_body_is_recorded_as_sent(tmp_path: Path) -> None:
         setup_line(s.admin, models(1))
         body = {"event": "download", "version": 7, "status": -14, "status_name": "ChunkCrc",
                 "message": "é" * 600, "bytes": 1234}  # fmt: skip
-        code, raw = raw_http(
-            s.port,
-            b"POST /v1/devices/dev-1/reports HTTP/1.1\r\nHost: x\r\nContent-Length: "
-            + str(len(json.dumps(body).encode())).encode() + b"\r\nConnection: close\r\n\r\n"
-            + json.dumps(body).encode(),
-        )  # fmt: skip
+        raw_body = json.dumps(body).encode()
+        code, raw = raw_http(s.port, s.signed("POST", "/v1/devices/dev-1/reports", "dev-1",
+                                              raw_body))  # fmt: skip
         assert code == 204, raw
         got = s.admin.reports("dev-1")[0]
         assert (got["event"], got["version"], got["status"], got["bytes"]) == (
@@ -464,9 +466,12 @@ def test_serve_cli_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     proc, url = spawn(tmp_path, TOKEN)
     try:
         admin = AdminClient(url, TOKEN)
-        setup_line(admin, models(1))
+        admin.upload("m", full(models(1)[0], 1))
+        secret = admin.register("dev-1", group="g")["secret"]
+        admin.assign("group", "g", "m")
         dev = board(models(1)[0])
-        assert poll(dev, url, "dev-1").outcome == "current"  # checked at v1, nothing to do
+        # checked at v1, nothing to do
+        assert poll(dev, url, "dev-1", secret=secret).outcome == "current"
     finally:
         proc.terminate()
         assert proc.wait(20) == 0
@@ -485,18 +490,24 @@ def test_device_cli_polls_and_keeps_its_flash_between_runs(tmp_path: Path) -> No
         fp = modelota("fingerprint", "--model", "m", factory).stdout.split()[0]
         for i, w in enumerate(ws):
             s.admin.upload("m", pack(w, fingerprint=bytes.fromhex(fp), version=i + 1).encode())
-        s.admin.register("dev-1", group="g")
+        secret = s.admin.register("dev-1", group="g")["secret"]
         s.admin.assign("group", "g", "m")
         state = tmp_path / "flash.img"
         args = ("device", factory, "--server", s.url, "--id", "dev-1", "--model", "m",
-                "--state", state)  # fmt: skip
+                "--state", state, "--secret", secret)  # fmt: skip
         r = modelota(*args)
         assert r.returncode == 0, r.stderr
         assert "v1 from factory" in r.stdout and "poll 1: updated (Ok): v1 -> v2" in r.stdout
         r = modelota(*args, "--polls", "2", "--interval", "0")  # a reboot: flash kept
         assert r.returncode == 0, r.stderr
         assert "v2 from store" in r.stdout and "poll 2: current at v2" in r.stdout
-        r = modelota("device", factory, "--server", s.url, "--id", "nobody", "--model", "m")
-        assert r.returncode == 1 and "404 UnknownDevice" in r.stderr
-        r = modelota("device", factory, "--server", s.url, "--id", "dev-1", "--model", "other")
+        r = modelota("device", factory, "--server", s.url, "--id", "nobody", "--model", "m",
+                     "--secret", secret)  # fmt: skip
+        assert r.returncode == 1 and "401 BadSignature" in r.stderr
+        r = modelota("device", factory, "--server", s.url, "--id", "dev-1", "--model", "m")
+        assert r.returncode == 1 and "401 Unauthorized" in r.stderr  # no secret
+        r = modelota(*args[:-2], "--secret", "00" * 32)
+        assert r.returncode == 1 and "401 BadSignature" in r.stderr  # a wrong one
+        r = modelota("device", factory, "--server", s.url, "--id", "dev-1", "--model", "other",
+                     "--secret", secret)  # fmt: skip
         assert r.returncode == 1 and "409 WrongModel" in r.stderr

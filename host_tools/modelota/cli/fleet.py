@@ -25,7 +25,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import secrets
     from pathlib import Path
 
-    from ..fleet.db import FleetError
+    from ..fleet.db import FleetError, Quotas
+    from ..fleet.guard import Limits
     from ..fleet.server import serve
 
     token = _token(args, False)
@@ -36,10 +37,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(f"modelota serve: {url} (data in {args.data}); Ctrl-C stops", flush=True)
 
+    for name in ("max_connections", "quota_windows", "quota_window_bytes", "quota_reports"):
+        if getattr(args, name) < 1:
+            raise CliError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.header_timeout <= 0:
+        raise CliError("--header-timeout must be above 0")
+    limits = Limits(
+        header_timeout=args.header_timeout, max_connections=args.max_connections,
+        device_rate=args.device_rate, device_burst=max(args.device_rate * 10, 1.0),
+    )  # fmt: skip
+    quotas = Quotas(window_bytes=args.quota_window_bytes, windows=args.quota_windows,
+                    reports=args.quota_reports)  # fmt: skip
     try:
         serve(
             Path(args.data), args.host, args.port, token, args.db, args.max_payload,
-            args.access_log, ready, args.hmac_key.encode() if args.hmac_key else None,
+            args.access_log, ready,
+            Path(args.device_key_file) if args.device_key_file else None, limits, quotas,
+            frozenset(args.trust_proxy or ()), args.payloads,
         )  # fmt: skip
     except FleetError as e:
         raise CliError(e.message) from e
@@ -82,7 +96,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         if args.action == "upload":
             out = admin.upload(args.line, Path(args.payload).read_bytes())
         elif args.action == "register":
-            out = admin.register(args.device, args.group, args.fingerprint)
+            out = admin.register(args.device, args.group, args.fingerprint, args.rotate_secret)
         elif args.action == "assign":
             kind, target = ("group", args.group) if args.group else ("device", args.device)
             out = admin.assign(kind, target, args.line, args.version)
@@ -90,6 +104,8 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             out = admin.payloads()
         elif args.action == "devices":
             out = admin.devices()
+        elif args.action == "windows":
+            return _windows(admin, args)
         else:
             out = admin.reports(args.device, args.limit)
     except FleetClientError as e:
@@ -101,15 +117,39 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _windows(admin: Any, args: argparse.Namespace) -> int:
+    """``fleet windows OUT``: the stored sample windows as Edge Impulse files."""
+    from pathlib import Path
+
+    from ..fleet.export import write_windows
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"{out} exists and is not a directory")
+    key = args.hmac_key.encode() if args.hmac_key else None
+    after, written, seen = args.after, 0, 0
+    while True:
+        rows = admin.windows(after, args.device)
+        if not rows:
+            break
+        written += write_windows(out, rows, key, args.device_type)
+        seen += len(rows)
+        after = rows[-1]["id"]
+    print(f"{seen} windows, {written} new files in {out} (last id {after})")
+    return 0
+
+
 def cmd_device(args: argparse.Namespace) -> int:
     """A simulated device (native core, RAM model, Store on simulated flash)
     polling a fleet server: the Python twin of examples/WiFiPull."""
+    import os
+    import re
     import time
     from pathlib import Path
 
     from tqdm import tqdm
 
-    from ..fleet.client import FleetClientError, poll
+    from ..fleet.client import FleetClientError, Signer, poll
     from ..models.raw import read_weights
     from ..sim.device import Layout, RamModelDevice
     from ..sim.flash import SimFlash
@@ -136,6 +176,10 @@ def cmd_device(args: argparse.Namespace) -> int:
     if st != Status.Ok:
         raise CliError(f"boot failed: {st.name}")
     print(f"device {args.id}: model {fp.hex()}, v{dev.version} from {dev.booted_from}")
+    secret = args.secret or os.environ.get("MODELOTA_DEVICE_SECRET", "")
+    if secret and not re.fullmatch(r"[0-9a-fA-F]{64}", secret):
+        raise CliError("--secret is the 64 hex digits `modelota fleet register` printed")
+    signer = Signer(args.id, secret) if secret else None
     bad = 0
     for i in range(args.polls):
         if i:
@@ -148,7 +192,7 @@ def cmd_device(args: argparse.Namespace) -> int:
 
         before = dev.version
         try:
-            res = poll(dev, args.server, args.id, progress)
+            res = poll(dev, args.server, args.id, progress, secret=signer)
         except FleetClientError as e:
             raise CliError(str(e)) from e
         except OSError as e:
@@ -182,8 +226,27 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--max-payload", type=int, default=64 * 1024 * 1024,
                     help="largest accepted upload in bytes (default 64 MiB)")  # fmt: skip
     sp.add_argument("--access-log", action="store_true", help="log every request")
-    sp.add_argument("--hmac-key", help="Edge Impulse project HMAC key: sign the data"
-                    " acquisition files written from windows devices POST")  # fmt: skip
+    sp.add_argument("--device-key-file", help="the key device secrets derive from (64 hex"
+                    " digits); default DATA/device.key, created on first start. Every"
+                    " replica needs the same one")  # fmt: skip
+    sp.add_argument("--payloads", choices=("disk", "db"),
+                    help="where payload bytes live (default: disk with SQLite, db with"
+                    " PostgreSQL, which every replica can read)")  # fmt: skip
+    sp.add_argument("--trust-proxy", action="append", metavar="ADDR",
+                    help="address of a reverse proxy whose X-Forwarded-For names the client"
+                    " (repeatable); no per-address connection cap for it")  # fmt: skip
+    sp.add_argument("--max-connections", type=int, default=1024,
+                    help="open connections at most (within the open-file limit)")  # fmt: skip
+    sp.add_argument("--header-timeout", type=float, default=10.0,
+                    help="seconds a client may take to send a request head")  # fmt: skip
+    sp.add_argument("--device-rate", type=float, default=5.0,
+                    help="requests per second per device (bursts of 10x); 429 beyond")  # fmt: skip
+    sp.add_argument("--quota-windows", type=int, default=5000,
+                    help="sample windows a device may store per UTC day")  # fmt: skip
+    sp.add_argument("--quota-window-bytes", type=int, default=16 * 1024 * 1024,
+                    help="bytes of sample windows a device may store per UTC day")  # fmt: skip
+    sp.add_argument("--quota-reports", type=int, default=2000,
+                    help="reports a device may send per UTC day")  # fmt: skip
     sp.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser(
@@ -200,6 +263,8 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("factory", help="the weights it ships with (.tflite, .bin, .npy)")
     sp.add_argument("--server", default="http://127.0.0.1:8080")
     sp.add_argument("--id", required=True, help="device id (e.g. its MAC address)")
+    sp.add_argument("--secret", help="the device's secret from `modelota fleet register`"
+                    " (default: $MODELOTA_DEVICE_SECRET)")  # fmt: skip
     g = sp.add_mutually_exclusive_group()
     g.add_argument("--model", help="raw weights: model name the fingerprint is derived from")
     g.add_argument("--fingerprint", help="raw weights: 16-byte fingerprint as hex")
@@ -225,6 +290,8 @@ def add_commands(sub: Any) -> None:
     a.add_argument("device")
     a.add_argument("--group")
     a.add_argument("--fingerprint", help="32 hex digits: refuse other models for it")
+    a.add_argument("--rotate-secret", action="store_true",
+                   help="revoke the device's secret and print a new one")  # fmt: skip
     a = acts.add_parser("assign", help="assign a line (and version) to a device or group")
     g = a.add_mutually_exclusive_group(required=True)
     g.add_argument("--device")
@@ -233,6 +300,13 @@ def add_commands(sub: Any) -> None:
     a.add_argument("--version", type=int, help="default: the line's latest")
     acts.add_parser("payloads", help="list payloads")
     acts.add_parser("devices", help="list devices with their state")
+    a = acts.add_parser("windows", help="write the sample windows devices sent as Edge"
+                        " Impulse files")  # fmt: skip
+    a.add_argument("out", help="directory (files already there are kept)")
+    a.add_argument("--device", help="only this device's")
+    a.add_argument("--after", type=int, default=0, help="only windows with a larger id")
+    a.add_argument("--hmac-key", help="Edge Impulse project HMAC key: sign the files")
+    a.add_argument("--device-type", default="modelota", help="device_type of the files")
     a = acts.add_parser("reports", help="reports devices sent, newest first")
     a.add_argument("--device")
     a.add_argument("--limit", type=int, default=50)

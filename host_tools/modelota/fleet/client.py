@@ -13,8 +13,11 @@ http.client so they behave like a device's plain HTTP/1.1 stack.
 
 from __future__ import annotations
 
+import hmac
 import http.client
 import json
+import re
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from urllib.parse import urlencode, urlsplit
 
 from ..sim.device import Progress, StreamLost
 from ..status import Status
+from . import auth
 
 PIECE = 1024  # bytes per read: a device's receive buffer
 MANIFEST_MAX = 512
@@ -54,10 +58,63 @@ def _error_of(status: int, raw: bytes) -> FleetClientError:
         return FleetClientError(status, "Http", text or http.client.responses.get(status, ""))
 
 
+class Signer:
+    """A device's credential (docs/FLEET.md, "Device authentication"): signs
+    each request with the device key ``fleet register`` printed. ``clock``
+    is the device's idea of the time; a 401 StaleTimestamp whose ``tsm``
+    verifies corrects it (a device without a clock starts at 0)."""
+
+    def __init__(self, device: str, secret: bytes | str,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+        self.device = device
+        self.key = bytes.fromhex(secret) if isinstance(secret, str) else bytes(secret)
+        self.clock = clock
+        self.offset = 0  # seconds added to clock() (learnt from the server)
+        self.synced = 0  # clock corrections taken
+
+    def header(self, method: str, path: str, body: bytes = b"") -> tuple[str, str]:
+        nonce = secrets.token_hex(8)
+        ts = int(self.clock()) + self.offset
+        return auth.sign(self.key, self.device, method, path, body, ts, nonce), nonce
+
+    def resync(self, status: int, headers: dict[str, str], nonce: str) -> bool:
+        """After a 401: True when it carried a server time signed for this
+        request's nonce (the clock is corrected: send the request again)."""
+        m = _TSM.fullmatch(headers.get("www-authenticate", "").strip())
+        if status != 401 or m is None:
+            return False
+        ts = int(m.group(1))
+        if not hmac.compare_digest(auth.time_mac(self.key, ts, nonce), m.group(2)):
+            return False
+        self.offset = ts - int(self.clock())
+        self.synced += 1
+        return True
+
+
+_TSM = re.compile(r'MOTA ts="([0-9]{1,10})", tsm="([0-9a-f]{64})"')
+
+
 class _Conn:
-    def __init__(self, base_url: str, timeout: float) -> None:
+    def __init__(self, base_url: str, timeout: float, signer: Signer | None = None) -> None:
         self.host, self.port, self.prefix = _split(base_url)
         self.timeout = timeout
+        self.signer = signer
+
+    def signed(
+        self, method: str, path: str, body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+        """A device request, signed when the device has a credential, sent
+        again once when the server corrects the device's clock."""
+        for _ in range(2):
+            extra = dict(headers or {})
+            nonce = ""
+            if self.signer is not None:
+                extra["Authorization"], nonce = self.signer.header(method, path, body or b"")
+            status, hdrs, raw = self.request(method, path, body, extra)
+            if self.signer is None or not self.signer.resync(status, hdrs, nonce):
+                break
+        return status, hdrs, raw
 
     def open(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
@@ -107,9 +164,13 @@ class AdminClient:
         return list(self.call("GET", "/admin/payloads"))
 
     def register(
-        self, device: str, group: str | None = None, fingerprint: str | None = None
-    ) -> dict[str, Any]:
-        body = json.dumps({"group": group, "fingerprint": fingerprint}).encode()
+        self, device: str, group: str | None = None, fingerprint: str | None = None,
+        rotate_secret: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Registers a device; a new one (or ``rotate_secret``) gets its
+        ``secret`` (64 hex digits) in the answer, once."""
+        doc = {"group": group, "fingerprint": fingerprint, "rotate_secret": rotate_secret}
+        body = json.dumps(doc).encode()
         return dict(self.call("PUT", f"/admin/devices/{device}", body, "application/json"))
 
     def devices(self) -> list[dict[str, Any]]:
@@ -122,6 +183,17 @@ class AdminClient:
     def reports(self, device: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         q = {"limit": str(limit)} | ({"device": device} if device else {})
         return list(self.call("GET", f"/admin/reports?{urlencode(q)}"))
+
+    def windows(self, after: int = 0, device: str | None = None) -> list[dict[str, Any]]:
+        """One page of stored sample windows with id > ``after`` (``frame``
+        as bytes)."""
+        import base64
+
+        q = {"after": str(after)} | ({"device": device} if device else {})
+        rows = list(self.call("GET", f"/admin/windows?{urlencode(q)}"))
+        for r in rows:
+            r["frame"] = base64.b64decode(r["frame"])
+        return rows
 
 
 class PullDevice(Protocol):
@@ -215,6 +287,8 @@ class _Download:
                 if etag:
                     headers["If-Range"] = etag
                 self.resumed_at.append(self.fed)
+            if self.conn.signer is not None:
+                headers["Authorization"] = self.conn.signer.header("GET", self.m.url)[0]
             c = self.conn.open()
             try:
                 c.request("GET", self.conn.prefix + self.m.url, headers=headers)
@@ -253,12 +327,16 @@ def poll(
     timeout: float = 10.0,
     backoff: float = 0.05,
     report: bool = True,
+    secret: bytes | str | Signer | None = None,
 ) -> PollResult:
     """One round of a device's pull loop (docs/FLEET.md): check, download
-    into the Updater, report."""
-    conn = _Conn(base_url, timeout)
+    into the Updater, report. ``secret``: the device key from ``fleet
+    register`` (or a Signer keeping a learnt clock between polls); None
+    sends unsigned requests (a static tree needs none)."""
+    signer = Signer(device_id, secret) if isinstance(secret, bytes | str) else secret
+    conn = _Conn(base_url, timeout, signer)
     query = urlencode({"fingerprint": device.fingerprint.hex(), "version": device.version})
-    status, _, raw = conn.request(
+    status, _, raw = conn.signed(
         "GET", f"/v1/devices/{device_id}/manifest.json?{query}", headers={"User-Agent": "sim"}
     )
     if status in (204, 304):
@@ -295,7 +373,7 @@ def poll(
 def send_report(conn: _Conn, device_id: str, body: dict[str, Any]) -> bool:
     """Best effort, as on a device: a static tree has no report endpoint."""
     try:
-        status, _, _ = conn.request(
+        status, _, _ = conn.signed(
             "POST", f"/v1/devices/{device_id}/reports", json.dumps(body).encode(),
             {"Content-Type": "application/json"},
         )  # fmt: skip

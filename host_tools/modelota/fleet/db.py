@@ -1,30 +1,44 @@
-"""The fleet's state: payloads, model lines, devices, assignments, reports.
+"""The fleet's state: payloads, model lines, devices, assignments, reports,
+sample windows.
 
 Everything the server (``server.py``) and the static export (``export.py``)
 answer comes from here, so both give a device the same answer (docs/FLEET.md).
 Storage is SQL over the DB-API: the standard library's sqlite3 by default, or a
 PostgreSQL server through psycopg when ``--db postgresql://...`` is given.
-Payload files live on disk, content-addressed by their SHA-256, written to a
-temporary name and renamed, so a crash never leaves half a payload under a
-real name.
 
-All methods are synchronous and must be called from one thread at a time
-(the server runs them on a single worker thread, which also serialises
-concurrent uploads: version checks and inserts happen in one transaction).
+Payload bytes live where every server process can read them: with SQLite in
+files under ``data/payloads`` (content-addressed by their SHA-256, written to
+a temporary name and renamed, so a crash never leaves half a payload under a
+real name); with PostgreSQL in the ``payload_chunks`` table, inserted in the
+same transaction as the payload's row, so any replica serves any payload and
+a refused upload leaves nothing.
+
+Threads: every thread gets its own connection (``Fleet.db``). The server
+answers checks on reader threads and writes on one writer thread; a
+transaction never spans two threads. Every change an answer depends on calls
+:meth:`Fleet.changed` inside its transaction: the local generation goes up
+and, on PostgreSQL, ``NOTIFY modelota_fleet`` tells the other replicas
+(:meth:`Fleet.listen`) to drop their caches.
+
+The schema is created and upgraded by :data:`MIGRATIONS`, each applied once
+in its own transaction and recorded in ``schema_migrations``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import sqlite3
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..format.payload import DIGEST_CRC32, Payload, parse
 from ..status import ModelOTAError
@@ -34,8 +48,32 @@ SHA_RE = re.compile(r"[0-9a-f]{64}")
 U32_MAX = 0xFFFFFFFF
 MANIFEST_MAX = 512  # bytes; the device's manifest buffer (docs/FLEET.md)
 REPORT_EVENTS = ("check", "download", "apply")
+MESSAGE_MAX = 500  # characters of a report's message kept
+NAME_MAX = 64  # characters of a report's status_name kept
+CHUNK = 256 * 1024  # bytes per payload_chunks row
+NOTIFY_CHANNEL = "modelota_fleet"
+DAY = 86400
 
-SCHEMA = """
+
+@dataclass(frozen=True)
+class Quotas:
+    """Per device and UTC day (docs/FLEET.md, "Limits"). Requests beyond
+    them are refused whole with 429 and Retry-After (the next UTC day)."""
+
+    window_bytes: int = 16 * 1024 * 1024  # frame bytes stored
+    windows: int = 5000  # frames stored
+    reports: int = 2000  # reports recorded
+    windows_per_request: int = 256  # frames in one POST (413 beyond)
+
+
+DEFAULT_QUOTAS = Quotas()
+
+
+# -- schema ------------------------------------------------------------------
+# One entry per schema version, applied in order, each in one transaction.
+# {blob} and {serial} are the dialect's binary type and auto-increment key.
+
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS lines (
     name TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,
@@ -80,15 +118,68 @@ CREATE TABLE IF NOT EXISTS reports (
 CREATE INDEX IF NOT EXISTS reports_device ON reports (device, at);
 """
 
+# device keys, replicas (payload bytes in the database), windows in the
+# database with per-day quotas, nonces of signed mutations (issue [5])
+SCHEMA_V2 = """
+ALTER TABLE devices ADD COLUMN key_gen BIGINT NOT NULL DEFAULT 1;
+ALTER TABLE payloads ADD COLUMN storage TEXT NOT NULL DEFAULT 'disk';
+CREATE TABLE payload_chunks (
+    sha256 TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data {blob} NOT NULL,
+    PRIMARY KEY (sha256, seq)
+);
+CREATE TABLE windows (
+    id {serial},
+    device TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    seq BIGINT NOT NULL,
+    first_sample BIGINT NOT NULL,
+    frame {blob} NOT NULL
+);
+CREATE INDEX windows_device ON windows (device, id);
+CREATE TABLE usage (
+    device TEXT NOT NULL,
+    day BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    PRIMARY KEY (device, day, kind)
+);
+CREATE TABLE nonces (
+    device TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (device, nonce)
+);
+CREATE INDEX nonces_at ON nonces (at);
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "lines, payloads, devices, assignments, reports", SCHEMA_V1),
+    (2, "device keys, payload chunks, windows, quotas, nonces", SCHEMA_V2),
+]
+
 
 class FleetError(Exception):
-    """A refused request: HTTP status, short name and one-line message."""
+    """A refused request: HTTP status, short name and one-line message
+    (``retry_after``: seconds, for a 429 or 503; ``headers``: extra response
+    headers, such as WWW-Authenticate)."""
 
-    def __init__(self, http: int, name: str, message: str) -> None:
+    def __init__(
+        self, http: int, name: str, message: str, retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(message)
         self.http = http
         self.name = name
         self.message = message
+        self.retry_after = retry_after
+        self.headers = dict(headers or {})
 
     def body(self) -> dict[str, str]:
         return {"error": self.name, "message": self.message}
@@ -102,11 +193,27 @@ def check_id(kind: str, value: str) -> str:
     return value
 
 
+def check_text(name: str, value: Any, limit: int) -> str | None:
+    """A free-text field as stored: None, or a string of valid UTF-8 (no lone
+    surrogate) without NUL, cut to ``limit`` characters; else 400."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise FleetError(400, "BadRequest", f"{name} must be a string")
+    if "\x00" in value:
+        raise FleetError(400, "BadText", f"{name} must not contain NUL")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FleetError(400, "BadText", f"{name} is not valid Unicode (lone surrogate)") from None
+    return value[:limit]
+
+
 def parse_u32(name: str, value: Any) -> int:
     if isinstance(value, bool):
         raise FleetError(400, "BadRequest", f"{name} must be an integer 0..{U32_MAX}")
     if isinstance(value, str):
-        if not value.isdigit() or len(value) > 10:
+        if not value.isascii() or not value.isdigit() or len(value) > 10:
             raise FleetError(400, "BadRequest", f"{name} must be an integer 0..{U32_MAX}")
         value = int(value)
     if not isinstance(value, int) or not 0 <= value <= U32_MAX:
@@ -115,7 +222,7 @@ def parse_u32(name: str, value: Any) -> int:
 
 
 def parse_fingerprint(value: str) -> str:
-    v = value.lower()
+    v = value.lower() if isinstance(value, str) else ""
     if not re.fullmatch(r"[0-9a-f]{32}", v):
         raise FleetError(400, "BadRequest", "fingerprint must be 32 hex digits")
     return v
@@ -160,12 +267,17 @@ class Answer:
     payload: PayloadRecord | None
 
 
+def _is_pg(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
 class _Db:
     """A DB-API connection with '?' placeholders whatever the driver."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        if url.startswith(("postgresql://", "postgres://")):
+        self.statements = 0  # executed so far (tests measure work with it)
+        if _is_pg(url):
             try:
                 import psycopg  # type: ignore[import-not-found]
             except ImportError as e:
@@ -178,7 +290,7 @@ class _Db:
             try:
                 self.conn: Any = psycopg.connect(url, autocommit=True, connect_timeout=10)
             except psycopg.Error as e:
-                raise FleetError(500, "Database", f"cannot connect to {url}: {e}") from e
+                raise FleetError(503, "Database", f"cannot connect to the database: {e}") from e
             self.param = "%s"
             self.integrity: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
         else:
@@ -186,16 +298,31 @@ class _Db:
             self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute("PRAGMA busy_timeout=5000")
+            self.conn.execute("PRAGMA busy_timeout=10000")
             self.param = "?"
             self.integrity = (sqlite3.IntegrityError,)
         self.sqlite = self.param == "?"
+        self.blob = "BLOB" if self.sqlite else "BYTEA"
+        self.serial = (
+            "INTEGER PRIMARY KEY AUTOINCREMENT"
+            if self.sqlite
+            else "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+        )
 
     def q(self, sql: str) -> str:
         return sql if self.sqlite else sql.replace("?", self.param)
 
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        self.statements += 1
         return self.conn.execute(self.q(sql), args)
+
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self.statements += 1
+        if self.sqlite:
+            self.conn.executemany(sql, rows)
+        else:
+            with self.conn.cursor() as cur:
+                cur.executemany(self.q(sql), rows)
 
     def all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return list(self.execute(sql, args).fetchall())
@@ -206,34 +333,198 @@ class _Db:
 
     def begin(self) -> None:
         # sqlite: take the write lock now, so a check-then-insert cannot race
-        # another process; PostgreSQL: the single writer thread serialises
+        # another connection; PostgreSQL: see lock()
         self.conn.execute("BEGIN IMMEDIATE" if self.sqlite else "BEGIN")
+
+    def lock(self, name: str) -> None:
+        """PostgreSQL: serialise transactions about ``name`` across replicas
+        until this one ends (sqlite: BEGIN IMMEDIATE already serialises)."""
+        if not self.sqlite:
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            self.execute("SELECT pg_advisory_xact_lock(?)", (key,))
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
-        self.conn.execute("ROLLBACK")
+        try:
+            self.conn.execute("ROLLBACK")
+        except Exception:  # the connection may be gone: then so is the transaction
+            pass
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+
+def _transient(e: BaseException) -> bool:
+    """A database error that is the connection's, not the request's."""
+    try:
+        import psycopg  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    return isinstance(e, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 class Fleet:
-    """Payload files under ``data/payloads`` plus the SQL tables above."""
+    """The SQL tables above plus the payload bytes (files or chunks)."""
 
-    def __init__(self, data_dir: Path, db_url: str | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, db_url: str | None = None, payload_store: str | None = None
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.payload_dir = self.data_dir / "payloads"
-        self.payload_dir.mkdir(parents=True, exist_ok=True)
-        self.db = _Db(db_url or str(self.data_dir / "fleet.db"))
-        for stmt in SCHEMA.split(";"):
-            if stmt.strip():
-                self.db.execute(stmt)
-        self.generation = 0  # bumped on every change an answer depends on
+        self.url = db_url or str(self.data_dir / "fleet.db")
+        if not _is_pg(self.url):
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = payload_store or ("db" if _is_pg(self.url) else "disk")
+        if self.store not in ("disk", "db"):
+            raise FleetError(500, "BadConfig", "payload storage is 'disk' or 'db'")
+        if self.store == "disk":
+            self.payload_dir.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conns: list[_Db] = []
+        self._conns_lock = threading.Lock()
+        self._gen_lock = threading.Lock()
+        self._generation = 0  # bumped on every change an answer depends on
+        self.coherent = True  # False while a replica may have missed a NOTIFY
+        self._listener: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.migrate()
+
+    # -- connections, migrations, change notification ---------------------
+
+    @property
+    def db(self) -> _Db:
+        """This thread's connection (opened on first use)."""
+        conn: _Db | None = getattr(self._local, "db", None)
+        if conn is None:
+            conn = _Db(self.url)
+            self._local.db = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def drop_connection(self) -> None:
+        """Forgets this thread's connection (after it failed): the next use reconnects."""
+        conn: _Db | None = getattr(self._local, "db", None)
+        if conn is not None:
+            self._local.db = None
+            with self._conns_lock:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+            conn.close()
+
+    def guarded(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Runs ``fn``; a lost database connection becomes 503 (and is
+        reopened next time) instead of an internal error."""
+        try:
+            return fn(*args)
+        except FleetError:
+            raise
+        except Exception as e:
+            if _transient(e):
+                self.drop_connection()
+                raise FleetError(503, "Database", "the database is unreachable", 5) from e
+            raise
 
     def close(self) -> None:
-        self.db.close()
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(5)
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            c.close()
+        self._local = threading.local()
+
+    def migrate(self) -> None:
+        """Applies the MIGRATIONS this database lacks, each in its own
+        transaction, serialised across processes starting together."""
+        db = self.db
+        for version, name, sql in MIGRATIONS:
+            db.begin()
+            try:
+                db.lock("modelota schema")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                    " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+                )
+                if db.one("SELECT version FROM schema_migrations WHERE version = ?", (version,)):
+                    db.commit()
+                    continue
+                for stmt in sql.format(blob=db.blob, serial=db.serial).split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+                db.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, time.time()),
+                )
+                db.commit()
+            except BaseException:
+                db.rollback()
+                raise
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def bump(self) -> None:
+        with self._gen_lock:
+            self._generation += 1
+
+    def changed(self) -> None:
+        """Call inside the transaction of any change an answer depends on:
+        after the commit every replica's caches are stale (PostgreSQL
+        delivers the NOTIFY at commit; this process bumps at once, and again
+        when its own notification arrives)."""
+        self.bump()
+        if not self.db.sqlite:
+            self.db.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, str(os.getpid())))
+
+    def listen(self, on_change: Callable[[], None] | None = None) -> None:
+        """PostgreSQL: a thread that LISTENs and bumps the generation on each
+        notification (and while it has no connection, marks the fleet
+        incoherent so that callers skip their caches)."""
+        if self.db.sqlite or self._listener is not None:
+            return
+
+        def run() -> None:
+            import psycopg
+
+            while not self._stop.is_set():
+                try:
+                    with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                        self.bump()  # anything may have changed while we were away
+                        self.coherent = True
+                        while not self._stop.is_set():
+                            for _ in conn.notifies(timeout=0.5, stop_after=1000):
+                                self.bump()
+                                if on_change is not None:
+                                    on_change()
+                except Exception:
+                    self.coherent = False
+                    self.bump()
+                    self._stop.wait(0.5)
+
+        self.coherent = False
+        self._listener = threading.Thread(target=run, name="modelota-listen", daemon=True)
+        self._listener.start()
+
+    def _write(self, fn: Callable[[], Any]) -> Any:
+        """``fn`` in one transaction (rolled back on any exception)."""
+        db = self.db
+        db.begin()
+        try:
+            out = fn()
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+        return out
 
     # -- payloads ---------------------------------------------------------
 
@@ -266,7 +557,9 @@ class Fleet:
 
     def upload(self, line: str, data: bytes) -> tuple[PayloadRecord, bool]:
         """Validates and stores a payload for a model line. Returns the record
-        and whether it is new (re-uploading the same bytes is idempotent)."""
+        and whether it is new (re-uploading the same bytes is idempotent).
+        Racing uploads (threads or replicas) leave one winner: the others get
+        409, or the winner's record for the same bytes."""
         check_id("line", line)
         try:
             payload = parse(data)
@@ -278,17 +571,16 @@ class Fleet:
         base = h.base_version if h.is_delta else 0
         existing = self.payload(sha)
         if existing is not None:
-            if existing.line != line:
-                raise FleetError(
-                    409, "Conflict", f"these bytes are already in line {existing.line!r}"
-                )
-            return existing, False
+            return self._same_bytes(existing, line)
         path = self.payload_path(sha)
-        self._write_file(path, data)
-        self.db.begin()
-        try:
+        if self.store == "disk":
+            self._write_file(path, data)
+        now = time.time()
+        rec = PayloadRecord(sha, line, h.model_version, base, len(data), fp, h.digest.hex(), now)
+
+        def insert() -> None:
+            self.db.lock(f"line {line}")  # versions only go up, also across replicas
             self._check_upload(line, payload, fp, base)
-            now = time.time()
             self.db.execute(
                 "INSERT INTO lines (name, fingerprint, created_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO NOTHING",
@@ -297,23 +589,39 @@ class Fleet:
             row = self.db.one("SELECT fingerprint FROM lines WHERE name = ?", (line,))
             if row is None or row[0] != fp:  # another process created the line meanwhile
                 raise FleetError(409, "WrongModel", f"line {line!r} is for another model")
-            rec = PayloadRecord(sha, line, h.model_version, base, len(data), fp,
-                                h.digest.hex(), now)  # fmt: skip
-            try:
-                self.db.execute(
-                    f"INSERT INTO payloads ({self._COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    tuple(asdict(rec).values()),
+            self.db.execute(
+                f"INSERT INTO payloads ({self._COLS}, storage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*asdict(rec).values(), self.store),
+            )
+            if self.store == "db":
+                pieces = range(0, len(data), CHUNK)
+                self.db.executemany(
+                    "INSERT INTO payload_chunks (sha256, seq, data) VALUES (?, ?, ?)",
+                    [(sha, i, data[o : o + CHUNK]) for i, o in enumerate(pieces)],
                 )
-            except self.db.integrity as e:  # another server process won the race
-                raise FleetError(409, "AlreadyCurrent", f"line {line!r} got this version") from e
-            self.db.commit()
+            self.changed()
+
+        try:
+            self._write(insert)
+        except self.db.integrity as e:  # another thread or server process won the race
+            existing = self.payload(sha)
+            if existing is not None:
+                return self._same_bytes(existing, line)
+            self._drop_file(sha)
+            raise FleetError(409, "AlreadyCurrent", f"line {line!r} got this version") from e
         except BaseException:
-            self.db.rollback()
-            if self.payload(sha) is None:
-                path.unlink(missing_ok=True)
+            self._drop_file(sha)
             raise
-        self.generation += 1
         return rec, True
+
+    def _same_bytes(self, existing: PayloadRecord, line: str) -> tuple[PayloadRecord, bool]:
+        if existing.line != line:
+            raise FleetError(409, "Conflict", f"these bytes are already in line {existing.line!r}")
+        return existing, False
+
+    def _drop_file(self, sha: str) -> None:
+        if self.store == "disk" and self.payload(sha) is None:
+            self.payload_path(sha).unlink(missing_ok=True)
 
     def _check_upload(self, line: str, payload: Payload, fp: str, base: int) -> None:
         h = payload.header
@@ -379,32 +687,93 @@ class Fleet:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def _storage_of(self, sha: str) -> str:
+        row = self.db.one("SELECT storage FROM payloads WHERE sha256 = ?", (sha,))
+        if row is None:
+            raise FleetError(404, "UnknownPayload", "no such payload")
+        return str(row[0])
+
+    def read_chunk(self, sha: str, seq: int) -> bytes:
+        """Bytes [seq * CHUNK, (seq + 1) * CHUNK) of a payload, wherever they
+        are stored (payloads are immutable: callers may cache the result)."""
+        if self._storage_of(sha) == "disk":
+            try:
+                with open(self.payload_path(sha), "rb") as f:
+                    f.seek(seq * CHUNK)
+                    return f.read(CHUNK)
+            except FileNotFoundError:
+                raise FleetError(
+                    503, "Storage", "payload bytes are on another server's disk", 5
+                ) from None
+        row = self.db.one(
+            "SELECT data FROM payload_chunks WHERE sha256 = ? AND seq = ?", (sha, seq)
+        )
+        if row is None:
+            raise FleetError(500, "Storage", "payload chunk missing")
+        return bytes(row[0])
+
+    def copy_payload(self, sha: str, out: BinaryIO) -> None:
+        rec = self.payload(sha)
+        if rec is None:
+            raise FleetError(404, "UnknownPayload", "no such payload")
+        for seq in range((rec.size + CHUNK - 1) // CHUNK):
+            out.write(self.read_chunk(sha, seq))
+
     # -- devices and assignments -----------------------------------------
 
-    def register(self, device: str, group: str | None, fingerprint: str | None) -> dict[str, Any]:
+    def register(
+        self, device: str, group: str | None, fingerprint: str | None, rotate: bool = False
+    ) -> dict[str, Any]:
+        """Creates or updates a device; ``rotate`` revokes its key (a new key
+        generation). The answer's ``key_gen`` is the generation its key
+        derives from and ``created`` whether the device is new."""
         check_id("device", device)
         if group is not None:
             check_id("group", group)
         if fingerprint is not None:
             fingerprint = parse_fingerprint(fingerprint)
-        self.db.begin()
-        try:
-            if self.db.one("SELECT id FROM devices WHERE id = ?", (device,)) is None:
+
+        def upsert() -> tuple[bool, int]:
+            cur = self.db.execute(
+                "INSERT INTO devices (id, grp, fingerprint, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (id) DO NOTHING",
+                (device, group, fingerprint, time.time()),
+            )
+            created = cur.rowcount == 1
+            if not created:
                 self.db.execute(
-                    "INSERT INTO devices (id, grp, fingerprint, created_at) VALUES (?, ?, ?, ?)",
-                    (device, group, fingerprint, time.time()),
+                    "UPDATE devices SET grp = ?, fingerprint = ?,"
+                    " key_gen = key_gen + ? WHERE id = ?",
+                    (group, fingerprint, 1 if rotate else 0, device),
                 )
-            else:
-                self.db.execute(
-                    "UPDATE devices SET grp = ?, fingerprint = ? WHERE id = ?",
-                    (group, fingerprint, device),
-                )
-            self.db.commit()
-        except BaseException:
-            self.db.rollback()
-            raise
-        self.generation += 1
-        return {"id": device, "group": group, "fingerprint": fingerprint}
+            row = self.db.one("SELECT key_gen FROM devices WHERE id = ?", (device,))
+            assert row is not None
+            self.changed()
+            return created, int(row[0])
+
+        created, gen = self._write(upsert)
+        return {"id": device, "group": group, "fingerprint": fingerprint, "key_gen": gen,
+                "created": created}  # fmt: skip
+
+    def key_gen(self, device: str) -> int | None:
+        """The key generation of a registered device, None when unknown."""
+        row = self.db.one("SELECT key_gen FROM devices WHERE id = ?", (device,))
+        return None if row is None else int(row[0])
+
+    def meta(self, key: str, default: str) -> str:
+        """A setting shared by every replica: the stored value, or ``default``
+        stored now (the first process to ask decides)."""
+
+        def get() -> str:
+            self.db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, default),
+            )
+            row = self.db.one("SELECT value FROM meta WHERE key = ?", (key,))
+            assert row is not None
+            return str(row[0])
+
+        return str(self._write(get))
 
     def assign(self, kind: str, target: str, line: str, version: int | None) -> dict[str, Any]:
         if kind not in ("device", "group"):
@@ -413,8 +782,8 @@ class Fleet:
         check_id("line", line)
         if version is not None:
             version = parse_u32("version", version)
-        self.db.begin()
-        try:
+
+        def upsert() -> None:
             if self.db.one("SELECT name FROM lines WHERE name = ?", (line,)) is None:
                 raise FleetError(404, "UnknownLine", f"no payload was uploaded for line {line!r}")
             if version is not None and not self.db.one(
@@ -426,16 +795,15 @@ class Fleet:
                 "SELECT id FROM devices WHERE id = ?", (target,)
             ):
                 raise FleetError(404, "UnknownDevice", f"device {target!r} is not registered")
-            self.db.execute("DELETE FROM assignments WHERE kind = ? AND target = ?", (kind, target))
             self.db.execute(
-                "INSERT INTO assignments (kind, target, line, version) VALUES (?, ?, ?, ?)",
+                "INSERT INTO assignments (kind, target, line, version) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (kind, target) DO UPDATE SET line = excluded.line,"
+                " version = excluded.version",
                 (kind, target, line, version),
             )
-            self.db.commit()
-        except BaseException:
-            self.db.rollback()
-            raise
-        self.generation += 1
+            self.changed()
+
+        self._write(upsert)
         return {"kind": kind, "target": target, "line": line, "version": version}
 
     def devices(self) -> list[dict[str, Any]]:
@@ -523,20 +891,55 @@ class Fleet:
         """Stores the last check time and version of each device (batched)."""
         if not seen:
             return
-        self.db.begin()
-        try:
-            for dev, (at, version) in seen.items():
-                self.db.execute(
-                    "UPDATE devices SET last_check = ?, last_version = COALESCE(?, last_version)"
-                    " WHERE id = ?",
-                    (at, version, dev),
-                )
-            self.db.commit()
-        except BaseException:
-            self.db.rollback()
-            raise
 
-    def report(self, device: str, body: dict[str, Any]) -> None:
+        def update() -> None:
+            self.db.executemany(
+                "UPDATE devices SET last_check = ?, last_version = COALESCE(?, last_version)"
+                " WHERE id = ?",
+                [(at, version, dev) for dev, (at, version) in seen.items()],
+            )
+
+        self._write(update)
+
+    def _nonce(self, device: str, nonce: str | None) -> None:
+        """Inside a write: a signed mutation's nonce, refused when seen."""
+        if nonce is None:
+            return
+        cur = self.db.execute(
+            "INSERT INTO nonces (device, nonce, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            (device, nonce, time.time()),
+        )
+        if cur.rowcount != 1:
+            raise FleetError(401, "Replay", "this request was already received")
+
+    def _consume(self, device: str, kind: str, count: int, nbytes: int, max_count: int,
+                 max_bytes: int) -> None:  # fmt: skip
+        """Inside a write: counts a device's use of today's quota, or refuses
+        the whole request (429) when it would go over."""
+        now = time.time()
+        day = int(now // DAY)
+        self.db.execute(
+            "INSERT INTO usage (device, day, kind, count, bytes) VALUES (?, ?, ?, 0, 0)"
+            " ON CONFLICT DO NOTHING",
+            (device, day, kind),
+        )
+        cur = self.db.execute(
+            "UPDATE usage SET count = count + ?, bytes = bytes + ? WHERE device = ? AND day = ?"
+            " AND kind = ? AND count + ? <= ? AND bytes + ? <= ?",
+            (count, nbytes, device, day, kind, count, max_count, nbytes, max_bytes),
+        )
+        if cur.rowcount != 1:
+            left = int((day + 1) * DAY - now) + 1
+            raise FleetError(
+                429, "QuotaExceeded",
+                f"device {device!r} is over today's {kind} quota ({max_count} items,"
+                f" {max_bytes} bytes per UTC day)", left,
+            )  # fmt: skip
+
+    def report(
+        self, device: str, body: dict[str, Any], nonce: str | None = None,
+        quotas: Quotas = DEFAULT_QUOTAS,
+    ) -> None:  # fmt: skip
         check_id("device", device)
         if not isinstance(body, dict):
             raise FleetError(400, "BadRequest", "a report is a JSON object")
@@ -549,29 +952,25 @@ class Fleet:
                                    or not -1000 <= status <= 1000):  # fmt: skip
             raise FleetError(400, "BadRequest", "status must be a small integer")
         nbytes = None if body.get("bytes") is None else parse_u32("bytes", body["bytes"])
-        texts = []
-        for key in ("status_name", "message"):
-            v = body.get(key)
-            if v is not None and not isinstance(v, str):
-                raise FleetError(400, "BadRequest", f"{key} must be a string")
-            texts.append(None if v is None else v[:500])
-        if self.db.one("SELECT id FROM devices WHERE id = ?", (device,)) is None:
-            raise FleetError(404, "UnknownDevice", f"device {device!r} is not registered")
-        self.db.begin()
-        try:
+        name = check_text("status_name", body.get("status_name"), NAME_MAX)
+        message = check_text("message", body.get("message"), MESSAGE_MAX)
+
+        def insert() -> None:
+            if self.db.one("SELECT id FROM devices WHERE id = ?", (device,)) is None:
+                raise FleetError(404, "UnknownDevice", f"device {device!r} is not registered")
+            self._nonce(device, nonce)
+            self._consume(device, "report", 1, 0, quotas.reports, 1 << 62)
             self.db.execute(
                 "INSERT INTO reports (device, at, event, version, status, status_name, message,"
                 " bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (device, time.time(), event, version, status, texts[0], texts[1], nbytes),
+                (device, time.time(), event, version, status, name, message, nbytes),
             )
             if version is not None:  # the version the device runs after the event
                 self.db.execute(
                     "UPDATE devices SET last_version = ? WHERE id = ?", (version, device)
                 )
-            self.db.commit()
-        except BaseException:
-            self.db.rollback()
-            raise
+
+        self._write(insert)
 
     def reports(self, device: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         cols = "device, at, event, version, status, status_name, message, bytes"
@@ -589,32 +988,102 @@ class Fleet:
     def device_ids(self) -> list[str]:
         return [r[0] for r in self.db.all("SELECT id FROM devices ORDER BY id")]
 
+    def prune(self, now: float | None = None) -> None:
+        """Forgets nonces past any clock window and quota days before yesterday."""
+        from .auth import NONCE_KEEP
+
+        now = time.time() if now is None else now
+
+        def delete() -> None:
+            self.db.execute("DELETE FROM nonces WHERE at < ?", (now - NONCE_KEEP,))
+            self.db.execute("DELETE FROM usage WHERE day < ?", (int(now // DAY) - 1,))
+
+        self._write(delete)
+
     # -- field data (issue [7]) ------------------------------------------
 
-    def store_windows(self, device: str, data: bytes, hmac_key: bytes | None = None) -> list[str]:
-        """Sample windows POSTed by a device: each frame is checked (CRC) and
-        written as an Edge Impulse data acquisition file (+ CSV) under
-        ``data/windows/<device>/``. Returns the file names relative to it."""
-        from .. import collect
-
+    def store_windows(
+        self, device: str, data: bytes, nonce: str | None = None, quotas: Quotas = DEFAULT_QUOTAS
+    ) -> list[int]:
+        """Sample windows POSTed by a device (frames back to back,
+        docs/COLLECT.md): every frame is checked (bounds, CRCs, values JSON
+        can hold) before anything is stored; then all of them are stored in
+        one transaction with the device's quota (all frames or none). Returns
+        their ids (``GET /admin/windows``, ``modelota fleet windows``)."""
         check_id("device", device)
-        if self.db.one("SELECT id FROM devices WHERE id = ?", (device,)) is None:
-            raise FleetError(404, "UnknownDevice", f"device {device!r} is not registered")
+        frames = split_frames(data, quotas.windows_per_request)
+
+        def insert() -> list[int]:
+            if self.db.one("SELECT id FROM devices WHERE id = ?", (device,)) is None:
+                raise FleetError(404, "UnknownDevice", f"device {device!r} is not registered")
+            self._nonce(device, nonce)
+            self._consume(device, "windows", len(frames), len(data), quotas.windows,
+                          quotas.window_bytes)  # fmt: skip
+            now = time.time()
+            ids = []
+            for seq, first, frame in frames:
+                sql = ("INSERT INTO windows (device, received_at, seq, first_sample, frame)"
+                       " VALUES (?, ?, ?, ?, ?)")  # fmt: skip
+                args = (device, now, seq, first, frame)
+                if self.db.sqlite:
+                    ids.append(int(self.db.execute(sql, args).lastrowid))
+                else:
+                    row = self.db.one(sql + " RETURNING id", args)
+                    assert row is not None
+                    ids.append(int(row[0]))
+            return ids
+
+        return list(self._write(insert))
+
+    def windows(
+        self, after: int = 0, limit: int = 100, device: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Stored windows with id > ``after``, oldest first."""
+        cols = "id, device, received_at, seq, first_sample, frame"
+        if device is None:
+            rows = self.db.all(
+                f"SELECT {cols} FROM windows WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+            )
+        else:
+            check_id("device", device)
+            rows = self.db.all(
+                f"SELECT {cols} FROM windows WHERE device = ? AND id > ? ORDER BY id LIMIT ?",
+                (device, after, limit),
+            )
+        return [{"id": int(r[0]), "device": r[1], "received_at": float(r[2]), "seq": int(r[3]),
+                 "first_sample": int(r[4]), "frame": bytes(r[5])} for r in rows]  # fmt: skip
+
+
+def split_frames(data: bytes, max_frames: int) -> list[tuple[int, int, bytes]]:
+    """A POST body of whole window frames -> (seq, first_sample, frame)
+    each, after checking every frame as the collector does and that its
+    values are finite (an Edge Impulse file cannot hold NaN or infinity).
+    Linear in the body; 400 BadWindow / 413 TooManyWindows."""
+    from ..collect.frames import HEAD_LEN, FrameError, frame_length, parse_window
+
+    out: list[tuple[int, int, bytes]] = []
+    pos = 0
+    while pos < len(data):
+        if len(out) >= max_frames:
+            raise FleetError(
+                413, "TooManyWindows", f"more than {max_frames} windows in one request"
+            )
         try:
-            windows = collect.iter_windows(data)
-        except ValueError as e:
-            raise FleetError(400, "BadWindow", str(e)) from e
-        if not windows:
-            raise FleetError(400, "BadWindow", "the body holds no sample window")
-        out = self.data_dir / "windows" / device
-        out.mkdir(parents=True, exist_ok=True)
-        files: list[str] = []
-        for w in windows:  # a value JSON cannot hold (NaN, inf) is refused before writing
-            try:
-                collect.ingestion_document(w, device, "modelota", None)
-            except ValueError as e:
-                raise FleetError(400, "BadWindow", str(e)) from e
-        for w in windows:
-            for path in collect.write_window(out, w, device, "modelota", hmac_key):
-                files.append(path.name)
-        return files
+            total = frame_length(data[pos : pos + HEAD_LEN])
+            frame = data[pos : pos + total]
+            w = parse_window(frame)
+        except FrameError as e:
+            raise FleetError(
+                400, "BadWindow", f"frame {len(out)} at byte {pos}: {e.reason}: {e.detail}"
+            ) from None
+        if not all(math.isfinite(v) for row in w.values for v in row):
+            raise FleetError(
+                400, "BadWindow",
+                f"window {w.seq}: NaN or infinity cannot be written (JSON has neither)",
+            )  # fmt: skip
+        out.append((w.seq, w.first_sample, frame))
+        pos += total
+    if not out:
+        raise FleetError(400, "BadWindow", "the body holds no sample window")
+    return out
+

@@ -1,21 +1,33 @@
 """``modelota serve``: the fleet update server (aiohttp), docs/FLEET.md.
 
 Device checks are the hot path (thousands per second from a large fleet):
-they are answered from an in-memory cache of the fleet's answers, rebuilt on
-demand after any admin change, and the "last seen" of each device is written
-to the database in batches. Everything else (uploads, assignments, reports)
-goes to the database on one worker thread, which serialises writers.
+they are answered from an in-memory cache of the fleet's answers, dropped
+when the fleet's generation moves (an admin change here, or a NOTIFY from
+another replica on PostgreSQL), and the "last seen" of each device is written
+to the database in batches.
+
+Threads: uncached checks, payload bytes and listings run on reader threads;
+uploads, registrations, assignments and reports on one writer thread (which
+serialises them); sample windows on a thread of their own, so that neither a
+large upload nor a burst of windows delays a check.
+
+Device requests are signed (:mod:`.auth`); the admin API takes a bearer
+token. :mod:`.guard` bounds connections, heads, bodies, request rates and the
+log; :class:`~.db.Quotas` bound what a device may store per day.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import hmac
 import json
 import logging
 import os
 import signal
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -25,7 +37,20 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from .. import __version__
-from .db import Answer, Fleet, FleetError, PayloadRecord, check_id, parse_fingerprint, parse_u32
+from . import auth
+from .db import (
+    CHUNK,
+    DEFAULT_QUOTAS,
+    Answer,
+    Fleet,
+    FleetError,
+    PayloadRecord,
+    Quotas,
+    check_id,
+    parse_fingerprint,
+    parse_u32,
+)
+from .guard import DEFAULT_LIMITS, ConnectionGuard, Limits, TokenBuckets, log_to_stderr
 
 log = logging.getLogger("modelota.fleet.server")
 T = TypeVar("T")
@@ -34,8 +59,13 @@ DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024
 REPORT_MAX = 4096
 WINDOWS_MAX = 1024 * 1024
 CACHE_MAX = 200_000  # cached device answers before the cache is dropped
+CHUNK_CACHE_BYTES = 64 * 1024 * 1024  # payload bytes kept in memory (immutable)
 FLUSH_SECONDS = 2.0
-SEND_PIECE = 64 * 1024
+PRUNE_SECONDS = 60.0
+READERS = 4
+WINDOWS_PAGE_MAX = 100
+# refusals that count against the client address's failure bucket
+FAILURES = frozenset({400, 401, 403, 405, 413})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -49,86 +79,204 @@ def error(
 
 
 class Server:
-    """The aiohttp application's state: the fleet, its worker thread and the
-    device-answer cache."""
+    """The aiohttp application's state: the fleet, its threads, the caches
+    and the limits."""
 
     def __init__(
         self,
         fleet: Fleet,
         token: str,
+        master_key: bytes,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
-        hmac_key: bytes | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        quotas: Quotas = DEFAULT_QUOTAS,
+        trusted_proxies: frozenset[str] = frozenset(),
     ) -> None:
         self.fleet = fleet
-        self.hmac_key = hmac_key  # signs the Edge Impulse files written from posted windows
         self.token = token.encode()
+        self.master = master_key
+        stored = fleet.meta("device_key_check", auth.key_check(master_key))
+        if stored != auth.key_check(master_key):
+            raise FleetError(
+                500, "WrongDeviceKey",
+                "this database's devices were registered under another device key"
+                " (give every replica the same --device-key-file)",
+            )  # fmt: skip
         self.max_payload = max_payload
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelota-db")
+        self.limits = limits
+        self.quotas = quotas
+        self.trusted = trusted_proxies
+        self.reads = ThreadPoolExecutor(READERS, thread_name_prefix="modelota-read")
+        self.writes = ThreadPoolExecutor(1, thread_name_prefix="modelota-write")
+        self.bulk = ThreadPoolExecutor(1, thread_name_prefix="modelota-windows")
         self.cache: dict[tuple[str, str | None, int | None], tuple[int, Answer | FleetError]] = {}
         self.records: dict[str, tuple[int, PayloadRecord | None]] = {}
+        self.keys: dict[str, tuple[int, bytes | None]] = {}
+        self.chunks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self.chunk_bytes = 0
         self.seen: dict[str, tuple[float, int | None]] = {}
-        self._flusher: asyncio.Task[None] | None = None
+        self.guard = ConnectionGuard(limits, trusted_proxies)
+        self.device_buckets = TokenBuckets(limits.device_rate, limits.device_burst)
+        self.failure_buckets = TokenBuckets(limits.failure_rate, limits.failure_burst)
+        self.answered: Counter[int] = Counter()  # responses by status (GET /admin/stats)
+        self._tasks: list[asyncio.Task[None]] = []
 
-    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _run(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.worker, partial(fn, *args))
+        return await loop.run_in_executor(pool, partial(self.fleet.guarded, fn, *args))
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._run(self.reads, fn, *args)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._run(self.writes, fn, *args)
+
+    # kept for hooks written against the single-thread server: a write
+    db = write
 
     # -- lifecycle ----------------------------------------------------------
 
     async def start(self, _app: web.Application) -> None:
-        self._flusher = asyncio.create_task(self._flush_loop())
+        self.fleet.listen()
+        self.guard.start()
+        self._tasks = [asyncio.create_task(self._flush_loop())]
 
     async def stop(self, _app: web.Application) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
+        for task in self._tasks:
+            task.cancel()
             try:
-                await self._flusher
+                await task
             except asyncio.CancelledError:
                 pass
-        await self.flush()
-        await self.db(self.fleet.close)
-        self.worker.shutdown(wait=True)
+        await self.guard.stop()
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("could not record device checks at exit")
+        for pool in (self.bulk, self.reads, self.writes):
+            pool.shutdown(wait=True)
+        self.fleet.close()
 
     async def _flush_loop(self) -> None:
+        last_prune = 0.0
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             try:
                 await self.flush()
-            except Exception:  # keep serving; the next flush retries
+                if time.monotonic() - last_prune > PRUNE_SECONDS:
+                    last_prune = time.monotonic()
+                    await self.write(self.fleet.prune)
+            except Exception:  # keep serving; the next round retries
                 log.exception("could not record device checks")
 
     async def flush(self) -> None:
         seen, self.seen = self.seen, {}
         if seen:
             try:
-                await self.db(self.fleet.record_checks, seen)
+                await self.write(self.fleet.record_checks, seen)
             except Exception:
                 for dev, v in seen.items():  # put back what was not written
                     self.seen.setdefault(dev, v)
                 raise
 
-    # -- device API ---------------------------------------------------------
+    # -- caches ---------------------------------------------------------------
 
-    async def answer(self, device: str, fp: str | None, version: int | None) -> Answer:
-        key = (device, fp, version)
-        gen = self.fleet.generation
-        hit = self.cache.get(key)
-        if hit is None or hit[0] != gen:
+    async def cached(self, table: dict[Any, tuple[int, Any]], key: Any,
+                     fn: Callable[..., Any], *args: Any) -> Any:  # fmt: skip
+        """``fn(*args)`` on a reader thread, or its cached result while the
+        fleet's generation has not moved (and the replicas are coherent).
+        A FleetError is cached and raised like a result."""
+        gen = self.fleet.generation  # read before: a change during the read makes it stale
+        hit = table.get(key)
+        if hit is None or hit[0] != gen or not self.fleet.coherent:
             try:
-                result: Answer | FleetError = await self.db(self.fleet.answer, device, fp, version)
+                result = await self.read(fn, *args)
             except FleetError as e:
+                if e.http >= 500:
+                    raise
                 result = e
-            if len(self.cache) >= CACHE_MAX:
-                self.cache.clear()
-            self.cache[key] = (gen, result)
+            if len(table) >= CACHE_MAX:
+                table.clear()
+            table[key] = (gen, result)
         else:
             result = hit[1]
         if isinstance(result, FleetError):
             raise result
         return result
 
+    async def answer(self, device: str, fp: str | None, version: int | None) -> Answer:
+        return await self.cached(self.cache, (device, fp, version), self.fleet.answer, device,
+                                 fp, version)  # fmt: skip
+
+    async def record(self, sha: str) -> PayloadRecord | None:
+        return await self.cached(self.records, sha, self.fleet.payload, sha)  # type: ignore[no-any-return]
+
+    async def device_key(self, device: str) -> bytes | None:
+        gen = await self.cached(self.keys, device, self.fleet.key_gen, device)
+        return None if gen is None else auth.derive_key(self.master, device, gen)
+
+    async def chunk(self, sha: str, seq: int) -> bytes:
+        key = (sha, seq)
+        data = self.chunks.get(key)
+        if data is not None:
+            self.chunks.move_to_end(key)
+            return data
+        data = await self.read(self.fleet.read_chunk, sha, seq)
+        self.chunks[key] = data
+        self.chunk_bytes += len(data)
+        while self.chunk_bytes > CHUNK_CACHE_BYTES and self.chunks:
+            _, old = self.chunks.popitem(last=False)
+            self.chunk_bytes -= len(old)
+        return data
+
+    # -- device authentication -------------------------------------------------
+
+    async def authenticate(self, request: web.Request, device: str | None) -> auth.Credential:
+        """The request's signed credential, checked (docs/FLEET.md, "Device
+        authentication"); FleetError 401 / 429 otherwise. A body is checked
+        against the signed hash by :meth:`signed_body`."""
+        try:
+            cred = auth.parse(request.headers.get("Authorization"))
+        except auth.AuthError as e:
+            raise FleetError(
+                401, e.name, e.message, headers={"WWW-Authenticate": auth.SCHEME}
+            ) from None
+        if device is not None and cred.device != device:
+            raise FleetError(401, "WrongDevice", "the credential is another device's")
+        if not isinstance(cred.device, str) or not check_id_ok(cred.device):
+            raise FleetError(401, "BadCredential", "malformed device id in the credential")
+        key = await self.device_key(cred.device)
+        expected = None if key is None else auth.mac(
+            key, request.method, request.raw_path, cred.device, cred.ts, cred.nonce, cred.body_hash
+        )  # fmt: skip
+        if key is None or expected is None or not hmac.compare_digest(expected, cred.mac):
+            raise FleetError(401, "BadSignature", "unknown device or wrong signature",
+                             headers={"WWW-Authenticate": auth.SCHEME})  # fmt: skip
+        now = int(time.time())
+        if abs(cred.ts - now) > auth.WINDOW:
+            tsm = auth.time_mac(key, now, cred.nonce)
+            raise FleetError(
+                401, "StaleTimestamp",
+                f"ts {cred.ts} is {cred.ts - now:+d} s from the server's clock",
+                headers={"WWW-Authenticate": f'{auth.SCHEME} ts="{now}", tsm="{tsm}"'},
+            )  # fmt: skip
+        wait = self.device_buckets.take(cred.device)
+        if wait > 0:
+            raise FleetError(429, "RateLimited", f"device {cred.device!r} sends too fast",
+                             int(wait) + 1)  # fmt: skip
+        return cred
+
+    async def signed_body(self, request: web.Request, cred: auth.Credential, limit: int) -> bytes:
+        data = await read_body(request, limit, self.limits.body_timeout)
+        if (hashlib.sha256(data).hexdigest() if data else "") != cred.body_hash:
+            raise FleetError(401, "BadSignature", "the body is not the one signed")
+        return data
+
+    # -- device API ---------------------------------------------------------
+
     async def manifest(self, request: web.Request) -> web.StreamResponse:
         device = check_id("device", request.match_info["device"])
+        await self.authenticate(request, device)
         q = request.query
         fp = parse_fingerprint(q["fingerprint"]) if "fingerprint" in q else None
         version = parse_u32("version", q["version"]) if "version" in q else None
@@ -144,30 +292,69 @@ class Server:
             body=ans.payload.manifest(), content_type="application/json", headers=headers
         )
 
-    async def record(self, sha: str) -> PayloadRecord | None:
-        gen = self.fleet.generation
-        hit = self.records.get(sha)
-        if hit is not None and hit[0] == gen:
-            return hit[1]
-        rec = await self.db(self.fleet.payload, sha)
-        if len(self.records) >= CACHE_MAX:
-            self.records.clear()
-        self.records[sha] = (gen, rec)
-        return rec
-
     async def download(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         sha = name.removesuffix(".mota")
-        path = self.fleet.payload_path(sha)  # validates: 64 lowercase hex digits
+        self.fleet.payload_path(sha)  # validates: 64 lowercase hex digits
+        await self.authenticate(request, None)
         rec = await self.record(sha)
         if rec is None or name == sha:
             raise FleetError(404, "UnknownPayload", "no such payload")
-        return await send_file(request, path, rec.size, sha)
+        return await self.send_payload(request, rec)
+
+    async def send_payload(self, request: web.Request, rec: PayloadRecord) -> web.StreamResponse:
+        size, etag = rec.size, f'"{rec.sha256}"'
+        headers = {
+            "ETag": etag,
+            "Accept-Ranges": "bytes",
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "Content-Type": "application/octet-stream",
+        }
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
+        start, end, status = 0, size, 200
+        rng = request.headers.get("Range")
+        if_range = request.headers.get("If-Range")
+        if rng is not None and (if_range is None or if_range == etag):
+            parsed = parse_range(rng, size)
+            if parsed is False:
+                headers["Content-Range"] = f"bytes */{size}"
+                return error(416, "RangeNotSatisfiable", f"the payload has {size} bytes", headers)
+            if isinstance(parsed, tuple):
+                start, end = parsed
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        first = await self.chunk(rec.sha256, start // CHUNK)  # before any byte: errors are clean
+        resp = web.StreamResponse(status=status, headers=headers)
+        resp.content_length = end - start
+        await resp.prepare(request)
+        if request.method == "HEAD":
+            return resp
+        pos = start
+        try:
+            while pos < end:
+                seq = pos // CHUNK
+                data = first if seq == start // CHUNK else await self.chunk(rec.sha256, seq)
+                piece = data[pos - seq * CHUNK : end - seq * CHUNK]
+                if not piece:
+                    raise FleetError(500, "Storage", "payload bytes shorter than its record")
+                await asyncio.wait_for(resp.write(piece), self.limits.send_timeout)
+                pos += len(piece)
+            await resp.write_eof()
+        except (asyncio.TimeoutError, ConnectionError, FleetError) as e:
+            # headers are out: the only way left to say "failed" is to cut the
+            # connection (the device resumes with a Range request)
+            if isinstance(e, FleetError):
+                log.error("payload %s: %s", rec.sha256, e.message)
+            if request.transport is not None:
+                request.transport.abort()
+        return resp
 
     async def report(self, request: web.Request) -> web.StreamResponse:
         device = check_id("device", request.match_info["device"])
-        body = await read_json(request, REPORT_MAX)
-        await self.db(self.fleet.report, device, body)
+        cred = await self.authenticate(request, device)
+        body = parse_json(await self.signed_body(request, cred, REPORT_MAX))
+        await self.write(self.fleet.report, device, body, cred.nonce, self.quotas)
         pending = self.seen.get(device)
         if pending is not None and isinstance(body.get("version"), int):
             # the report is newer than the batched check: keep its version
@@ -175,12 +362,14 @@ class Server:
         return web.Response(status=204)
 
     async def windows(self, request: web.Request) -> web.StreamResponse:
-        """Sample windows a device logged (issue [7]): stored as Edge Impulse
-        data acquisition files under data/windows/<device>/."""
+        """Sample windows a device logged: all frames of the request stored,
+        or none (docs/FLEET.md)."""
         device = check_id("device", request.match_info["device"])
-        data = await read_body(request, WINDOWS_MAX)
-        files = await self.db(self.fleet.store_windows, device, data, self.hmac_key)
-        return web.json_response({"files": files}, status=201)
+        cred = await self.authenticate(request, device)
+        data = await self.signed_body(request, cred, WINDOWS_MAX)
+        ids = await self._run(self.bulk, self.fleet.store_windows, device, data, cred.nonce,
+                              self.quotas)  # fmt: skip
+        return web.json_response({"stored": len(ids), "ids": ids}, status=201)
 
     # -- admin API ----------------------------------------------------------
 
@@ -188,54 +377,103 @@ class Server:
         got = request.headers.get("Authorization", "")
         scheme, _, token = got.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode(), self.token
+            token.strip().encode("utf-8", "replace"), self.token
         )
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         line = check_id("line", request.query.get("line", ""))
-        data = await read_body(request, self.max_payload)
-        rec, new = await self.db(self.fleet.upload, line, data)
+        data = await read_body(request, self.max_payload, self.limits.body_timeout)
+        rec, new = await self.write(self.fleet.upload, line, data)
         return web.json_response(record_json(rec), status=201 if new else 200)
 
     async def list_payloads(self, request: web.Request) -> web.StreamResponse:
         line = request.query.get("line")
         if line is not None:
             check_id("line", line)
-        recs = await self.db(self.fleet.payloads, line)
+        recs = await self.read(self.fleet.payloads, line)
         return web.json_response([record_json(r) for r in recs])
 
     async def put_device(self, request: web.Request) -> web.StreamResponse:
+        """Registers a device; a new device, or ``"rotate_secret": true``,
+        gets its secret in the answer (the only time it is shown)."""
         device = check_id("device", request.match_info["device"])
-        body = await read_json(request, REPORT_MAX)
-        if not isinstance(body, dict) or set(body) - {"group", "fingerprint"}:
-            raise FleetError(400, "BadRequest", 'body is {"group": ..., "fingerprint": ...}')
+        body = parse_json(await read_body(request, REPORT_MAX, self.limits.body_timeout))
+        if not isinstance(body, dict) or set(body) - {"group", "fingerprint", "rotate_secret"}:
+            raise FleetError(
+                400, "BadRequest",
+                'body is {"group": ..., "fingerprint": ..., "rotate_secret": true/false}',
+            )  # fmt: skip
         for key in ("group", "fingerprint"):
             if body.get(key) is not None and not isinstance(body[key], str):
                 raise FleetError(400, "BadRequest", f"{key} must be a string")
-        out = await self.db(self.fleet.register, device, body.get("group"), body.get("fingerprint"))
+        rotate = body.get("rotate_secret", False)
+        if not isinstance(rotate, bool):
+            raise FleetError(400, "BadRequest", "rotate_secret must be true or false")
+        out = await self.write(self.fleet.register, device, body.get("group"),
+                               body.get("fingerprint"), rotate)  # fmt: skip
+        if out.pop("created") or rotate:
+            out["secret"] = auth.derive_key(self.master, device, out["key_gen"]).hex()
         return web.json_response(out)
 
     async def list_devices(self, _request: web.Request) -> web.StreamResponse:
         await self.flush()
-        return web.json_response(await self.db(self.fleet.devices))
+        return web.json_response(await self.read(self.fleet.devices))
 
     async def put_assignment(self, request: web.Request) -> web.StreamResponse:
         kind = request.match_info["kind"]
         target = check_id(kind, request.match_info["target"])
-        body = await read_json(request, REPORT_MAX)
+        body = parse_json(await read_body(request, REPORT_MAX, self.limits.body_timeout))
         if not isinstance(body, dict) or not isinstance(body.get("line"), str):
             raise FleetError(400, "BadRequest", 'body is {"line": NAME, "version": N}')
-        out = await self.db(self.fleet.assign, kind, target, body["line"], body.get("version"))
+        out = await self.write(self.fleet.assign, kind, target, body["line"], body.get("version"))
         return web.json_response(out)
 
     async def list_reports(self, request: web.Request) -> web.StreamResponse:
         device = request.query.get("device")
         limit = parse_u32("limit", request.query.get("limit", "100"))
-        rows = await self.db(self.fleet.reports, device, min(limit, 10_000))
+        rows = await self.read(self.fleet.reports, device, min(limit, 10_000))
         return web.json_response(rows)
+
+    async def list_windows(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        after = parse_u32("after", q.get("after", "0"))
+        limit = min(parse_u32("limit", q.get("limit", str(WINDOWS_PAGE_MAX))), WINDOWS_PAGE_MAX)
+        device = q.get("device")
+        rows = await self.read(self.fleet.windows, after, limit, device)
+        for r in rows:
+            r["frame"] = base64.b64encode(r["frame"]).decode("ascii")
+        return web.json_response(rows)
+
+    async def stats(self, _request: web.Request) -> web.StreamResponse:
+        return web.json_response({
+            "connections": self.guard.stats(),
+            "answered": {str(k): v for k, v in sorted(self.answered.items())},
+            "coherent": self.fleet.coherent,
+            "generation": self.fleet.generation,
+        })  # fmt: skip
+
+    # -- per-request bookkeeping -------------------------------------------------
+
+    def client_address(self, request: web.Request) -> str:
+        """The client's address; behind a trusted proxy, the one it forwards
+        (the last X-Forwarded-For entry: the one the proxy itself added)."""
+        peer = request.remote or "?"
+        if peer in self.trusted:
+            fwd = request.headers.get("X-Forwarded-For", "")
+            if fwd:
+                return fwd.rsplit(",", 1)[-1].strip()[:64] or peer
+        return peer
 
 
 FLEET = web.AppKey("fleet", Server)
+
+
+def check_id_ok(value: str) -> bool:
+    try:
+        check_id("device", value)
+    except FleetError:
+        return False
+    return True
 
 
 def record_json(rec: PayloadRecord) -> dict[str, Any]:
@@ -246,21 +484,30 @@ def record_json(rec: PayloadRecord) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, refused with 413 beyond ``limit`` before it is read."""
+async def read_body(request: web.Request, limit: int, timeout: float = 30.0) -> bytes:
+    """The whole body, refused with 413 beyond ``limit`` (before it is read
+    when Content-Length says so) and with 408 when it takes longer than
+    ``timeout`` seconds."""
     if request.content_length is not None and request.content_length > limit:
         raise FleetError(413, "TooLarge", f"body over {limit} bytes")
     chunks, total = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        total += len(chunk)
-        if total > limit:
-            raise FleetError(413, "TooLarge", f"body over {limit} bytes")
-        chunks.append(chunk)
+
+    async def read() -> None:
+        nonlocal total
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            total += len(chunk)
+            if total > limit:
+                raise FleetError(413, "TooLarge", f"body over {limit} bytes")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except asyncio.TimeoutError:
+        raise FleetError(408, "BodyTimeout", f"the body took over {timeout:g} s") from None
     return b"".join(chunks)
 
 
-async def read_json(request: web.Request, limit: int) -> Any:
-    raw = await read_body(request, limit)
+def parse_json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
@@ -291,65 +538,51 @@ def parse_range(header: str, size: int) -> tuple[int, int] | bool | None:
     return start, min(size, int(last) + 1) if last else size
 
 
-async def send_file(request: web.Request, path: Path, size: int, sha: str) -> web.StreamResponse:
-    etag = f'"{sha}"'
-    headers = {
-        "ETag": etag,
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "public, max-age=31536000, immutable",
-        "Content-Type": "application/octet-stream",
-    }
-    if request.headers.get("If-None-Match") == etag:
-        return web.Response(status=304, headers=headers)
-    start, end, status = 0, size, 200
-    rng = request.headers.get("Range")
-    if_range = request.headers.get("If-Range")
-    if rng is not None and (if_range is None or if_range == etag):
-        parsed = parse_range(rng, size)
-        if parsed is False:
-            headers["Content-Range"] = f"bytes */{size}"
-            return error(416, "RangeNotSatisfiable", f"the payload has {size} bytes", headers)
-        if isinstance(parsed, tuple):
-            start, end = parsed
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    resp = web.StreamResponse(status=status, headers=headers)
-    resp.content_length = end - start
-    await resp.prepare(request)
-    if request.method == "HEAD":
-        return resp
-    with open(path, "rb") as f:
-        f.seek(start)
-        left = end - start
-        while left > 0:
-            piece = f.read(min(SEND_PIECE, left))
-            if not piece:
-                raise FleetError(500, "Storage", "payload file shorter than its record")
-            await resp.write(piece)
-            left -= len(piece)
-    await resp.write_eof()
-    return resp
-
-
-@web.middleware
-async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every refusal is JSON {"error", "message"} with its status."""
-    try:
-        return await handler(request)
-    except FleetError as e:
-        return error(e.http, e.name, e.message)
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        name = {404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge"}.get(e.status, "Http")
-        allow = {k: v for k, v in e.headers.items() if k == "Allow"}
-        return error(e.status, name, e.reason, allow)
-    except Exception as e:  # a bug: log it, answer JSON, keep serving
-        log.exception("internal error on %s %s", request.method, request.path)
-        return error(500, "Internal", f"internal error ({type(e).__name__})")
-
-
 def make_app(server: Server) -> web.Application:
+    s = server
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every refusal is JSON {"error", "message"} with its status; the
+        connection guard learns when a request is in progress; refusals
+        count against the client's failure bucket (429 when it is empty)."""
+        transport = request.transport
+        s.guard.request_started(transport)
+        address = s.client_address(request)
+        try:
+            wait = s.failure_buckets.empty(address)
+            if wait > 0:
+                resp: web.StreamResponse = error(
+                    429, "RateLimited", "too many refused requests from this address",
+                    {"Retry-After": str(int(wait) + 1)},
+                )  # fmt: skip
+            else:
+                resp = await respond(request, handler)
+            s.answered[resp.status] += 1
+            if resp.status in FAILURES:
+                s.failure_buckets.take(address)
+            return resp
+        finally:
+            s.guard.request_done(transport)
+
+    async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except FleetError as e:
+            headers = dict(e.headers)
+            if e.retry_after is not None:
+                headers["Retry-After"] = str(e.retry_after)
+            return error(e.http, e.name, e.message, headers)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            name = {404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge"}.get(e.status, "Http")
+            allow = {k: v for k, v in e.headers.items() if k == "Allow"}
+            return error(e.status, name, e.reason, allow)
+        except Exception as e:  # a bug: log it, answer JSON, keep serving
+            log.exception("internal error on %s %s", request.method, request.path)
+            return error(500, "Internal", f"internal error ({type(e).__name__})")
+
     @web.middleware
     async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/admin/") and not server.authorised(request):
@@ -361,7 +594,6 @@ def make_app(server: Server) -> web.Application:
 
     app = web.Application(middlewares=[errors, admin_auth], client_max_size=server.max_payload + 1)
     app[FLEET] = server
-    s = server
     app.router.add_get("/v1/devices/{device}/manifest.json", s.manifest)
     app.router.add_post("/v1/devices/{device}/reports", s.report)
     app.router.add_post("/v1/devices/{device}/windows", s.windows)
@@ -372,6 +604,8 @@ def make_app(server: Server) -> web.Application:
     app.router.add_get("/admin/devices", s.list_devices)
     app.router.add_put("/admin/assignments/{kind}/{target}", s.put_assignment)
     app.router.add_get("/admin/reports", s.list_reports)
+    app.router.add_get("/admin/windows", s.list_windows)
+    app.router.add_get("/admin/stats", s.stats)
 
     async def health(_request: web.Request) -> web.StreamResponse:
         return web.json_response({"server": f"modelota {__version__}"})
@@ -380,6 +614,46 @@ def make_app(server: Server) -> web.Application:
     app.on_startup.append(s.start)
     app.on_cleanup.append(s.stop)
     return app
+
+
+def raise_open_files(wanted: int) -> int:
+    """Raises the soft open-file limit towards ``wanted`` (within the hard
+    one); returns the soft limit now in force."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return int(soft) if soft != resource.RLIM_INFINITY else wanted
+
+
+async def run_app(server: Server, host: str, port: int, ready: Callable[[str], None] | None,
+                  stop: asyncio.Event, access_log: bool = False) -> None:  # fmt: skip
+    """Serves ``server`` on host:port behind its connection guard until
+    ``stop`` is set; ``ready`` gets the URL once it listens."""
+    runner = web.AppRunner(make_app(server), access_log=log if access_log else None,
+                           handle_signals=False)  # fmt: skip
+    await runner.setup()
+    loop = asyncio.get_running_loop()
+    srv = await loop.create_server(
+        server.guard.factory(runner.server), host, port, reuse_address=True,  # type: ignore[arg-type]
+        backlog=1024,
+    )  # fmt: skip
+    try:
+        bound = srv.sockets[0].getsockname()[1] if srv.sockets else port
+        if ready is not None:
+            ready(f"http://{host}:{bound}")
+        await stop.wait()
+    finally:
+        srv.close()
+        await runner.cleanup()
 
 
 def serve(
@@ -391,34 +665,50 @@ def serve(
     max_payload: int = DEFAULT_MAX_PAYLOAD,
     access_log: bool = False,
     ready: Callable[[str], None] | None = None,
-    hmac_key: bytes | None = None,
+    device_key_file: Path | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    quotas: Quotas = DEFAULT_QUOTAS,
+    trusted_proxies: frozenset[str] = frozenset(),
+    payload_store: str | None = None,
 ) -> None:
-    """Runs the server until interrupted. ``ready`` gets the base URL once
-    it listens (port 0 picks a free port)."""
-    fleet = Fleet(data_dir, db_url)
-    server = Server(fleet, token, max_payload, hmac_key)
-    app = make_app(server)
+    """Runs the server until SIGINT/SIGTERM. ``ready`` gets the base URL
+    once it listens (port 0 picks a free port)."""
+    soft = raise_open_files(limits.max_connections + 256)
+    if soft - 128 < limits.max_connections:  # room for the database, the log, payload files
+        from dataclasses import replace
+
+        limits = replace(limits, max_connections=max(16, soft - 128))
+    log_to_stderr(limits)
+    fleet = Fleet(data_dir, db_url, payload_store)
+    try:
+        master = load_device_key(data_dir, device_key_file, db_url)
+        server = Server(fleet, token, master, max_payload, limits, quotas, trusted_proxies)
+    except BaseException:
+        fleet.close()
+        raise
 
     async def main() -> None:
-        runner = web.AppRunner(app, access_log=log if access_log else None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        bound = sockets[0].getsockname()[1] if sockets else port
-        url = f"http://{host}:{bound}"
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):  # a clean stop flushes the batched checks
             loop.add_signal_handler(sig, stop.set)
-        if ready is not None:
-            ready(url)
-        try:
-            await stop.wait()
-        finally:
-            await runner.cleanup()
+        await run_app(server, host, port, ready, stop, access_log)
 
     asyncio.run(main())
+
+
+def load_device_key(data_dir: Path, path: Path | None, db_url: str | None) -> bytes:
+    """The master key device keys derive from: ``path``, else DATA/device.key
+    (created on first use when the database is the data directory's own;
+    replicas on PostgreSQL must all be given the same file)."""
+    own = db_url is None or not db_url.startswith(("postgresql://", "postgres://"))
+    target = path if path is not None else Path(data_dir) / "device.key"
+    try:
+        return auth.load_master(target, create=own or path is None)
+    except FileNotFoundError:
+        raise FleetError(500, "NoDeviceKey", f"{target}: no device key file") from None
+    except (ValueError, OSError) as e:
+        raise FleetError(500, "BadDeviceKey", str(e)) from e
 
 
 def default_token() -> str | None:
@@ -427,7 +717,8 @@ def default_token() -> str | None:
 
 class ServerThread:
     """The server on its own event loop in a background thread (the demo,
-    the tests): ``with ServerThread(data_dir, token) as url: ...``."""
+    the tests): ``with ServerThread(data_dir, token) as url: ...``.
+    ``device_secret(id)`` is what ``fleet register`` hands out."""
 
     def __init__(
         self,
@@ -436,11 +727,16 @@ class ServerThread:
         db_url: str | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         host: str = "127.0.0.1",
-        hmac_key: bytes | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        quotas: Quotas = DEFAULT_QUOTAS,
+        payload_store: str | None = None,
+        device_key_file: Path | None = None,
     ) -> None:
         import threading
 
-        self.server = Server(Fleet(data_dir, db_url), token, max_payload, hmac_key)
+        fleet = Fleet(data_dir, db_url, payload_store)
+        master = load_device_key(data_dir, device_key_file, None)
+        self.server = Server(fleet, token, master, max_payload, limits, quotas)
         self.host = host
         self.url = ""
         self._loop = asyncio.new_event_loop()
@@ -448,6 +744,12 @@ class ServerThread:
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="modelota-serve", daemon=True)
+
+    def device_secret(self, device: str) -> bytes:
+        gen = self.server.fleet.key_gen(device)
+        if gen is None:
+            raise KeyError(device)
+        return auth.derive_key(self.server.master, device, gen)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -458,18 +760,13 @@ class ServerThread:
             self._ready.set()
 
     async def _main(self) -> None:
-        runner = web.AppRunner(make_app(self.server), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://{self.host}:{port}"
         self._stop = asyncio.Event()
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
+
+        def ready(url: str) -> None:
+            self.url = url
+            self._ready.set()
+
+        await run_app(self.server, self.host, 0, ready, self._stop)
 
     def start(self) -> str:
         self._thread.start()
@@ -492,19 +789,24 @@ class ServerThread:
 
 def spawn(data_dir: Path, token: str, *extra: str) -> tuple[Any, str]:
     """Starts ``modelota serve`` as its own process on a free loopback port;
-    returns the process (a subprocess.Popen: terminate() it) and its URL."""
+    returns the process (a subprocess.Popen: terminate() it) and its URL.
+    Its log (stderr) goes to DATA/serve.log."""
     import subprocess
     import sys
 
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    logf = open(Path(data_dir) / "serve.log", "ab")  # the child keeps it open
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelota", "serve", "--data", str(data_dir), "--port", "0",
          "--token", token, *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=logf, text=True,
     )  # fmt: skip
+    logf.close()
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "modelota serve: http://" not in line:
         proc.kill()
-        err = proc.stderr.read() if proc.stderr else ""
+        proc.wait()
+        err = (Path(data_dir) / "serve.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"modelota serve did not start: {line}{err}")
     return proc, line.split()[2]
