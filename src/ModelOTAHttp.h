@@ -11,6 +11,7 @@
  *   ModelOTAHttp fleet(client, "fleet.example.com", 8080);
  *   ...
  *   fleet.setDeviceId(WiFi.macAddress().c_str());   // copied
+ *   fleet.setSecret("9f3c...64 hex digits");         // from `modelota fleet register`
  *   int st = fleet.pull(ota);                        // a ModelOTA, or any Updater
  *   Serial.println(ModelOTAHttp::statusName(st));    // "Ok", "NoUpdate", "HttpTimeout"...
  *
@@ -18,12 +19,13 @@
  * then (when it offers a newer version of this model) GET the payload,
  * feeding the Updater as bytes arrive; a dropped connection is resumed with
  * a Range request; finally a report is POSTed (failures ignored). The old
- * weights stay in place on any failure. Protocol: docs/FLEET.md.
+ * weights stay in place on any failure. With a secret every request is
+ * signed (HMAC-SHA256; the secret never travels). Protocol: docs/FLEET.md.
  *
- * RAM: the object, 636 bytes on AVR (the pull state, 535, its configuration
- * and the copied device id), and MODELOTA_HTTP_READ_BUFFER (64) bytes of
- * stack while pulling. No heap, no String. Flash: about 10 KB on AVR, 6 KB
- * on Cortex-M4.
+ * RAM: the object (the pull state, its configuration, the copied device id
+ * and secret; sizes in docs/FLEET.md), and MODELOTA_HTTP_READ_BUFFER (64)
+ * bytes of stack while pulling, plus about 250 while signing. No heap, no
+ * String. Flash: http.cpp and SHA-256, sizes in docs/FLEET.md.
  */
 #ifndef MODELOTA_HTTP_ARDUINO_H
 #define MODELOTA_HTTP_ARDUINO_H
@@ -68,6 +70,17 @@ public:
     /* [A-Za-z0-9._:-]{1,64}, not starting with '.' (a MAC address is fine).
      * Returns MODELOTA_OK or MODELOTA_HTTP_INVALID_ARGUMENT. */
     int setDeviceId(const char* deviceId);
+    /* The device's secret, the 64 hex digits `modelota fleet register`
+     * printed (copied, 32 bytes). "" or nullptr: unsigned requests (a static
+     * tree needs none). Returns MODELOTA_OK or MODELOTA_HTTP_INVALID_ARGUMENT. */
+    int setSecret(const char* hex);
+    /* Optional: seconds since 1970 (NTP, an RTC; 0 while unknown). Without
+     * it the first request after boot learns the server's time (one extra
+     * round trip). */
+    void setClock(uint32_t (*unixTime)(void* ctx), void* ctx = nullptr) {
+        cfg_.unix_time = unixTime;
+        cfg_.unix_time_ctx = ctx;
+    }
     /* Longest silence tolerated per response (default 10 s). */
     void setTimeout(uint32_t ms) { cfg_.timeout_ms = ms; }
     /* Connections per payload download, resumes included (default 5). */
@@ -120,6 +133,7 @@ private:
     int init_;
     int last_;
     char id_[MODELOTA_HTTP_ID_MAX + 1];
+    uint8_t secret_[32];
 };
 
 /* Defined here, inline, rather than in ModelOTAHttp.cpp: Arduino builds
@@ -160,6 +174,33 @@ inline int ModelOTAHttp::setDeviceId(const char* deviceId) {
     memcpy(id_, deviceId, n + 1);
     init_ = modelota_http_init(&h_, &cfg_);
     return init_;
+}
+
+inline int ModelOTAHttp::setSecret(const char* hex) {
+    size_t n = hex != nullptr ? strlen(hex) : 0;
+    cfg_.secret = nullptr;
+    cfg_.secret_len = 0;
+    if (n != 0) {
+        if (n != 2 * sizeof(secret_)) {
+            init_ = MODELOTA_HTTP_INVALID_ARGUMENT;
+            return init_;
+        }
+        for (size_t i = 0; i < n; ++i) {
+            char c = hex[i];
+            int v = (c >= '0' && c <= '9') ? c - '0'
+                    : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                    : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+            if (v < 0) {
+                init_ = MODELOTA_HTTP_INVALID_ARGUMENT;
+                return init_;
+            }
+            secret_[i / 2] = static_cast<uint8_t>((i % 2 == 0) ? (v << 4) : (secret_[i / 2] | v));
+        }
+        cfg_.secret = secret_;
+        cfg_.secret_len = sizeof(secret_);
+    }
+    init_ = id_[0] != '\0' ? modelota_http_init(&h_, &cfg_) : MODELOTA_HTTP_INVALID_ARGUMENT;
+    return id_[0] != '\0' ? init_ : MODELOTA_OK;
 }
 
 inline int ModelOTAHttp::pull(modelota_updater* updater, modelota_store* store) {

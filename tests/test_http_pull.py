@@ -121,6 +121,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     probe.http_probe.restype = ctypes.c_int
     probe.manifest_probe.restype = ctypes.c_int
     probe.http_probe_sizeof.restype = ctypes.c_size_t
+    probe.hmac_probe.restype = ctypes.c_int
     return Built(pull, probe)
 
 
@@ -239,6 +240,7 @@ class Action:
     flip_body_at: int | None = None  # body offset of a byte to corrupt
     drop_range: bool = False  # remove Range/If-Range from the request
     rechunk: int = 0  # > 0: re-send the body chunked, pieces of 1..rechunk bytes (seeded)
+    edit: tuple[bytes, bytes] | None = None  # (old, new): replaced in the response head
 
 
 @dataclass
@@ -301,6 +303,9 @@ class Proxy:
                 up.sendall(sent)
                 response = read_all(up)
             head_end = response.find(b"\r\n\r\n") + 4
+            if action.edit is not None:
+                head = response[:head_end].replace(*action.edit)
+                response, head_end = head + response[head_end:], len(head)
             if action.flip_body_at is not None:
                 at = head_end + action.flip_body_at
                 response = response[:at] + bytes([response[at] ^ 0x5A]) + response[at + 1 :]
@@ -412,6 +417,7 @@ header_names = st.text(TOKEN_CHARS, min_size=1, max_size=20).filter(
             "etag",
             "connection",
             "content-encoding",
+            "www-authenticate",
         )
     )
 )
@@ -549,6 +555,46 @@ def fleet_manifest(sha: str = "ab" * 32, **over: object) -> dict[str, object]:
     }
     doc.update(over)
     return doc
+
+
+def test_parser_reads_the_signed_server_time(built: Built) -> None:
+    tsm = "0123456789abcdef" * 4
+    head = "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n"
+    good = f'WWW-Authenticate: MOTA ts="1796296571", tsm="{tsm}"\r\n'
+    code, text = probe_http(built, (head + good + "\r\n").encode(), [40, 90])
+    assert code == 3 and f"[auth=1796296571:{tsm[:32]}]" in text  # the first 16 bytes kept
+    for bad in (
+        f'WWW-Authenticate: MOTA ts="1796296571", tsm="{tsm}0"',  # 65 digits
+        f'WWW-Authenticate: MOTA ts="1796296571", tsm="{tsm[:-1]}g"',
+        f'WWW-Authenticate: MOTA ts="99999999999", tsm="{tsm}"',  # over 32 bits
+        f'WWW-Authenticate: MOTA ts="", tsm="{tsm}"',
+        f'WWW-Authenticate: Bearer ts="1", tsm="{tsm}"',
+        "WWW-Authenticate: MOTA",
+    ):
+        code, text = probe_http(built, (head + bad + "\r\n\r\n").encode(), [])
+        assert code == 3 and "[auth=" not in text, bad
+
+
+def hmac_c(built: Built, key: bytes, msg: bytes, cuts: list[int]) -> bytes | None:
+    out = ctypes.create_string_buffer(32)
+    arr = (ctypes.c_uint32 * max(1, len(cuts)))(*cuts)
+    r = built.probe.hmac_probe(key, len(key), msg, len(msg), arr, len(cuts), out)
+    return None if r != 0 else out.raw
+
+
+def test_hmac_sha256_matches_rfc_4231_and_hashlib(built: Built) -> None:
+    import hmac as pyhmac
+
+    # RFC 4231 test case 2
+    got = hmac_c(built, b"Jefe", b"what do ya want for nothing?", [])
+    assert got == bytes.fromhex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    rnd = random.Random(3)
+    for n in (0, 1, 55, 56, 63, 64, 65, 200):
+        for klen in (1, 32, 63, 64):
+            key, msg = rnd.randbytes(klen), rnd.randbytes(n)
+            cuts = sorted(rnd.randrange(n + 1) for _ in range(3))
+            assert hmac_c(built, key, msg, cuts) == pyhmac.digest(key, msg, "sha256")
+    assert hmac_c(built, b"", b"x", []) is None and hmac_c(built, bytes(65), b"x", []) is None
 
 
 @settings(max_examples=200, deadline=None)
@@ -941,6 +987,10 @@ class Fleet:
             return self.client.call(method, path, json.dumps(body).encode(), "application/json")
         return self.client.call(method, path, body, "application/octet-stream")
 
+    def register(self, device: str, body: dict[str, object] | None = None) -> str:
+        """Registers a new device; its secret (hex) as `fleet register` prints it."""
+        return str(self.admin("PUT", f"/admin/devices/{device}", body or {})["secret"])
+
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
@@ -958,7 +1008,7 @@ def test_fleet_server_update_resume_report(built: Built, fleet: Fleet, tmp_path:
     rec = fleet.admin("POST", "/admin/payloads?line=pull-line", v2)
     assert isinstance(rec, dict) and rec["sha256"] == hashlib.sha256(v2).hexdigest()
     dev = "dev-pull-1"
-    fleet.admin("PUT", f"/admin/devices/{dev}", {"group": "pull-g", "fingerprint": FP.hex()})
+    key = fleet.register(dev, {"group": "pull-g", "fingerprint": FP.hex()})
     fleet.admin("PUT", f"/admin/assignments/device/{dev}", {"line": "pull-line"})
 
     def policy(index: int, request: bytes) -> Action:
@@ -966,7 +1016,7 @@ def test_fleet_server_update_resume_report(built: Built, fleet: Fleet, tmp_path:
         return Action(cut_after=3000) if first_payload else Action()
 
     with Proxy(fleet.port, policy) as px:
-        r = run_device(built, px.port, old, 1, tmp_path / "a", device=dev)[0]
+        r = run_device(built, px.port, old, 1, tmp_path / "a", "--secret", key, device=dev)[0]
         assert (r.status, r["version"], r["resumes"], r.weights) == (OK, 2, 1, new), r.fields
         second = px.payload_requests()[1]
         assert f'If-Range: "{rec["sha256"]}"'.encode() in second.request
@@ -974,8 +1024,11 @@ def test_fleet_server_update_resume_report(built: Built, fleet: Fleet, tmp_path:
         post = next(e for e in px.exchanges if e.request.startswith(b"POST "))
         assert post.response_head.startswith(b"HTTP/1.1 204 "), post.response_head
 
-        again = run_device(built, px.port, new, 2, tmp_path / "b", device=dev)[0]
+        again = run_device(built, px.port, new, 2, tmp_path / "b", "--secret", key,
+                           device=dev)[0]  # fmt: skip
         assert (again.status, again.fields["code"]) == (NO_UPDATE, "204")
+        # every request carried the device's signature
+        assert all(b"\r\nAuthorization: MOTA id=" in e.request for e in px.exchanges)
 
     reports = fleet.admin("GET", f"/admin/reports?device={dev}&limit=5")
     assert isinstance(reports, list) and reports, reports
@@ -992,9 +1045,9 @@ def test_fleet_server_refuses_another_model(built: Built, fleet: Fleet, tmp_path
     old, new = models(10)
     fleet.admin("POST", "/admin/payloads?line=other-line", full_payload(new, 2, fp=OTHER_FP))
     dev = "dev-pull-2"
-    fleet.admin("PUT", f"/admin/devices/{dev}", {})
+    key = fleet.register(dev)
     fleet.admin("PUT", f"/admin/assignments/device/{dev}", {"line": "other-line"})
-    r = run_device(built, fleet.port, old, 1, tmp_path, device=dev)[0]
+    r = run_device(built, fleet.port, old, 1, tmp_path, "--secret", key, device=dev)[0]
     assert (r.status, r.fields["code"], r.weights) == (HTTP_STATUS, "409", old)
 
 
@@ -1014,12 +1067,14 @@ def test_fleet_server_sends_a_delta_to_a_device_on_its_base(
     fleet.admin("POST", "/admin/payloads?line=delta-line", full_payload(w2, 2))
     fleet.admin("POST", "/admin/payloads?line=delta-line", full3)
     fleet.admin("POST", "/admin/payloads?line=delta-line", delta)
-    for dev in ("dev-delta-on-2", "dev-delta-on-1"):
-        fleet.admin("PUT", f"/admin/devices/{dev}", {"group": "delta-g"})
+    keys = {dev: fleet.register(dev, {"group": "delta-g"})
+            for dev in ("dev-delta-on-2", "dev-delta-on-1")}  # fmt: skip
     fleet.admin("PUT", "/admin/assignments/group/delta-g", {"line": "delta-line"})
-    on2 = run_device(built, fleet.port, w2, 2, tmp_path / "on2", device="dev-delta-on-2")[0]
+    on2 = run_device(built, fleet.port, w2, 2, tmp_path / "on2", "--secret",
+                     keys["dev-delta-on-2"], device="dev-delta-on-2")[0]  # fmt: skip
     assert (on2.status, on2["version"], on2["fed"], on2.weights) == (OK, 3, len(delta), w3)
-    on1 = run_device(built, fleet.port, w1, 1, tmp_path / "on1", device="dev-delta-on-1")[0]
+    on1 = run_device(built, fleet.port, w1, 1, tmp_path / "on1", "--secret",
+                     keys["dev-delta-on-1"], device="dev-delta-on-1")[0]  # fmt: skip
     assert (on1.status, on1["version"], on1["fed"], on1.weights) == (OK, 3, len(full3), w3)
 
 
@@ -1030,12 +1085,62 @@ def test_exported_tree_served_by_nginx(
     old, new = models(11)
     fleet.admin("POST", "/admin/payloads?line=export-line", full_payload(new, 4))
     dev = "dev-pull-export"
-    fleet.admin("PUT", f"/admin/devices/{dev}", {})
+    key = fleet.register(dev)
     fleet.admin("PUT", f"/admin/assignments/device/{dev}", {"line": "export-line"})
     proc = modelota("export", nginx.root, "--data", fleet.data)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    r = run_device(built, nginx.port, old, 1, tmp_path, device=dev)[0]
-    assert (r.status, r["version"], r.weights) == (OK, 4, new), r.fields
+    # the static tree is public: a signed device and an unsigned one both read it
+    for extra in (("--secret", key), ()):
+        r = run_device(built, nginx.port, old, 1, tmp_path, *extra, device=dev)[0]
+        assert (r.status, r["version"], r.weights) == (OK, 4, new), r.fields
+
+
+def test_fleet_server_signatures_clock_sync_and_refusals(
+    built: Built, fleet: Fleet, tmp_path: Path
+) -> None:
+    """A device without a clock sends its first request with ts 0, gets a
+    401 carrying the server's time signed for that request (tsm), checks it,
+    and signs the same request again: the update goes through. A forged tsm
+    is not believed; a wrong or missing secret gets HttpUnauthorized and
+    changes nothing on the server."""
+    old, new = models(14)
+    fleet.admin("POST", "/admin/payloads?line=auth-line", full_payload(new, 2))
+    dev = "dev-auth"
+    key = fleet.register(dev)
+    fleet.admin("PUT", f"/admin/assignments/device/{dev}", {"line": "auth-line"})
+    before = fleet.admin("GET", f"/admin/reports?device={dev}")
+
+    def refusals(px: Proxy) -> list[bytes]:
+        return [e.response_head for e in px.exchanges if e.response_head.startswith(b"HTTP/1.1 401")]
+
+    # a wrong secret, none at all, a forged server time: nothing happens
+    forged = Action(edit=(b'MOTA ts="1', b'MOTA ts="2'))  # another time: its tsm cannot match
+    cases = [
+        (("--secret", "11" * 32), passthrough),
+        ((), passthrough),
+        (("--secret", key), lambda i, req: forged),
+    ]
+    for extra, policy in cases:
+        with Proxy(fleet.port, policy) as px:
+            r = run_device(built, px.port, old, 1, tmp_path / "x", *extra, device=dev)[0]
+        assert (r.status, r.name, r.fields["code"]) == (-112, "HttpUnauthorized", "401")
+        assert (r.weights, r["clock"]) == (old, 0)
+        assert not px.payload_requests() and len(px.exchanges) == 1
+    assert fleet.admin("GET", f"/admin/reports?device={dev}") == before
+    # no clock: one 401 teaches the time, the rest is signed with it
+    with Proxy(fleet.port, passthrough) as px:
+        r = run_device(built, px.port, old, 1, tmp_path / "a", "--secret", key, device=dev)[0]
+    assert (r.status, r["version"], r.weights) == (OK, 2, new), r.fields
+    assert abs(r["clock"] - time.time()) < 60 and r["signed"] == 4  # check x2, payload, report
+    assert len(refusals(px)) == 1 and b'WWW-Authenticate: MOTA ts="' in refusals(px)[0]
+    assert fleet.admin("GET", f"/admin/reports?device={dev}")[0]["status_name"] == "Ok"
+    # a device with a clock signs right away: no 401
+    fleet.admin("POST", "/admin/payloads?line=auth-line", full_payload(old, 3))
+    with Proxy(fleet.port, passthrough) as px:
+        r = run_device(built, px.port, new, 2, tmp_path / "b", "--secret", key,
+                       "--clock", str(int(time.time())), device=dev)[0]  # fmt: skip
+    assert (r.status, r["version"], r.weights) == (OK, 3, old), r.fields
+    assert refusals(px) == [] and r["signed"] == 3
 
 
 # --------------------------------------------------------------------------
@@ -1132,51 +1237,99 @@ def sketch_model() -> tuple[bytes, bytes, int]:
     return weights, bytes(int(x, 16) for x in fp[1].replace(",", " ").split()), int(ver[1])
 
 
-def test_wifi_pull_sketch_runs_on_the_host(nginx: Nginx, tmp_path: Path) -> None:
-    """examples/WiFiPull compiled with host g++ against declaration-compatible
-    stand-ins (NOT the ESP32 core, which cannot be installed here): the WiFi
-    shim's headers with a POSIX-socket WiFiClient, tests/arduino_host's
-    Arduino.h and a host Client.h. setup() and one loop() run against nginx
-    through a proxy that cuts the download once: the sketch resumes, prints
-    Ok, and its weights array ends byte-identical to the new model."""
+@pytest.fixture(scope="module")
+def wifipull(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/WiFiPull built with host g++ (ASan + UBSan) against
+    declaration-compatible stand-ins (NOT the ESP32 core, which cannot be
+    installed here): the WiFi shim's headers with a POSIX-socket WiFiClient,
+    tests/arduino_host's Arduino.h and a host Client.h. Its FLEET_PORT and
+    FLEET_SECRET come from the environment, so one build serves each test."""
     print(
         "\nWiFiPull is built with HOST g++ against ESP32-API STAND-INS "
         "(tests/arduino_shims/WiFi, tests/http_host/arduino), not the ESP32 core"
     )
     assert GXX is not None
+    exe = tmp_path_factory.mktemp("wifipull") / "wifipull"
+    inc = [ARDUINO_HOST, HOST / "arduino", WIFI_SHIM, ROOT / "src", FIRMWARE]
+    cmd = [
+        GXX, "-std=gnu++11", "-Wall", "-Wextra", "-Werror", "-g", "-O1", *SANITIZE,
+        *(f"-I{d}" for d in inc), '-DFLEET_HOST="127.0.0.1"',
+        '-DFLEET_PORT=atoi(getenv("MODELOTA_FLEET_PORT"))',
+        '-DFLEET_SECRET=getenv("MODELOTA_FLEET_SECRET")',
+        "-include", "Arduino.h", "-include", "stdlib.h",
+        "-include", str(HOST / "arduino" / "host_sketch.h"),
+        "-x", "c++", str(SKETCH), "-x", "none", str(HOST / "sketch_main.cpp"),
+        str(HOST / "wifi_posix.cpp"), *(str(ROOT / "src" / n) for n in
+        ("ModelOTA.cpp", "ModelOTAHttp.cpp", "modelota_store.cpp")), "-o", str(exe),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, " ".join(cmd) + "\n" + proc.stdout + proc.stderr
+    return exe
+
+
+def run_sketch(exe: Path, port: int, out: Path, secret: str | None = None) -> str:
+    env = {**os.environ, "MODELOTA_HOST_MAC": SKETCH_MAC, "MODELOTA_FLEET_PORT": str(port)}
+    if secret is not None:
+        env["MODELOTA_FLEET_SECRET"] = secret
+    run = subprocess.run([str(exe), str(out)], capture_output=True, text=True, timeout=60,
+                         env=env, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    print(run.stdout)
+    return run.stdout
+
+
+def cut_first_download(index: int, request: bytes) -> Action:
+    first_payload = b"/v1/payloads/" in request and b"Range:" not in request
+    return Action(cut_after=700) if first_payload else Action()
+
+
+def test_wifi_pull_sketch_runs_on_the_host(nginx: Nginx, wifipull: Path, tmp_path: Path) -> None:
+    """setup() and one loop() run against nginx through a proxy that cuts
+    the download once: the sketch resumes, prints Ok, and its weights array
+    ends byte-identical to the new model."""
     factory, fp, version = sketch_model()
     new = bytes((b + 7 * i) & 0xFF for i, b in enumerate(factory))
     payload = full_payload(new, version + 1, fp=fp, chunk=256)
     static_tree(nginx.root, SKETCH_MAC, payload, version + 1, fp=fp)
-
-    def policy(index: int, request: bytes) -> Action:
-        first_payload = b"/v1/payloads/" in request and b"Range:" not in request
-        return Action(cut_after=700) if first_payload else Action()
-
-    with Proxy(nginx.port, policy) as px:
-        exe = tmp_path / "wifipull"
-        inc = [ARDUINO_HOST, HOST / "arduino", WIFI_SHIM, ROOT / "src", FIRMWARE]
-        cmd = [
-            GXX, "-std=gnu++11", "-Wall", "-Wextra", "-Werror", "-g", "-O1", *SANITIZE,
-            *(f"-I{d}" for d in inc), '-DFLEET_HOST="127.0.0.1"', f"-DFLEET_PORT={px.port}",
-            "-include", "Arduino.h", "-include", str(HOST / "arduino" / "host_sketch.h"),
-            "-x", "c++", str(SKETCH), "-x", "none", str(HOST / "sketch_main.cpp"),
-            str(HOST / "wifi_posix.cpp"), *(str(ROOT / "src" / n) for n in
-            ("ModelOTA.cpp", "ModelOTAHttp.cpp", "modelota_store.cpp")), "-o", str(exe),
-        ]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        assert proc.returncode == 0, " ".join(cmd) + "\n" + proc.stdout + proc.stderr
-        out = tmp_path / "weights.out"
-        env = {**os.environ, "MODELOTA_HOST_MAC": SKETCH_MAC}
-        run = subprocess.run([str(exe), str(out)], capture_output=True, text=True, timeout=60,
-                             env=env, check=False)  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    print(run.stdout)
-    assert f"device id {SKETCH_MAC}" in run.stdout
-    assert "fleet pull: Ok (HTTP 206)" in run.stdout, run.stdout
-    assert f"model version {version + 1}" in run.stdout
+    out = tmp_path / "weights.out"
+    with Proxy(nginx.port, cut_first_download) as px:
+        stdout = run_sketch(wifipull, px.port, out)
+    assert f"device id {SKETCH_MAC}" in stdout
+    assert "fleet pull: Ok (HTTP 206)" in stdout, stdout
+    assert f"model version {version + 1}" in stdout
     assert out.read_bytes() == new
     assert len(px.payload_requests()) == 2
+
+
+def test_wifi_pull_sketch_signs_its_requests_to_the_fleet_server(
+    fleet: Fleet, wifipull: Path, tmp_path: Path
+) -> None:
+    """The sketch with the secret `fleet register` printed (FLEET_SECRET),
+    against `modelota serve` through a proxy that cuts the download once:
+    its first request (no clock yet) gets the signed server time, every
+    request is signed, the download resumes, the server records the report.
+    With another secret the server refuses it and nothing changes."""
+    factory, fp, version = sketch_model()
+    new = bytes((b + 11 * i) & 0xFF for i, b in enumerate(factory))
+    fleet.admin("POST", "/admin/payloads?line=sketch-line",
+                full_payload(new, version + 1, fp=fp, chunk=256))  # fmt: skip
+    key = fleet.register(SKETCH_MAC)
+    fleet.admin("PUT", f"/admin/assignments/device/{SKETCH_MAC}", {"line": "sketch-line"})
+    out = tmp_path / "weights.out"
+    with Proxy(fleet.port, passthrough) as px:
+        stdout = run_sketch(wifipull, px.port, out, "22" * 32)
+    assert "fleet pull: HttpUnauthorized (HTTP 401)" in stdout, stdout
+    assert out.read_bytes() == factory and not px.payload_requests()
+    with Proxy(fleet.port, cut_first_download) as px:
+        stdout = run_sketch(wifipull, px.port, out, key)
+    assert "fleet pull: Ok (HTTP 206)" in stdout, stdout
+    assert out.read_bytes() == new
+    assert all(b"\r\nAuthorization: MOTA id=" in e.request for e in px.exchanges)
+    assert [e.response_head.split(b" ")[1] for e in px.exchanges] == [
+        b"401", b"200", b"200", b"206", b"204"  # time, check, payload (cut), rest, report
+    ]
+    report = fleet.admin("GET", f"/admin/reports?device={SKETCH_MAC}")[0]
+    assert (report["status_name"], report["version"]) == ("Ok", version + 1)
 
 
 def test_arduino_glue_builds_with_and_without_a_client_header(tmp_path: Path) -> None:

@@ -14,11 +14,13 @@
  *   modelota serve --data fleet-data --host 0.0.0.0 --port 8080 --token T
  *   modelota pack new_weights.bin -o v2.mota --version 2 --model sketch-demo
  *   modelota fleet --server http://127.0.0.1:8080 --token T upload demo v2.mota
+ *   modelota fleet ... register 24:6F:28:AA:01:02   # prints its "secret": FLEET_SECRET
  *   modelota fleet ... assign --device 24:6F:28:AA:01:02 demo
  *   # the device id is the board's MAC address, printed at boot
  *
  * Or serve a static tree (no server process): `modelota export www/` and
- * point nginx, S3 or a CDN at www/; the board reads the same paths.
+ * point nginx, S3 or a CDN at www/; the board reads the same paths (a
+ * static tree is public: FLEET_SECRET may stay empty).
  *
  * The transport is any Arduino Client: WiFiClientSecure for TLS (port 443),
  * EthernetClient on a wired board. Only the first lines below change.
@@ -39,6 +41,9 @@
 #endif
 #ifndef FLEET_PORT
 #define FLEET_PORT 8080
+#endif
+#ifndef FLEET_SECRET
+#define FLEET_SECRET ""  // the 64 hex digits `modelota fleet register` printed
 #endif
 #ifndef POLL_MINUTES
 #define POLL_MINUTES 10
@@ -129,6 +134,9 @@ void setup() {
   WiFi.begin(WIFI_SSID, WIFI_PASSWORD);
   String mac = WiFi.macAddress();  // "24:6F:28:AA:01:02": the device id
   fleet.setDeviceId(mac.c_str());  // copied
+  if (fleet.setSecret(FLEET_SECRET) != MODELOTA_OK) {  // copied; signs every request
+    Serial.println(F("FLEET_SECRET is not 64 hex digits"));
+  }
   Serial.print(F("device id "));
   Serial.println(mac);
 }

@@ -184,6 +184,41 @@ bool parse_content_range(modelota_http_parser* p, const char* v, size_t len) {
     return true;
 }
 
+/* WWW-Authenticate value of a fleet server's signed time (docs/FLEET.md):
+ * exactly `MOTA ts="<decimal>", tsm="<64 hex>"`; anything else is ignored. */
+void parse_auth_time(modelota_http_parser* p, const char* v, size_t len) {
+    if (len < 17u || !starts_with_p(v, MODELOTA_P("MOTA ts=\""))) {
+        return;
+    }
+    size_t i = 9;
+    size_t digits = 0;
+    while (i + digits < len && v[i + digits] >= '0' && v[i + digits] <= '9') {
+        ++digits;
+    }
+    uint32_t ts = 0;
+    if (!parse_u32(v + i, digits, &ts)) {
+        return;
+    }
+    i += digits;
+    if (len != i + 8u + 64u + 1u || !starts_with_p(v + i, MODELOTA_P("\", tsm=\"")) ||
+        v[len - 1] != '"') {
+        return;
+    }
+    i += 8u;
+    for (size_t k = 0; k < MODELOTA_SHA256_LEN; ++k) {
+        int hi = hexval(v[i + 2 * k]);
+        int lo = hexval(v[i + 2 * k + 1]);
+        if (hi < 0 || lo < 0) {
+            return;
+        }
+        if (k < MODELOTA_HTTP_TSM_KEPT) {
+            p->auth_tsm[k] = static_cast<uint8_t>((hi << 4) | lo);
+        }
+    }
+    p->auth_ts = ts;
+    p->flags = static_cast<uint8_t>(p->flags | MODELOTA_HTTP_F_AUTH_TIME);
+}
+
 int on_header_line(modelota_http_parser* p) {
     const char* s = p->line;
     size_t len = p->line_len;
@@ -246,6 +281,10 @@ int on_header_line(modelota_http_parser* p) {
     } else if (ieq(s, colon, MODELOTA_P("connection"))) {
         if (ieq(v, vlen, MODELOTA_P("close"))) {
             p->flags = static_cast<uint8_t>(p->flags | MODELOTA_HTTP_F_CLOSE);
+        }
+    } else if (ieq(s, colon, MODELOTA_P("www-authenticate"))) {
+        if (!cut) {
+            parse_auth_time(p, v, vlen);
         }
     }
     return MODELOTA_OK;
@@ -804,8 +843,11 @@ struct Out {
     modelota_http* h;
     uint32_t len;    /* bytes staged */
     uint32_t total;  /* bytes written or counted */
-    bool count_only; /* measure a body for Content-Length */
+    bool count_only; /* measure a body for Content-Length (or hash it) */
     bool failed;
+#if MODELOTA_HTTP_AUTH
+    modelota_sha256* sha; /* count_only: hash the bytes too (a MAC, a body digest) */
+#endif
 };
 
 void out_flush(Out& o) {
@@ -823,6 +865,11 @@ void out_flush(Out& o) {
 void out_bytes(Out& o, const char* s, size_t n) {
     o.total += static_cast<uint32_t>(n);
     if (o.count_only) {
+#if MODELOTA_HTTP_AUTH
+        if (o.sha != NULL) {
+            modelota_sha256_update(o.sha, reinterpret_cast<const uint8_t*>(s), n);
+        }
+#endif
         return;
     }
     for (size_t i = 0; i < n; ++i) {
@@ -883,9 +930,8 @@ void out_base(Out& o) {
     out_bytes(o, base, n);
 }
 
-/* tail: a MODELOTA_P string */
+/* tail: a MODELOTA_P string (the path as signed: from /v1/ on) */
 void out_device_path(Out& o, const char* tail) {
-    out_base(o);
     out_p(o, MODELOTA_P("/v1/devices/"));
     out_str(o, o.h->cfg->device_id);
     out_p(o, tail);
@@ -916,8 +962,172 @@ Out out_begin(modelota_http* h, bool count_only) {
     o.total = 0;
     o.count_only = count_only;
     o.failed = false;
+#if MODELOTA_HTTP_AUTH
+    o.sha = NULL;
+#endif
     return o;
 }
+
+/* ------------------------------------------------------------------------
+ * request signatures (docs/FLEET.md, "Device authentication")
+ * ---------------------------------------------------------------------- */
+
+/* A request's path as signed and sent after base_path: one of these. */
+struct Target {
+    const char* tail;                /* MODELOTA_P: /v1/devices/<id><tail>, or NULL */
+    const char* url;                 /* the manifest's url (tail == NULL) */
+    const modelota_updater* check;   /* a check: its query */
+};
+
+void out_target(Out& o, const Target& t) {
+    if (t.tail == NULL) {
+        out_str(o, t.url);
+        return;
+    }
+    out_device_path(o, t.tail);
+    if (t.check != NULL) {
+        out_hex(o, t.check->cfg->fingerprint, MODELOTA_FINGERPRINT_LEN);
+        out_p(o, MODELOTA_P("&version="));
+        out_u32(o, modelota_current_version(t.check));
+    }
+}
+
+#if MODELOTA_HTTP_AUTH
+
+uint32_t now(const modelota_http* h);
+
+/* Seconds since 1970 as the device knows them: its own clock, else the
+ * server's learnt from a signed 401 plus the time since, else 0 (the
+ * server then answers with its time). */
+uint32_t unix_now(const modelota_http* h) {
+    const modelota_http_config* c = h->cfg;
+    if (c->unix_time != NULL) {
+        uint32_t t = c->unix_time(c->unix_time_ctx);
+        if (t != 0) {
+            return t;
+        }
+    }
+    if (h->clock_unix == 0) {
+        return 0;
+    }
+    return h->clock_unix + static_cast<uint32_t>(now(h) - h->clock_ms) / 1000u;
+}
+
+void hex8(char* dst, uint32_t v) {
+    static const char kHex[] MODELOTA_PROGMEM = "0123456789abcdef";
+    for (int i = 7; i >= 0; --i) {
+        dst[i] = pgm_char(kHex + (v & 0x0Fu));
+        v >>= 4;
+    }
+}
+
+/* The nonce of the last signed request (MODELOTA_HTTP_NONCE_LEN + 1 bytes). */
+void nonce_of(const modelota_http* h, char* out) {
+    hex8(out, h->counter);
+    hex8(out + 8, h->nonce_ms);
+    out[MODELOTA_HTTP_NONCE_LEN] = '\0';
+}
+
+/* Writes `Authorization: MOTA id="..", ts="..", nonce="..", [hash="..", ]mac=".."`
+ * (CRLF included) for a request with this method (MODELOTA_P), target and
+ * body digest (NULL: no body). The nonce is the request counter and the
+ * millisecond clock: unique for the device at any one ts. */
+void out_auth(Out& o, const char* method, const Target& t, const uint8_t* body_sha) {
+    modelota_http* h = o.h;
+    const modelota_http_config* c = h->cfg;
+    const uint32_t ts = unix_now(h);
+    ++h->counter;
+    h->nonce_ms = now(h);
+    char nonce[MODELOTA_HTTP_NONCE_LEN + 1];
+    nonce_of(h, nonce);
+    modelota_hmac_sha256 mac;
+    modelota_hmac_sha256_init(&mac, c->secret, c->secret_len); /* length checked by init */
+    Out m = out_begin(h, true);
+    m.sha = &mac.sha; /* the HMAC's inner hash: the string to sign goes in */
+    out_p(m, MODELOTA_P("MOTA1\n"));
+    out_p(m, method);
+    out_p(m, MODELOTA_P("\n"));
+    out_target(m, t);
+    out_p(m, MODELOTA_P("\n"));
+    out_str(m, c->device_id);
+    out_p(m, MODELOTA_P("\n"));
+    out_u32(m, ts);
+    out_p(m, MODELOTA_P("\n"));
+    out_str(m, nonce);
+    out_p(m, MODELOTA_P("\n"));
+    if (body_sha != NULL) {
+        out_hex(m, body_sha, MODELOTA_SHA256_LEN);
+    }
+    out_p(m, MODELOTA_P("\n"));
+    uint8_t digest[MODELOTA_SHA256_LEN];
+    modelota_hmac_sha256_final(&mac, digest);
+    out_p(o, MODELOTA_P("Authorization: MOTA id=\""));
+    out_str(o, c->device_id);
+    out_p(o, MODELOTA_P("\", ts=\""));
+    out_u32(o, ts);
+    out_p(o, MODELOTA_P("\", nonce=\""));
+    out_str(o, nonce);
+    if (body_sha != NULL) {
+        out_p(o, MODELOTA_P("\", hash=\""));
+        out_hex(o, body_sha, MODELOTA_SHA256_LEN);
+    }
+    out_p(o, MODELOTA_P("\", mac=\""));
+    out_hex(o, digest, MODELOTA_SHA256_LEN);
+    out_p(o, MODELOTA_P("\"\r\n"));
+}
+
+/* After a 401: its server time, when its tsm is the HMAC the device's key
+ * gives for that time and the nonce just sent, becomes the device's clock. */
+bool take_server_time(modelota_http* h) {
+    const modelota_http_config* c = h->cfg;
+    if ((h->p.flags & MODELOTA_HTTP_F_AUTH_TIME) == 0 || c->secret == NULL || h->counter == 0) {
+        return false;
+    }
+    char nonce[MODELOTA_HTTP_NONCE_LEN + 1];
+    nonce_of(h, nonce);
+    modelota_hmac_sha256 mac;
+    modelota_hmac_sha256_init(&mac, c->secret, c->secret_len);
+    Out m = out_begin(h, true);
+    m.sha = &mac.sha;
+    out_p(m, MODELOTA_P("MOTA1-time\n"));
+    out_u32(m, h->p.auth_ts);
+    out_p(m, MODELOTA_P("\n"));
+    out_str(m, nonce);
+    out_p(m, MODELOTA_P("\n"));
+    uint8_t digest[MODELOTA_SHA256_LEN];
+    modelota_hmac_sha256_final(&mac, digest);
+    uint8_t diff = 0;
+    for (size_t i = 0; i < MODELOTA_HTTP_TSM_KEPT; ++i) {
+        diff = static_cast<uint8_t>(diff | (digest[i] ^ h->p.auth_tsm[i]));
+    }
+    if (diff != 0) {
+        return false;
+    }
+    h->clock_unix = h->p.auth_ts;
+    h->clock_ms = now(h);
+    return true;
+}
+
+#endif /* MODELOTA_HTTP_AUTH */
+
+/* The request line and the headers every request carries: method (a
+ * MODELOTA_P string), base path + target, Host, User-Agent, Connection,
+ * and the signature when the device has a secret. */
+void out_request(Out& o, const char* method, const Target& t, const uint8_t* body_sha) {
+    out_p(o, method);
+    out_p(o, MODELOTA_P(" "));
+    out_base(o);
+    out_target(o, t);
+    out_common(o);
+#if MODELOTA_HTTP_AUTH
+    if (o.h->cfg->secret != NULL) {
+        out_auth(o, method, t, body_sha);
+    }
+#else
+    (void)body_sha;
+#endif
+}
+
 
 /* ------------------------------------------------------------------------
  * pull
@@ -952,6 +1162,7 @@ int read_response(modelota_http* h, HeadFn head, BodyFn body_fn, void* ctx) {
     const uint32_t timeout = timeout_of(h);
     modelota_http_parser_init(&h->p);
     h->code = 0;
+    h->synced = 0;
     uint8_t buf[MODELOTA_HTTP_READ_BUFFER];
     const uint32_t start = now(h);
     uint32_t last = start;
@@ -992,6 +1203,9 @@ int read_response(modelota_http* h, HeadFn head, BodyFn body_fn, void* ctx) {
             }
             if (ev == MODELOTA_HTTP_EV_HEADERS) {
                 h->code = h->p.code;
+#if MODELOTA_HTTP_AUTH
+                h->synced = (h->code == 401 && take_server_time(h)) ? 1u : 0u;
+#endif
                 r = head(h, ctx);
             } else if (ev == MODELOTA_HTTP_EV_BODY) {
                 r = body_fn != NULL ? body_fn(h, ctx, body, body_len) : 0;
@@ -1026,12 +1240,8 @@ int check_body(modelota_http* h, void*, const uint8_t* data, size_t n) {
 
 int send_check(modelota_http* h, const modelota_updater* u) {
     Out o = out_begin(h, false);
-    out_p(o, MODELOTA_P("GET "));
-    out_device_path(o, MODELOTA_P("/manifest.json?fingerprint="));
-    out_hex(o, u->cfg->fingerprint, MODELOTA_FINGERPRINT_LEN);
-    out_p(o, MODELOTA_P("&version="));
-    out_u32(o, modelota_current_version(u));
-    out_common(o);
+    Target t = {MODELOTA_P("/manifest.json?fingerprint="), NULL, u};
+    out_request(o, MODELOTA_P("GET"), t, NULL);
     if (h->etag[0] != '\0' && h->etag_kind == ETAG_MANIFEST) {
         out_p(o, MODELOTA_P("If-None-Match: "));
         out_str(o, h->etag);
@@ -1114,6 +1324,9 @@ int download_head(modelota_http* h, void* ctx) {
         }
     } else if (h->code == 416) {
         return MODELOTA_HTTP_BAD_RANGE;
+    } else if (h->code == 401) {
+        /* the clock was corrected: worth another connection; else the key is wrong */
+        return h->synced != 0 ? MODELOTA_HTTP_CLOSED : MODELOTA_HTTP_UNAUTHORIZED;
     } else {
         return MODELOTA_HTTP_STATUS;
     }
@@ -1164,10 +1377,8 @@ int download_body(modelota_http* h, void* ctx, const uint8_t* data, size_t n) {
 
 int send_download(modelota_http* h) {
     Out o = out_begin(h, false);
-    out_p(o, MODELOTA_P("GET "));
-    out_base(o);
-    out_str(o, h->m.url);
-    out_common(o);
+    Target t = {NULL, h->m.url, NULL};
+    out_request(o, MODELOTA_P("GET"), t, NULL);
     if (h->fed > 0) {
         out_p(o, MODELOTA_P("Range: bytes="));
         out_u32(o, h->fed);
@@ -1274,26 +1485,48 @@ void report_body(Out& o, const modelota_http* h, const char* event, int status, 
 
 int stop_head(modelota_http*, void*) { return 1; }
 
+/* Best effort: the answer is read and ignored, but a 401 that corrected
+ * the clock earns one more try (a report is the device's only news). */
 void report(modelota_http* h, const char* event, int status, uint32_t version) {
     const uint16_t code = h->code; /* the download's, not the report's, is kept */
     Out count = out_begin(h, true);
+    const uint8_t* body_sha = NULL;
+#if MODELOTA_HTTP_AUTH
+    modelota_sha256 sha;
+    uint8_t digest[MODELOTA_SHA256_LEN];
+    if (h->cfg->secret != NULL) {
+        modelota_sha256_init(&sha);
+        count.sha = &sha;
+    }
+#endif
     report_body(count, h, event, status, version);
-    if (connect_to(h) != MODELOTA_OK) {
+#if MODELOTA_HTTP_AUTH
+    if (count.sha != NULL) {
+        modelota_sha256_final(&sha, digest);
+        body_sha = digest;
+    }
+#endif
+    for (int tries = 0; tries < 2; ++tries) {
+        if (connect_to(h) != MODELOTA_OK) {
+            disconnect(h);
+            break;
+        }
+        Out o = out_begin(h, false);
+        Target t = {MODELOTA_P("/reports"), NULL, NULL};
+        out_request(o, MODELOTA_P("POST"), t, body_sha);
+        out_p(o, MODELOTA_P("Content-Type: application/json\r\nContent-Length: "));
+        out_u32(o, count.total);
+        out_p(o, MODELOTA_P("\r\n\r\n"));
+        report_body(o, h, event, status, version);
+        int st = out_end(o);
+        if (st == MODELOTA_OK) {
+            st = read_response(h, stop_head, NULL, NULL);
+        }
         disconnect(h);
-        return;
+        if (st < 0 || h->code != 401 || h->synced == 0) {
+            break;
+        }
     }
-    Out o = out_begin(h, false);
-    out_p(o, MODELOTA_P("POST "));
-    out_device_path(o, MODELOTA_P("/reports"));
-    out_common(o);
-    out_p(o, MODELOTA_P("Content-Type: application/json\r\nContent-Length: "));
-    out_u32(o, count.total);
-    out_p(o, MODELOTA_P("\r\n\r\n"));
-    report_body(o, h, event, status, version);
-    if (out_end(o) == MODELOTA_OK) {
-        read_response(h, stop_head, NULL, NULL); /* the answer does not matter */
-    }
-    disconnect(h);
     h->code = code;
 }
 
@@ -1336,9 +1569,15 @@ extern "C" int modelota_http_init(modelota_http* h, const modelota_http_config* 
         cfg->host[0] == '\0' || !printable(cfg->host, 253) || cfg->device_id == NULL ||
         !valid_id(cfg->device_id) ||
         (cfg->base_path != NULL && cfg->base_path[0] != '\0' &&
-         (cfg->base_path[0] != '/' || !printable(cfg->base_path, 128)))) {
+         (cfg->base_path[0] != '/' || !printable(cfg->base_path, 128))) ||
+        (cfg->secret != NULL && (cfg->secret_len == 0 || cfg->secret_len > MODELOTA_HMAC_KEY_MAX))) {
         return MODELOTA_HTTP_INVALID_ARGUMENT;
     }
+#if !MODELOTA_HTTP_AUTH
+    if (cfg->secret != NULL) {
+        return MODELOTA_HTTP_INVALID_ARGUMENT; /* built without signatures */
+    }
+#endif
     h->cfg = cfg;
     modelota_http_parser_init(&h->p);
     modelota_manifest_init(&h->m);
@@ -1349,17 +1588,27 @@ extern "C" int modelota_http_check(modelota_http* h, const modelota_updater* u) 
     if (h == NULL || h->cfg == NULL || u == NULL || u->cfg == NULL) {
         return MODELOTA_HTTP_INVALID_ARGUMENT;
     }
-    int st = connect_to(h);
-    if (st == MODELOTA_OK) {
-        st = send_check(h, u);
+    int st = MODELOTA_OK;
+    /* a second try only after a 401 that taught the device the server's time */
+    for (int tries = 0; tries < 2; ++tries) {
+        st = connect_to(h);
+        if (st == MODELOTA_OK) {
+            st = send_check(h, u);
+        }
+        modelota_manifest_init(&h->m);
+        if (st == MODELOTA_OK) {
+            st = read_response(h, check_head, check_body, NULL);
+        }
+        disconnect(h);
+        if (st < 0 || h->code != 401 || h->synced == 0) {
+            break;
+        }
     }
-    modelota_manifest_init(&h->m);
-    if (st == MODELOTA_OK) {
-        st = read_response(h, check_head, check_body, NULL);
-    }
-    disconnect(h);
     if (st < 0) {
         return st;
+    }
+    if (h->code == 401) {
+        return MODELOTA_HTTP_UNAUTHORIZED;
     }
     if (h->code == 204 || h->code == 304) {
         return MODELOTA_HTTP_NO_UPDATE;
@@ -1432,6 +1681,7 @@ extern "C" const char* modelota_http_status_str(int status) {
     case MODELOTA_HTTP_BAD_RANGE: return "BadRange";
     case MODELOTA_HTTP_WRONG_PAYLOAD: return "WrongPayload";
     case MODELOTA_HTTP_INVALID_ARGUMENT: return "HttpInvalidArgument";
+    case MODELOTA_HTTP_UNAUTHORIZED: return "HttpUnauthorized";
     default: return modelota_status_str(status);
     }
 #else

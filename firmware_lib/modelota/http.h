@@ -15,6 +15,12 @@
  * `Range: bytes=<bytes fed>-` + `If-Range: <ETag>` (a 200 instead of a 206
  * starts the payload over), then finish and POST a report.
  *
+ * With a device secret (`modelota fleet register` prints it) every request
+ * is signed: `Authorization: MOTA id=.., ts=.., nonce=.., [hash=..,] mac=..`,
+ * HMAC-SHA256 over method, path, id, time, nonce and the body's SHA-256
+ * (docs/FLEET.md, "Device authentication"). A device without a clock learns
+ * the server's from a signed 401 answer and sends the request again.
+ *
  * No heap. The parser, the manifest reader and the request writer are
  * streaming state machines with fixed buffers (sizes below); everything is
  * bounded: header bytes, manifest bytes, connections, and every wait.
@@ -29,6 +35,7 @@
 
 #include "config.h"
 #include "format.h"
+#include "sha256.h"
 #include "status.h"
 #include "store.h"
 #include "updater.h"
@@ -65,6 +72,13 @@ extern "C" {
 #endif
 #define MODELOTA_HTTP_ID_MAX 64u
 #define MODELOTA_HTTP_VERSION_STRING "0.1"
+/* Signed requests (device secrets). 0 leaves the signing code out (a
+ * device talking only to a static tree, which needs no credential). */
+#ifndef MODELOTA_HTTP_AUTH
+#define MODELOTA_HTTP_AUTH 1
+#endif
+#define MODELOTA_HTTP_NONCE_LEN 16u /* hex digits */
+#define MODELOTA_HTTP_TSM_KEPT 16u /* bytes of a server time's HMAC compared (128 bits) */
 
 typedef enum modelota_http_status {
     MODELOTA_HTTP_NO_UPDATE = 1,          /* nothing newer for this model: not an error */
@@ -79,10 +93,11 @@ typedef enum modelota_http_status {
     MODELOTA_HTTP_BAD_MANIFEST = -108,    /* not a flat manifest with the required keys */
     MODELOTA_HTTP_BAD_RANGE = -109,       /* 206 for other bytes than asked, or 416 */
     MODELOTA_HTTP_WRONG_PAYLOAD = -110,   /* length or ETag differs from the manifest */
-    MODELOTA_HTTP_INVALID_ARGUMENT = -111 /* config: missing callback, bad id, path too long */
+    MODELOTA_HTTP_INVALID_ARGUMENT = -111, /* config: missing callback, bad id, path too long */
+    MODELOTA_HTTP_UNAUTHORIZED = -112     /* 401: unknown device, wrong secret, or none */
 } modelota_http_status;
 
-#define MODELOTA_HTTP_STATUS_MIN (-111)
+#define MODELOTA_HTTP_STATUS_MIN (-112)
 
 /* Short name of any status a pull returns: the HTTP ones ("Timeout" is the
  * Updater's; this one is "HttpTimeout"), "NoUpdate", and modelota_status
@@ -122,6 +137,7 @@ typedef enum modelota_http_event {
 #define MODELOTA_HTTP_F_CLOSE 0x08u     /* Connection: close */
 #define MODELOTA_HTTP_F_ETAG_CUT 0x10u  /* an ETag longer than the buffer was dropped */
 #define MODELOTA_HTTP_F_TOTAL_KNOWN 0x20u /* Content-Range total is not "*" */
+#define MODELOTA_HTTP_F_AUTH_TIME 0x40u /* WWW-Authenticate: MOTA ts=.., tsm=.. (auth_ts, auth_tsm) */
 
 /* Fields are valid after MODELOTA_HTTP_EV_HEADERS. Private otherwise. */
 typedef struct modelota_http_parser {
@@ -139,6 +155,8 @@ typedef struct modelota_http_parser {
     uint8_t cut;          /* the current line overflowed line[] */
     uint8_t hex_digits;   /* chunk-size digits so far */
     int16_t error;        /* sticky error, 0 if none */
+    uint32_t auth_ts;     /* a 401's server time (F_AUTH_TIME) */
+    uint8_t auth_tsm[MODELOTA_HTTP_TSM_KEPT]; /* its HMAC's first bytes (the pull checks them) */
     char etag[MODELOTA_HTTP_ETAG_MAX]; /* NUL-terminated, "" if none */
     char line[MODELOTA_HTTP_LINE_MAX];
 } modelota_http_parser;
@@ -215,6 +233,15 @@ typedef struct modelota_http_config {
     uint8_t no_report;     /* 1: do not POST a report after a download */
     modelota_http_progress_fn progress;
     void* progress_ctx;
+    /* The device's secret from `modelota fleet register` (32 bytes; the 64
+     * hex digits it prints, decoded), kept by the caller. NULL: requests
+     * go unsigned (a static tree; the fleet server answers 401). */
+    const uint8_t* secret;
+    uint8_t secret_len;    /* 1..64 */
+    /* Optional: seconds since 1970 from an RTC or NTP (0: not known yet).
+     * Without it the device takes the server's time from a signed 401. */
+    uint32_t (*unix_time)(void* ctx);
+    void* unix_time_ctx;
 } modelota_http_config;
 
 typedef struct modelota_http {
@@ -227,6 +254,11 @@ typedef struct modelota_http {
     uint8_t restarts;     /* 200 answers to a Range request in the last download */
     uint8_t resumes;      /* 206 answers to a Range request in the last download */
     uint8_t etag_kind;    /* private: whose ETag etag[] holds */
+    uint8_t synced;       /* the last response carried a server time that verified */
+    uint32_t clock_unix;  /* server time learnt (0: none), at clock_ms on now_ms() */
+    uint32_t clock_ms;
+    uint32_t counter;     /* requests signed since init: the nonce is hex(counter) hex(nonce_ms) */
+    uint32_t nonce_ms;    /* now_ms() when the last request was signed */
     /* The payload's ETag during a download (for If-Range); after a check
      * that declined the manifest, the manifest's (for If-None-Match). */
     char etag[MODELOTA_HTTP_ETAG_MAX];

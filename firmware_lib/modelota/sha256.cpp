@@ -178,5 +178,45 @@ extern "C" void modelota_sha256_final(modelota_sha256* c, uint8_t out[MODELOTA_S
     c->fill = 0;
 }
 
+namespace {
+
+/* Feeds the key, zero-padded to one block, XORed with `pad` (0x36 inner,
+ * 0x5C outer): no 64-byte copy of the padded key is kept. */
+void hmac_pad(modelota_sha256* s, const uint8_t* key, uint8_t key_len, uint8_t pad) {
+    for (unsigned i = 0; i < 64u; ++i) {
+        const uint8_t b = static_cast<uint8_t>((i < key_len ? key[i] : 0u) ^ pad);
+        modelota_sha256_update(s, &b, 1);
+    }
+}
+
+}  // namespace
+
+extern "C" int modelota_hmac_sha256_init(modelota_hmac_sha256* c, const uint8_t* key,
+                                         size_t key_len) {
+    if (key == NULL || key_len == 0 || key_len > MODELOTA_HMAC_KEY_MAX) {
+        return -1;
+    }
+    c->key = key;
+    c->key_len = static_cast<uint8_t>(key_len);
+    modelota_sha256_init(&c->sha);
+    hmac_pad(&c->sha, key, c->key_len, 0x36u);
+    return 0;
+}
+
+extern "C" void modelota_hmac_sha256_update(modelota_hmac_sha256* c, const uint8_t* data,
+                                            size_t n) {
+    modelota_sha256_update(&c->sha, data, n);
+}
+
+extern "C" void modelota_hmac_sha256_final(modelota_hmac_sha256* c,
+                                           uint8_t out[MODELOTA_SHA256_LEN]) {
+    uint8_t inner[MODELOTA_SHA256_LEN];
+    modelota_sha256_final(&c->sha, inner);
+    modelota_sha256_init(&c->sha);
+    hmac_pad(&c->sha, c->key, c->key_len, 0x5Cu);
+    modelota_sha256_update(&c->sha, inner, sizeof(inner));
+    modelota_sha256_final(&c->sha, out);
+}
+
 #undef MODELOTA_SHA256_ROM
 #undef MODELOTA_SHA256_K

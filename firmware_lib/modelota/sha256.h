@@ -34,6 +34,22 @@ void modelota_sha256_update(modelota_sha256* c, const uint8_t* data, size_t n);
  * fresh modelota_sha256_init(). */
 void modelota_sha256_final(modelota_sha256* c, uint8_t out[MODELOTA_SHA256_LEN]);
 
+/* HMAC-SHA256 (RFC 2104), streaming, keys of 1..64 bytes (the fleet's
+ * device keys are 32). The key is not copied: it must stay valid until
+ * final(). The context is the SHA-256 one plus the key pointer. */
+#define MODELOTA_HMAC_KEY_MAX 64u
+
+typedef struct modelota_hmac_sha256 {
+    modelota_sha256 sha;
+    const uint8_t* key;
+    uint8_t key_len;
+} modelota_hmac_sha256;
+
+/* 0, or -1 (nothing done) for a key length outside 1..64. */
+int modelota_hmac_sha256_init(modelota_hmac_sha256* c, const uint8_t* key, size_t key_len);
+void modelota_hmac_sha256_update(modelota_hmac_sha256* c, const uint8_t* data, size_t n);
+void modelota_hmac_sha256_final(modelota_hmac_sha256* c, uint8_t out[MODELOTA_SHA256_LEN]);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

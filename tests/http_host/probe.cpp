@@ -88,6 +88,12 @@ extern "C" int http_probe(const uint8_t* data, size_t n, const uint32_t* cuts, s
                          static_cast<unsigned long>(p.range_end),
                          static_cast<unsigned long>(p.range_total), p.etag);
                 put(t, num);
+                if ((p.flags & MODELOTA_HTTP_F_AUTH_TIME) != 0) {
+                    snprintf(num, sizeof(num), "[auth=%lu:", static_cast<unsigned long>(p.auth_ts));
+                    put(t, num);
+                    put_hex(t, p.auth_tsm, sizeof(p.auth_tsm));
+                    put(t, "]");
+                }
                 body_started = true;
             } else if (result == MODELOTA_HTTP_EV_BODY) {
                 if (!body_started || body_len == 0) {
@@ -137,6 +143,22 @@ extern "C" int manifest_probe(const uint8_t* data, size_t n, const uint32_t* cut
     put(t, m.line);
     put(t, "]");
     return st;
+}
+
+extern "C" int hmac_probe(const uint8_t* key, size_t key_len, const uint8_t* msg, size_t n,
+                          const uint32_t* cuts, size_t ncuts, uint8_t out[32]) {
+    modelota_hmac_sha256 c;
+    if (modelota_hmac_sha256_init(&c, key, key_len) != 0) {
+        return -1;
+    }
+    for (size_t k = 0; k <= ncuts; ++k) {
+        size_t lo = 0;
+        size_t hi = 0;
+        piece(n, cuts, ncuts, k, &lo, &hi);
+        modelota_hmac_sha256_update(&c, msg + lo, hi - lo);
+    }
+    modelota_hmac_sha256_final(&c, out);
+    return 0;
 }
 
 extern "C" size_t http_probe_sizeof(int which) {

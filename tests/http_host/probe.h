@@ -19,6 +19,9 @@ int http_probe(const uint8_t* data, size_t n, const uint32_t* cuts, size_t ncuts
 /* Returns MODELOTA_OK or MODELOTA_HTTP_BAD_MANIFEST. */
 int manifest_probe(const uint8_t* data, size_t n, const uint32_t* cuts, size_t ncuts, char* out,
                    size_t cap);
+/* HMAC-SHA256 of msg fed in the pieces `cuts` says; -1 for a refused key. */
+int hmac_probe(const uint8_t* key, size_t key_len, const uint8_t* msg, size_t n,
+               const uint32_t* cuts, size_t ncuts, uint8_t out[32]);
 /* sizeof of the public structs, for the RAM table in docs/FLEET.md. */
 size_t http_probe_sizeof(int which);
 }

@@ -6,6 +6,7 @@
  *   pull_main pull --host H --port P --id ID --weights FILE --fingerprint HEX
  *             --version N [--base PATH] [--out FILE] [--buffer N] [--attempts N]
  *             [--timeout MS] [--no-report] [--repeat K] [--store]
+ *             [--secret HEX] [--clock UNIX_SECONDS]
  *   pull_main fuzz ITERATIONS SEED      (parser + manifest reader on garbage)
  *   pull_main sizes                     (sizeof of the public structs)
  *
@@ -102,6 +103,8 @@ int ram_erase(const modelota_storage* s, uint32_t block) {
     return 0;
 }
 
+uint32_t fixed_clock(void* ctx) { return *static_cast<const uint32_t*>(ctx); }
+
 const char* arg(int argc, char** argv, const char* name, const char* dflt) {
     for (int i = 2; i + 1 < argc; ++i) {
         if (strcmp(argv[i], name) == 0) {
@@ -146,6 +149,25 @@ int run_pull(int argc, char** argv) {
     hc.timeout_ms = static_cast<uint32_t>(atoi(arg(argc, argv, "--timeout", "3000")));
     hc.max_attempts = static_cast<uint8_t>(atoi(arg(argc, argv, "--attempts", "5")));
     hc.no_report = flag(argc, argv, "--no-report") ? 1 : 0;
+    /* --secret: the device key `modelota fleet register` printed (signed requests);
+     * --clock: a fixed "RTC" reading (0: none, the server's time is learnt) */
+    uint8_t secret[64];
+    const char* secret_hex = arg(argc, argv, "--secret", NULL);
+    if (secret_hex != NULL) {
+        size_t n = strlen(secret_hex) / 2;
+        if (n == 0 || n > sizeof(secret) || !parse_hex(secret_hex, secret, n)) {
+            fprintf(stderr, "pull: --secret takes 2..128 hex digits\n");
+            return 2;
+        }
+        hc.secret = secret;
+        hc.secret_len = static_cast<uint8_t>(n);
+    }
+    static uint32_t clock_value = 0;
+    clock_value = static_cast<uint32_t>(strtoul(arg(argc, argv, "--clock", "0"), 0, 10));
+    if (flag(argc, argv, "--clock")) {
+        hc.unix_time = fixed_clock;
+        hc.unix_time_ctx = &clock_value;
+    }
     Progress prog;
     memset(&prog, 0, sizeof(prog));
     hc.progress = on_progress;
@@ -230,14 +252,15 @@ int run_pull(int argc, char** argv) {
         }
         printf("result status=%d name=%s code=%d version=%lu fed=%lu attempts=%u resumes=%u "
                "restarts=%u connects=%lu intact=%d progress=%lu/%lu backwards=%lu "
-               "updater=%s state=%d",
+               "updater=%s state=%d clock=%lu signed=%lu",
                st, modelota_http_status_str(st), modelota_http_code(&h),
                static_cast<unsigned long>(modelota_current_version(&u)),
                static_cast<unsigned long>(h.fed), h.attempts, h.resumes, h.restarts,
                static_cast<unsigned long>(conn.connects - connects_before),
                modelota_weights_intact(&u), static_cast<unsigned long>(prog.bytes),
                static_cast<unsigned long>(prog.total), static_cast<unsigned long>(prog.backwards),
-               modelota_status_str(modelota_last_status(&u)), modelota_state_of(&u));
+               modelota_status_str(modelota_last_status(&u)), modelota_state_of(&u),
+               static_cast<unsigned long>(h.clock_unix), static_cast<unsigned long>(h.counter));
         if (use_store) {
             std::vector<uint8_t> loaded(weights.size());
             int ls = modelota_store_load(&store, loaded.data(), static_cast<uint32_t>(loaded.size()));
