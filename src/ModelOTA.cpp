@@ -9,8 +9,10 @@
 #include "../firmware_lib/modelota/status.cpp"
 #include "../firmware_lib/modelota/updater.cpp"
 /* SHA-256 digests and the built-in Ed25519 verifier, as config.h switches
- * them (off on AVR by default; docs/SECURITY.md) */
-#if MODELOTA_SHA256
+ * them (off on AVR by default; docs/SECURITY.md). The fleet pull's signed
+ * requests (ModelOTAHttp) need SHA-256 too; a sketch that does not pull
+ * links none of it. */
+#if MODELOTA_SHA256 || MODELOTA_HTTP_AUTH
 #include "../firmware_lib/modelota/sha256.cpp"
 #endif
 #if MODELOTA_SIGNATURES

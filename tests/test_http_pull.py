@@ -1111,7 +1111,8 @@ def test_fleet_server_signatures_clock_sync_and_refusals(
     before = fleet.admin("GET", f"/admin/reports?device={dev}")
 
     def refusals(px: Proxy) -> list[bytes]:
-        return [e.response_head for e in px.exchanges if e.response_head.startswith(b"HTTP/1.1 401")]
+        return [e.response_head for e in px.exchanges
+                if e.response_head.startswith(b"HTTP/1.1 401")]  # fmt: skip
 
     # a wrong secret, none at all, a forged server time: nothing happens
     forged = Action(edit=(b'MOTA ts="1', b'MOTA ts="2'))  # another time: its tsm cannot match

@@ -63,6 +63,14 @@
 #error "MODELOTA_SIGNATURES needs MODELOTA_SHA256: a signed payload's digest is SHA-256"
 #endif
 
+/* Signed fleet requests (http.h, docs/FLEET.md "Device authentication"):
+ * 1 compiles HMAC-SHA256 request signing into the HTTP pull (it needs the
+ * SHA-256 code, not MODELOTA_SHA256's context in the Updater). 0 leaves it
+ * out: such a device can only pull from a static tree. */
+#ifndef MODELOTA_HTTP_AUTH
+#define MODELOTA_HTTP_AUTH 1
+#endif
+
 /* Hard cap on the Updater's own state, checked with static_assert. The
  * caller lends the chunk buffer separately. */
 #ifndef MODELOTA_MAX_UPDATER_BYTES

@@ -909,10 +909,11 @@ void out_i32(Out& o, int v) {
     }
 }
 
+const char kHexDigits[] MODELOTA_PROGMEM = "0123456789abcdef";
+
 void out_hex(Out& o, const uint8_t* b, size_t n) {
-    static const char kHex[] MODELOTA_PROGMEM = "0123456789abcdef";
     for (size_t i = 0; i < n; ++i) {
-        char two[2] = {pgm_char(kHex + (b[i] >> 4)), pgm_char(kHex + (b[i] & 0x0Fu))};
+        char two[2] = {pgm_char(kHexDigits + (b[i] >> 4)), pgm_char(kHexDigits + (b[i] & 0x0Fu))};
         out_bytes(o, two, 2);
     }
 }
@@ -979,6 +980,11 @@ struct Target {
     const modelota_updater* check;   /* a check: its query */
 };
 
+/* the device paths' tails, MODELOTA_P strings (a PSTR cannot sit in an
+ * aggregate initialiser: avr-gcc 5's LTO crashes on it) */
+const char kCheckTail[] MODELOTA_PROGMEM = "/manifest.json?fingerprint=";
+const char kReportTail[] MODELOTA_PROGMEM = "/reports";
+
 void out_target(Out& o, const Target& t) {
     if (t.tail == NULL) {
         out_str(o, t.url);
@@ -1014,9 +1020,8 @@ uint32_t unix_now(const modelota_http* h) {
 }
 
 void hex8(char* dst, uint32_t v) {
-    static const char kHex[] MODELOTA_PROGMEM = "0123456789abcdef";
     for (int i = 7; i >= 0; --i) {
-        dst[i] = pgm_char(kHex + (v & 0x0Fu));
+        dst[i] = pgm_char(kHexDigits + (v & 0x0Fu));
         v >>= 4;
     }
 }
@@ -1240,7 +1245,7 @@ int check_body(modelota_http* h, void*, const uint8_t* data, size_t n) {
 
 int send_check(modelota_http* h, const modelota_updater* u) {
     Out o = out_begin(h, false);
-    Target t = {MODELOTA_P("/manifest.json?fingerprint="), NULL, u};
+    Target t = {kCheckTail, NULL, u};
     out_request(o, MODELOTA_P("GET"), t, NULL);
     if (h->etag[0] != '\0' && h->etag_kind == ETAG_MANIFEST) {
         out_p(o, MODELOTA_P("If-None-Match: "));
@@ -1512,7 +1517,7 @@ void report(modelota_http* h, const char* event, int status, uint32_t version) {
             break;
         }
         Out o = out_begin(h, false);
-        Target t = {MODELOTA_P("/reports"), NULL, NULL};
+        Target t = {kReportTail, NULL, NULL};
         out_request(o, MODELOTA_P("POST"), t, body_sha);
         out_p(o, MODELOTA_P("Content-Type: application/json\r\nContent-Length: "));
         out_u32(o, count.total);

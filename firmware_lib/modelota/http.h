@@ -72,11 +72,6 @@ extern "C" {
 #endif
 #define MODELOTA_HTTP_ID_MAX 64u
 #define MODELOTA_HTTP_VERSION_STRING "0.1"
-/* Signed requests (device secrets). 0 leaves the signing code out (a
- * device talking only to a static tree, which needs no credential). */
-#ifndef MODELOTA_HTTP_AUTH
-#define MODELOTA_HTTP_AUTH 1
-#endif
 #define MODELOTA_HTTP_NONCE_LEN 16u /* hex digits */
 #define MODELOTA_HTTP_TSM_KEPT 16u /* bytes of a server time's HMAC compared (128 bits) */
 

@@ -245,29 +245,38 @@ class _Guarded(asyncio.Protocol):
 
 class RateLimitedLog(logging.Filter):
     """Lets ``burst`` records through, then ``rate`` per second; the next
-    record after a quiet spell says how many were dropped. Tracebacks of
-    malformed client requests are cut to one line (they are the client's
+    record after a quiet spell says how many were dropped. Every record is
+    one line of at most ``width`` characters; a malformed request's
+    traceback is cut to its message, logged as a warning (the client's
     fault, not the server's)."""
 
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
+        width: int = 300,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.bucket = TokenBuckets(rate, burst, 1, clock)
         self.dropped = 0
+        self.width = width
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.bucket.take("log") > 0:
             self.dropped += 1
             return False
+        text = record.getMessage()
         if record.exc_info and record.name.startswith("aiohttp"):
             exc = record.exc_info[1]
-            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
-            record.args = None
+            text = f"{text}: {type(exc).__name__}: {exc}"
             record.exc_info = None
             record.exc_text = None
+            if type(exc).__module__.startswith("aiohttp"):  # a malformed request
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
         if self.dropped:
-            record.msg = f"{record.getMessage()} ({self.dropped} earlier messages dropped)"
-            record.args = None
+            text = f"{text} ({self.dropped} earlier messages dropped)"
             self.dropped = 0
+        text = " ".join(text.split())
+        record.msg = text if len(text) <= self.width else text[: self.width - 3] + "..."
+        record.args = None
         return True
 
 

@@ -504,6 +504,8 @@ async def read_body(request: web.Request, limit: int, timeout: float = 30.0) -> 
         await asyncio.wait_for(read(), timeout)
     except asyncio.TimeoutError:
         raise FleetError(408, "BodyTimeout", f"the body took over {timeout:g} s") from None
+    except ConnectionError:  # the client went away mid-body: nothing was stored
+        raise FleetError(400, "Incomplete", "the connection closed before the body ended") from None
     return b"".join(chunks)
 
 
@@ -573,6 +575,8 @@ def make_app(server: Server) -> web.Application:
             if e.retry_after is not None:
                 headers["Retry-After"] = str(e.retry_after)
             return error(e.http, e.name, e.message, headers)
+        except ConnectionError:  # the client is gone: nobody reads this answer
+            return error(400, "ConnectionLost", "the client closed the connection")
         except web.HTTPException as e:
             if e.status < 400:
                 raise
