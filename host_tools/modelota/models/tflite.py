@@ -37,6 +37,7 @@ from flatbuffers.table import Table as _Table
 from tflite.utils import BUILTIN_OPCODE2NAME
 
 from ..format.payload import CHUNK_OVERHEAD, FINGERPRINT_LEN, Payload, pack
+from .roles import learned_tensors
 
 FILE_IDENTIFIER = b"TFL3"
 FINGERPRINT_DOMAIN = b"modelota-tflite-v2\0"
@@ -462,47 +463,6 @@ def enc_value(v: Any) -> bytes:
     raise TypeError(f"cannot encode {type(v).__name__}")
 
 
-# ---------------------------------------------------------------- learned parameters
-# (operator, input position) pairs whose constant tensor is a learned parameter
-# that a payload may rewrite. Every other constant is fixed: its bytes are part
-# of the fingerprint. docs/FORMAT.md lists the same table (a test compares them).
-
-_RANGE = range
-WEIGHT_INPUTS: dict[str, frozenset[int]] = {
-    "CONV_2D": frozenset({1, 2}),
-    "DEPTHWISE_CONV_2D": frozenset({1, 2}),
-    "CONV_3D": frozenset({1, 2}),
-    "FULLY_CONNECTED": frozenset({1, 2}),
-    "TRANSPOSE_CONV": frozenset({1, 3}),
-    "CONV_3D_TRANSPOSE": frozenset({1, 3}),
-    "LSTM": frozenset([*_RANGE(1, 18), *_RANGE(20, 24)]),
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": frozenset([*_RANGE(1, 18), *_RANGE(20, 24)]),
-    "BIDIRECTIONAL_SEQUENCE_LSTM": frozenset([*_RANGE(1, 35), *_RANGE(40, 48)]),
-    "RNN": frozenset({1, 2, 3}),
-    "UNIDIRECTIONAL_SEQUENCE_RNN": frozenset({1, 2, 3}),
-    "BIDIRECTIONAL_SEQUENCE_RNN": frozenset({1, 2, 3, 5, 6, 7, 10, 11}),
-    "SVDF": frozenset({1, 2, 3}),
-    "EMBEDDING_LOOKUP": frozenset({1}),
-    "EMBEDDING_LOOKUP_SPARSE": frozenset({3, 4}),
-    "HASHTABLE_LOOKUP": frozenset({2}),
-    "PRELU": frozenset({1}),
-}
-# ops whose constant operand is learned only when it holds real numbers
-# (float or quantized): an int32/int64 constant there is index arithmetic
-VALUE_INPUTS: dict[str, frozenset[int]] = {
-    "ADD": frozenset({0, 1}),
-    "SUB": frozenset({0, 1}),
-    "MUL": frozenset({0, 1}),
-    "DIV": frozenset({0, 1}),
-    "SQUARED_DIFFERENCE": frozenset({0, 1}),
-    "BATCH_MATMUL": frozenset({0, 1}),
-    "GATHER": frozenset({0}),
-}
-VALUE_TYPES = frozenset({"FLOAT16", "FLOAT32", "FLOAT64", "BFLOAT16", "INT8", "UINT8", "INT16"})
-# input 0 is a weight when the op's output is one (fp16 or sparse weights)
-PASS_THROUGH = frozenset({"DEQUANTIZE", "DENSIFY"})
-
-
 class _Reader:
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -898,36 +858,13 @@ class _Graph:
 
 
 def _weight_roles(g: _Graph) -> list[bool]:
-    """Per tensor: consumed only as a learned parameter (docs/FORMAT.md table)."""
-    n = len(g.tensors)
-    consumers: list[list[tuple[OperatorInfo, int]]] = [[] for _ in range(n)]
-    for o in g.operators:
-        for pos, t in enumerate(o.inputs):
-            if t >= 0:
-                consumers[t].append((o, pos))
-    outputs = set(g.outputs)
-    memo: dict[int, bool] = {}
-
-    def learned(t: int, depth: int = 0) -> bool:
-        if t in memo:
-            return memo[t]
-        memo[t] = False  # cycles (control flow) are never learned
-        uses = consumers[t]
-        ok = bool(uses) and t not in outputs and depth < 16
-        for o, pos in uses if ok else []:
-            if pos in WEIGHT_INPUTS.get(o.op, ()):
-                continue
-            if pos in VALUE_INPUTS.get(o.op, ()) and g.tensors[t].dtype in VALUE_TYPES:
-                continue
-            if o.op in PASS_THROUGH and pos == 0 and len(o.outputs) == 1 and o.outputs[0] >= 0:
-                if learned(o.outputs[0], depth + 1):
-                    continue
-            ok = False
-            break
-        memo[t] = ok
-        return ok
-
-    return [learned(t) for t in range(n)]
+    """Per tensor: consumed only as a learned parameter (models/roles.py)."""
+    return learned_tensors(
+        len(g.tensors),
+        [(o.op, o.inputs, o.outputs) for o in g.operators],
+        lambda t: g.tensors[t].dtype,
+        g.outputs,
+    )
 
 
 def _replace(t: TensorInfo, **kw: Any) -> TensorInfo:
