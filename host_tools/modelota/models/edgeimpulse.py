@@ -429,13 +429,26 @@ class EIExport:
         """The fingerprint the device checks: the model's, or a hash of all models'."""
         if len(self.models) == 1:
             return self.models[0].fingerprint()
-        h = hashlib.sha256(b"modelota-ei-export-v1\0")
+        h = hashlib.sha256(b"modelota-ei-export-v2\0")
         for m in self.models:
             h.update(m.form.encode() + b"\0" + m.fingerprint())
         return h.digest()[:FINGERPRINT_LEN]
 
     def weights_bytes(self) -> bytes:
         return b"".join(m.weights_bytes() for m in self.models)
+
+    def writable_ranges(self) -> list[tuple[int, int]]:
+        """The bytes of the whole region a payload may change (docs/FORMAT.md)."""
+        out: list[tuple[int, int]] = []
+        start = 0
+        for m in self.models:
+            for o, n in m.writable_ranges():
+                if out and out[-1][0] + out[-1][1] == start + o:
+                    out[-1] = (out[-1][0], out[-1][1] + n)
+                else:
+                    out.append((start + o, n))
+            start += m.region_size
+        return out
 
     @property
     def region_size(self) -> int:
@@ -964,9 +977,12 @@ def _parse_bytes(body: str, where: str) -> bytes:
     return (vals & 0xFF).astype(np.uint8).tobytes()
 
 
-def _parse_flatbuffer_file(text: str, where: str, array: str, source: str) -> EIModel | None:
+def _parse_flatbuffer_file(
+    text: str, where: str, array: str, source: str, need_len: bool = False
+) -> EIModel | None:
     """The flatbuffer array ``array`` defined in ``text``; None when the file does not define it."""
     blank = _blank_comments(text)
+    _check_balanced(text, blank, where)
     pat = re.compile(
         rf"\b({re.escape(array)})(_factory)?\s*\[\s*\d*\s*\]\s*"
         r"((?:(?:ALIGN|alignas)\s*\(\s*\d+\s*\)\s*|MODELOTA_EI_FACTORY\s*|"
@@ -1004,6 +1020,11 @@ def _parse_flatbuffer_file(text: str, where: str, array: str, source: str) -> EI
         blank,
         re.M,
     )
+    if lm is None and need_len:
+        raise EIExportError(
+            f"{where}: line {_line_of(text, len(text))}: {array}_len is not defined here, but"
+            " model-parameters uses it (cut short?)"
+        )
     if lm:
         len_var = (f"{array}_len", bool(lm.group(1)))
         if int(lm.group(2)) != len(data):
@@ -1294,7 +1315,7 @@ def _read(tree: _Tree, p: Path) -> EIExport:
             ]
             models.append(_parse_eon(text, where, name, rel, required))
         else:
-            model = _parse_flatbuffer_file(text, where, name, rel)
+            model = _parse_flatbuffer_file(text, where, name, rel, f"{name}_len" in token_set)
             if model is None:
                 raise EIExportError(f"{where}: does not define the flatbuffer array {name}[]")
             models.append(model)
@@ -1937,6 +1958,8 @@ String ei_update_weights(Stream& in, uint32_t timeout_ms) {
     cfg.current_version = g_version;
     cfg.buffer = buffer;
     cfg.buffer_len = sizeof(buffer);
+    cfg.writable.ranges = modelota_ei_writable;
+    cfg.writable.count = @WRITABLE_COUNT@u;
     modelota_updater u;
     int status = modelota_init(&u, &cfg);
     if (status == MODELOTA_OK) {
@@ -1968,6 +1991,7 @@ bool ei_weights_intact() {
 
 def _glue_source(exp: EIExport) -> str:
     fp = exp.fingerprint()
+    writable = exp.writable_ranges()
     models = "\n".join(
         f"    {{ modelota_ei_entries_{_c_ident(m.name)}, MODELOTA_EI_ENTRIES_{_macro(m.name)},"
         f" modelota_ei_objects_{_c_ident(m.name)}, MODELOTA_EI_OBJECTS_{_macro(m.name)} }},"
@@ -1988,8 +2012,14 @@ def _glue_source(exp: EIExport) -> str:
         "const uint8_t modelota_ei_fingerprint[16] = {"
         + ", ".join(f"0x{b:02x}" for b in fp)
         + "};",
+        "/* The only bytes a payload may change: learned parameters and quantization",
+        " * arrays (a payload touching anything else is refused with WrongModel). */",
+        f"static const uint32_t modelota_ei_writable[{2 * len(writable) or 2}] = {{"
+        + (", ".join(f"{o}u, {n}u" for o, n in writable) or "0u, 0u")
+        + "};",
     ]
-    return "\n".join(head) + "\n" + _GLUE_BODY.replace("@MODELS@", models)
+    body = _GLUE_BODY.replace("@MODELS@", models)
+    return "\n".join(head) + "\n" + body.replace("@WRITABLE_COUNT@", str(len(writable)))
 
 
 def _write_if_changed(path: Path, text: str, changed: list[Path]) -> None:
@@ -2028,11 +2058,10 @@ def prepare_ei(libdir: str | os.PathLike[str], *, version: int = 1) -> PrepareRe
             unit = file.parent / f"{m.name}_modelota.cpp"
             new_texts[unit] = _flatbuffer_unit(m, file.name, rel_header, start)
         start += m.region_size
-    changed: list[Path] = []
-    for path, text in new_texts.items():
-        _write_if_changed(path, text, changed)
-    _write_if_changed(src_dir / GLUE_HEADER, _glue_header(exp, version), changed)
-    _write_if_changed(src_dir / GLUE_SOURCE, _glue_source(exp), changed)
+    # everything is generated before the first byte is written: a problem found
+    # on the way leaves the library as it was
+    new_texts[src_dir / GLUE_HEADER] = _glue_header(exp, version)
+    new_texts[src_dir / GLUE_SOURCE] = _glue_source(exp)
     main = sorted(src_dir.glob("*_inferencing.h"))
     main_header = main[0] if len(main) == 1 else None
     if main_header is not None:
@@ -2044,7 +2073,10 @@ def prepare_ei(libdir: str | os.PathLike[str], *, version: int = 1) -> PrepareRe
                 f"\n/* {MARKER}: ei_update_weights() and ei_restore_weights() */\n"
                 f'#include "{GLUE_HEADER}"\n'
             )
-            _write_if_changed(main_header, text, changed)
+            new_texts[main_header] = text
+    changed: list[Path] = []
+    for path, text in new_texts.items():
+        _write_if_changed(path, text, changed)
     return PrepareReport(
         libdir=lib,
         models=[m.name for m in exp.models],
