@@ -1299,8 +1299,18 @@ def _read(tree: _Tree, p: Path) -> EIExport:
             " tflite_learn_<N>_compiled.cpp, tflite-trained.h or tflite_learn_<N>.h under"
             f" {src or './'}"
         )
+    # models in the order model-parameters configures them
+    ref_at: dict[str, int] = {}
+    for rm in re.finditer(
+        r"\bmodel_init\s*=\s*&?\s*(\w+)_init\b|\.model\s*=\s*&?\s*(\w+)\s*[,}\n]", params
+    ):
+        ref_at.setdefault(rm.group(1) or rm.group(2), rm.start())
     active.sort(
-        key=lambda x: (first_use.get(x[1] + "_init", first_use.get(x[1], 1 << 30)), _natural(x[1]))
+        key=lambda x: (
+            ref_at.get(x[1], 1 << 40),
+            first_use.get(x[1] + "_init", first_use.get(x[1], 1 << 30)),
+            _natural(x[1]),
+        )
     )
     models: list[EIModel] = []
     for form, name, file in active:
@@ -1313,6 +1323,15 @@ def _read(tree: _Tree, p: Path) -> EIExport:
                 for fn in ("init", "invoke", "reset", "input", "output")
                 if fn in ("init", "invoke") or f"{name}_{fn}" in token_set
             ]
+            # and every function its header declares: a file cut after the
+            # tables but before the last function is not a whole model
+            header = re.sub(r"\.(?:cpp|cc)$", ".h", file)
+            if header in tree.names:
+                declared = re.findall(
+                    rf"\b({re.escape(name)}_\w+)\s*\([^;{{}}]*\)\s*;",
+                    _blank_comments(tree.text(header)),
+                )
+                required = _ordered([*required, *declared])
             models.append(_parse_eon(text, where, name, rel, required))
         else:
             model = _parse_flatbuffer_file(text, where, name, rel, f"{name}_len" in token_set)
