@@ -242,7 +242,12 @@ DIFFERENT = [
         "tensor 0 'serving_default_input:0' (input 0 of operator 0 FULLY_CONNECTED) shape"
         " [1, 5] vs [1, 6]",
     ),
-    ("type", _fc_graph(), _fc_graph(weight_type="INT8"), "tensor 1 'w' (input 1 of operator 0 FULLY_CONNECTED) type FLOAT32 vs INT8"),
+    (
+        "type",
+        _fc_graph(),
+        _fc_graph(weight_type="INT8"),
+        "tensor 1 'w' (input 1 of operator 0 FULLY_CONNECTED) type FLOAT32 vs INT8",
+    ),
     ("op", _fc_graph(), _fc_graph("CONV_2D"), "operator 0: FULLY_CONNECTED vs CONV_2D"),
     (
         "activation",
