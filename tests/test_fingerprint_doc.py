@@ -1,4 +1,5 @@
-# ruff: noqa: E501, B023
+# ruff: noqa: B023
+"""docs/FORMAT.md "Fingerprints", reimplemented from the text alone.
 
 The TFLite fingerprint is recomputed here from the doc's steps and its
 learned-parameter table (parsed from the markdown), reading the files with
