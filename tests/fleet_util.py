@@ -251,6 +251,34 @@ class Nginx:
 def nginx_server(work: Path, root: Path) -> Iterator[Nginx]:
     """nginx (Debian's nginx-light) serving ``root`` on a free loopback port;
     its access log records each request's Range, If-Range and If-None-Match."""
+    with _nginx(work, root, f"root {root};") as n:
+        yield n
+
+
+@contextmanager
+def nginx_proxy(work: Path, routes: dict[str, list[int]]) -> Iterator[Nginx]:
+    """nginx as the reverse proxy in front of `modelota serve` replicas:
+    ``routes`` maps a location prefix to the loopback ports of its upstream
+    group (round robin; a replica that refuses connections is skipped). No
+    buffering either way, as docs/FLEET.md's deployment section sets it."""
+    ups, locs = [], []
+    for i, (prefix, ports) in enumerate(routes.items()):
+        servers = " ".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in ports)
+        ups.append(f"upstream u{i} {{ {servers} }}")
+        locs.append(f"location {prefix} {{ proxy_pass http://u{i}; }}")
+    body = (
+        "client_max_body_size 100m;\n proxy_http_version 1.1;\n"
+        ' proxy_set_header Connection "";\n proxy_set_header Host $host;\n'
+        " proxy_set_header X-Forwarded-For $remote_addr;\n"
+        " proxy_buffering off;\n proxy_request_buffering off;\n"
+        " proxy_next_upstream error timeout;\n proxy_connect_timeout 2s;\n" + "\n".join(locs)
+    )
+    with _nginx(work, work, body, "\n".join(ups)) as n:
+        yield n
+
+
+@contextmanager
+def _nginx(work: Path, root: Path, server: str, http: str = "") -> Iterator[Nginx]:
     import shutil
     import subprocess
 
@@ -269,19 +297,21 @@ def nginx_server(work: Path, root: Path) -> Iterator[Nginx]:
         f"""daemon off;
 master_process off;
 worker_processes 1;
+worker_rlimit_nofile 16384;
 pid {work}/nginx.pid;
 error_log {work}/error.log warn;
-events {{ worker_connections 64; }}
+events {{ worker_connections 4096; }}
 http {{
     log_format range '$request_method $request_uri $status range=[$http_range] '
-                     'if_range=[$http_if_range] inm=[$http_if_none_match]';
+                     'if_range=[$http_if_range] inm=[$http_if_none_match] up=[$upstream_addr]';
     access_log {log} range;
     client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
     fastcgi_temp_path {work}/fastcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
     types {{ application/json json; application/octet-stream mota; }}
+    {http}
     server {{
-        listen 127.0.0.1:{port};
-        root {root};
+        listen 127.0.0.1:{port} backlog=4096;
+        {server}
     }}
 }}
 """

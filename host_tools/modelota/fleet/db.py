@@ -578,8 +578,11 @@ class Fleet:
         now = time.time()
         rec = PayloadRecord(sha, line, h.model_version, base, len(data), fp, h.digest.hex(), now)
 
-        def insert() -> None:
+        def insert() -> PayloadRecord | None:
             self.db.lock(f"line {line}")  # versions only go up, also across replicas
+            same = self.payload(sha)  # the same bytes, uploaded meanwhile (another replica)
+            if same is not None:
+                return same
             self._check_upload(line, payload, fp, base)
             self.db.execute(
                 "INSERT INTO lines (name, fingerprint, created_at) VALUES (?, ?, ?)"
@@ -600,9 +603,10 @@ class Fleet:
                     [(sha, i, data[o : o + CHUNK]) for i, o in enumerate(pieces)],
                 )
             self.changed()
+            return None
 
         try:
-            self._write(insert)
+            same = self._write(insert)
         except self.db.integrity as e:  # another thread or server process won the race
             existing = self.payload(sha)
             if existing is not None:
@@ -612,6 +616,8 @@ class Fleet:
         except BaseException:
             self._drop_file(sha)
             raise
+        if same is not None:
+            return self._same_bytes(same, line)
         return rec, True
 
     def _same_bytes(self, existing: PayloadRecord, line: str) -> tuple[PayloadRecord, bool]:
