@@ -247,20 +247,45 @@ def test_clock_sync_rotation_and_rate_limit(tmp_path: Path) -> None:
 
 
 def test_refusals_from_one_address_are_rate_limited(tmp_path: Path) -> None:
-    """Unauthenticated floods: after the failure burst, one address gets 429
-    (with Retry-After) before any work is done; another address is served."""
-    limits = Limits(failure_rate=1.0, failure_burst=20)
+    """Unauthenticated floods: after the failure burst one address gets 429
+    (with Retry-After, and the connection closed) before any work is done,
+    and its new connections are refused until its bucket refills; another
+    address is served all along."""
+    limits = Limits(failure_rate=0.01, failure_burst=20)
     with running_server(tmp_path, limits=limits) as s:
         w = fleet_of_one(s)
-        req = b"GET /v1/devices/d/manifest.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        codes = []
-        for _ in range(40):
-            with socket.create_connection(("127.0.0.1", s.port), timeout=10,
-                                          source_address=("127.0.0.2", 0)) as c:  # fmt: skip
+        req = b"GET /v1/devices/d/manifest.json HTTP/1.1\r\nHost: x\r\n\r\n"
+        codes, last = [], b""
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10,
+                                      source_address=("127.0.0.2", 0)) as c:  # fmt: skip
+            f = c.makefile("rb")
+            for _ in range(25):
+                try:
+                    c.sendall(req)
+                    status = f.readline()
+                except OSError:
+                    break
+                if not status:
+                    break
+                codes.append(int(status.split(b" ")[1]))
+                head = b""
+                while (line := f.readline()) not in (b"\r\n", b""):
+                    head += line
+                n = int(re.search(rb"(?i)content-length: (\d+)", head)[1])  # type: ignore[index]
+                last = head + f.read(n)
+        assert codes == [401] * 20 + [429], codes  # then the server closed the connection
+        assert b"Retry-After: " in last and b"RateLimited" in last
+        # a new connection from there is closed before any answer
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10,
+                                      source_address=("127.0.0.2", 0)) as c:  # fmt: skip
+            try:
                 c.sendall(req)
-                codes.append(int(c.recv(100).split(b" ")[1]))
-        assert codes[:20] == [401] * 20 and set(codes[21:]) == {429}
+                answer = c.recv(100)
+            except OSError:
+                answer = b""
+        assert answer == b""
         assert s.poll(board(w, 0), "d").status == Status.Ok  # 127.0.0.1 is not limited
+        assert s.admin.call("GET", "/admin/stats")["connections"]["refused"] >= 1
 
 
 def test_token_buckets_and_the_log_filter_follow_their_clock() -> None:

@@ -137,13 +137,14 @@ def _sensor_table(table: bytes, n_sensors: int) -> tuple[Sensor, ...]:
     return tuple(sensors)
 
 
-def parse_window(frame: bytes) -> Window:
-    """Exactly one frame -> Window. Raises FrameError (a ValueError) naming
-    the first problem, in the order of docs/COLLECT.md."""
+def check_frame(frame: bytes) -> tuple[tuple[Sensor, ...], float, int, int, bytes]:
+    """Every check of :func:`parse_window` without decoding the values:
+    (sensors, interval_ms, seq, first_sample, the values' raw float32 bytes).
+    For hosts that store frames as they came (the fleet server)."""
     frame = bytes(frame)
     if len(frame) < 4 or frame[:4] != MAGIC:
         raise FrameError("BadMagic", f"frame does not start with {MAGIC!r}")
-    n_sensors, rows, interval, seq, first, table_len, total = _head_fields(frame)
+    n_sensors, _rows, interval, seq, first, table_len, total = _head_fields(frame)
     hend = HEAD_LEN + table_len
     if len(frame) < hend + 4:
         raise FrameError("Truncated", f"frame ends inside its head ({len(frame)} bytes)")
@@ -163,6 +164,15 @@ def parse_window(frame: bytes) -> Window:
         raise FrameError("FrameCrc", "frame CRC32 mismatch (values corrupted)")
     if len(frame) > total:
         raise FrameError("TrailingData", f"{len(frame) - total} bytes after the frame")
+    return sensors, interval, seq, first, body
+
+
+def parse_window(frame: bytes) -> Window:
+    """Exactly one frame -> Window. Raises FrameError (a ValueError) naming
+    the first problem, in the order of docs/COLLECT.md."""
+    sensors, interval, seq, first, body = check_frame(frame)
+    n_sensors = len(sensors)
+    rows = len(body) // (4 * n_sensors)
     flat = struct.unpack(f"<{n_sensors * rows}f", body)
     values = tuple(tuple(flat[r * n_sensors : (r + 1) * n_sensors]) for r in range(rows))
     return Window(sensors, interval, seq, first, values)

@@ -90,9 +90,13 @@ class ConnectionGuard:
     ``idle_timeout`` (a slow-loris client holds nothing for long). The
     application marks requests busy/done (:meth:`request_started`)."""
 
-    def __init__(self, limits: Limits, trusted: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, limits: Limits, trusted: frozenset[str] = frozenset(),
+        penalised: Callable[[str], bool] = lambda _address: False,
+    ) -> None:  # fmt: skip
         self.limits = limits
         self.trusted = trusted  # proxy addresses: no per-address cap for them
+        self.penalised = penalised  # an address refused at once (its failures ran out)
         self.conns: dict[Any, _Conn] = {}
         self.per_address: dict[str, int] = {}
         self.refused = 0
@@ -109,9 +113,9 @@ class ConnectionGuard:
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         now = time.monotonic()
-        if (
-            address not in self.trusted
-            and self.per_address.get(address, 0) >= self.limits.max_per_address
+        if address not in self.trusted and (
+            self.per_address.get(address, 0) >= self.limits.max_per_address
+            or self.penalised(address)
         ):
             self.refused += 1
             return False

@@ -115,9 +115,13 @@ class Server:
         self.chunks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self.chunk_bytes = 0
         self.seen: dict[str, tuple[float, int | None]] = {}
-        self.guard = ConnectionGuard(limits, trusted_proxies)
         self.device_buckets = TokenBuckets(limits.device_rate, limits.device_burst)
         self.failure_buckets = TokenBuckets(limits.failure_rate, limits.failure_burst)
+        # an address whose refusals ran out is turned away when it connects
+        # (cheaper than answering every request of a flood with a 429)
+        self.guard = ConnectionGuard(
+            limits, trusted_proxies, lambda a: self.failure_buckets.empty(a) > 0
+        )
         self.answered: Counter[int] = Counter()  # responses by status (GET /admin/stats)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -553,11 +557,12 @@ def make_app(server: Server) -> web.Application:
         address = s.client_address(request)
         try:
             wait = s.failure_buckets.empty(address)
-            if wait > 0:
+            if wait > 0:  # and the connection is closed: new ones are refused meanwhile
                 resp: web.StreamResponse = error(
                     429, "RateLimited", "too many refused requests from this address",
                     {"Retry-After": str(int(wait) + 1)},
                 )  # fmt: skip
+                resp.force_close()
             else:
                 resp = await respond(request, handler)
             s.answered[resp.status] += 1
