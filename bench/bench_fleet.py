@@ -71,15 +71,17 @@ def populate(fleet: Fleet, devices: int) -> None:
     fleet.assign("group", "b", "bench", 2)
 
 
-def load(url: str, devices: int, seconds: float, concurrency: int, work: Path) -> dict[str, Any]:
+def load(url: str, devices: int, seconds: float, concurrency: int, work: Path,
+         sweeps: int = 1) -> dict[str, Any]:  # fmt: skip
     """bench/fleet_load.py in closed loop: a warm-up that checks every
-    device once (as a polling fleet fills the server's caches), then
-    `seconds` of checks of random devices."""
+    device `sweeps` times (as a polling fleet fills every replica's cache),
+    then `seconds` of checks of random devices."""
     cfg = {
         "url": url, "master": MASTER.hex(), "devices": devices, "prefix": "dev-",
         "interval": 1.0, "concurrency": concurrency, "fingerprint": FP.hex(),
         "update_every": 0, "windows_every": 0, "closed_loop": True,
-        "phases": [{"name": "warm-up", "seconds": 600, "hostile": False, "sweep": True},
+        "phases": [{"name": "warm-up", "seconds": 600, "hostile": False, "sweep": True,
+                    "sweeps": sweeps},
                    {"name": "measured", "seconds": seconds, "hostile": False}],
     }  # fmt: skip
     path = work / f"load-{time.monotonic_ns()}.json"
@@ -89,6 +91,19 @@ def load(url: str, devices: int, seconds: float, concurrency: int, work: Path) -
     if run.returncode != 0:
         raise RuntimeError(f"load generator failed: {run.stderr[-2000:]}")
     return dict(json.loads(run.stdout.strip().splitlines()[-1])["phases"][1])
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds a process has used (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stats(urls: list[str]) -> list[dict[str, int]]:
+    return [dict(AdminClient(u, TOKEN).call("GET", "/admin/stats")["cache"]) for u in urls]
 
 
 def row(label: str, devices: int, concurrency: int, res: dict[str, Any]) -> str:
@@ -166,9 +181,17 @@ def run_replicas(
                 urls.append(url)
             ports = [int(u.rsplit(":", 1)[1]) for u in urls]
             results = {}
+            usage = {}
             for n in sorted({1, replicas}):
                 with nginx_proxy(work / f"nginx{n}", {"/": ports[:n]}) as ng:
-                    results[n] = load(ng.url, devices, seconds, concurrency, work)
+                    before = [_cpu(p.pid) for p in procs[:n]], _stats(urls[:n])
+                    results[n] = load(ng.url, devices, seconds, concurrency, work, sweeps=n)
+                    after = [_cpu(p.pid) for p in procs[:n]], _stats(urls[:n])
+                usage[n] = (
+                    [a - b for a, b in zip(after[0], before[0], strict=True)],
+                    [{k: a.get(k, 0) - b.get(k, 0) for k in a} for a, b in
+                     zip(after[1], before[1], strict=True)],
+                )  # fmt: skip
             # coherence: an admin change on replica 0 reaches every replica's cache
             gens = [AdminClient(u, TOKEN).call("GET", "/admin/stats")["generation"] for u in urls]
             t_change = time.monotonic()
@@ -191,6 +214,10 @@ def run_replicas(
     print(HEADER)
     for n, res in results.items():
         print(row(f"{n} replica{'s' if n > 1 else ''}", devices, concurrency, res))
+    for n, (cpu, cache) in usage.items():
+        print(f"  {n} replica(s), warm-up + measured: CPU s per replica "
+              + ", ".join(f"{c:.1f}" for c in cpu) + "; cache hits/misses "
+              + ", ".join(f"{c.get('hits', 0)}/{c.get('misses', 0)}" for c in cache))
     one, many = results[1], results[replicas]
     print(f"ratio {replicas} replicas / 1: {many['rate'] / one['rate']:.2f}x checks/s,"
           f" p99 {many['p99_ms'] / one['p99_ms']:.2f}x")

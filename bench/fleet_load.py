@@ -8,8 +8,8 @@ bench/bench_fleet.py start it.
 
 CONFIG (JSON): role ("honest": only the honest devices, "hostile": only the
 hostile clients, absent: both), url, master (hex device key file contents), devices, prefix,
-phases ({"name", "seconds", "hostile", "sweep"}: a sweep phase lasts until
-every device was checked once, at most "seconds"),
+phases ({"name", "seconds", "hostile", "sweep", "sweeps"}: a sweep phase
+lasts until every device was checked "sweeps" times, at most "seconds"),
 interval (s between one device's checks), concurrency (connections of the
 honest pool), closed_loop (instead: `concurrency` workers checking random
 devices back to back, for throughput), update_every (every
@@ -109,7 +109,8 @@ class Honest:
         self.windows = Counter[str]()
         self.downloads = Counter[str]()
         self.keys: dict[str, bytes] = {}
-        self.sweep: int | None = None  # next device of a sweep phase
+        self.sweep: int | None = None  # next check of a sweep phase
+        self.sweeps = 1  # times a sweep phase checks every device
         self.swept = asyncio.Event()
         self.stopped = False  # closed loop: the last phase is over
 
@@ -171,9 +172,9 @@ class Honest:
         rnd = random.Random(k)
         while time.monotonic() < stop and not self.stopped:
             if self.sweep is not None:
-                i = self.sweep
+                i = self.sweep % cfg["devices"]
                 self.sweep += 1
-                if self.sweep >= cfg["devices"]:
+                if self.sweep >= cfg["devices"] * self.sweeps:
                     self.sweep = None
                     self.swept.set()
             else:
@@ -348,6 +349,7 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
         tasks = hostile.tasks(end) if hostile is not None and p["hostile"] else []
         if p.get("sweep"):  # until every device was checked once (closed loop)
             honest.sweep = 0
+            honest.sweeps = int(p.get("sweeps", 1))
             await asyncio.wait_for(honest.swept.wait(), p["seconds"])
         else:
             await asyncio.sleep(p["seconds"])

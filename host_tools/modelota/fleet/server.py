@@ -123,6 +123,7 @@ class Server:
             limits, trusted_proxies, lambda a: self.failure_buckets.empty(a) > 0
         )
         self.answered: Counter[int] = Counter()  # responses by status (GET /admin/stats)
+        self.cache_use: Counter[str] = Counter()  # hits and misses of the caches
         self._tasks: list[asyncio.Task[None]] = []
 
     async def _run(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
@@ -193,6 +194,7 @@ class Server:
         gen = self.fleet.generation  # read before: a change during the read makes it stale
         hit = table.get(key)
         if hit is None or hit[0] != gen or not self.fleet.coherent:
+            self.cache_use["misses"] += 1
             try:
                 result = await self.read(fn, *args)
             except FleetError as e:
@@ -203,6 +205,7 @@ class Server:
                 table.clear()
             table[key] = (gen, result)
         else:
+            self.cache_use["hits"] += 1
             result = hit[1]
         if isinstance(result, FleetError):
             raise result
@@ -452,6 +455,7 @@ class Server:
         return web.json_response({
             "connections": self.guard.stats(),
             "answered": {str(k): v for k, v in sorted(self.answered.items())},
+            "cache": dict(self.cache_use),
             "coherent": self.fleet.coherent,
             "generation": self.fleet.generation,
         })  # fmt: skip
