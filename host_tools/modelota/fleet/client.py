@@ -123,6 +123,37 @@ class AdminClient:
         q = {"limit": str(limit)} | ({"device": device} if device else {})
         return list(self.call("GET", f"/admin/reports?{urlencode(q)}"))
 
+    def _post_json(self, path: str, doc: Any) -> Any:
+        return self.call("POST", path, json.dumps(doc).encode(), "application/json")
+
+    def create_rollout(
+        self, line: str, version: int, group: str, policy: dict[str, Any] | None = None,
+        start: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        doc = {"line": line, "version": version, "group": group, "policy": policy or {},
+               "start": start}  # fmt: skip
+        return dict(self._post_json("/admin/rollouts", doc))
+
+    def rollouts(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/admin/rollouts"))
+
+    def rollout(self, rid: int) -> dict[str, Any]:
+        return dict(self.call("GET", f"/admin/rollouts/{rid}"))
+
+    def rollout_action(self, rid: int, action: str, note: str = "") -> dict[str, Any]:
+        """start, pause, resume or abort."""
+        return dict(self._post_json(f"/admin/rollouts/{rid}/{action}", {"note": note}))
+
+    def evaluate(self) -> list[dict[str, Any]]:
+        """The server's rollout decisions, made now rather than on its timer."""
+        return list(self.call("POST", "/admin/rollouts/evaluate"))
+
+    def quality(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/admin/quality"))
+
+    def history(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/admin/history"))
+
 
 class PullDevice(Protocol):
     """What :func:`poll` needs from a device (device.RamModelDevice has it)."""
@@ -290,6 +321,19 @@ def poll(
              "status_name": st.name, "message": result.message, "bytes": dl.fed},
         )  # fmt: skip
     return result
+
+
+def send_quality(base_url: str, device_id: str, summary: bytes, timeout: float = 10.0) -> int:
+    """POSTs a device's model-quality summary (the JSON the firmware's
+    accumulator writes, docs/FLEET.md); returns the HTTP status."""
+    conn = _Conn(base_url, timeout)
+    status, _, raw = conn.request(
+        "POST", f"/v1/devices/{device_id}/quality", summary,
+        {"Content-Type": "application/json"},
+    )  # fmt: skip
+    if status >= 400:
+        raise _error_of(status, raw)
+    return status
 
 
 def send_report(conn: _Conn, device_id: str, body: dict[str, Any]) -> bool:
