@@ -52,7 +52,9 @@ def f32(x: float) -> float:
     window=st.integers(1, 12),
     data=st.data(),
 )
-def test_summary_is_the_last_complete_window(classes: int, window: int, data: st.DataObject) -> None:
+def test_summary_is_the_last_complete_window(
+    classes: int, window: int, data: st.DataObject
+) -> None:
     version = data.draw(st.integers(0, 2**32 - 1))
     rows = data.draw(st.lists(st.tuples(
         st.integers(0, classes - 1),
