@@ -8,7 +8,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +38,16 @@ class Running:
 
 @contextmanager
 def running_server(
-    data: Path, max_payload: int = 1 << 20, db_url: str | None = None
+    data: Path,
+    max_payload: int = 1 << 20,
+    db_url: str | None = None,
+    clock: Callable[[], float] | None = None,
+    rollout_interval: float = 3600.0,
 ) -> Iterator[Running]:
-    t = ServerThread(data, TOKEN, db_url=db_url, max_payload=max_payload)
+    """The server on loopback. Its rollout timer is off by default (an hour):
+    decisions come after device reports or from admin.evaluate()."""
+    t = ServerThread(data, TOKEN, db_url=db_url, max_payload=max_payload, clock=clock,
+                     rollout_interval=rollout_interval)  # fmt: skip
     url = t.start()
     try:
         yield Running(url, AdminClient(url, TOKEN), t)
