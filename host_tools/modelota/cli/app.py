@@ -52,6 +52,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("fleet", "write the fleet's device answers as a static tree"),
     "fleet": ("fleet", "admin client of a running modelota serve"),
     "device": ("fleet", "a simulated device polling a fleet server"),
+    "rollout": ("rollout", "staged rollouts that pause themselves: create, start, pause, show..."),
     "demo": ("app", "end-to-end update of a simulated device (real C++ core)"),
 }
 

@@ -50,8 +50,9 @@ def train(
             np.zeros(n_out),
         ]
     else:
-        params = [start[0].weights.T.astype(np.float64), start[0].bias.astype(np.float64),
-                  start[1].weights.T.astype(np.float64), start[1].bias.astype(np.float64)]  # fmt: skip
+        params = []
+        for layer in start:
+            params += [layer.weights.T.astype(np.float64), layer.bias.astype(np.float64)]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
     onehot = np.eye(n_out)[y]
