@@ -43,6 +43,14 @@ def missing_extra(command: str, module: str) -> str | None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.serve and not args.fleet:
+        from ..status import CliError
+
+        raise CliError("--serve keeps the rollout demo's server up: use it with --fleet")
+    if args.fleet:
+        from ..demo.rollout import run as rollout_demo
+
+        return rollout_demo(args.serve)
     if args.board:
         from ..demo.local import run
     else:
@@ -99,7 +107,12 @@ class _Commands:
 
 def add_commands(sub: _Commands) -> None:
     sp = sub.add_parser("demo")
-    sp.add_argument("--board", action="store_true", help="the board-level demo (power cut...)")
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--board", action="store_true", help="the board-level demo (power cut...)")
+    g.add_argument("--fleet", action="store_true", help="staged rollouts to 300 simulated"
+                   " devices: a better model completes, a worse one pauses itself")  # fmt: skip
+    sp.add_argument("--serve", action="store_true",
+                    help="with --fleet: keep the server and its dashboard up until Ctrl-C")
     sp.set_defaults(func=cmd_demo)
 
 
