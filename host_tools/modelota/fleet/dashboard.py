@@ -82,7 +82,7 @@ def stacked(parts: list[tuple[str, int, str]], width: int = 420, height: int = 1
 
 
 def steps(series: dict[str, list[tuple[float, int]]], colours: dict[str, str],
-          width: int = 640, height: int = 200) -> str:  # fmt: skip
+          width: int = 600, height: int = 200) -> str:  # fmt: skip
     """Step lines over time, one per series: (time, value) points, held
     until the next one and drawn to the right edge."""
     pts = [p for s in series.values() for p in s]
@@ -277,7 +277,7 @@ def section_quality(summary: list[dict[str, Any]]) -> str:
         out.append(f"<tr><td>{esc(q['line'])} v{q['version']}</td>"
                    f"<td>{num(k + ':devices', q['devices'])}</td><td>{num(k + ':n', q['n'])}</td>"
                    f"<td>{num(k + ':conf', conf)}"
-                   f"</td><td>{accuracy}</td><td>{stacked(parts, 240, 14)}</td></tr>")  # fmt: skip
+                   f"</td><td>{accuracy}</td><td>{stacked(parts, 180, 14)}</td></tr>")  # fmt: skip
     out.append("</table></section>")
     return "".join(out)
 
