@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelota import pack
 from modelota.fleet.rollout_store import parse_quality
 from modelota.sim.native import load
 from modelota.sim.quality import QualityMeter
 from modelota.status import Status
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = ROOT / "tests" / "arduino_host"
 
 
 def model_summary(rows: list[tuple[int, float, int | None]], classes: int, window: int,
@@ -136,3 +143,50 @@ def test_longest_summary_fits_the_documented_buffer() -> None:
     assert n.lib.modelota_quality_json(q, buf, k) == Status.TooLarge  # no room for the NUL
     assert n.ffi.string(buf) == b""
     assert n.lib.modelota_quality_json(q, buf, k + 1) == k
+
+
+def test_arduino_class_follows_the_model_version(tmp_path: Path) -> None:
+    """src/ModelOTAQuality.{h,cpp} compiled for the host (tests/arduino_host:
+    a minimal Arduino.h) with the real core: a summary is for one version,
+    an update starts the counts again."""
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("no g++")
+    exe = tmp_path / "quality_driver"
+    flags = ["-std=c++11", "-Wall", "-Wextra", "-Werror", "-O1", "-I", str(HOST), "-I",
+             str(ROOT / "src")]  # fmt: skip
+    objs = []
+    # the new glue with -Wconversion; ModelOTA.cpp as the glue tests build it (millis()
+    # is an unsigned long on the host)
+    for src, extra in ((ROOT / "src" / "ModelOTAQuality.cpp", ["-Wconversion"]),
+                       (HOST / "quality_driver.cpp", ["-Wconversion"]),
+                       (ROOT / "src" / "ModelOTA.cpp", []),
+                       (ROOT / "src" / "modelota_store.cpp", [])):  # fmt: skip
+        obj = tmp_path / (src.stem + ".o")
+        proc = subprocess.run([gxx, *flags, *extra, "-c", str(src), "-o", str(obj)],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        objs.append(str(obj))
+    proc = subprocess.run([gxx, *objs, "-o", str(exe)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    old, new = bytes(range(256)) * 4, bytes(255 - b for b in range(256)) * 4
+    (tmp_path / "f.bin").write_bytes(old)
+    fp = b"modelota-test-fp"
+    (tmp_path / "p.bin").write_bytes(pack(new, fingerprint=fp, version=2, chunk_size=128).encode())
+    r = subprocess.run([str(exe), str(tmp_path / "f.bin"), str(tmp_path / "p.bin")],
+                       capture_output=True, text=True, timeout=20, check=False)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = dict(line.split("=", 1) for line in r.stdout.splitlines())
+    assert out["status"] == "0" and out["bad_status"] == str(int(Status.InvalidArgument))
+    assert out["bad_record"] == str(int(Status.InvalidArgument))
+    assert out["before"] == str(int(Status.BadState))
+    assert out["refused"] == str(int(Status.InvalidArgument))
+    assert out["completed"] == "1" and out["ready"] == "1"
+    assert json.loads(out["json1"]) == {"format": 1, "version": 1, "n": 5, "counts": [1, 2, 1, 1],
+                                        "conf_bp": 8000, "labelled": 3, "correct": 2}  # fmt: skip
+    assert out["update"] == "Ok" and out["version"] == "2"
+    assert out["kept_version"] == "1"  # nothing recorded since: the v1 summary stands
+    assert out["after_one_ready"] == "0" and out["after_one_version"] == "2"
+    assert json.loads(out["json2"]) == {"format": 1, "version": 2, "n": 5, "counts": [0, 0, 5, 0],
+                                        "conf_bp": 2500, "labelled": 0, "correct": 0}  # fmt: skip
+    assert out["short"] == str(int(Status.TooLarge))

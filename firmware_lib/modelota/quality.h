@@ -36,6 +36,7 @@
 extern "C" {
 #endif
 
+/* A build-wide setting (-D...): every unit must see the same value. */
 #ifndef MODELOTA_QUALITY_MAX_CLASSES
 #define MODELOTA_QUALITY_MAX_CLASSES 16u
 #endif
