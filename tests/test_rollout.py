@@ -425,3 +425,32 @@ def test_static_export_follows_the_open_wave(tmp_path: Path) -> None:
         assert exported() == {d: 2 if wave(d) <= 1 else 1 for d in f.boards}
         s.admin.rollout_action(r["id"], "pause")
         assert set(exported().values()) == {1}  # paused: the tree offers v2 to nobody new
+
+
+def test_replicas_give_devices_the_same_answers(tmp_path: Path, db: str | None) -> None:
+    """Two servers on one database (and one data directory): a rollout
+    started on one reaches the devices that check with the other (which
+    drops its cached answers when it sees the rollout move), and a decision
+    is taken once and seen by both."""
+    clock = SimClock()
+    data = tmp_path / "data"
+    with (running_server(data, db_url=db, clock=clock, rollout_interval=0.05) as a,
+          running_server(data, db_url=db, clock=clock, rollout_interval=0.05) as b):  # fmt: skip
+        f = Fleetlet(a.admin, 20, versions=2)
+        assert f.poll_all(b.url) == Counter({"current": 20})  # b caches "current" for all
+        r = a.admin.create_rollout("m", 2, "g", policy(), start=True)
+        first = {d for d in f.boards if wave(d) == 0}
+        d0 = sorted(first)[0]
+        wait_for(lambda: poll(f.boards[d0], b.url, d0, backoff=0.0).what == "Ok",
+                 "replica b to offer the rollout's version")  # fmt: skip
+        assert f.poll_all(b.url, first) == Counter({"Ok": len(first) - 1, "current": 1})
+        clock.advance(SOAK + 1)
+        wait_for(lambda: a.admin.rollout(r["id"])["wave"] == 2 == b.admin.rollout(r["id"])["wave"],
+                 "both replicas to see wave 2")  # fmt: skip
+        events = a.admin.rollout(r["id"])["events"]
+        assert [e["action"] for e in events] == ["create", "start", "advance"]  # decided once
+        second = {d for d in f.boards if wave(d) == 1}
+        wait_for(lambda: f.poll_all(b.url, second).get("current", 0) == 0
+                 and f.poll_all(a.url, second) == Counter({"current": len(second)}),
+                 "wave 2 offered by both")  # fmt: skip
+        assert f.versions() == {d: 2 if wave(d) <= 1 else 1 for d in f.boards}

@@ -173,6 +173,12 @@ class RolloutMixin:
             return True, r.line, r.version
         return True, r.line, r.from_version
 
+    def rollout_stamp(self) -> tuple[int, int]:
+        """Changes whenever any rollout changes (steps only go up): a replica
+        that sees it move drops its cached answers, even without a NOTIFY."""
+        row = self.db.one("SELECT COUNT(*), COALESCE(SUM(step), 0) FROM rollouts")
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
     def rollout_events(self, rid: int) -> list[dict[str, Any]]:
         rows = self.db.all(
             "SELECT step, at, actor, action, wave, reason, data FROM rollout_events"

@@ -72,6 +72,7 @@ class Server:
         self._flusher: asyncio.Task[None] | None = None
         self._decider: asyncio.Task[None] | None = None
         self._kick: asyncio.Event | None = None  # a report came: decide soon
+        self._stamp: tuple[int, int] | None = None  # rollouts as this replica last saw them
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -124,6 +125,11 @@ class Server:
         whose versions they count)."""
         await self.flush()
         applied = await self.db(self.fleet.evaluate_rollouts)
+        stamp = await self.db(self.fleet.rollout_stamp)
+        if stamp != self._stamp:  # another replica (or an admin there) moved a rollout
+            if self._stamp is not None:
+                self.fleet.changed()
+            self._stamp = stamp
         for a in applied:
             log.info("rollout %s: %s: %s", a["rollout"], a["action"], a["reason"])
         return applied
