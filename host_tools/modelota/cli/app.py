@@ -65,7 +65,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pack": ("core", "build a payload from raw weights, two .tflite models or two EI exports"),
     "inspect": ("core", "print and verify a payload (.mota), or list a model's tensors"),
     "keygen": ("core", "create an Ed25519 signing key: KEY (private), KEY.pub, KEY.h"),
-    "fingerprint": ("core", "print the fingerprint of raw weights as hex and C array"),
+    "fingerprint": ("core", "print a model's fingerprint (and a .tflite's writable ranges) for C"),
     "diff": ("tflite", "which tensors of a .tflite model change, and by how many bytes"),
     "prepare-ei": ("edgeimpulse", "patch an Edge Impulse Arduino library for in-place updates"),
     "push": ("link", "send a payload to a board over a serial link"),
