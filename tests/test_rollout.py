@@ -12,12 +12,11 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fleet_util import board, fresh_database, full, models, postgres_server, running_server
+from fleet_util import board, full, models, running_server
 from modelota.demo.simfleet import SimClock
 from modelota.fleet.client import AdminClient, FleetClientError, poll, send_quality
 from modelota.fleet.db import Fleet
@@ -29,19 +28,6 @@ from modelota.sim.quality import QualityMeter
 
 WAVES = (10.0, 50.0, 100.0)
 SOAK = 600.0
-
-
-@pytest.fixture(scope="module")
-def pg_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with postgres_server(tmp_path_factory.mktemp("pg")) as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sqlite":
-        return None
-    return fresh_database(request.getfixturevalue("pg_base"))
 
 
 def ids(n: int, prefix: str = "d") -> list[str]:

@@ -14,27 +14,13 @@
 #include <vector>
 
 #include "ModelOTA.h"
+#include "slurp.h"
 
 namespace {
 
 const uint8_t kFingerprint[16] = {'m', 'o', 'd', 'e', 'l', 'o', 't', 'a',
                                   '-', 't', 'e', 's', 't', '-', 'f', 'p'};
 unsigned long g_now = 0;
-
-std::vector<uint8_t> slurp(const char* path) {
-    std::vector<uint8_t> out;
-    FILE* f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "cannot open %s\n", path);
-        exit(2);
-    }
-    int c;
-    while ((c = fgetc(f)) != EOF) {
-        out.push_back(static_cast<uint8_t>(c));
-    }
-    fclose(f);
-    return out;
-}
 
 class MemStream : public Stream {
 public:
