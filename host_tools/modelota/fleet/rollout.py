@@ -16,6 +16,7 @@ replicas deciding at once cannot both apply it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import asdict, dataclass, field
@@ -94,6 +95,7 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def bucket(line: str, device: str) -> float:
     """The device's place in [0, 100) for a line's rollouts: the first 8
     bytes of SHA-256(line NUL device) as a fraction. Fixed for a device."""

@@ -80,6 +80,7 @@ CREATE TABLE IF NOT EXISTS version_changes (
     version BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS version_changes_at ON version_changes (at);
+CREATE INDEX IF NOT EXISTS reports_at ON reports (at);
 """
 
 ACTIONS = ("start", "pause", "resume", "abort")
