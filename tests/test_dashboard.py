@@ -203,3 +203,9 @@ def test_dashboard_shows_what_the_api_says(tmp_path: Path, browser: Any) -> None
         status, _ = raw_http(s.port, b"GET /dashboard HTTP/1.1\r\nHost: x\r\n" + forged
                              + b"Connection: close\r\n\r\n")  # fmt: skip
         assert status == 401
+        big = b"token=" + b"x" * 5000
+        status, _ = raw_http(s.port, b"POST /dashboard/login HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Type: application/x-www-form-urlencoded\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(big)
+                             + big)  # fmt: skip
+        assert status == 413

@@ -11,7 +11,7 @@
  *   {"format":1,"version":1,"n":50,"counts":[12,13,11,14],"conf_bp":4123,...}
  *
  * The summary follows the model: after an update the counts start again for
- * the new version. RAM: the weights (80 bytes), the accumulator (88 bytes
+ * the new version. RAM: the weights (80 bytes), the accumulator (96 bytes
  * with the default 16 classes; fewer with -DMODELOTA_QUALITY_MAX_CLASSES=N
  * for the whole build, library included: a #define in the sketch would give
  * the library and the sketch two layouts) and the JSON buffer while printing.

@@ -2,6 +2,17 @@
 
 #include <string.h>
 
+/* The JSON's fixed text lives in flash on AVR, where .rodata would be
+ * copied into the 8 KiB of RAM. */
+#if defined(__AVR__)
+#include <avr/pgmspace.h>
+#define QUALITY_TEXT(s) PSTR(s)
+#define QUALITY_CHAR(p) static_cast<char>(pgm_read_byte(p))
+#else
+#define QUALITY_TEXT(s) (s)
+#define QUALITY_CHAR(p) (*(p))
+#endif
+
 static_assert(MODELOTA_QUALITY_MAX_CLASSES >= 1u && MODELOTA_QUALITY_MAX_CLASSES <= 255u,
               "a class index is recorded in 16 bits and reported as one JSON number each");
 /* conf_sum adds up to 65535 confidences of at most 10000 basis points */
@@ -26,15 +37,22 @@ struct Text {
     bool over;
 };
 
-void put(Text& t, const char* s) {
-    for (uint32_t i = 0; s[i] != '\0' && i < 64u; ++i) {
+/* Appends a RAM string (from_flash false) or a QUALITY_TEXT one. */
+void put_any(Text& t, const char* s, bool from_flash) {
+    for (uint32_t i = 0; i < 64u; ++i) {
+        const char c = from_flash ? QUALITY_CHAR(s + i) : s[i];
+        if (c == '\0') {
+            return;
+        }
         if (t.len + 1u >= t.cap) {
             t.over = true;
             return;
         }
-        t.out[t.len++] = s[i];
+        t.out[t.len++] = c;
     }
 }
+
+void put(Text& t, const char* flash_text) { put_any(t, flash_text, true); }
 
 void put_u32(Text& t, uint32_t v) {
     char digits[11];
@@ -48,7 +66,7 @@ void put_u32(Text& t, uint32_t v) {
         rev[i] = digits[n - 1u - i];
     }
     rev[n] = '\0';
-    put(t, rev);
+    put_any(t, rev, false);
 }
 
 }  // namespace
@@ -141,26 +159,26 @@ extern "C" int32_t modelota_quality_json(const modelota_quality* q, char* out, u
     }
     const modelota_quality_window* w = &q->last;
     Text t = {out, cap, 0u, cap == 0u};
-    put(t, "{\"format\":");
+    put(t, QUALITY_TEXT("{\"format\":"));
     put_u32(t, MODELOTA_QUALITY_FORMAT);
-    put(t, ",\"version\":");
+    put(t, QUALITY_TEXT(",\"version\":"));
     put_u32(t, q->version);
-    put(t, ",\"n\":");
+    put(t, QUALITY_TEXT(",\"n\":"));
     put_u32(t, w->n);
-    put(t, ",\"counts\":[");
+    put(t, QUALITY_TEXT(",\"counts\":["));
     for (uint16_t i = 0; i < q->classes; ++i) {
         if (i != 0u) {
-            put(t, ",");
+            put(t, QUALITY_TEXT(","));
         }
         put_u32(t, w->counts[i]);
     }
-    put(t, "],\"conf_bp\":");
+    put(t, QUALITY_TEXT("],\"conf_bp\":"));
     put_u32(t, (w->conf_sum + w->n / 2u) / w->n); /* n >= 1 in a complete window */
-    put(t, ",\"labelled\":");
+    put(t, QUALITY_TEXT(",\"labelled\":"));
     put_u32(t, w->labelled);
-    put(t, ",\"correct\":");
+    put(t, QUALITY_TEXT(",\"correct\":"));
     put_u32(t, w->correct);
-    put(t, "}");
+    put(t, QUALITY_TEXT("}"));
     if (t.over) {
         if (cap != 0u) {
             out[0] = '\0';

@@ -378,6 +378,8 @@ class Server:
     async def dashboard_login(self, request: web.Request) -> web.StreamResponse:
         from .dashboard import login_page
 
+        if request.content_length is None or request.content_length > LOGIN_MAX:
+            raise FleetError(413, "TooLarge", f"a sign-in form is at most {LOGIN_MAX} bytes")
         form = await request.post()
         token = form.get("token", "")
         if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self.token):
@@ -392,6 +394,7 @@ class Server:
 
 FLEET = web.AppKey("fleet", Server)
 COOKIE = "modelota_dashboard"
+LOGIN_MAX = 4096
 
 
 def record_json(rec: PayloadRecord) -> dict[str, Any]:
