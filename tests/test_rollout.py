@@ -440,3 +440,27 @@ def test_replicas_give_devices_the_same_answers(tmp_path: Path, db: str | None) 
                  and f.poll_all(a.url, second) == Counter({"current": len(second)}),
                  "wave 2 offered by both")  # fmt: skip
         assert f.versions() == {d: 2 if wave(d) <= 1 else 1 for d in f.boards}
+
+
+def test_a_batched_check_never_puts_back_an_older_version(tmp_path: Path) -> None:
+    """The server writes checks in batches: a check made before an update
+    but written after the update's report must not undo the report (the
+    rollout would count the device as not updated, the history would show a
+    downgrade)."""
+    clock = SimClock()
+    fleet = Fleet(tmp_path, None, clock)
+    try:
+        fleet.register("d", "g", None)
+        fleet.record_checks({"d": (clock(), 1)})
+        clock.advance(1)
+        checked = clock()  # the check before the update, still in the batch
+        clock.advance(1)
+        fleet.report("d", {"event": "apply", "version": 2, "status": 0})
+        fleet.record_checks({"d": (checked, 1)})
+        assert fleet.devices()[0]["last_version"] == 2
+        assert [h["version"] for h in fleet.version_history()] == [1, 2]
+        clock.advance(1)
+        fleet.record_checks({"d": (clock(), 3)})  # a newer check is news
+        assert fleet.devices()[0]["last_version"] == 3
+    finally:
+        fleet.close()

@@ -519,7 +519,8 @@ class Fleet(RolloutMixin):
         try:
             for dev, (at, version) in seen.items():
                 self.db.execute("UPDATE devices SET last_check = ? WHERE id = ?", (at, dev))
-                self._version_seen(dev, version, at)
+                if not self._reported_since(dev, at):  # a batched check is older news
+                    self._version_seen(dev, version, at)
             self.db.commit()
         except BaseException:
             self.db.rollback()

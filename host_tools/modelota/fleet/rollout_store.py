@@ -486,6 +486,18 @@ class RolloutMixin:
             )
             self.db.execute("UPDATE devices SET last_version = ? WHERE id = ?", (version, device))
 
+    def _reported_since(self, device: str, at: float) -> bool:
+        """Whether the device sent a report or a quality summary (which carry
+        the version it runs) at or after ``at``: a batched check written
+        later must not put its older version back."""
+        for table in ("reports", "quality"):
+            row = self.db.one(
+                f"SELECT MAX(at) FROM {table} WHERE device = ? AND version IS NOT NULL", (device,)
+            )
+            if row is not None and row[0] is not None and float(row[0]) >= at:
+                return True
+        return False
+
     def version_history(self) -> list[dict[str, Any]]:
         rows = self.db.all("SELECT device, at, version FROM version_changes ORDER BY at, device")
         return [{"device": d, "at": float(at), "version": int(v)} for d, at, v in rows]
