@@ -114,20 +114,31 @@ def build_fleet(url: str, admin: AdminClient, clock: SimClock) -> dict[str, Any]
 
 def test_dashboard_shows_what_the_api_says(tmp_path: Path, browser: Any) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
 
     clock = SimClock()
     with running_server(tmp_path / "data", clock=clock) as s:
         ids = build_fleet(s.url, s.admin, clock)
 
+        def until(what: str, cond: Any) -> None:  # waits on the page, bounded
+            WebDriverWait(browser, 60).until(cond, f"the page never showed {what}")
+
         # the token is needed: a login form, a wrong token refused
         browser.get(f"{s.url}/dashboard")
-        assert browser.find_elements(By.ID, "token"), browser.page_source[:300]
+        until("the sign-in form", ec.presence_of_element_located((By.ID, "token")))
         browser.find_element(By.ID, "token").send_keys("wrong")
         browser.find_element(By.ID, "login").click()
-        assert "wrong token" in browser.page_source
+        until("'wrong token'", ec.text_to_be_present_in_element((By.TAG_NAME, "body"),
+                                                              "wrong token"))  # fmt: skip
         browser.find_element(By.ID, "token").send_keys(TOKEN)
         browser.find_element(By.ID, "login").click()
-        assert browser.find_elements(By.ID, "rollouts"), browser.page_source[:300]
+        until("the dashboard", ec.presence_of_element_located((By.ID, "quality")))
+        assert 'http-equiv="refresh"' in browser.page_source  # it reloads itself by default
+        # read the numbers from a page that does not reload meanwhile (the cookie holds)
+        browser.get(f"{s.url}/dashboard?refresh=0")
+        until("the whole dashboard", ec.presence_of_element_located((By.ID, "quality")))
+        assert 'http-equiv="refresh"' not in browser.page_source
 
         def shown(key: str) -> str:
             return str(browser.find_element(By.CSS_SELECTOR, f'[data-k="{key}"]').text)

@@ -297,8 +297,9 @@ tr.open td:first-child{font-weight:700}tr.server td{background:#fff8e8}
 """
 
 
-def render(fleet: Fleet) -> str:
-    """The whole page, from the fleet's database now."""
+def render(fleet: Fleet, refresh: int = REFRESH) -> str:
+    """The whole page, from the fleet's database now; it reloads itself
+    every ``refresh`` seconds (0: never)."""
     devices = fleet.devices()
     rollouts = [fleet.rollout_json(r) for r in fleet.rollouts()]
     reports = fleet.reports(None, 500)
@@ -311,7 +312,8 @@ def render(fleet: Fleet) -> str:
     ))  # fmt: skip
     return (
         "<!doctype html><html><head><meta charset=utf-8>"
-        f'<meta http-equiv="refresh" content="{REFRESH}"><title>ModelOTA fleet</title>'
+        + (f'<meta http-equiv="refresh" content="{refresh}">' if refresh > 0 else "")
+        + "<title>ModelOTA fleet</title>"
         f"<style>{CSS}</style></head><body><header><h1>ModelOTA fleet</h1>"
         f"<small>{len(devices)} devices, {len(rollouts)} rollouts; as of"
         f" {esc(when(fleet.clock()))} UTC; read-only</small></header><main>{body}</main>"

@@ -365,12 +365,13 @@ class Server:
         )
 
     async def dashboard(self, request: web.Request) -> web.StreamResponse:
-        from .dashboard import login_page, render
+        from .dashboard import REFRESH, login_page, render
 
         if not self.dashboard_allowed(request):
             return web.Response(text=login_page(""), content_type="text/html", status=401)
+        refresh = parse_u32("refresh", request.query.get("refresh", str(REFRESH)))
         await self.flush()
-        html = await self.db(render, self.fleet)
+        html = await self.db(render, self.fleet, min(refresh, 3600))
         return web.Response(
             text=html, content_type="text/html", headers={"Cache-Control": "no-store"}
         )
