@@ -66,7 +66,7 @@ def policy(**kw: object) -> dict[str, object]:
     return {"waves": list(WAVES), "soak": SOAK, "success": 0.9, "error": 0.2} | kw
 
 
-def wait_for(fn, what: str, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+def wait_for(fn, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
     """Polls a condition the server reaches by itself (bounded)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
