@@ -184,6 +184,16 @@ def _refused(exp: F.Export, path: Path, cut: int, original: str) -> None:
         path.write_text(original)
 
 
+TFLNODES = F.EonStyle(
+    year=2025,
+    name="tflite_learn_3",
+    namespace="g0",
+    table_const=False,
+    model_section=True,
+    shared_zero=True,
+    nodes="tflNodes",
+)
+
 EXPORTS = {
     "eon+eon": lambda root: export_with_anomaly(root, 1, "eon"),
     "eon+tflite": lambda root: export_with_anomaly(root, 1, "tflite"),
@@ -191,6 +201,16 @@ EXPORTS = {
         root,
         [F.ModelSpec("tflite_learn_5", eon=F.eon_source(F.mlp_graph(3), F.EonStyle()))],
         year=2022,
+    ),
+    # 2024+: tflNodes twice (#ifndef TF_LITE_STATIC_MEMORY / #else), used_ops,
+    # subgraph index tables; plus an embedded flatbuffer
+    "tflnodes+tflite": lambda root: F.write_export(
+        root,
+        [
+            F.ModelSpec("tflite_learn_3", eon=F.eon_source(F.mlp_graph(3, reshape=True), TFLNODES)),
+            _anomaly(3, "tflite"),
+        ],
+        year=2025,
     ),
 }
 
@@ -223,16 +243,38 @@ def test_a_cut_export_is_neither_prepared_nor_packed(tmp_path: Path) -> None:
         path.write_text(original)
 
 
+_SWEEP: dict[str, F.Export] = {}
+
+
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
 def test_any_cut_of_a_model_file_is_refused(tmp_path: Path, data: st.DataObject) -> None:
-    root = tmp_path / "sweep"
-    if not root.exists():
-        export_with_anomaly(root, 1, "tflite")
-    exp = F.Export(root, "ei_fixture", [_classifier(1), _anomaly(1, "tflite")])
+    name = data.draw(st.sampled_from(["eon+tflite", "tflnodes+tflite"]))
+    root = tmp_path / name
+    if name not in _SWEEP or _SWEEP[name].root != root:
+        _SWEEP[name] = EXPORTS[name](root)
+    exp = _SWEEP[name]
     path = data.draw(st.sampled_from(_model_files(exp)))
     original = path.read_text()
-    cut = data.draw(st.integers(1, len(original.rstrip()) - 1))
+    cut = data.draw(st.integers(1, len(original) - 1))
+    if cut >= _code_end(original):
+        # only a trailing comment or blank lines go: still the whole model
+        whole = E.read_export(root).fingerprint()
+        path.write_text(original[:cut])
+        try:
+            assert E.read_export(root).fingerprint() == whole
+        finally:
+            path.write_text(original)
+        return
     _refused(exp, path, cut, original)
+
+
+def _code_end(text: str) -> int:
+    """Where the last code (not comment, not whitespace) of a C file ends."""
+    end = 0
+    for m in re.finditer(r'"(?:\\.|[^"\\\n])*"|//[^\n]*|/\*.*?\*/|\S', text, re.S):
+        if not m.group(0).startswith(("//", "/*")):
+            end = m.end()
+    return end
