@@ -18,6 +18,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -230,6 +231,20 @@ class EonStyle:
     # TfLiteNode rows twice, for TF_LITE_STATIC_MEMORY and without, the
     # operators in a separate used_ops list, subgraph index tables)
     nodes: str = "nodeData"
+
+
+def eon2025(name: str = "tflite_learn_5", **kw: Any) -> EonStyle:
+    """The 2025 exporter's layout: arrays in namespace g0, MODEL_SECTION, zero
+    points shared between tensors, tables not const; ``kw`` adds to it."""
+    return EonStyle(
+        year=2025,
+        name=name,
+        namespace="g0",
+        table_const=False,
+        model_section=True,
+        shared_zero=True,
+        **kw,
+    )
 
 
 def _fmt_float(v: float, style: str) -> str:

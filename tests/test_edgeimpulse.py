@@ -167,32 +167,12 @@ FORMS: dict[str, Builder] = {
     "eon2024_g0_hex": _eon(
         F.EonStyle(year=2024, namespace="g0", table_const=False, literals="hex", floats="exp_f")
     ),
-    "eon2025_section_shared_zero": _eon(
-        F.EonStyle(
-            year=2025,
-            name="tflite_learn_123456_5",
-            namespace="g0",
-            table_const=False,
-            model_section=True,
-            shared_zero=True,
-            wrapped=True,
-        )
-    ),
+    "eon2025_section_shared_zero": _eon(F.eon2025("tflite_learn_123456_5", wrapped=True)),
     # 2024+ node form: TfLiteNode tflNodes twice (#ifndef TF_LITE_STATIC_MEMORY),
     # operators in used_ops, subgraph index tables; a RESHAPE without builtin
     # data takes the shape constant (a fixed constant: not writable)
     "eon2025_tflnodes": _eon(
-        F.EonStyle(
-            year=2025,
-            name="tflite_learn_123456_3",
-            namespace="g0",
-            table_const=False,
-            model_section=True,
-            shared_zero=True,
-            literals="rows",
-            nodes="tflNodes",
-        ),
-        reshape=True,
+        F.eon2025("tflite_learn_123456_3", literals="rows", nodes="tflNodes"), reshape=True
     ),
     "eon2024_tflnodes_float32": _eon(
         F.EonStyle(year=2024, floats="exp_f", nodes="tflNodes"), dtype="float32", reshape=True
@@ -747,16 +727,7 @@ def test_patched_library_builds_with_arduino_builder_for_the_mega(tmp_path: Path
         ),
     )
     tn = F.eon_source(
-        F.mlp_graph(2, (6, 4, 2), reshape=True),
-        F.EonStyle(
-            year=2025,
-            name="tflite_learn_6",
-            namespace="g0",
-            table_const=False,
-            model_section=True,
-            shared_zero=True,
-            nodes="tflNodes",
-        ),
+        F.mlp_graph(2, (6, 4, 2), reshape=True), F.eon2025("tflite_learn_6", nodes="tflNodes")
     )
     fb = F.tflite_model(1, (6, 5, 2))
     book = tmp_path / "sketchbook"

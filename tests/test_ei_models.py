@@ -184,15 +184,7 @@ def _refused(exp: F.Export, path: Path, cut: int, original: str) -> None:
         path.write_text(original)
 
 
-TFLNODES = F.EonStyle(
-    year=2025,
-    name="tflite_learn_3",
-    namespace="g0",
-    table_const=False,
-    model_section=True,
-    shared_zero=True,
-    nodes="tflNodes",
-)
+TFLNODES = F.eon2025("tflite_learn_3", nodes="tflNodes")
 
 EXPORTS = {
     "eon+eon": lambda root: export_with_anomaly(root, 1, "eon"),
