@@ -13,6 +13,7 @@ the same way.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import struct
 from collections.abc import Callable
@@ -695,3 +696,118 @@ def test_ei_doc_definition_can_fail(tmp_path: Path) -> None:
                 assert doc_eon_fingerprint(src.read_text()) != want, what
     finally:
         _with_doc(saved)
+
+
+# ---------------------------------------------------------------- writable ranges on a device
+
+DRIVER = r"""#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vector>
+#include "modelota.h"
+
+int model_updater_init(modelota_updater* u, modelota_config* cfg, uint32_t version);
+
+#include "model_bytes.inc"  /* defines model_tflite, model_tflite_factory, model_tflite_len */
+
+static std::vector<uint8_t> slurp(const char* path) {
+    std::vector<uint8_t> out;
+    FILE* f = fopen(path, "rb");
+    if (f == NULL) exit(2);
+    int c;
+    while ((c = fgetc(f)) != EOF) out.push_back(static_cast<uint8_t>(c));
+    fclose(f);
+    return out;
+}
+
+int main(int argc, char** argv) {
+    uint32_t version = 1;
+    for (int i = 1; i < argc; ++i) {
+        modelota_updater u;
+        modelota_config cfg;
+        int st = model_updater_init(&u, &cfg, version);
+        if (st == MODELOTA_OK) st = modelota_begin(&u);
+        std::vector<uint8_t> p = slurp(argv[i]);
+        if (st == MODELOTA_OK) st = modelota_feed(&u, p.data(), p.size());
+        if (st == MODELOTA_OK) st = modelota_finish(&u);
+        version = modelota_current_version(&u);
+        uint32_t crc = modelota_crc32(0, model_tflite, model_tflite_len);
+        printf("%s %s %u %08x\n", argv[i], modelota_status_str(st), (unsigned)version,
+               (unsigned)crc);
+    }
+    return 0;
+}
+"""
+
+
+def doc_block(section: str, lang: str) -> str:
+    text = DOC[DOC.index(section) :]
+    text = text[: text.index("\n### ", 1)]
+    (block,) = re.findall(rf"^```{lang}\n(.*?)^```$", text, re.M | re.S)
+    return block
+
+
+def test_writable_ranges_how_to_compiles_and_refuses_a_structural_change(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+    import zlib
+
+    from modelota.format.payload import pack
+    from modelota.models.tflite import pack_tflite, rebase
+
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("host g++ is not installed")
+    root = Path(__file__).resolve().parent.parent
+    old, new = structured(0), structured(1)
+    (tmp_path / "model.tflite").write_bytes(old)
+    # the shell block, verbatim, with the installed command
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    sh = doc_block("### Writable ranges", "sh")
+    r = subprocess.run(
+        ["bash", "-e", "-c", sh], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    header = (tmp_path / "model_fingerprint.h").read_text()
+    m = read_tflite(old)
+    assert "MODEL_FINGERPRINT[16]" in header and "MODEL_WRITABLE_RANGES" in header
+    assert "0x" + m.fingerprint()[:1].hex() in header
+
+    (tmp_path / "config.cpp").write_text(doc_block("### Writable ranges", "c"))
+    (tmp_path / "driver.cpp").write_text(DRIVER)
+    body = ", ".join(str(b) for b in old)
+    (tmp_path / "model_bytes.inc").write_text(
+        f"uint8_t model_tflite[{len(old)}] = {{{body}}};\n"
+        f"extern const uint8_t model_tflite_factory[{len(old)}] = {{{body}}};\n"
+        f"extern const uint32_t model_tflite_len = {len(old)};\n"
+    )
+    core = sorted((root / "firmware_lib" / "modelota").glob("*.cpp"))
+    exe = tmp_path / "driver"
+    cmd = [gxx, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-Wconversion", "-O1",
+           f"-I{root / 'firmware_lib'}", f"-I{tmp_path}", str(tmp_path / "config.cpp"),
+           str(tmp_path / "driver.cpp"), *map(str, core), "-o", str(exe)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    good = pack_tflite(old, new, version=2, chunk_size=256)
+    (tmp_path / "good.mota").write_bytes(good.encode())
+    # the same weights, plus one byte of the RESHAPE shape constant changed
+    region = bytearray(rebase(m, read_tflite(new)))
+    shape = next(t for t in m.tensors if t.name == "shape")
+    assert shape.data_offset is not None and not shape.weight
+    region[shape.data_offset] ^= 0x01
+    wrong = pack(bytes(region), fingerprint=m.fingerprint(), version=3, chunk_size=256)
+    (tmp_path / "wrong.mota").write_bytes(wrong.encode())
+    r = subprocess.run([str(exe), "wrong.mota", "good.mota", "wrong.mota"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    new_crc = f"{zlib.crc32(rebase(m, read_tflite(new))):08x}"
+    old_crc = f"{zlib.crc32(old):08x}"
+    # refused before its structural byte is written; what earlier chunks wrote
+    # is undone (from the factory copy: version 1 again once it held version 2)
+    assert r.stdout.splitlines() == [
+        f"wrong.mota WrongModel 1 {old_crc}",
+        f"good.mota Ok 2 {new_crc}",
+        f"wrong.mota WrongModel 1 {old_crc}",
+    ], r.stdout
