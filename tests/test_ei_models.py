@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import ei_fixtures as F
@@ -270,3 +271,33 @@ def _code_end(text: str) -> int:
         if not m.group(0).startswith(("//", "/*")):
             end = m.end()
     return end
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        # the TF_LITE_STATIC_MEMORY table points a node at other arrays
+        (lambda t: _in_second_table(t, "&g0::inputs1,", "&g0::inputs0,"), "differs from the one"),
+        (lambda t: t.replace("{OP_FULLY_CONNECTED, ", "{", 1), "used_ops names 3 operators"),
+        (lambda t: t.replace("used_ops[] =", "used_opz[] =", 1), "without a used_ops list"),
+    ],
+    ids=["tables differ", "used_ops short", "no used_ops"],
+)
+def test_inconsistent_tflnodes_form_is_refused(
+    tmp_path: Path, edit: Callable[[str], str], match: str
+) -> None:
+    exp = EXPORTS["tflnodes+tflite"](tmp_path / "x")
+    path = _model_files(exp)[0]
+    text = path.read_text()
+    path.write_text(edit(text))
+    assert path.read_text() != text
+    before = _snapshot(exp.root)
+    with pytest.raises(E.EIExportError, match=match) as e:
+        E.prepare_ei(exp.root)
+    assert "\n" not in str(e.value) and path.name in str(e.value)
+    assert _snapshot(exp.root) == before
+
+
+def _in_second_table(text: str, old: str, new: str) -> str:
+    at = text.index("#else\nTfLiteNode tflNodes")
+    return text[:at] + text[at:].replace(old, new, 1)
