@@ -650,6 +650,33 @@ def test_doc_definition_gives_the_tools_export_fingerprint(name: str, tmp_path: 
             assert doc_fingerprint(flatbuffer_bytes(path.read_text(), m.name)) == m.fingerprint()
 
 
+def doc_region(root: Path) -> bytes:
+    """The doc's weight region: each model's bytes, as the doc lays them out."""
+    assert "each element little-endian in its C type" in ei_section()
+    out = b""
+    for m in read_export(root).models:  # the models and their order are checked above
+        (path,) = (p for p in root.rglob(Path(m.source).name))
+        if m.form == "tflite":
+            out += flatbuffer_bytes(path.read_text(), m.name)
+            continue
+        for kind, w in eon_items(path.read_text()):
+            if kind != "weight":
+                continue
+            element = "int32_t" if w["element"] == "int" else w["element"]
+            if element in ("float", "double"):
+                vals = [float(v.rstrip("fF")) for v in w["vals"]]
+            else:
+                vals = [c_int(v) for v in w["vals"]]
+            out += np.array(vals, dtype=ELEMENT[element]).tobytes()
+    return out
+
+
+@pytest.mark.parametrize("name", ["eon2025_tflnodes", "eon2024_g0_hex", "anomaly eon+tflite"])
+def test_doc_weight_region_is_the_tools(name: str, tmp_path: Path) -> None:
+    exp = ei_exports()[name](tmp_path / "lib")
+    assert doc_region(exp.root) == read_export(exp.root).weights_bytes()
+
+
 def _with_doc(text: str) -> None:
     global DOC
     DOC = text
