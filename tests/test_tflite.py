@@ -650,8 +650,9 @@ def test_cli_pack_full_and_delta(
         ({"base": "JUNK"}, "not a TFLite model"),
         (
             {"weights": ["OTHER"]},
-            "not the same architecture as .*: tensor 1 'sequential/dense/MatMul'"
-            " shape \\[12, 6\\] vs \\[13, 6\\]",
+            "not the same architecture: .*old.tflite \\(old\\) vs .*other.tflite \\(new\\):"
+            " tensor 1"
+            " 'sequential/dense/MatMul' shape \\[12, 6\\] vs \\[13, 6\\]",
         ),
     ],
 )

@@ -18,6 +18,10 @@ from collections.abc import Sequence
 from .. import __version__
 from ..status import CliError
 
+TYPE_CHECKING = False  # as typing's, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 # a module a command imports when it runs -> the extra that installs it
 EXTRAS = {
     "aiohttp": "fleet",
@@ -56,6 +60,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default after its help, except where there is none
+    to show (None, False, an empty list) or the help already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if not text or "%(default)" in text or "(default" in text:
+            return text
+        if action.default in (None, False, [], "", argparse.SUPPRESS):
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return f"{text} (default: %(default)s)"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with usage errors in one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 class _Sink:
     """Stands in for the parser of a command that is not being run: takes
     add_argument(), groups and set_defaults() and builds nothing."""
@@ -76,7 +102,7 @@ class _Commands:
         if self.keep is not None and name != self.keep:
             return _Sink()
         kw.setdefault("help", COMMANDS[name][1])
-        kw.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kw.setdefault("formatter_class", HelpFormatter)
         return self.sub.add_parser(name, **kw)  # type: ignore[arg-type]
 
 
@@ -91,7 +117,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     (an unknown one gets none, and argparse names the choices)."""
     import importlib
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="modelota",
         description="Pack, inspect and deliver ModelOTA payloads: streamed, CRC-checked,"
         " in-place model weight updates (docs/FORMAT.md).",
@@ -120,6 +146,14 @@ def _command(argv: Sequence[str]) -> str:
     return ""
 
 
+def _os_error(e: OSError) -> str:
+    """One line for an OSError: the file first, as the other errors do."""
+    what = e.strerror or str(e)
+    if e.filename is not None:
+        return f"{e.filename}: {what[:1].lower()}{what[1:]}"
+    return what
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command(argv))
@@ -133,15 +167,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         top = (e.name or "").split(".")[0]
         extra = EXTRAS.get(top)
         if extra is None:
-            raise
+            return _internal(e)
         print(
             f"modelota: error: {args.command} needs {top}, which the '{extra}' extra"
             f" installs: pip install 'modelota[{extra}]'",
             file=sys.stderr,
         )
         return 1
-    except OSError as e:
-        print(
-            f"modelota: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr
-        )
+    except BrokenPipeError:  # `modelota ... | head`: the reader left, nothing to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as e:
+        print(f"modelota: error: {_os_error(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("modelota: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, still told in one line
+        return _internal(e)
+
+
+def _internal(e: BaseException) -> int:
+    """An exception no command turned into a message: a bug. One line, unless
+    MODELOTA_DEBUG is set, which shows the traceback."""
+    import os
+
+    if os.environ.get("MODELOTA_DEBUG"):
+        raise e
+    text = str(e).splitlines()[0] if str(e) else ""
+    print(
+        f"modelota: error: internal error ({type(e).__name__}: {text}); please report it"
+        " with the command line (MODELOTA_DEBUG=1 shows the traceback)",
+        file=sys.stderr,
+    )
+    return 1
