@@ -92,8 +92,11 @@ def _error_of(status: int, raw: bytes) -> FleetClientError:
         doc = json.loads(raw)
         return FleetClientError(status, str(doc["error"]), str(doc["message"]))
     except (ValueError, KeyError, TypeError):
-        text = raw[:200].decode("utf-8", "replace").strip()
-        return FleetClientError(status, "Http", text or http.client.responses.get(status, ""))
+        reason = http.client.responses.get(status, "")
+        return FleetClientError(
+            status, reason.replace(" ", "") or "Http",
+            "the answer is not a modelota error: is this the right server URL?",
+        )  # fmt: skip
 
 
 def check_server(base_url: str, cacert: str | None = None) -> None:
