@@ -290,10 +290,10 @@ def cmd_device(args: argparse.Namespace) -> int:
             res = poll(dev, args.server, args.id, progress, cacert=args.cacert)
         except FleetClientError as e:
             raise CliError(f"{args.server}: {e}") from e
+        except (OSError, http.client.HTTPException) as e:  # before ValueError: TLS errors are both
+            raise net_error(args.server, e) from e
         except ValueError as e:  # a manifest the device refuses
             raise CliError(f"{args.server}: bad answer: {e}") from e
-        except (OSError, http.client.HTTPException) as e:
-            raise net_error(args.server, e) from e
         finally:
             bar.close()
         if state is not None:
