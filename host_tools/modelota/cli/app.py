@@ -11,25 +11,35 @@ command uses are imported when it runs (``bench/bench_cli.py`` measures it).
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 
 from .. import __version__
-from ..status import CliError
 
 TYPE_CHECKING = False  # as typing's, without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import NoReturn
+    import argparse
+    from collections.abc import Sequence
 
-# a module a command imports when it runs -> the extra that installs it
+# extra -> the top-level modules it installs (pyproject.toml's optional-dependencies)
 EXTRAS = {
-    "aiohttp": "fleet",
-    "psycopg": "fleet",
-    "cryptography": "sign",
-    "tflite_micro": "tflm",
-    "sklearn": "demo",
+    "fleet": ("aiohttp", "psycopg"),
+    "sign": ("cryptography",),
+    "tflm": ("tflite_micro",),
+    "demo": ("sklearn", "tflite_micro", "aiohttp"),
 }
+# a command whose own extra is the one to name when a module of it is missing
+COMMAND_EXTRA = {"serve": "fleet", "demo": "demo", "keygen": "sign"}
+
+
+def missing_extra(command: str, module: str) -> str | None:
+    """The extra that installs ``module`` for ``command``, or None."""
+    own = COMMAND_EXTRA.get(command)
+    if own is not None and module in EXTRAS[own]:
+        return own
+    for extra, modules in EXTRAS.items():
+        if module in modules:
+            return extra
+    return None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -47,7 +57,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pack": ("core", "build a payload from raw weights, two .tflite models or two EI exports"),
     "inspect": ("core", "print and verify a payload (.mota), or list a model's tensors"),
     "keygen": ("core", "create an Ed25519 signing key: KEY (private), KEY.pub, KEY.h"),
-    "fingerprint": ("core", "print the fingerprint of raw weights as hex and C array"),
+    "fingerprint": ("core", "print a model's fingerprint (and a .tflite's writable ranges) for C"),
     "diff": ("tflite", "which tensors of a .tflite model change, and by how many bytes"),
     "prepare-ei": ("edgeimpulse", "patch an Edge Impulse Arduino library for in-place updates"),
     "push": ("link", "send a payload to a board over a serial link"),
@@ -58,28 +68,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "device": ("fleet", "a simulated device polling a fleet server"),
     "demo": ("app", "end-to-end update of a simulated device (real C++ core)"),
 }
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default after its help, except where there is none
-    to show (None, False, an empty list) or the help already names it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help
-        if not text or "%(default)" in text or "(default" in text:
-            return text
-        if action.default in (None, False, [], "", argparse.SUPPRESS):
-            return text
-        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
-            return f"{text} (default: %(default)s)"
-        return text
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse's parser with usage errors in one line, like every other error."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class _Sink:
@@ -102,6 +90,8 @@ class _Commands:
         if self.keep is not None and name != self.keep:
             return _Sink()
         kw.setdefault("help", COMMANDS[name][1])
+        from .argparsing import HelpFormatter
+
         kw.setdefault("formatter_class", HelpFormatter)
         return self.sub.add_parser(name, **kw)  # type: ignore[arg-type]
 
@@ -117,11 +107,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     (an unknown one gets none, and argparse names the choices)."""
     import importlib
 
-    p = Parser(
-        prog="modelota",
-        description="Pack, inspect and deliver ModelOTA payloads: streamed, CRC-checked,"
-        " in-place model weight updates (docs/FORMAT.md).",
-    )
+    from .argparsing import Parser
+
+    p = Parser(prog="modelota", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"modelota {__version__}")
     real = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub = _Commands(real, command)
@@ -146,18 +134,42 @@ def _command(argv: Sequence[str]) -> str:
     return ""
 
 
-def _os_error(e: OSError) -> str:
-    """One line for an OSError: the file first, as the other errors do."""
-    what = e.strerror or str(e)
-    if e.filename is not None:
-        return f"{e.filename}: {what[:1].lower()}{what[1:]}"
-    return what
+DESCRIPTION = (
+    "Pack, inspect and deliver ModelOTA payloads: streamed, CRC-checked,"
+    " in-place model weight updates (docs/FORMAT.md)."
+)
+
+
+def top_help() -> str:
+    """``modelota --help``, written from :data:`COMMANDS` without argparse
+    (which alone costs about as much as the interpreter's start)."""
+    width = max(len(n) for n in COMMANDS)
+    lines = [
+        "usage: modelota [-h] [--version] COMMAND ...",
+        "",
+        DESCRIPTION.replace(" in-place", "\nin-place"),
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()),
+        "",
+        "options:",
+        "  -h, --help  show this help message and exit",
+        "  --version   show program's version number and exit",
+        "",
+        "`modelota COMMAND --help` shows a command's options and their defaults.",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv in (["-h"], ["--help"]):
+        print(top_help())
+        return 0
     parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
+    from ..status import CliError
+
     try:
         return int(args.func(args))
     except CliError as e:
@@ -165,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except ModuleNotFoundError as e:
         top = (e.name or "").split(".")[0]
-        extra = EXTRAS.get(top)
+        extra = missing_extra(args.command, top)
         if extra is None:
             return _internal(e)
         print(
@@ -187,6 +199,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as e:  # a bug, still told in one line
         return _internal(e)
+
+
+def _os_error(e: OSError) -> str:
+    """One line for an OSError: the file first, as the other errors do."""
+    what = e.strerror or str(e)
+    if e.filename is not None:
+        return f"{e.filename}: {what[:1].lower()}{what[1:]}"
+    return what
 
 
 def _internal(e: BaseException) -> int:

@@ -17,13 +17,20 @@ if TYPE_CHECKING:
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     from ..models.raw import read_weights
+    from .tflite import is_tflite
 
-    model_file = len(args.weights) == 1 and _is_model(args.weights[0])
+    one = len(args.weights or []) == 1
+    if one and is_tflite(args.weights[0]) and not args.json:
+        from .tflite import print_fingerprint
+
+        return print_fingerprint(args)
+    model_file = one and _is_model(args.weights[0])
     if model_file and (args.model or args.fingerprint or args.size is not None):
         raise CliError(
             f"{args.weights[0]} brings its own fingerprint (its graph's): give no --model,"
             " --fingerprint or --size"
         )
+    info: dict[str, object] = {}
     if model_file:
         from ..api import fingerprint
 
@@ -31,6 +38,11 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
             fp = fingerprint(args.weights[0])
         except ValueError as e:
             raise CliError(f"{args.weights[0]}: {e}") from e
+        if is_tflite(args.weights[0]):
+            from .tflite import load
+
+            ranges = load(args.weights[0])[1].writable_ranges()
+            info["writable_ranges"] = [[o, n] for o, n in ranges]
     else:
         if args.size is None and not args.weights:
             raise CliError("give weight files or --size (or a .tflite model, an EI export)")
@@ -41,7 +53,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     if args.json:
         from .common import print_json
 
-        print_json({"fingerprint": fp.hex(), "c_array": c_array("MODEL_FINGERPRINT", fp)})
+        print_json({"fingerprint": fp.hex(), "c_array": c_array("MODEL_FINGERPRINT", fp), **info})
         return 0
     print(fp.hex())
     print(c_array("MODEL_FINGERPRINT", fp))
@@ -424,8 +436,9 @@ def add_commands(sub: Any) -> None:
     sp.add_argument(
         "weights",
         nargs="*",
-        help="raw weight files (for their size; with --model), or one .tflite model or Edge"
-        " Impulse export (its own fingerprint)",
+        help="raw weight files (for their size; with --model), or one .tflite model (its"
+        " fingerprint and the writable ranges for modelota_config.writable) or Edge Impulse"
+        " export",
     )
     sp.add_argument("--size", type=int, help="size of the raw weights instead of files")
     sp.add_argument("--json", action="store_true", help="print one JSON document")
