@@ -549,18 +549,20 @@ def _code_of(page: Path) -> list[str]:
 
 
 def named_options() -> list[tuple[str, str, str]]:
-    """(page, command, option) for every option the docs' code gives a
-    modelota command; option "" for a command word that is not a command."""
+    """(page, command, option) for every option the docs' code (and the
+    example sketches' comments) give a modelota command; option "" for a
+    command word that is not a command."""
     from modelota.cli.app import COMMANDS
 
     found = []
-    for page in pages():
+    sketches = sorted((ROOT / "examples").glob("*/*.ino"))  # their "On the host:" comments
+    for page in [*pages(), *sketches]:
         rel = str(page.relative_to(ROOT))
-        for code in _code_of(page):
+        for code in _code_of(page) if page.suffix == ".md" else [page.read_text()]:
             cmds = [*_commands_in(code), *_inline_commands(f"`{code}`", set(COMMANDS))]
             for words in cmds:
-                if words[0] in ("--help", "-h", "--version"):
-                    continue
+                if words[0] in ("--help", "-h", "--version", "...") or words[0].isupper():
+                    continue  # the program's own options; a placeholder (COMMAND)
                 if words[0] not in COMMANDS:
                     found.append((rel, words[0], ""))
                     continue
