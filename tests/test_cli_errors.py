@@ -310,3 +310,39 @@ def test_fleet_and_device_answer_in_tables_and_json(world: World) -> None:
     assert [d["id"] for d in json.loads(r.stdout)] == ["dev1"]
     r = modelota(*base, "payloads")
     assert r.returncode == 0 and " v2 " in r.stdout and "Z (" in r.stdout, r.stdout
+
+
+def test_help_of_every_command_shows_its_defaults() -> None:
+    """``--help`` shows each option's default once, by the formatter: never
+    "(default: None)" and never a default the help text also writes;
+    fleet's actions too."""
+    import argparse
+
+    from modelota.cli.app import COMMANDS, build_parser
+    from modelota.cli.argparsing import HelpFormatter
+
+    def parsers(p: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+        yield p
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub in a.choices.values():
+                    yield from parsers(sub)
+
+    shown = 0
+    for cmd in COMMANDS:
+        top = build_parser(cmd)
+        for p in list(parsers(top))[1:]:
+            if p.prog.split()[1:2] != [cmd]:
+                continue
+            assert p.formatter_class is HelpFormatter, p.prog
+            fmt = HelpFormatter(p.prog)
+            for a in p._actions:
+                text = fmt._get_help_string(a) or ""
+                expanded = text.replace("%(default)s", str(a.default))
+                assert expanded.count("(default") <= 1, (p.prog, a.option_strings, text)
+                assert "(default: None)" not in expanded, (p.prog, a.option_strings)
+                shown += "%(default)s" in text
+            assert p.format_help().startswith("usage: modelota")
+    assert shown > 20
+    r = modelota("push", "--help")
+    assert r.returncode == 0 and "(default: 1.0)" in " ".join(r.stdout.split()), r.stdout
