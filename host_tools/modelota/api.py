@@ -80,6 +80,21 @@ def _fingerprint_bytes(fp: bytes | bytearray | str) -> bytes:
     return fp
 
 
+def _raw_identity(
+    fingerprint: bytes | bytearray | str | None, model: str | None, size: int
+) -> bytes:
+    """The fingerprint of raw weights: given (bytes or hex), or derived from
+    the model's name and the size."""
+    if (fingerprint is None) == (model is None):
+        raise ValueError("give fingerprint= (16 bytes or 32 hex digits) or model= (a name)")
+    if model is not None:
+        from .models.raw import raw_fingerprint
+
+        return raw_fingerprint(model, size)
+    assert fingerprint is not None
+    return _fingerprint_bytes(fingerprint)
+
+
 def fingerprint(model: Weights, size: int | None = None) -> bytes:
     """The 16-byte fingerprint a device checks before it writes anything.
 
@@ -166,15 +181,7 @@ def pack(
         if digest == "crc32" and sign_key is None:
             return p
         return fmt.seal(p, base_bytes, digest=digest, sign_key=sign_key)
-    if (fingerprint is None) == (model is None):
-        raise ValueError("give fingerprint= (16 bytes or 32 hex digits) or model= (a name)")
-    if model is not None:
-        from .models.raw import raw_fingerprint
-
-        fp = raw_fingerprint(model, len(new_bytes))
-    else:
-        assert fingerprint is not None
-        fp = _fingerprint_bytes(fingerprint)
+    fp = _raw_identity(fingerprint, model, len(new_bytes))
     if base_bytes is not None and base_version is None and segments is None:
         raise ValueError("base= makes a delta: give base_version= too (the version it is)")
     if base_version is not None and base_bytes is None:
@@ -300,15 +307,8 @@ def simulate(
         from .models.tflite import read_tflite
 
         fp = read_tflite(data).fingerprint()
-    elif (fingerprint is None) == (model is None):
-        raise ValueError("give fingerprint= (16 bytes or 32 hex digits) or model= (a name)")
-    elif model is not None:
-        from .models.raw import raw_fingerprint
-
-        fp = raw_fingerprint(model, len(data))
     else:
-        assert fingerprint is not None
-        fp = _fingerprint_bytes(fingerprint)
+        fp = _raw_identity(fingerprint, model, len(data))
     return SimulatedDevice(
         data, fingerprint=fp, version=version, buffer_len=buffer_len, public_key=public_key
     )
