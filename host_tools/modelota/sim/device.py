@@ -416,10 +416,17 @@ class SimulatedDevice:
         """Streams a payload (bytes, a :class:`~modelota.Payload`, or a file
         path) into the device ``piece`` bytes at a time; returns the core's
         status (``Status.Ok``: the new weights are committed)."""
-        from ..api import read_bytes
+        import os
+
         from ..format.payload import Payload
 
-        data = payload.encode() if isinstance(payload, Payload) else read_bytes(payload, "payload")
+        if isinstance(payload, Payload):
+            data = payload.encode()
+        elif isinstance(payload, (str, os.PathLike)):
+            with open(payload, "rb") as f:  # FileNotFoundError names the path
+                data = f.read()
+        else:
+            data = bytes(payload)
         st = self._dev.update(data, piece=max(1, piece))
         self.last_status = st
         self.updates += st == Status.Ok
