@@ -346,3 +346,51 @@ def test_help_of_every_command_shows_its_defaults() -> None:
     assert shown > 20
     r = modelota("push", "--help")
     assert r.returncode == 0 and "(default: 1.0)" in " ".join(r.stdout.split()), r.stdout
+
+
+def test_json_works_wherever_offered(world: World) -> None:
+    """Every command that offers --json prints one JSON document with it (a
+    new --json needs a case here: the parser is asked which commands offer it)."""
+    import json
+
+    from modelota.cli.app import COMMANDS, build_parser
+
+    d = world.d
+    fleet = ["fleet", "--server", world.server, "--token", TOKEN]
+    cases = {
+        "pack": ["pack", d / "w.bin", "-o", d / "j.mota", "--version", "2", "--model", "m"],
+        "inspect": ["inspect", d / "old.tflite"],
+        "fingerprint": ["fingerprint", "--model", "m", "--size", "10"],
+        "diff": ["diff", d / "old.tflite", d / "new.tflite"],
+        "push": ["push", "--port", "sim://native?size=1024&seed=5", d / "board_v2.mota"],
+        "fleet": [*fleet, "payloads"],
+        "device": [
+            "device", d / "w.bin", "--model", "m", "--id", "json-dev", "--server", world.server
+        ],
+    }
+    offered = set()
+    for cmd in COMMANDS:
+        p = build_parser(cmd)
+        sub = next(a for a in p._actions if hasattr(a, "choices") and a.choices)
+        if "--json" in sub.choices[cmd]._option_string_actions:  # type: ignore[union-attr]
+            offered.add(cmd)
+    assert offered == set(cases), offered ^ set(cases)
+    for argv in (["register", "json-dev"], ["assign", "--device", "json-dev", "m"]):
+        r = modelota(*fleet, *argv)
+        assert r.returncode == 0, r.stderr
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        runs = dict(pool.map(lambda kv: (kv[0], modelota(*kv[1], "--json")), cases.items()))
+    for cmd, r in runs.items():
+        assert r.returncode in (0, 1) and "Traceback" not in r.stderr, (cmd, r.stderr)
+        assert r.stdout.lstrip()[:1] in ("{", "["), (cmd, r.stdout, r.stderr)
+        doc = json.loads(r.stdout)
+        assert isinstance(doc, dict | list) and doc, (cmd, r.stdout)
+    assert json.loads(runs["pack"].stdout)["output"].endswith("j.mota")
+    assert json.loads(runs["inspect"].stdout)["kind"] == "tflite"
+    assert json.loads(runs["push"].stdout)["version"] == 2
+    assert json.loads(runs["diff"].stdout)["changed_tensors"] > 0
+    polls = json.loads(runs["device"].stdout)["polls"]
+    assert [(p["outcome"], p["version"]) for p in polls] == [("updated", 2)]
+    for action in ("devices", "reports", "register json-dev"):
+        r = modelota(*fleet, *action.split(), "--json")
+        assert r.returncode == 0 and json.loads(r.stdout) is not None, (action, r.stderr)

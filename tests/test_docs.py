@@ -479,6 +479,8 @@ def run_block(
             return f"unknown setup {name!r}; known: {sorted(SETUPS)}"
         SETUPS[name](runner.work)
     if b.lang in SHELL:
+        if netns is None and re.search(r"\bmodelota\s+serve\b", b.text):
+            return "SKIP starts a server on a fixed port: needs a private network namespace"
         if runner.holder is None and netns is not None:
             runner.start(netns)
         return runner.sh(b)
