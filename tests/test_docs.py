@@ -627,3 +627,33 @@ def test_no_internal_issue_numbers(page: str) -> None:
     """A reader does not have the project's issue tracker: "issue [7]" says nothing."""
     hits = ISSUE_NUMBER.findall(_prose((ROOT / page).read_text()))
     assert not hits, hits
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to '-'."""
+    text = re.sub(r"`|\*\*|\[|\]\([^)]*\)", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    prose = re.sub(r"^(`{3,}|~{3,}).*?^\1\s*$", "", page.read_text(), flags=re.S | re.M)
+    return {_slug(m) for m in re.findall(r"^#{1,6}\s+(.*)$", prose, flags=re.M)}
+
+
+@pytest.mark.parametrize("page", _page_ids())
+def test_relative_links_resolve(page: str) -> None:
+    """Every relative link names a file of the tree, and its #anchor a heading there."""
+    path = ROOT / page
+    prose = re.sub(r"^(`{3,}|~{3,}).*?^\1\s*$", "", path.read_text(), flags=re.S | re.M)
+    prose = re.sub(r"`[^`\n]*`", "", prose)
+    bad = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", prose):
+        if re.match(r"[a-z]+:", target) or not re.fullmatch(r"[\w./#-]*[./#][\w./#-]*", target):
+            continue  # http(s):, mailto:, or not a path (math such as [k](-A))
+        file, _, anchor = target.partition("#")
+        dest = (path.parent / file).resolve() if file else path
+        if not dest.exists():
+            bad.append(f"{target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+            bad.append(f"{target}: no heading #{anchor}")
+    assert not bad, bad
