@@ -53,7 +53,7 @@ def _options(body: str) -> dict[str, str]:
 def blocks(page: Path) -> list[Block]:
     """The fenced code blocks of one page, in order, with their markers."""
     lines = page.read_text(encoding="utf-8").splitlines()
-    rel = str(page.relative_to(ROOT))
+    rel = str(page.relative_to(ROOT)) if page.is_relative_to(ROOT) else str(page)
     out: list[Block] = []
     i = 0
     while i < len(lines):

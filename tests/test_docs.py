@@ -440,6 +440,16 @@ def netns() -> list[str] | None:
 def test_code_blocks_of_page(
     page: str, tmp_path: Path, sketchbook: Sketchbook, netns: list[str] | None
 ) -> None:
+    failures, skipped = run_page(ROOT / page, tmp_path, sketchbook, netns)
+    assert not failures, "\n\n".join(failures)
+    if skipped:
+        pytest.skip("; ".join(skipped))
+
+
+def run_page(
+    page: Path, tmp_path: Path, sketchbook: Sketchbook, netns: list[str] | None
+) -> tuple[list[str], list[str]]:
+    """Runs a page's blocks as a reader would; (failures, skips), one line each."""
     work = tmp_path / "reader"
     work.mkdir()
     (work / ".home").mkdir()
@@ -447,7 +457,7 @@ def test_code_blocks_of_page(
     failures: list[str] = []
     skipped: list[str] = []
     try:
-        for b in blocks(ROOT / page):
+        for b in blocks(page):
             problem = check_markers(b)
             if not problem and b.illustrative is not None:
                 continue
@@ -459,9 +469,80 @@ def test_code_blocks_of_page(
                 failures.append(f"{b.where} [{b.lang or 'no language'}]: {problem}")
     finally:
         runner.close()
-    assert not failures, "\n\n".join(failures)
-    if skipped:
-        pytest.skip("; ".join(skipped))
+    return failures, skipped
+
+
+BROKEN_PAGE = """
+```sh
+echo one > one.txt
+```
+
+```python
+assert open("one.txt").read() == "one\\n"   # the sh block ran first, same directory
+x = 41
+```
+
+```python
+assert x == 42, "x is 41"
+```
+
+```sh
+modelota inspect does-not-exist.mota
+```
+
+<!-- doc-test: exit=1 -->
+```sh
+modelota inspect does-not-exist.mota
+```
+
+```c
+#include "modelota.h"
+int f(void) { return undeclared_name; }
+```
+
+```json
+{"a": 1,}
+```
+
+```
+modelota pack w.bin -o x.mota
+```
+
+<!-- illustrative: -->
+```sh
+true
+```
+
+<!-- doc-test: excerpt=firmware_lib/modelota/crc32.h -->
+```c
+uint32_t modelota_crc32_not_there(uint32_t crc);
+```
+
+```yaml
+a: 1
+```
+"""
+
+
+def test_the_harness_reports_broken_blocks(
+    tmp_path: Path, sketchbook: Sketchbook, netns: list[str] | None
+) -> None:
+    """The runner above fails what a reader would find broken, block by block,
+    and passes what works (the python block sees the shell block's file)."""
+    page = tmp_path / "BROKEN.md"
+    page.write_text(BROKEN_PAGE)
+    failures, _ = run_page(page, tmp_path, sketchbook, netns)
+    fences = [b.line for b in blocks(page)]
+    failed = [int(f.split(":", 1)[1].split(" ", 1)[0]) for f in failures]
+    broken = [fences[i] for i in (2, 3, 5, 6, 7, 8, 9, 10)]  # not 0, 1, 4: they work
+    assert failed == broken, "\n".join(failures)
+    assert any("x is 41" in f for f in failures), failures
+    assert any("undeclared_name" in f for f in failures), failures
+    assert any("does not parse as json" in f for f in failures), failures
+    assert any("give the block its language" in f for f in failures), failures
+    assert any("needs the reason" in f for f in failures), failures
+    assert any("not in firmware_lib/modelota/crc32.h" in f for f in failures), failures
+    assert any("a yaml block is not run" in f for f in failures), failures
 
 
 def run_block(
