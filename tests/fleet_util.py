@@ -217,9 +217,11 @@ class Nginx:
 
 
 @contextmanager
-def nginx_server(work: Path, root: Path) -> Iterator[Nginx]:
+def nginx_server(work: Path, root: Path, server: str | None = None) -> Iterator[Nginx]:
     """nginx (Debian's nginx-light) serving ``root`` on a free loopback port;
-    its access log records each request's Range, If-Range and If-None-Match."""
+    its access log records each request's Range, If-Range and If-None-Match.
+    ``server``: another ``server { ... }`` block (a TLS proxy, say), where the
+    text ``{port}`` stands for that port."""
     import shutil
     import subprocess
 
@@ -234,6 +236,9 @@ def nginx_server(work: Path, root: Path) -> Iterator[Nginx]:
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (work / sub).mkdir(exist_ok=True)
     conf = work / "nginx.conf"
+    if server is None:
+        server = f"server {{ listen 127.0.0.1:{port}; root {root}; }}"
+    block = server.replace("{port}", str(port))
     conf.write_text(
         f"""daemon off;
 master_process off;
@@ -248,10 +253,7 @@ http {{
     client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
     fastcgi_temp_path {work}/fastcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
     types {{ application/json json; application/octet-stream mota; }}
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-    }}
+    {block}
 }}
 """
     )
