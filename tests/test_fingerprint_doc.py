@@ -767,11 +767,13 @@ int main(int argc, char** argv) {
 """
 
 
-def doc_block(section: str, lang: str) -> str:
-    text = DOC[DOC.index(section) :]
-    text = text[: text.index("\n### ", 1)]
-    (block,) = re.findall(rf"^```{lang}\n(.*?)^```$", text, re.M | re.S)
-    return block
+def doc_block(lang: str) -> str:
+    """The one block of ``lang`` that FORMAT.md marks as run by this test
+    (``<!-- doc-test: tested-by=tests/test_fingerprint_doc.py -->``)."""
+    from docblocks import marked_tested_by
+
+    (block,) = [b for b in marked_tested_by("tests/test_fingerprint_doc.py") if b.lang == lang]
+    return block.text
 
 
 def test_writable_ranges_how_to_compiles_and_refuses_a_structural_change(tmp_path: Path) -> None:
@@ -791,7 +793,7 @@ def test_writable_ranges_how_to_compiles_and_refuses_a_structural_change(tmp_pat
     (tmp_path / "model.tflite").write_bytes(old)
     # the shell block, verbatim, with the installed command
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    sh = doc_block("### Writable ranges", "sh")
+    sh = doc_block("sh")
     r = subprocess.run(
         ["bash", "-e", "-c", sh], cwd=tmp_path, env=env, capture_output=True, text=True
     )
@@ -801,7 +803,7 @@ def test_writable_ranges_how_to_compiles_and_refuses_a_structural_change(tmp_pat
     assert "MODEL_FINGERPRINT[16]" in header and "MODEL_WRITABLE_RANGES" in header
     assert "0x" + m.fingerprint()[:1].hex() in header
 
-    (tmp_path / "config.cpp").write_text(doc_block("### Writable ranges", "c"))
+    (tmp_path / "config.cpp").write_text(doc_block("c"))
     (tmp_path / "driver.cpp").write_text(DRIVER)
     body = ", ".join(str(b) for b in old)
     (tmp_path / "model_bytes.inc").write_text(

@@ -26,7 +26,7 @@ from urllib.parse import urlencode, urlsplit
 
 from ..sim.device import Progress, StreamLost
 from ..status import Status
-from .db import ID_RE
+from .errors import ID_RE
 
 PIECE = 1024  # bytes per read: a device's receive buffer
 MANIFEST_MAX = 512
