@@ -8,7 +8,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +70,18 @@ def signed_request(
 
 @contextmanager
 def running_server(
-    data: Path, max_payload: int = 1 << 20, db_url: str | None = None, **kw: Any
+    data: Path,
+    max_payload: int = 1 << 20,
+    db_url: str | None = None,
+    clock: Callable[[], float] | None = None,
+    rollout_interval: float = 3600.0,
+    **kw: Any,
 ) -> Iterator[Running]:
-    t = ServerThread(data, TOKEN, db_url=db_url, max_payload=max_payload, **kw)
+    """The server on loopback. Its rollout timer is off by default (an hour):
+    decisions come after device reports or from admin.evaluate(). ``kw``:
+    more ServerThread options (limits, quotas...)."""
+    t = ServerThread(data, TOKEN, db_url=db_url, max_payload=max_payload, clock=clock,
+                     rollout_interval=rollout_interval, **kw)  # fmt: skip
     url = t.start()
     try:
         yield Running(url, AdminClient(url, TOKEN), t)
@@ -248,10 +257,12 @@ class Nginx:
 
 
 @contextmanager
-def nginx_server(work: Path, root: Path) -> Iterator[Nginx]:
+def nginx_server(work: Path, root: Path, server: str | None = None) -> Iterator[Nginx]:
     """nginx (Debian's nginx-light) serving ``root`` on a free loopback port;
-    its access log records each request's Range, If-Range and If-None-Match."""
-    with _nginx(work, root, f"root {root};") as n:
+    its access log records each request's Range, If-Range and If-None-Match.
+    ``server``: another ``server { ... }`` block (a TLS proxy, say), where the
+    text ``{port}`` stands for that port."""
+    with _nginx(work, root, server) as n:
         yield n
 
 
@@ -266,19 +277,20 @@ def nginx_proxy(work: Path, routes: dict[str, list[int]]) -> Iterator[Nginx]:
         servers = " ".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in ports)
         ups.append(f"upstream u{i} {{ {servers} }}")
         locs.append(f"location {prefix} {{ proxy_pass http://u{i}; }}")
-    body = (
-        "client_max_body_size 100m;\n proxy_http_version 1.1;\n"
-        ' proxy_set_header Connection "";\n proxy_set_header Host $host;\n'
-        " proxy_set_header X-Forwarded-For $remote_addr;\n"
+    block = (
+        "server { listen 127.0.0.1:{port} backlog=4096;\n client_max_body_size 100m;\n"
+        ' proxy_http_version 1.1;\n proxy_set_header Connection "";\n'
+        " proxy_set_header Host $host;\n proxy_set_header X-Forwarded-For $remote_addr;\n"
         " proxy_buffering off;\n proxy_request_buffering off;\n"
-        " proxy_next_upstream error timeout;\n proxy_connect_timeout 2s;\n" + "\n".join(locs)
+        " proxy_next_upstream error timeout;\n proxy_connect_timeout 2s;\n"
+        + "\n".join(locs) + "\n}"
     )
-    with _nginx(work, work, body, "\n".join(ups)) as n:
+    with _nginx(work, work, block, "\n".join(ups)) as n:
         yield n
 
 
 @contextmanager
-def _nginx(work: Path, root: Path, server: str, http: str = "") -> Iterator[Nginx]:
+def _nginx(work: Path, root: Path, server: str | None, http: str = "") -> Iterator[Nginx]:
     import shutil
     import subprocess
 
@@ -293,6 +305,9 @@ def _nginx(work: Path, root: Path, server: str, http: str = "") -> Iterator[Ngin
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (work / sub).mkdir(exist_ok=True)
     conf = work / "nginx.conf"
+    if server is None:
+        server = f"server {{ listen 127.0.0.1:{port}; root {root}; }}"
+    block = server.replace("{port}", str(port))
     conf.write_text(
         f"""daemon off;
 master_process off;
@@ -309,10 +324,7 @@ http {{
     fastcgi_temp_path {work}/fastcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
     types {{ application/json json; application/octet-stream mota; }}
     {http}
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        {server}
-    }}
+    {block}
 }}
 """
     )

@@ -12,7 +12,6 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,8 @@ from fleet_util import (
     Running,
     board,
     body_json,
-    fresh_database,
     full,
     models,
-    postgres_server,
     raw_http,
     running_server,
     signed_request,
@@ -40,19 +37,6 @@ from modelota.fleet.client import AdminClient, FleetClientError, Signer, poll
 from modelota.fleet.guard import Limits, RateLimitedLog, TokenBuckets
 from modelota.fleet.server import spawn
 from modelota.status import Status
-
-
-@pytest.fixture(scope="module")
-def pg_base() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sqlite":
-        return None
-    return fresh_database(request.getfixturevalue("pg_base"))
 
 
 def fleet_of_one(s: Running) -> bytes:

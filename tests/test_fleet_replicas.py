@@ -14,7 +14,6 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ from fleet_util import (
     full,
     models,
     nginx_proxy,
-    postgres_server,
     raw_http,
     signed_request,
     stop,
@@ -51,12 +49,6 @@ class Replica:
 
     def stats(self) -> dict[str, Any]:
         return dict(AdminClient(self.url, TOKEN).call("GET", "/admin/stats"))
-
-
-@pytest.fixture(scope="module")
-def pg_base() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
 
 
 def start(tmp: Path, name: str, db: str, key: Path, *extra: str) -> Replica:

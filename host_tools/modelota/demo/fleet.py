@@ -77,9 +77,10 @@ def _scenario(url, proxy, board, v1, v2, bad, good, acc, step) -> bool:  # type:
     step("upload", f"{LINE} v1 (barely trained): {r1['size']} bytes, id {r1['sha256'][:12]}...")
     r2 = admin.upload(LINE, v2)
     step("upload", f"{LINE} v2 (well trained):   {r2['size']} bytes, id {r2['sha256'][:12]}...")
-    admin.register(DEVICE, group="lab")
+    secret = admin.register(DEVICE, group="lab")["secret"]  # the board signs every request
     admin.assign("group", "lab", LINE, 2)
-    step("assign", f"device {DEVICE} joins group 'lab'; group 'lab' -> {LINE} v2")
+    step("assign", f"device {DEVICE} joins group 'lab' (its secret: {secret[:8]}...);"
+         f" group 'lab' -> {LINE} v2")  # fmt: skip
 
     acc_bad = acc(board.weights)
     step("boot", f"board runs v{board.version}, accuracy {acc_bad:.1%} (barely trained)\n")
@@ -96,7 +97,7 @@ def _scenario(url, proxy, board, v1, v2, bad, good, acc, step) -> bool:  # type:
     # 1. a transfer corrupted on the wire: the Updater refuses it, v1 stays
     proxy.plan.append(Fault(flip_at=len(v2) // 2))
     b, progress = bar("  download")
-    res = poll(board.dev, proxy.url, DEVICE, progress)  # type: ignore[arg-type]
+    res = poll(board.dev, proxy.url, DEVICE, progress, secret=secret)  # type: ignore[arg-type]
     b.close()
     step(
         "corrupt",
@@ -109,7 +110,7 @@ def _scenario(url, proxy, board, v1, v2, bad, good, acc, step) -> bool:  # type:
     # 2. the connection drops at 40%: the download resumes with a Range request
     proxy.plan.append(Fault(cut_at=len(v2) * 4 // 10))
     b, progress = bar("  download")
-    res = poll(board.dev, proxy.url, DEVICE, progress)  # type: ignore[arg-type]
+    res = poll(board.dev, proxy.url, DEVICE, progress, secret=secret)  # type: ignore[arg-type]
     b.close()
     ranges = [r.split(b"\r\n") for r in proxy.requests if b"Range: bytes=" in r]
     rng = next((x.decode() for r in ranges for x in r if x.startswith(b"Range")), "none")
@@ -121,7 +122,7 @@ def _scenario(url, proxy, board, v1, v2, bad, good, acc, step) -> bool:  # type:
         f" accuracy {acc_bad:.1%} -> {acc_good:.1%}",
         res.status == Status.Ok and board.version == 2 and res.attempts == 2,
     )
-    res = poll(board.dev, proxy.url, DEVICE)  # type: ignore[arg-type]
+    res = poll(board.dev, proxy.url, DEVICE, secret=secret)  # type: ignore[arg-type]
     step("poll", f"next check: {res.outcome} (HTTP 204, nothing downloaded)\n",
          res.outcome == "current")  # fmt: skip
 
@@ -142,7 +143,7 @@ def _scenario(url, proxy, board, v1, v2, bad, good, acc, step) -> bool:  # type:
     except FleetClientError as e:
         step("rollback", f"old model re-uploaded as v1 after v2: HTTP {e.http} {e.name}")
     admin.assign("device", DEVICE, LINE, 1)
-    res = poll(board.dev, proxy.url, DEVICE)  # type: ignore[arg-type]
+    res = poll(board.dev, proxy.url, DEVICE, secret=secret)  # type: ignore[arg-type]
     step(
         "rollback",
         f"device assigned back to v1: the server answers '{res.outcome}' (no downgrade)",

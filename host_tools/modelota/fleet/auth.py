@@ -69,6 +69,12 @@ class Credential:
     body_hash: str  # "" when the request says it has no body
     mac: str
 
+    @property
+    def once(self) -> str:
+        """What a replay repeats: ts and nonce (a device's nonce need only be
+        unique among its requests signed in the same second)."""
+        return f"{self.ts}:{self.nonce}"
+
 
 def derive_key(master: bytes, device: str, generation: int) -> bytes:
     """The device's HMAC key for its current key generation."""

@@ -1,5 +1,7 @@
 """Clients of the fleet protocol (docs/FLEET.md), on the standard library's
-http.client so they behave like a device's plain HTTP/1.1 stack.
+http.client so they behave like a device's plain HTTP/1.1 stack; ``https://``
+server URLs go through TLS with the server's certificate checked (system CAs,
+or a PEM file given as ``cacert``).
 
 * :class:`AdminClient` — upload payloads, register devices, assign models.
 * :func:`poll` — one check-download-apply-report round of a device: the
@@ -18,6 +20,7 @@ import http.client
 import json
 import re
 import secrets
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from urllib.parse import urlencode, urlsplit
 from ..sim.device import Progress, StreamLost
 from ..status import Status
 from . import auth
+from .errors import ID_RE
 
 PIECE = 1024  # bytes per read: a device's receive buffer
 MANIFEST_MAX = 512
@@ -42,11 +46,49 @@ class FleetClientError(Exception):
         self.message = message
 
 
-def _split(base_url: str) -> tuple[str, int, str]:
+class FleetURLError(ValueError):
+    """A server URL, CA file or id the client cannot use; nothing was sent."""
+
+
+def _split(base_url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path prefix) of an http:// or https:// server URL."""
     u = urlsplit(base_url)
-    if u.scheme != "http" or not u.hostname:
-        raise ValueError(f"{base_url}: only http://host[:port][/prefix] URLs are supported")
-    return u.hostname, u.port or 80, u.path.rstrip("/")
+    if u.scheme not in ("http", "https") or not u.netloc:
+        hint = f": did you mean http://{base_url} or https://{base_url}?" if not u.netloc else ""
+        raise FleetURLError(
+            f"{base_url} is not a server URL (http://host[:port][/prefix] or https://...){hint}"
+        )
+    try:
+        port = u.port or (443 if u.scheme == "https" else 80)
+    except ValueError as e:
+        raise FleetURLError(f"{base_url}: bad port ({e})") from e
+    if not u.hostname:
+        raise FleetURLError(f"{base_url}: no host name")
+    if u.query or u.fragment:
+        raise FleetURLError(f"{base_url}: a server URL has no ?query or #fragment")
+    return u.scheme, u.hostname, port, u.path.rstrip("/")
+
+
+def check_id(kind: str, value: str) -> str:
+    """A device, group or line id as the server accepts it (the same pattern),
+    checked before it goes into a URL."""
+    if not ID_RE.fullmatch(value):
+        raise FleetURLError(
+            f"{kind} id {value!r} is not valid: 1 to 64 of A-Z a-z 0-9 . _ : -"
+            " (not starting with a dot)"
+        )
+    return value
+
+
+def tls_context(cacert: str | None = None) -> ssl.SSLContext:
+    """Certificate-checking TLS context: the system's CAs, or only those in
+    ``cacert`` (a PEM file) when given."""
+    try:
+        return ssl.create_default_context(cafile=cacert)
+    except FileNotFoundError as e:
+        raise FleetURLError(f"{cacert}: no such CA certificate file") from e
+    except (OSError, ssl.SSLError) as e:
+        raise FleetURLError(f"{cacert}: not a PEM CA certificate file ({e})") from e
 
 
 def _error_of(status: int, raw: bytes) -> FleetClientError:
@@ -54,8 +96,16 @@ def _error_of(status: int, raw: bytes) -> FleetClientError:
         doc = json.loads(raw)
         return FleetClientError(status, str(doc["error"]), str(doc["message"]))
     except (ValueError, KeyError, TypeError):
-        text = raw[:200].decode("utf-8", "replace").strip()
-        return FleetClientError(status, "Http", text or http.client.responses.get(status, ""))
+        reason = http.client.responses.get(status, "")
+        return FleetClientError(
+            status, reason.replace(" ", "") or "Http",
+            "the answer is not a modelota error: is this the right server URL?",
+        )  # fmt: skip
+
+
+def check_server(base_url: str, cacert: str | None = None) -> None:
+    """Raises FleetURLError for a server URL or CA file the client cannot use."""
+    _Conn(base_url, 1.0, cacert)
 
 
 class Signer:
@@ -95,10 +145,21 @@ _TSM = re.compile(r'MOTA ts="([0-9]{1,10})", tsm="([0-9a-f]{64})"')
 
 
 class _Conn:
-    def __init__(self, base_url: str, timeout: float, signer: Signer | None = None) -> None:
-        self.host, self.port, self.prefix = _split(base_url)
+    """Connections to one server, plain or TLS (``https://``; the server's
+    certificate is checked against the system's CAs or ``cacert``)."""
+
+    def __init__(
+        self, base_url: str, timeout: float, cacert: str | None = None,
+        signer: Signer | None = None,
+    ) -> None:  # fmt: skip
+        self.scheme, self.host, self.port, self.prefix = _split(base_url)
         self.timeout = timeout
         self.signer = signer
+        self.tls: ssl.SSLContext | None = None
+        if self.scheme == "https":
+            self.tls = tls_context(cacert)
+        elif cacert is not None:
+            raise FleetURLError(f"{base_url}: a CA certificate is for https:// servers")
 
     def signed(
         self, method: str, path: str, body: bytes | None = None,
@@ -117,6 +178,10 @@ class _Conn:
         return status, hdrs, raw
 
     def open(self) -> http.client.HTTPConnection:
+        if self.tls is not None:
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.timeout, context=self.tls
+            )
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
     def request(
@@ -138,8 +203,10 @@ class _Conn:
 class AdminClient:
     """The admin API with its bearer token."""
 
-    def __init__(self, base_url: str, token: str, timeout: float = 30.0) -> None:
-        self.conn = _Conn(base_url, timeout)
+    def __init__(
+        self, base_url: str, token: str, timeout: float = 30.0, cacert: str | None = None
+    ) -> None:
+        self.conn = _Conn(base_url, timeout, cacert)
         self.token = token
 
     def call(self, method: str, path: str, body: bytes | None = None, ctype: str = "") -> Any:
@@ -150,9 +217,15 @@ class AdminClient:
         status, _, raw = self.conn.request(method, path, body, headers)
         if status >= 400:
             raise _error_of(status, raw)
-        return json.loads(raw) if raw else None
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError as e:
+            raise FleetClientError(
+                status, "BadResponse", "the answer is not JSON: is this a modelota serve URL?"
+            ) from e
 
     def upload(self, line: str, payload: bytes) -> dict[str, Any]:
+        check_id("line", line)
         return dict(
             self.call(
                 "POST", f"/admin/payloads?{urlencode({'line': line})}", payload,
@@ -171,6 +244,7 @@ class AdminClient:
         ``secret`` (64 hex digits) in the answer, once."""
         doc = {"group": group, "fingerprint": fingerprint, "rotate_secret": rotate_secret}
         body = json.dumps(doc).encode()
+        check_id("device", device)
         return dict(self.call("PUT", f"/admin/devices/{device}", body, "application/json"))
 
     def devices(self) -> list[dict[str, Any]]:
@@ -178,9 +252,12 @@ class AdminClient:
 
     def assign(self, kind: str, target: str, line: str, version: int | None = None) -> Any:
         body = json.dumps({"line": line, "version": version}).encode()
+        check_id(kind, target)
         return self.call("PUT", f"/admin/assignments/{kind}/{target}", body, "application/json")
 
     def reports(self, device: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        if device:
+            check_id("device", device)
         q = {"limit": str(limit)} | ({"device": device} if device else {})
         return list(self.call("GET", f"/admin/reports?{urlencode(q)}"))
 
@@ -194,6 +271,37 @@ class AdminClient:
         for r in rows:
             r["frame"] = base64.b64decode(r["frame"])
         return rows
+
+    def _post_json(self, path: str, doc: Any) -> Any:
+        return self.call("POST", path, json.dumps(doc).encode(), "application/json")
+
+    def create_rollout(
+        self, line: str, version: int, group: str, policy: dict[str, Any] | None = None,
+        start: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        doc = {"line": line, "version": version, "group": group, "policy": policy or {},
+               "start": start}  # fmt: skip
+        return dict(self._post_json("/admin/rollouts", doc))
+
+    def rollouts(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/admin/rollouts"))
+
+    def rollout(self, rid: int) -> dict[str, Any]:
+        return dict(self.call("GET", f"/admin/rollouts/{rid}"))
+
+    def rollout_action(self, rid: int, action: str, note: str = "") -> dict[str, Any]:
+        """start, pause, resume or abort."""
+        return dict(self._post_json(f"/admin/rollouts/{rid}/{action}", {"note": note}))
+
+    def evaluate(self) -> list[dict[str, Any]]:
+        """The server's rollout decisions, made now rather than on its timer."""
+        return list(self.call("POST", "/admin/rollouts/evaluate"))
+
+    def quality(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/admin/quality"))
+
+    def history(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/admin/history"))
 
 
 class PullDevice(Protocol):
@@ -327,14 +435,17 @@ def poll(
     timeout: float = 10.0,
     backoff: float = 0.05,
     report: bool = True,
+    cacert: str | None = None,
     secret: bytes | str | Signer | None = None,
 ) -> PollResult:
     """One round of a device's pull loop (docs/FLEET.md): check, download
-    into the Updater, report. ``secret``: the device key from ``fleet
-    register`` (or a Signer keeping a learnt clock between polls); None
-    sends unsigned requests (a static tree needs none)."""
+    into the Updater, report. ``https://`` servers are checked against the
+    system's CAs, or the PEM file ``cacert``. ``secret``: the device key
+    from ``fleet register`` (or a Signer keeping a learnt clock between
+    polls); None sends unsigned requests (a static tree needs none)."""
     signer = Signer(device_id, secret) if isinstance(secret, bytes | str) else secret
-    conn = _Conn(base_url, timeout, signer)
+    conn = _Conn(base_url, timeout, cacert, signer)
+    check_id("device", device_id)
     query = urlencode({"fingerprint": device.fingerprint.hex(), "version": device.version})
     status, _, raw = conn.signed(
         "GET", f"/v1/devices/{device_id}/manifest.json?{query}", headers={"User-Agent": "sim"}
@@ -368,6 +479,24 @@ def poll(
              "status_name": st.name, "message": result.message, "bytes": dl.fed},
         )  # fmt: skip
     return result
+
+
+def send_quality(
+    base_url: str, device_id: str, summary: bytes, timeout: float = 10.0,
+    secret: bytes | str | Signer | None = None,
+) -> int:  # fmt: skip
+    """POSTs a device's model-quality summary (the JSON the firmware's
+    accumulator writes, docs/FLEET.md), signed with the device's ``secret``;
+    returns the HTTP status."""
+    signer = Signer(device_id, secret) if isinstance(secret, bytes | str) else secret
+    conn = _Conn(base_url, timeout, signer=signer)
+    status, _, raw = conn.signed(
+        "POST", f"/v1/devices/{device_id}/quality", summary,
+        {"Content-Type": "application/json"},
+    )  # fmt: skip
+    if status >= 400:
+        raise _error_of(status, raw)
+    return status
 
 
 def send_report(conn: _Conn, device_id: str, body: dict[str, Any]) -> bool:

@@ -41,10 +41,10 @@ from typing import Any, BinaryIO
 
 from ..format.payload import DIGEST_CRC32, Payload, parse
 from ..status import ModelOTAError
+from .errors import FleetError, check_id, check_text, parse_u32
+from .rollout_store import ROLLOUT_SCHEMA, RolloutMixin
 
-ID_RE = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,63}")
 SHA_RE = re.compile(r"[0-9a-f]{64}")
-U32_MAX = 0xFFFFFFFF
 MANIFEST_MAX = 512  # bytes; the device's manifest buffer (docs/FLEET.md)
 REPORT_EVENTS = ("check", "download", "apply")
 MESSAGE_MAX = 500  # characters of a report's message kept
@@ -161,63 +161,9 @@ CREATE TABLE meta (
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "lines, payloads, devices, assignments, reports", SCHEMA_V1),
     (2, "device keys, payload chunks, windows, quotas, nonces", SCHEMA_V2),
+    # rollouts, quality summaries, version history (rollout_store.py)
+    (3, "rollouts, quality, version changes", ROLLOUT_SCHEMA),
 ]
-
-
-class FleetError(Exception):
-    """A refused request: HTTP status, short name and one-line message
-    (``retry_after``: seconds, for a 429 or 503; ``headers``: extra response
-    headers, such as WWW-Authenticate)."""
-
-    def __init__(
-        self, http: int, name: str, message: str, retry_after: int | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:  # fmt: skip
-        super().__init__(message)
-        self.http = http
-        self.name = name
-        self.message = message
-        self.retry_after = retry_after
-        self.headers = dict(headers or {})
-
-    def body(self) -> dict[str, str]:
-        return {"error": self.name, "message": self.message}
-
-
-def check_id(kind: str, value: str) -> str:
-    """Ids go into SQL parameters and file names: refuse anything else than
-    the documented alphabet (no '/', no leading '.', no NUL...)."""
-    if not isinstance(value, str) or not ID_RE.fullmatch(value):
-        raise FleetError(400, "BadId", f"{kind} id must match [A-Za-z0-9._:-]{{1,64}}")
-    return value
-
-
-def check_text(name: str, value: Any, limit: int) -> str | None:
-    """A free-text field as stored: None, or a string of valid UTF-8 (no lone
-    surrogate) without NUL, cut to ``limit`` characters; else 400."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise FleetError(400, "BadRequest", f"{name} must be a string")
-    if "\x00" in value:
-        raise FleetError(400, "BadText", f"{name} must not contain NUL")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise FleetError(400, "BadText", f"{name} is not valid Unicode (lone surrogate)") from None
-    return value[:limit]
-
-
-def parse_u32(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise FleetError(400, "BadRequest", f"{name} must be an integer 0..{U32_MAX}")
-    if isinstance(value, str):
-        if not value.isascii() or not value.isdigit() or len(value) > 10:
-            raise FleetError(400, "BadRequest", f"{name} must be an integer 0..{U32_MAX}")
-        value = int(value)
-    if not isinstance(value, int) or not 0 <= value <= U32_MAX:
-        raise FleetError(400, "BadRequest", f"{name} must be an integer 0..{U32_MAX}")
-    return value
 
 
 def parse_fingerprint(value: str) -> str:
@@ -367,12 +313,20 @@ def _transient(e: BaseException) -> bool:
     return isinstance(e, psycopg.OperationalError | psycopg.InterfaceError)
 
 
-class Fleet:
-    """The SQL tables above plus the payload bytes (files or chunks)."""
+class Fleet(RolloutMixin):
+    """The SQL tables above (and the rollout tables of rollout_store.py) plus
+    the payload bytes (files or chunks).
+
+    ``clock`` gives every recorded time (reports, rollout waves): the tests
+    and the demo pass a simulated one to let soak periods pass at once.
+    ``payload_store``: "disk" or "db" (default: disk with SQLite, db with
+    PostgreSQL)."""
 
     def __init__(
-        self, data_dir: Path, db_url: str | None = None, payload_store: str | None = None
-    ) -> None:
+        self, data_dir: Path, db_url: str | None = None,
+        clock: Callable[[], float] | None = None, payload_store: str | None = None,
+    ) -> None:  # fmt: skip
+        self.clock: Callable[[], float] = clock or time.time
         self.data_dir = Path(data_dir)
         self.payload_dir = self.data_dir / "payloads"
         self.url = db_url or str(self.data_dir / "fleet.db")
@@ -574,7 +528,7 @@ class Fleet:
         path = self.payload_path(sha)
         if self.store == "disk":
             self._write_file(path, data)
-        now = time.time()
+        now = self.clock()
         rec = PayloadRecord(sha, line, h.model_version, base, len(data), fp, h.digest.hex(), now)
 
         def insert() -> PayloadRecord | None:
@@ -742,7 +696,7 @@ class Fleet:
             cur = self.db.execute(
                 "INSERT INTO devices (id, grp, fingerprint, created_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (id) DO NOTHING",
-                (device, group, fingerprint, time.time()),
+                (device, group, fingerprint, self.clock()),
             )
             created = cur.rowcount == 1
             if not created:
@@ -800,6 +754,13 @@ class Fleet:
                 "SELECT id FROM devices WHERE id = ?", (target,)
             ):
                 raise FleetError(404, "UnknownDevice", f"device {target!r} is not registered")
+            active = self.active_rollout(target) if kind == "group" else None
+            if active is not None:
+                raise FleetError(
+                    409, "RolloutActive",
+                    f"rollout {active.id} ({active.state}) manages group {target!r}: abort it"
+                    " first",
+                )  # fmt: skip
             self.db.execute(
                 "INSERT INTO assignments (kind, target, line, version) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (kind, target) DO UPDATE SET line = excluded.line,"
@@ -838,6 +799,9 @@ class Fleet:
             "SELECT line, version FROM assignments WHERE kind = 'device' AND target = ?", (device,)
         )
         if assignment is None and row[0] is not None:
+            governed, line, version = self.rollout_version(device, row[0])
+            if governed:  # a rollout manages the group: its wave decides
+                return None if version is None else self._full(line, version)
             assignment = self.db.one(
                 "SELECT line, version FROM assignments WHERE kind = 'group' AND target = ?",
                 (row[0],),
@@ -851,12 +815,15 @@ class Fleet:
                 " ORDER BY version DESC LIMIT 1",
                 (line,),
             )
-        else:
-            found = self.db.one(
-                f"SELECT {self._COLS} FROM payloads WHERE line = ? AND version = ?"
-                " AND base_version = 0",
-                (line, version),
-            )
+            return None if found is None else self._record(found)
+        return self._full(line, int(version))
+
+    def _full(self, line: str, version: int) -> PayloadRecord | None:
+        found = self.db.one(
+            f"SELECT {self._COLS} FROM payloads WHERE line = ? AND version = ?"
+            " AND base_version = 0",
+            (line, version),
+        )
         return None if found is None else self._record(found)
 
     def answer(self, device: str, fingerprint: str | None, version: int | None) -> Answer:
@@ -899,10 +866,23 @@ class Fleet:
 
         def update() -> None:
             self.db.executemany(
-                "UPDATE devices SET last_check = ?, last_version = COALESCE(?, last_version)"
-                " WHERE id = ?",
-                [(at, version, dev) for dev, (at, version) in seen.items()],
+                "UPDATE devices SET last_check = ? WHERE id = ?",
+                [(at, dev) for dev, (at, _) in seen.items()],
             )
+            # the version a check carried: only where it differs from the stored
+            # one (rare) is the history consulted, a device at a time
+            said = [dev for dev, (_, v) in seen.items() if v is not None]
+            for i in range(0, len(said), 500):
+                part = said[i : i + 500]
+                marks = ", ".join("?" * len(part))
+                for dev, last in self.db.all(
+                    f"SELECT id, last_version FROM devices WHERE id IN ({marks})", tuple(part)
+                ):
+                    at, version = seen[dev]
+                    if (last is None or int(last) != version) and not self._reported_since(
+                        dev, at
+                    ):  # a batched check is older news than a report sent since
+                        self._version_seen(dev, version, at)
 
         self._write(update)
 
@@ -959,17 +939,21 @@ class Fleet:
                 raise FleetError(404, "UnknownDevice", f"device {device!r} is not registered")
             self._nonce(device, nonce)
             self._consume(device, "report", 1, 0, quotas.reports, 1 << 62)
+            now = self.clock()
             self.db.execute(
                 "INSERT INTO reports (device, at, event, version, status, status_name, message,"
                 " bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (device, time.time(), event, version, status, name, message, nbytes),
+                (device, now, event, version, status, name, message, nbytes),
             )
-            if version is not None:  # the version the device runs after the event
-                self.db.execute(
-                    "UPDATE devices SET last_version = ? WHERE id = ?", (version, device)
-                )
+            self._version_seen(device, version, now)  # the version it runs after the event
 
         self._write(insert)
+
+    def store_quality(self, device: str, body: Any, nonce: str | None = None) -> dict[str, Any]:
+        """rollout_store's, after the nonce of the signed request is taken."""
+        if nonce is not None:
+            self._write(lambda: self._nonce(device, nonce))
+        return super().store_quality(device, body)
 
     def reports(self, device: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         cols = "device, at, event, version, status, status_name, message, bytes"
@@ -1027,7 +1011,7 @@ class Fleet:
             self._nonce(device, nonce)
             self._consume(device, "windows", len(frames), len(data), quotas.windows,
                           quotas.window_bytes)  # fmt: skip
-            now = time.time()
+            now = self.clock()
             ids = []
             for seq, first, frame in frames:
                 sql = ("INSERT INTO windows (device, received_at, seq, first_sample, frame)"
