@@ -123,7 +123,13 @@ def _fleet_call(args: argparse.Namespace, admin: Any) -> Any:
     if args.action == "upload":
         return admin.upload(args.line, args.payload_bytes)
     if args.action == "register":
-        return admin.register(args.device, args.group, args.fingerprint, args.rotate_secret)
+        out = admin.register(args.device, args.group, args.fingerprint, args.rotate_secret)
+        if args.secret_file and out.get("secret"):
+            _write_secret(args.secret_file, out["secret"])
+        elif args.secret_file:
+            raise CliError(f"device {args.device} exists: no new secret was issued for"
+                           f" {args.secret_file} (add --rotate-secret to issue one)")  # fmt: skip
+        return out
     if args.action == "assign":
         kind, target = ("group", args.group) if args.group else ("device", args.device)
         return admin.assign(kind, target, args.line, args.version)
@@ -235,6 +241,36 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_secret(path: str, secret: str) -> None:
+    """The device's secret into a file only its owner reads (0600)."""
+    import os
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as e:
+        raise CliError(f"{path}: cannot write the secret ({e.strerror})") from e
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+
+
+def _read_secret(args: argparse.Namespace) -> str:
+    """--secret, --secret-file or $MODELOTA_DEVICE_SECRET: 64 hex digits or ""."""
+    import os
+    import re
+
+    secret = args.secret or ""
+    if args.secret_file:
+        try:
+            with open(args.secret_file) as f:
+                secret = f.read().strip()
+        except OSError as e:
+            raise CliError(f"{args.secret_file}: {e.strerror}") from e
+    secret = secret or os.environ.get("MODELOTA_DEVICE_SECRET", "")
+    if secret and not re.fullmatch(r"[0-9a-fA-F]{64}", secret):
+        raise CliError("a device secret is the 64 hex digits `modelota fleet register` printed")
+    return secret
+
+
 def _windows(admin: Any, args: argparse.Namespace) -> int:
     """``fleet windows OUT``: the stored sample windows as Edge Impulse files."""
     from pathlib import Path
@@ -261,8 +297,6 @@ def cmd_device(args: argparse.Namespace) -> int:
     """A simulated device (native core, RAM model, Store on simulated flash)
     polling a fleet server: the Python twin of examples/WiFiPull."""
     import http.client
-    import os
-    import re
     import time
     from pathlib import Path
 
@@ -287,9 +321,7 @@ def cmd_device(args: argparse.Namespace) -> int:
         check_server(args.server, args.cacert)  # before booting
     except FleetURLError as e:
         raise CliError(str(e)) from e
-    secret = args.secret or os.environ.get("MODELOTA_DEVICE_SECRET", "")
-    if secret and not re.fullmatch(r"[0-9a-fA-F]{64}", secret):
-        raise CliError("--secret is the 64 hex digits `modelota fleet register` printed")
+    secret = _read_secret(args)
     signer = Signer(args.id, secret) if secret else None  # keeps a learnt clock between polls
     if args.polls < 1:
         raise CliError("--polls must be at least 1")
@@ -455,8 +487,12 @@ def add_commands(sub: Any) -> None:
                     help="https: trust only the CA certificate(s) in this PEM file"
                     " (default: the system's)")  # fmt: skip
     sp.add_argument("--id", required=True, help="device id (e.g. its MAC address)")
-    sp.add_argument("--secret", help="the device's secret from `modelota fleet register`"
-                    " (default: $MODELOTA_DEVICE_SECRET)")  # fmt: skip
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--secret", help="the device's secret from `modelota fleet register`"
+                   " (default: $MODELOTA_DEVICE_SECRET); none: unsigned requests, which"
+                   " only a static tree answers")  # fmt: skip
+    g.add_argument("--secret-file", metavar="FILE",
+                   help="read the secret from FILE (fleet register --secret-file wrote it)")
     add_model_id(sp)
     sp.add_argument("--version", type=int, default=1, help="factory model version")
     sp.add_argument("--state", help="file keeping the simulated flash between runs (reboots)")
@@ -488,6 +524,8 @@ def add_commands(sub: Any) -> None:
     a.add_argument("--fingerprint", metavar="HEX", help="32 hex digits: refuse other models for it")
     a.add_argument("--rotate-secret", action="store_true",
                    help="revoke the device's secret and print a new one")  # fmt: skip
+    a.add_argument("--secret-file", metavar="FILE",
+                   help="also write the secret issued to FILE (mode 0600)")
     a = action("assign", "assign a line (and version) to a device or group")
     g = a.add_mutually_exclusive_group(required=True)
     g.add_argument("--device", help="a registered device id")
