@@ -124,3 +124,31 @@ def test_export_follows_the_fleet(tmp_path: Path) -> None:
     r = modelota("export", tmp_path / "x", "--data", tmp_path / "nothing")
     assert r.returncode == 1 and "not a modelota serve data directory" in r.stderr
     assert FP  # the fixture fingerprint is what the tree advertises
+
+
+def test_export_of_a_postgresql_fleet_reads_payloads_from_the_database(
+    tmp_path: Path, pg_base: str
+) -> None:
+    """With PostgreSQL the payload bytes are rows of payload_chunks, not
+    files: the export writes them out byte for byte, across chunk borders."""
+    import hashlib
+
+    from fleet_util import fresh_database
+
+    db = fresh_database(pg_base)
+    w = models(1, size=600_000, seed=3)[0]  # over two 256 KiB chunks
+    payload = full(w, 1)
+    with running_server(tmp_path / "data", db_url=db, max_payload=1 << 21) as s:
+        s.admin.upload("m", payload)
+        s.admin.register("d", group="g")
+        s.admin.assign("group", "g", "m")
+        assert s.stored_payloads() == [hashlib.sha256(payload).hexdigest()]
+    assert not (tmp_path / "data" / "payloads").exists()  # nothing on this disk
+    out = tmp_path / "tree"
+    r = modelota("export", out, "--data", tmp_path / "data", "--db", db)
+    assert r.returncode == 0, r.stderr
+    files = list((out / "v1" / "payloads").iterdir())
+    assert [f.read_bytes() for f in files] == [payload]
+    with python_http_server(out) as url:
+        dev = board(bytes(len(w)), version=0, max_payload=1 << 20)
+        assert poll(dev, url, "d").status == Status.Ok and bytes(dev.ram) == w

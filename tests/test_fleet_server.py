@@ -473,12 +473,20 @@ def test_device_cli_polls_and_keeps_its_flash_between_runs(tmp_path: Path) -> No
         fp = modelota("fingerprint", "--model", "m", factory).stdout.split()[0]
         for i, w in enumerate(ws):
             s.admin.upload("m", pack(w, fingerprint=bytes.fromhex(fp), version=i + 1).encode())
-        secret = s.admin.register("dev-1", group="g")["secret"]
+        key = tmp_path / "dev-1.secret"
+        admin = ("fleet", "--server", s.url, "--token", TOKEN)
+        r = modelota(*admin, "register", "dev-1", "--group", "g", "--secret-file", key)
+        assert r.returncode == 0 and "secret " in r.stdout, r.stderr
+        secret = key.read_text().strip()
+        assert (key.stat().st_mode & 0o777) == 0o600 and secret in r.stdout
+        r = modelota(*admin, "register", "dev-1", "--group", "g", "--secret-file", key)
+        assert r.returncode == 1 and "--rotate-secret" in r.stderr  # not shown twice
+        assert key.read_text().strip() == secret
         s.admin.assign("group", "g", "m")
         state = tmp_path / "flash.img"
         args = ("device", factory, "--server", s.url, "--id", "dev-1", "--model", "m",
                 "--state", state, "--secret", secret)  # fmt: skip
-        r = modelota(*args)
+        r = modelota(*args[:-2], "--secret-file", key)
         assert r.returncode == 0, r.stderr
         assert "v1 from factory" in r.stdout and "poll 1: updated (Ok): v1 -> v2" in r.stdout
         r = modelota(*args, "--polls", "2", "--interval", "0")  # a reboot: flash kept
