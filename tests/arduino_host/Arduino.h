@@ -17,6 +17,8 @@
 class Print {
 public:
     virtual ~Print() {}
+    int getWriteError() { return write_error_; }
+    void clearWriteError() { write_error_ = 0; }
     virtual size_t write(uint8_t) = 0;
     virtual size_t write(const uint8_t* buffer, size_t size) {
         size_t n = 0;
@@ -25,6 +27,12 @@ public:
         }
         return n;
     }
+
+protected:
+    void setWriteError(int err = 1) { write_error_ = err; }
+
+private:
+    int write_error_ = 0;
 };
 
 class Stream : public Print {
@@ -44,6 +52,8 @@ public:
 private:
     std::string s_;
 };
+
+#define SS 53 /* a Mega's SPI chip select, for the SD stand-in */
 
 unsigned long millis(void);
 void yield(void);
