@@ -336,7 +336,7 @@ def test_progmem_weights_as_a_plain_pointer_do_not_compile(
     (d / f"{name}.ino").write_text(PROGMEM_SKETCH % code)
     b = build(sketchbook, d)
     assert b.returncode != 0, f"{misuse} compiled for the Mega:\n{b.output[-3000:]}"
-    assert re.search(message, b.output), b.output[-3000:]  # gcc quotes with ‘’ in UTF-8
+    assert re.search(message, b.output), b.output[-3000:]  # gcc's quotes are UTF-8
     assert not b.elf.exists()
 
 
