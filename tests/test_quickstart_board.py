@@ -129,23 +129,28 @@ def firmware(sk: Sketch) -> boards.Firmware:
     return fw
 
 
-@pytest.fixture(params=sorted(SKETCHES))
-def sketch(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Sketch, Board]]:
-    """The sketch in qemu-system-avr, its UART on a UNIX socket."""
-    sk = SKETCHES[request.param]
-    fw = firmware(sk)
+def start_qemu(elf: Path, tmp_path: Path) -> Board:
+    """qemu-system-avr running `elf`, its UART on a UNIX socket."""
     path = tmp_path / "uart"
-    cmd = boards.qemu_command("avr", fw.elf, 0)
+    cmd = boards.qemu_command("avr", elf, 0)
     cmd[cmd.index("-serial") + 1] = f"unix:{path},server=on,wait=on"
     cmd[cmd.index("-monitor") + 1] = f"unix:{tmp_path / 'monitor'},server=on,wait=off"
     proc = subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
+    return Board(proc, path, tmp_path / "monitor")
+
+
+@pytest.fixture(params=sorted(SKETCHES))
+def sketch(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Sketch, Board]]:
+    """The sketch in qemu-system-avr, its UART on a UNIX socket."""
+    sk = SKETCHES[request.param]
+    board = start_qemu(firmware(sk).elf, tmp_path)
     try:
-        yield sk, Board(proc, path, tmp_path / "monitor")
+        yield sk, board
     finally:
-        proc.kill()
-        proc.wait(timeout=10)
+        board.proc.kill()
+        board.proc.wait(timeout=10)
 
 
 class Uart:
@@ -284,3 +289,121 @@ def test_push_to_a_raw_payload_sketch_says_what_to_do(
     # the class answers in a frame; the C sketch only prints the status name
     assert ("in text" in msg) == (sk.name == "CApi"), msg
     assert "examples/SerialUpdate" in msg and "cat FILE > PORT" in msg
+
+
+# A sketch of the test's own: every status name as the AVR build reads them
+# out of flash (modelota_status_str and modelota_status_name), and factory
+# weights read through modelota_backup_flash_far(pgm_get_far_address(...)),
+# the form for arrays above 64 KiB. The array here sits below 64 KiB:
+# qemu-system-avr 7.2 does not read flash above it back (an array placed at
+# 0x10000 or 0x20000 with --section-start reads 119, 192, 0, 0 through ELPM
+# instead of its bytes), so what this shows is the far constructor's address
+# and reader (memcpy_PF, which modelota_backup_flash also uses), not a
+# second 64 KiB bank.
+FAR_SKETCH = r"""
+#include <ModelOTA.h>
+
+const uint8_t farWeights[256] PROGMEM = {%(weights)s};
+const uint8_t fingerprint[16] = {%(fingerprint)s};
+uint8_t weights[256];
+uint8_t chunkBuffer[128];
+
+/* pgm_get_far_address() is a statement expression: it only works inside a
+ * function, so the object is a function's static. */
+static ModelOTA& model() {
+  static ModelOTA ota(weights, sizeof(weights), fingerprint,
+                      modelota_backup_flash_far(pgm_get_far_address(farWeights),
+                                                sizeof(weights), 1),
+                      chunkBuffer, sizeof(chunkBuffer));
+  return ota;
+}
+
+static void printModel() {
+  Serial.print(F("version "));
+  Serial.print(model().version());
+  Serial.print(F(", weights crc32 "));
+  Serial.println(modelota_crc32(0, weights, sizeof(weights)), HEX);
+}
+
+void setup() {
+  Serial.begin(115200);
+  Serial.print(F("weights at 0x"));
+  Serial.println(pgm_get_far_address(farWeights), HEX);
+  Serial.print(F("names"));
+  char name[MODELOTA_STATUS_NAME_MAX];
+  for (int st = 1; st >= MODELOTA_STATUS_MIN - 1; --st) {
+    modelota_status_name(st, name, sizeof(name));
+    Serial.print(' ');
+    Serial.print(modelota_status_str(st));
+    Serial.print(strcmp(name, modelota_status_str(st)) == 0 ? "" : "!");
+  }
+  Serial.println();
+  model().restoreFactory();
+  printModel();
+}
+
+void loop() {
+  if (Serial.available() > 0) {
+    int st = model().update(Serial, 5000);
+    Serial.print(F("update: "));
+    Serial.println(ModelOTA::statusName(st));
+    printModel();
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def far_sketch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, bytes]:
+    missing = [t for t in ("qemu-system-avr", "arduino-builder", "avr-gcc") if not shutil.which(t)]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed")
+    root = tmp_path_factory.mktemp("far")
+    v1 = bytes((i * 29 + 7) & 0xFF for i in range(256))
+    fp = b"far-flash-model!"
+    sketch = root / "FarFlash" / "FarFlash.ino"
+    sketch.parent.mkdir()
+    sketch.write_text(FAR_SKETCH % {
+        "weights": ", ".join(str(b) for b in v1),
+        "fingerprint": ", ".join(str(b) for b in fp),
+    })  # fmt: skip
+    libraries = root / "libraries"
+    libraries.mkdir()
+    (libraries / "ModelOTA").symlink_to(ROOT, target_is_directory=True)
+    build = root / "build"
+    build.mkdir()
+    builder = shutil.which("arduino-builder")
+    assert builder is not None
+    cmd = boards.arduino_builder_command(builder, sketch, libraries, build, None, DEFINES)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=root)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ours = [ln for ln in proc.stdout.splitlines() if "warning:" in ln and "/arduino/" not in ln]
+    assert not ours, ours
+    return build / "FarFlash.ino.elf", v1, fp
+
+
+def test_far_source_and_the_status_names_on_avr(
+    far_sketch: tuple[Path, bytes, bytes], tmp_path: Path
+) -> None:
+    from modelota.status import Status
+
+    elf, v1, fp = far_sketch
+    board = start_qemu(elf, tmp_path)
+    uart = Uart(board)
+    try:
+        at = uart.next()
+        assert at.startswith("weights at 0x"), at
+        assert 0 < int(at.rsplit("x", 1)[1], 16) < 0x10000, at  # see FAR_SKETCH's comment
+        names = uart.next().split()
+        codes = range(1, min(Status) - 2, -1)
+        want = ["names", *(Status(c).name if c in Status._value2member_map_ else "Unknown"
+                           for c in codes)]  # fmt: skip
+        assert names == want  # modelota_status_name agrees: no "!"
+        assert uart.model() == (1, zlib.crc32(v1)), "the far weights did not read back"
+        v2 = bytes(b ^ 0xA5 for b in v1)
+        bad = corrupt(pack(v2, fingerprint=fp, version=2, chunk_size=CHUNK).encode(), chunk=2)
+        assert uart.update(bad) == ("ChunkCrc", 1, zlib.crc32(v1))
+    finally:
+        uart.close()
+        board.proc.kill()
+        board.proc.wait(timeout=10)
