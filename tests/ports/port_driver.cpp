@@ -24,6 +24,7 @@
 
 #include "modelota.h"
 #include "port.h"
+#include "slurp.h"
 
 namespace {
 
@@ -33,18 +34,6 @@ unsigned long g_ops = 0;
 const uint8_t kFingerprint[16] = {'p', 'o', 'r', 't', '-', 't', 'e', 's',
                                   't', '-', 'f', 'i', 'n', 'g', 'e', 'r'};
 
-std::vector<uint8_t> slurp(const char* path) {
-    std::vector<uint8_t> out;
-    FILE* f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "cannot open %s\n", path);
-        exit(2);
-    }
-    int c;
-    while ((c = fgetc(f)) != EOF) out.push_back(static_cast<uint8_t>(c));
-    fclose(f);
-    return out;
-}
 
 struct Device {
     modelota_store_config layout;
