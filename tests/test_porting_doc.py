@@ -8,8 +8,9 @@ EEPROM, ESP-IDF partition on NOR flash, STM32L4 HAL flash; the SD library
 stand-in in tests/arduino_shims/SD) and driven by tests/ports/port_driver.cpp
 through the Store: a medium formatted with v1 reads back v1; a payload
 applied reads back v2, version 2, after a reboot; the same update with the
-power cut after k storage operations, for every k (a sample for the larger
-media, all with --run-slow), reboots to exactly v1 or exactly v2, and from v1
+power cut after k storage operations, for every k (every 7th of the EEPROM's
+byte writes; all of them with --run-slow), reboots to exactly v1 or exactly
+v2, and from v1
 the update done again gives v2. Both a RAM model (the Store keeps its copy)
 and a model living in the storage (rewritten in place).
 
