@@ -20,7 +20,6 @@ the end of the file) is shown to fail the read-back against the stand-in.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import zlib
@@ -28,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from docblocks import marked_tested_by
 
 from modelota import pack
 from modelota.sim.device import Layout
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "PORTING.md"
 PORTS = ROOT / "docs" / "ports"
 DRIVER = ROOT / "tests" / "ports"
 STANDINS = ROOT / "tests" / "port_standins"
@@ -66,13 +65,25 @@ pytestmark = pytest.mark.skipif(GXX is None or GCC is None, reason="gcc/g++ not 
 
 
 def doc_blocks() -> dict[str, str]:
-    """docs/ports/NAME -> the fenced block after its <!-- port: --> marker."""
-    text = DOC.read_text()
+    """docs/ports/NAME -> PORTING.md's block marked
+    <!-- doc-test: tested-by=tests/test_porting_doc.py excerpt=docs/ports/NAME -->."""
     found = {}
-    for m in re.finditer(r"<!-- port: (docs/ports/[\w.]+) -->\n```\w*\n(.*?)```", text, re.S):
-        assert m[1] not in found, f"{m[1]} is shown twice"
-        found[m[1]] = m[2]
+    for b in marked_tested_by("tests/test_porting_doc.py"):
+        assert b.page == "docs/PORTING.md", b.where
+        name = b.options.get("excerpt")
+        if name is not None:
+            assert name not in found, f"{name} is shown twice"
+            found[name] = b.text
     return found
+
+
+def config_snippet() -> str:
+    """PORTING.md's C configuration block (marked tested-by, no excerpt)."""
+    snippets = [b.text for b in marked_tested_by("tests/test_porting_doc.py")
+                if "excerpt" not in b.options]  # fmt: skip
+    assert len(snippets) == 1, snippets
+    assert "modelota_config_init(&cfg" in snippets[0]
+    return snippets[0]
 
 
 def test_the_doc_shows_every_port_file_verbatim() -> None:
@@ -205,10 +216,7 @@ def test_the_config_snippet_compiles_as_c_without_warnings(compiler: str, tmp_pa
     cc = shutil.which(compiler)
     if cc is None:
         pytest.skip(f"{compiler} not installed")
-    blocks = re.findall(r"```c\n(.*?)```", DOC.read_text(), re.S)
-    snippet = [b for b in blocks if "modelota_config_init(&cfg" in b]
-    assert len(snippet) == 1
-    (tmp_path / "snippet.c").write_text(snippet[0])
+    (tmp_path / "snippet.c").write_text(config_snippet())
     target = {"avr-gcc": ["-mmcu=atmega2560"], "arm-none-eabi-gcc": ["-mcpu=cortex-m4", "-mthumb"]}
     cmd = [cc, *target.get(compiler, []), "-std=c99", "-Wall", "-Wextra", "-Werror",
            "-Wmissing-field-initializers", "-pedantic", f"-I{ROOT / 'firmware_lib'}", "-c",

@@ -44,7 +44,6 @@ void fake_delay(unsigned int us) {
 const uint8_t kFingerprint[16] = {'m', 'o', 'd', 'e', 'l', 'o', 't', 'a',
                                   '-', 't', 'e', 's', 't', '-', 'f', 'p'};
 
-
 class ScriptedStream : public Stream {
 public:
     ScriptedStream(const std::vector<uint8_t>& data, const char* mode, size_t at)

@@ -1,7 +1,6 @@
-/* A whole file as bytes, for the host test drivers (glue_driver.cpp,
- * tests/ports/port_driver.cpp); exits with 2 when it cannot be read. */
-#ifndef MODELOTA_TEST_SLURP_H
-#define MODELOTA_TEST_SLURP_H
+/* A whole file as bytes, for the host drivers (exits 2 when unreadable). */
+#ifndef MODELOTA_HOST_SLURP_H
+#define MODELOTA_HOST_SLURP_H
 
 #include <stdint.h>
 #include <stdio.h>
