@@ -106,22 +106,23 @@ void drain(Stream& in, uint32_t quiet_ms) {
 }
 
 /* The payload was refused (`status`): answer a link frame, drop the rest. */
-int refused(modelota_updater* u, Stream& in, const ModelOTAPull& opt, const uint8_t* head,
-            uint32_t head_n, int status) {
+int refused(modelota_updater* u, Stream& in, uint32_t timeout_ms, uint32_t quiet_ms,
+            const uint8_t* head, uint32_t head_n, int status) {
     if (status == MODELOTA_BAD_MAGIC && head_n == 2u && head[0] == MODELOTA_LINK_SYNC0 &&
         head[1] == MODELOTA_LINK_SYNC1) {
         answer_link(in, status, modelota_current_version(u));
     }
-    if (opt.timeout_ms != 0 && opt.quiet_ms != 0 && status != MODELOTA_TIMEOUT) {
-        drain(in, opt.quiet_ms);
+    if (timeout_ms != 0 && quiet_ms != 0 && status != MODELOTA_TIMEOUT) {
+        drain(in, quiet_ms);
     }
     return status;
 }
 
-}  // namespace
-
-int modelota_pull(modelota_updater* u, Stream& in, const ModelOTAPull& opt) {
-    modelota_store* store = opt.store;
+/* modelota_pull() with ModelOTAPull's fields as arguments: the class's
+ * update() passes constants, so an optimiser drops what it does not use
+ * (the Store) and builds no ModelOTAPull in RAM. */
+int pull(modelota_updater* u, Stream& in, uint32_t timeout_ms, uint32_t quiet_ms,
+         modelota_store* store, modelota_progress_fn progress, void* progress_ctx) {
     if (store != nullptr) {
         int st = modelota_store_begin(store);
         if (st < 0) {
@@ -156,10 +157,10 @@ int modelota_pull(modelota_updater* u, Stream& in, const ModelOTAPull& opt) {
             piece[n++] = static_cast<uint8_t>(c);
         }
         if (n == 0) {
-            if (opt.timeout_ms == 0) {
+            if (timeout_ms == 0) {
                 return pull_finish(u, store); /* a finite stream ended early */
             }
-            if (silence.ms() >= opt.timeout_ms) {
+            if (silence.ms() >= timeout_ms) {
                 return pull_fail(u, store, MODELOTA_TIMEOUT);
             }
             silence.wait();
@@ -172,7 +173,7 @@ int modelota_pull(modelota_updater* u, Stream& in, const ModelOTAPull& opt) {
         if (store != nullptr) {
             st = modelota_store_log(store, piece, n);
             if (st < 0) {
-                return refused(u, in, opt, head, head_n, pull_fail(u, store, st));
+                return refused(u, in, timeout_ms, quiet_ms, head, head_n, pull_fail(u, store, st));
             }
         }
         st = modelota_feed(u, piece, n);
@@ -180,22 +181,24 @@ int modelota_pull(modelota_updater* u, Stream& in, const ModelOTAPull& opt) {
             if (store != nullptr) {
                 modelota_store_cancel(store);
             }
-            return refused(u, in, opt, head, head_n, st);
+            return refused(u, in, timeout_ms, quiet_ms, head, head_n, st);
         }
-        if (opt.progress != nullptr) {
-            opt.progress(opt.progress_ctx, modelota_bytes_in(u), modelota_data_applied(u),
-                         modelota_data_total(u));
+        if (progress != nullptr) {
+            progress(progress_ctx, modelota_bytes_in(u), modelota_data_applied(u),
+                     modelota_data_total(u));
         }
     }
 }
 
+}  // namespace
+
+int modelota_pull(modelota_updater* u, Stream& in, const ModelOTAPull& opt) {
+    return pull(u, in, opt.timeout_ms, opt.quiet_ms, opt.store, opt.progress, opt.progress_ctx);
+}
+
 int modelota_pull(modelota_updater* u, Stream& in, uint32_t timeout_ms,
                   modelota_progress_fn progress, void* progress_ctx) {
-    ModelOTAPull opt;
-    opt.timeout_ms = timeout_ms;
-    opt.progress = progress;
-    opt.progress_ctx = progress_ctx;
-    return modelota_pull(u, in, opt);
+    return pull(u, in, timeout_ms, MODELOTA_PULL_QUIET_MS, nullptr, progress, progress_ctx);
 }
 
 ModelOTA::ModelOTA(uint8_t* weights, uint32_t size, const uint8_t* fingerprint,
