@@ -429,11 +429,15 @@ class Fleet(RolloutMixin):
             self._generation += 1
 
     def changed(self) -> None:
-        """Call inside the transaction of any change an answer depends on:
-        after the commit every replica's caches are stale (PostgreSQL
-        delivers the NOTIFY at commit; this process bumps at once, and again
-        when its own notification arrives)."""
-        self.bump()
+        """Call for any change an answer depends on, inside its transaction
+        or after it: the local generation goes up once the change is
+        committed (a reader that started before must not cache what it read
+        under the new generation), and on PostgreSQL a NOTIFY tells every
+        replica (delivered at the commit)."""
+        if getattr(self._local, "in_tx", False):
+            self._local.pending = True
+        else:
+            self.bump()
         if not self.db.sqlite:
             self.db.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, str(os.getpid())))
 
@@ -468,15 +472,22 @@ class Fleet(RolloutMixin):
         self._listener.start()
 
     def _write(self, fn: Callable[[], Any]) -> Any:
-        """``fn`` in one transaction (rolled back on any exception)."""
+        """``fn`` in one transaction (rolled back on any exception); the
+        generation moves after the commit when ``fn`` called changed()."""
         db = self.db
         db.begin()
+        self._local.in_tx, self._local.pending = True, False
         try:
             out = fn()
             db.commit()
         except BaseException:
             db.rollback()
             raise
+        finally:
+            self._local.in_tx = False
+        if self._local.pending:
+            self._local.pending = False
+            self.bump()
         return out
 
     # -- payloads ---------------------------------------------------------
