@@ -403,3 +403,29 @@ def test_slow_bodies_get_408_and_uploads_stay_off_the_check_path(tmp_path: Path)
         assert [r["version"] for r in s.admin.payloads()] == [1]  # the cut upload left nothing
         no_500(s)
         assert FP  # the shared fingerprint stays importable
+
+
+def test_nonces_and_quota_days_are_forgotten_in_time(tmp_path: Path) -> None:
+    """What replay protection and quotas keep is bounded: nonces older than
+    twice the clock window and quota days before yesterday are pruned."""
+    from modelota.fleet.db import DAY, Fleet
+
+    fleet = Fleet(tmp_path)
+    try:
+        fleet.register("d", None, None)
+        fleet.report("d", {"event": "check"}, nonce="1:aaaaaaaa")
+        now = time.time()
+        fleet._write(lambda: fleet.db.execute(
+            "INSERT INTO usage (device, day, kind, count, bytes) VALUES ('d', ?, 'windows', 1, 1)",
+            (int(now // DAY) - 5,),
+        ))  # fmt: skip
+        fleet.prune(now)
+        assert fleet.db.one("SELECT COUNT(*) FROM nonces") == (1,)  # still within the window
+        assert fleet.db.one("SELECT COUNT(*) FROM usage") == (1,)  # only today's reports
+        fleet.prune(now + auth.NONCE_KEEP + 1)  # (a request that old is refused by its ts)
+        assert fleet.db.one("SELECT COUNT(*) FROM nonces") == (0,)
+        assert fleet.db.one("SELECT COUNT(*) FROM usage") == (1,)
+        fleet.prune(now + 2 * DAY)
+        assert fleet.db.one("SELECT COUNT(*) FROM usage") == (0,)
+    finally:
+        fleet.close()
