@@ -250,6 +250,11 @@ int ModelOTA::setMinVersion(uint32_t min_version) {
     return reconfigure();
 }
 
+int ModelOTA::setWritableRanges(const modelota_writable& ranges) {
+    cfg_.writable = ranges;
+    return reconfigure();
+}
+
 int ModelOTA::update(Stream& in, uint32_t timeout_ms, modelota_progress_fn progress,
                      void* progress_ctx) {
     if (last_ == MODELOTA_INVALID_ARGUMENT) {

@@ -19,6 +19,10 @@ RESULT{BadMagic} frame; progress reports are monotonic and end at the totals. Wi
 ModelOTAPull.store set, the payload is committed to the Store only when it
 checked out, and a fresh Store over the same storage (a reboot) loads exactly
 the new weights after success and exactly the old ones after any failure.
+Given writable ranges (ModelOTA::setWritableRanges), the class refuses a
+payload that would change a byte outside them with WrongModel and keeps the
+old weights, applies one that repeats those bytes, and refuses every update
+when the table is malformed.
 """
 
 from __future__ import annotations
@@ -99,12 +103,14 @@ def run(driver: Path, tmp_path: Path) -> Run:
         at: int = 0,
         store: bool = False,
         sketch: bool = False,
+        table: str = "",
     ) -> dict:
         p = tmp_path / "payload.bin"
         p.write_bytes(payload)
         args = [str(driver), str(factory), str(p), mode, str(timeout_ms), str(at)]
         proc = subprocess.run(
-            args + (["store"] if store else []) + (["sketch"] if sketch else []),
+            args + (["store"] if store else []) + (["sketch"] if sketch else [])
+            + ([table] if table else []),
             capture_output=True,
             text=True,
             timeout=20,
@@ -325,3 +331,47 @@ def test_store_keeps_the_old_weights_on_a_corrupt_payload(run: Run) -> None:
     assert res["status"] == "ChunkCrc", res
     assert_old_weights(res)
     assert_reboot_finds(res, 1, OLD)
+
+
+# The driver's kWritable table: bytes [512, 640) (the 5th 128-byte chunk) may
+# not change; everything else may.
+FIXED = range(512, 640)
+
+
+def test_writable_ranges_refuse_a_payload_touching_a_fixed_byte(run: Run) -> None:
+    """NEW differs from OLD in the fixed bytes: the chunk holding them is
+    refused before it is written, and what the 4 chunks before it wrote is
+    copied back."""
+    assert NEW[FIXED.start : FIXED.stop] != OLD[FIXED.start : FIXED.stop]
+    p = good_payload()
+    res = run(p + TRAILER, table="writable")
+    assert res["set_writable"] == "Ok", res
+    assert res["status"] == "WrongModel" and res["error"] == "WrongModel", res
+    assert_old_weights(res)
+    # refused once the 5th chunk (and its CRC) is in: the rest is drained
+    assert int(res["bytes_in"]) == 96 + 5 * (12 + CHUNK + 4), res
+    assert int(res["consumed"]) == len(p) + len(TRAILER), res
+
+
+def test_writable_ranges_accept_a_payload_that_keeps_the_fixed_bytes(run: Run) -> None:
+    """The same payload with the fixed bytes as OLD has them (a full payload
+    repeats bytes it does not change): applied."""
+    new = NEW[: FIXED.start] + OLD[FIXED.start : FIXED.stop] + NEW[FIXED.stop :]
+    p = pack(new, fingerprint=FP, version=2, chunk_size=CHUNK).encode()
+    res = run(p + TRAILER, table="writable")
+    assert res["set_writable"] == "Ok", res
+    assert res["status"] == "Ok", res
+    assert res["version"] == "2" and int(res["crc"], 16) == zlib.crc32(new), res
+    assert int(res["left"]) == len(TRAILER), res
+
+
+def test_a_malformed_writable_table_refuses_every_update(run: Run) -> None:
+    """Overlapping ranges: setWritableRanges says InvalidArgument, and the
+    class applies nothing rather than run with a table it cannot trust."""
+    new = NEW[: FIXED.start] + OLD[FIXED.start : FIXED.stop] + NEW[FIXED.stop :]
+    p = pack(new, fingerprint=FP, version=2, chunk_size=CHUNK).encode()
+    res = run(p, table="overlapping")
+    assert res["set_writable"] == "InvalidArgument", res
+    assert res["status"] == "InvalidArgument", res
+    assert_old_weights(res)
+    assert int(res["consumed"]) == 0, res

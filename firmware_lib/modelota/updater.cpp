@@ -309,16 +309,36 @@ int check_base(modelota_updater* u) {
 
 /* ---- writable ranges --------------------------------------------------- */
 
+/* Word i of the table (pairs: offset at 2k, length at 2k + 1), read the way
+ * its memory needs (see modelota_writable). */
+#if defined(__AVR__)
+bool has_table(const modelota_writable* w) { return w->ram != NULL || w->flash != NULL; }
+uint32_t table_word(const modelota_writable* w, uint32_t i) {
+    if (w->flash != NULL) {
+        return pgm_read_dword(w->flash + i);
+    }
+    return w->ram[i];
+}
+#else
+bool has_table(const modelota_writable* w) { return w->ranges != NULL; }
+uint32_t table_word(const modelota_writable* w, uint32_t i) { return w->ranges[i]; }
+#endif
+
 /* 1 when cfg->writable is absent or holds ascending, disjoint pairs inside
  * a region of `size` bytes. */
 bool writable_valid(const modelota_writable* w, uint32_t size) {
-    if (w->ranges == NULL) {
+#if defined(__AVR__)
+    if (w->ram != NULL && w->flash != NULL) {
+        return false; /* one table, in one memory */
+    }
+#endif
+    if (!has_table(w)) {
         return w->count == 0;
     }
     uint32_t end = 0;
     for (uint32_t i = 0; i < w->count; ++i) {
-        uint32_t off = w->ranges[2u * i];
-        uint32_t len = w->ranges[2u * i + 1u];
+        uint32_t off = table_word(w, 2u * i);
+        uint32_t len = table_word(w, 2u * i + 1u);
         if (len == 0 || off < end || off > size || len > size - off) {
             return false;
         }
@@ -354,7 +374,7 @@ int same_as_region(const modelota_config* c, uint32_t chunk_at, uint32_t lo, uin
  * byte outside the writable ranges (checked before anything is written). */
 int check_writable(const modelota_config* c, uint32_t off, uint32_t len) {
     const modelota_writable* w = &c->writable;
-    if (w->ranges == NULL) {
+    if (!has_table(w)) {
         return MODELOTA_OK;
     }
     uint32_t end = off + len;
@@ -364,15 +384,15 @@ int check_writable(const modelota_config* c, uint32_t off, uint32_t len) {
     uint32_t hi = w->count;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2u;
-        if (w->ranges[2u * mid] + w->ranges[2u * mid + 1u] <= off) {
+        if (table_word(w, 2u * mid) + table_word(w, 2u * mid + 1u) <= off) {
             lo = mid + 1u;
         } else {
             hi = mid;
         }
     }
     for (uint32_t i = lo; i < w->count && pos < end; ++i) {
-        uint32_t r_off = w->ranges[2u * i];
-        uint32_t r_end = r_off + w->ranges[2u * i + 1u];
+        uint32_t r_off = table_word(w, 2u * i);
+        uint32_t r_end = r_off + table_word(w, 2u * i + 1u);
         if (r_off >= end) {
             break;
         }
@@ -785,6 +805,35 @@ modelota_source modelota_backup_ram(const uint8_t* weights, uint32_t len, uint32
     return modelota_backup_image(weights, len, version);
 }
 #endif
+
+modelota_writable modelota_writable_flash(const uint32_t* ranges, uint32_t count) {
+    modelota_writable w;
+    memset(&w, 0, sizeof(w));
+#if defined(__AVR__)
+    if (count <= 0xFFFFu) {
+        w.flash = ranges;
+        w.count = static_cast<uint16_t>(count);
+    } else {
+        w.count = 1u; /* more pairs than the field holds: a table modelota_init
+                         refuses (no pointer, count 1), never a shorter one */
+    }
+#else
+    w.ranges = ranges;
+    w.count = count;
+#endif
+    return w;
+}
+
+modelota_writable modelota_writable_ram(const uint32_t* ranges, uint32_t count) {
+#if defined(__AVR__)
+    modelota_writable w = modelota_writable_flash(ranges, count);
+    w.ram = w.flash;
+    w.flash = NULL;
+    return w;
+#else
+    return modelota_writable_flash(ranges, count); /* one address space */
+#endif
+}
 
 modelota_source modelota_backup_callback(modelota_read_fn read, void* ctx, uint32_t len,
                                          uint32_t version) {

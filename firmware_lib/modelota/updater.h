@@ -130,18 +130,44 @@ typedef struct modelota_verifier {
 } modelota_verifier;
 
 /* Which bytes of the region a payload may change: `count` (offset, length)
- * pairs in `ranges` (2 * count values), ascending and not overlapping, as
- * `modelota fingerprint model.tflite` and `modelota prepare-ei` print them
- * next to the fingerprint (docs/FORMAT.md, "Writable ranges"). A chunk that
- * would change a byte outside them is refused with MODELOTA_WRONG_MODEL
- * before it is written (bytes it repeats unchanged are fine). The device
- * cannot recompute a fingerprint; this is how it refuses a payload that
- * rewrites a model's structure (a Reshape shape, a Pad's paddings...) under
- * the right fingerprint. ranges NULL: every byte is writable. */
+ * pairs, ascending and not overlapping, as `modelota fingerprint
+ * model.tflite` and `modelota prepare-ei` print them next to the
+ * fingerprint (docs/FORMAT.md, "Writable ranges"). A chunk that would change
+ * a byte outside them is refused with MODELOTA_WRONG_MODEL before it is
+ * written (bytes it repeats unchanged are fine). The device cannot
+ * recompute a fingerprint; this is how it refuses a payload that rewrites a
+ * model's structure (a Reshape shape, a Pad's paddings...) under the right
+ * fingerprint. No table (every pointer NULL, count 0): every byte is
+ * writable.
+ *
+ * Build it with the constructor that names the memory the table is in,
+ * modelota_writable_flash() (declared MODELOTA_FLASH, as `modelota
+ * fingerprint` prints it) or modelota_writable_ram(). The Updater reads the
+ * table at every chunk, so it must outlive the Updater. As with backups, on
+ * AVR a table in flash read through a plain pointer gives other numbers: there
+ * the fields name the memory (`ram`, `flash`; no `ranges`), so code written
+ * for the memory-mapped field stops at compile time, and a table holds at
+ * most 65535 pairs (more does not fit the Mega's memory anyway). */
 typedef struct modelota_writable {
-    const uint32_t* ranges;
+#if defined(__AVR__)
+    const uint32_t* ram;   /* 2 * count values in RAM (modelota_writable_ram) */
+    const uint32_t* flash; /* ... or in program memory (modelota_writable_flash) */
+    uint16_t count;
+#else
+    const uint32_t* ranges; /* 2 * count memory-mapped values: RAM or flash */
     uint32_t count;
+#endif
 } modelota_writable;
+
+/* A table declared MODELOTA_FLASH (or PROGMEM): on AVR read from program
+ * memory (pgm_read_dword, any address the 16-bit pointer can hold);
+ * elsewhere memory-mapped. `count` is the number of (offset, length) pairs.
+ * On AVR a count above 65535 gives a table modelota_init refuses. */
+modelota_writable modelota_writable_flash(const uint32_t* ranges, uint32_t count);
+
+/* A table in RAM (built at run time, or a plain const array on AVR, which
+ * the C runtime copies into RAM at boot). */
+modelota_writable modelota_writable_ram(const uint32_t* ranges, uint32_t count);
 
 typedef struct modelota_config {
     modelota_target target;
@@ -320,6 +346,19 @@ modelota_source modelota_backup_image(const uint8_t (&weights)[N], uint32_t vers
     return modelota_backup_image(weights, static_cast<uint32_t>(N), version);
 }
 #endif
+/* The writable-range constructors taking the array itself: the count of
+ * (offset, length) pairs comes from its type.
+ *   cfg.writable = modelota_writable_flash(MODEL_WRITABLE_RANGES); */
+template <size_t N>
+modelota_writable modelota_writable_flash(const uint32_t (&ranges)[N]) {
+    static_assert(N % 2u == 0u, "a writable-range table holds (offset, length) pairs");
+    return modelota_writable_flash(ranges, static_cast<uint32_t>(N / 2u));
+}
+template <size_t N>
+modelota_writable modelota_writable_ram(const uint32_t (&ranges)[N]) {
+    static_assert(N % 2u == 0u, "a writable-range table holds (offset, length) pairs");
+    return modelota_writable_ram(ranges, static_cast<uint32_t>(N / 2u));
+}
 template <size_t N>
 modelota_target modelota_target_ram(uint8_t (&weights)[N]) {
     return modelota_target_ram(weights, static_cast<uint32_t>(N));

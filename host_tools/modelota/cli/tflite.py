@@ -126,9 +126,11 @@ def describe_tflite(path: str | Path) -> str:
 
 
 def writable_array(name: str, ranges: list[tuple[int, int]]) -> str:
-    """The writable ranges as the C array ``modelota_config.writable`` points at."""
+    """The writable ranges as the C array ``modelota_config.writable`` points at,
+    kept in flash (``MODELOTA_FLASH``: PROGMEM on AVR) and handed over with
+    ``modelota_writable_flash``, which reads it from there."""
     body = ", ".join(f"{o}u, {n}u" for o, n in ranges)
-    return f"const uint32_t {name}[{2 * len(ranges)}] = {{{body}}};"
+    return f"const uint32_t {name}[{2 * len(ranges)}] MODELOTA_FLASH = {{{body}}};"
 
 
 def print_fingerprint(args: argparse.Namespace) -> int:
@@ -143,8 +145,9 @@ def print_fingerprint(args: argparse.Namespace) -> int:
     print(c_array("MODEL_FINGERPRINT", fp))
     print(
         f"/* {sum(n for _, n in ranges)} of {len(data)} bytes in {len(ranges)} range(s) may"
-        " change: cfg.writable.ranges = MODEL_WRITABLE_RANGES;"
-        f" cfg.writable.count = {len(ranges)}; */"
+        " change: cfg.writable = modelota_writable_flash(MODEL_WRITABLE_RANGES), or"
+        " ota.setWritableRanges(modelota_writable_flash(MODEL_WRITABLE_RANGES)) with the"
+        " ModelOTA class; include modelota.h or ModelOTA.h first */"
     )
     print(writable_array("MODEL_WRITABLE_RANGES", ranges))
     return 0
