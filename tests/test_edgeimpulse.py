@@ -449,7 +449,7 @@ def test_prepare_is_idempotent_and_the_result_compiles_and_runs(
     wrong = pack(bytes(touched), fingerprint=prepared.fingerprint(), version=3, chunk_size=CHUNK)
     (tmp_path / "wrong.mota").write_bytes(wrong.encode())
     glue = (lib / "src" / E.GLUE_SOURCE).read_text()
-    assert f"cfg.writable.count = {len(writable)}u;" in glue
+    assert f"modelota_writable_flash(modelota_ei_writable, {len(writable)}u);" in glue
     includes = []
     for m in old.export.models:
         if m.eon is not None:
@@ -783,6 +783,7 @@ def test_patched_library_builds_with_arduino_builder_for_the_mega(tmp_path: Path
             int(ln.split()[1], 16) for ln in sizes.splitlines() if "modelota_ei_writable" in ln
         ]
         assert size == 8 * len(writable), sizes
+        assert kinds.get("modelota_ei_writable") in ("t", "T"), "the table is not in flash"
         assert kinds.get("tflite_learn_7") == "B", "the flatbuffer's RAM copy is not in .bss"
         # factory copies stay in flash (PROGMEM): text, not data
         factories = {k: v for k, v in kinds.items() if "_factory" in k}

@@ -309,19 +309,30 @@ int check_base(modelota_updater* u) {
 
 /* ---- writable ranges --------------------------------------------------- */
 
-/* Word i of the table (pairs: offset at 2k, length at 2k + 1), read the way
- * its memory needs (see modelota_writable). */
+/* One (offset, length) pair of the table. */
+struct Range {
+    uint32_t off;
+    uint32_t len;
+};
+static_assert(sizeof(Range) == 2u * sizeof(uint32_t), "a pair is two table words");
+
+/* Pair k of the table, read the way its memory needs (see modelota_writable).
+ * The table is addressable, so 2k fits size_t. */
 #if defined(__AVR__)
-bool has_table(const modelota_writable* w) { return w->ram != NULL || w->flash != NULL; }
-uint32_t table_word(const modelota_writable* w, uint32_t i) {
+const uint32_t* table_of(const modelota_writable* w) { return w->flash != NULL ? w->flash : w->ram; }
+void range_at(const modelota_writable* w, uint32_t k, Range* r) {
+    const uint32_t* at = table_of(w) + sz(2u * k);
     if (w->flash != NULL) {
-        return pgm_read_dword(w->flash + i);
+        memcpy_P(r, at, sizeof(*r));
+    } else {
+        memcpy(r, at, sizeof(*r));
     }
-    return w->ram[i];
 }
 #else
-bool has_table(const modelota_writable* w) { return w->ranges != NULL; }
-uint32_t table_word(const modelota_writable* w, uint32_t i) { return w->ranges[i]; }
+const uint32_t* table_of(const modelota_writable* w) { return w->ranges; }
+void range_at(const modelota_writable* w, uint32_t k, Range* r) {
+    memcpy(r, w->ranges + sz(2u * k), sizeof(*r));
+}
 #endif
 
 /* 1 when cfg->writable is absent or holds ascending, disjoint pairs inside
@@ -332,17 +343,17 @@ bool writable_valid(const modelota_writable* w, uint32_t size) {
         return false; /* one table, in one memory */
     }
 #endif
-    if (!has_table(w)) {
+    if (table_of(w) == NULL) {
         return w->count == 0;
     }
     uint32_t end = 0;
     for (uint32_t i = 0; i < w->count; ++i) {
-        uint32_t off = table_word(w, 2u * i);
-        uint32_t len = table_word(w, 2u * i + 1u);
-        if (len == 0 || off < end || off > size || len > size - off) {
+        Range r;
+        range_at(w, i, &r);
+        if (r.len == 0 || r.off < end || r.off > size || r.len > size - r.off) {
             return false;
         }
-        end = off + len;
+        end = r.off + r.len;
     }
     return true;
 }
@@ -374,7 +385,7 @@ int same_as_region(const modelota_config* c, uint32_t chunk_at, uint32_t lo, uin
  * byte outside the writable ranges (checked before anything is written). */
 int check_writable(const modelota_config* c, uint32_t off, uint32_t len) {
     const modelota_writable* w = &c->writable;
-    if (!has_table(w)) {
+    if (table_of(w) == NULL) {
         return MODELOTA_OK;
     }
     uint32_t end = off + len;
@@ -384,15 +395,19 @@ int check_writable(const modelota_config* c, uint32_t off, uint32_t len) {
     uint32_t hi = w->count;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2u;
-        if (table_word(w, 2u * mid) + table_word(w, 2u * mid + 1u) <= off) {
+        Range r;
+        range_at(w, mid, &r);
+        if (r.off + r.len <= off) {
             lo = mid + 1u;
         } else {
             hi = mid;
         }
     }
     for (uint32_t i = lo; i < w->count && pos < end; ++i) {
-        uint32_t r_off = table_word(w, 2u * i);
-        uint32_t r_end = r_off + table_word(w, 2u * i + 1u);
+        Range r;
+        range_at(w, i, &r);
+        uint32_t r_off = r.off;
+        uint32_t r_end = r.off + r.len;
         if (r_off >= end) {
             break;
         }

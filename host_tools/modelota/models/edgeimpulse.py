@@ -1982,8 +1982,7 @@ String ei_update_weights(Stream& in, uint32_t timeout_ms) {
                                                   MODELOTA_EI_MODEL_VERSION),
                          modelota_ei_fingerprint, buffer, sizeof(buffer));
     cfg.current_version = g_version;
-    cfg.writable.ranges = modelota_ei_writable;
-    cfg.writable.count = @WRITABLE_COUNT@u;
+    cfg.writable = modelota_writable_flash(modelota_ei_writable, @WRITABLE_COUNT@u);
     modelota_updater u;
     int status = modelota_init(&u, &cfg);
     if (status == MODELOTA_OK) {
@@ -2037,8 +2036,9 @@ def _glue_source(exp: EIExport) -> str:
         + ", ".join(f"0x{b:02x}" for b in fp)
         + "};",
         "/* The only bytes a payload may change: learned parameters and quantization",
-        " * arrays (a payload touching anything else is refused with WrongModel). */",
-        f"static const uint32_t modelota_ei_writable[{2 * len(writable) or 2}] = {{"
+        " * arrays (a payload touching anything else is refused with WrongModel). In",
+        " * flash (PROGMEM on AVR), read from there by modelota_writable_flash. */",
+        f"static const uint32_t modelota_ei_writable[{2 * len(writable) or 2}] MODELOTA_FLASH = {{"
         + (", ".join(f"{o}u, {n}u" for o, n in writable) or "0u, 0u")
         + "};",
     ]
