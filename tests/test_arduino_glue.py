@@ -109,7 +109,9 @@ def run(driver: Path, tmp_path: Path) -> Run:
         p.write_bytes(payload)
         args = [str(driver), str(factory), str(p), mode, str(timeout_ms), str(at)]
         proc = subprocess.run(
-            args + (["store"] if store else []) + (["sketch"] if sketch else [])
+            args
+            + (["store"] if store else [])
+            + (["sketch"] if sketch else [])
             + ([table] if table else []),
             capture_output=True,
             text=True,
