@@ -57,7 +57,14 @@ WIFI_SHIM = ROOT / "tests" / "arduino_shims" / "WiFi"
 HARDWARE = Path("/usr/share/arduino/hardware")
 AVR_PLATFORM = HARDWARE / "arduino" / "avr"
 FQBN = "arduino:avr:mega:cpu=atmega2560"
-REQUIRED_EXAMPLES = ("Quickstart", "CApi", "UpdateFromSerial", "UpdateFromSD", "SampleLogger")
+REQUIRED_EXAMPLES = (
+    "Quickstart",
+    "CApi",
+    "UpdateFromSerial",
+    "UpdateFromSD",
+    "SampleLogger",
+    "TfliteModel",
+)
 
 BUILDER = shutil.which("arduino-builder")
 pytestmark = pytest.mark.skipif(BUILDER is None, reason="arduino-builder is not installed")

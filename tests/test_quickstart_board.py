@@ -21,8 +21,11 @@ fingerprint must be what `modelota fingerprint --model NAME --size 256`
 prints, as the sketch says. Then `modelota push` is pointed at each sketch:
 they read raw payloads, so push must stop with the one-line hint saying so
 (the class answers push's HELLO with a RESULT{BadMagic} frame; the C sketch
-prints the status name). Skipped when arduino-builder, avr-gcc or
-qemu-system-avr is not installed.
+prints the status name). examples/TfliteModel (a .tflite model, its
+writable-range table in flash, given to the class with setWritableRanges)
+refuses a payload that changes the model's RESHAPE shape with WrongModel and
+applies one that changes only learned bytes. Skipped when arduino-builder,
+avr-gcc or qemu-system-avr is not installed.
 """
 
 from __future__ import annotations
