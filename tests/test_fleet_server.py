@@ -33,8 +33,8 @@ OTHER_FP = bytes(range(16))
 
 
 @pytest.fixture(scope="session")
-def pg_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with postgres_server(tmp_path_factory.mktemp("pg")) as url:
+def pg_base() -> Iterator[str]:
+    with postgres_server() as url:
         yield url
 
 
