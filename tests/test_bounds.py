@@ -125,6 +125,7 @@ def run(
     ref = Device(FP, current, bytearray(OLD), buffer_len, min_version=min_version)
     walk = apply_reference(payload, ref)
     assert walk.status == st, f"C++ says {st.name}, the Python mirror {walk.status.name}"
+    assert walk.consumed == dev.bytes_in, "C++ and the Python mirror stop at different bytes"
     if st != Status.Ok:
         assert bytes(dev.weights) == OLD and bytes(ref.weights) == OLD
         assert dev.weights_intact
@@ -476,6 +477,18 @@ def test_store_log_ending_inside_a_chunk_head_is_refused() -> None:
     assert status == Status.StorageIo and st.read_region() == old
 
 
+def test_store_log_holding_exactly_a_chunk_head_and_tail_commits() -> None:
+    """The last chunk carries no data: its head and CRC end the log exactly."""
+    st, _, status = store_log_case([(0, bytes(range(16))), (100, b"")])
+    assert status == Status.Ok and st.read_region()[:16] == bytes(range(16))
+
+
+def test_store_log_one_byte_short_of_a_chunk_head_and_tail_is_refused() -> None:
+    st, old, status = store_log_case([(0, bytes(range(16))), (100, bytes(range(20)))],
+                                     cut=20 + 1)  # fmt: skip
+    assert status == Status.StorageIo and st.read_region() == old
+
+
 # region reads: modelota_store_region_read `offset > region_size || len > region_size - offset`
 
 
@@ -517,14 +530,20 @@ def test_store_adjacent_areas_are_accepted_overlapping_by_one_block_refused() ->
     layout = Layout.plan(BS, 4, 1000, 2048)
     spread = replace(layout, log_block=layout.log_block + 1)  # a free block before the log
     assert init_status(spread, spread.block_count) == Status.Ok
-    for name, value in (
-        ("log_block", layout.journal_block + layout.journal_blocks - 1),
-        ("journal_blocks", layout.journal_blocks + 1),
-        ("backup_block", layout.meta_block + 1),
-        ("meta_block", layout.region_block + 3),  # the region's last block (1000 B: 4 blocks)
+    # an area that starts one block before another ends, or ends one block
+    # after another starts (the region moved to the end to make room before it)
+    moved = replace(layout, region_block=40, meta_block=0, backup_block=39, journal_block=2,
+                    log_block=2 + layout.journal_blocks)  # fmt: skip
+    assert init_status(moved, 44) == Status.Ok
+    for base, name, value in (
+        (layout, "log_block", layout.journal_block + layout.journal_blocks - 1),
+        (layout, "journal_blocks", layout.journal_blocks + 1),
+        (layout, "backup_block", layout.meta_block + 1),
+        (layout, "meta_block", layout.region_block + 3),  # the region's last block (1000 B)
+        (moved, "backup_block", 40),  # the region's first block
     ):
-        bad = replace(layout, **{name: value})
-        assert init_status(bad, layout.block_count + 8) == Status.InvalidArgument, name
+        bad = replace(base, **{name: value})
+        assert init_status(bad, 64) == Status.InvalidArgument, name
 
 
 def test_store_prog_size_at_the_maximum_is_accepted_one_over_refused() -> None:
