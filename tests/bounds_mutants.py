@@ -145,6 +145,12 @@ MUTANTS: tuple[Mutant, ...] = (
     m("store.journal-1", STO, "k.blocks + kJournalSpare > journal_capacity(st)",
       "k.blocks + kJournalSpare >= journal_capacity(st)",
       "test_store_journal_exactly_full_commits"),
+    m("store.journal-slot+1", STO, "slot >= journal_capacity(st)",
+      "slot > journal_capacity(st)",
+      "test_store_recovery_one_entry_past_the_journal_stops_before_writing_it"),
+    m("store.journal-slot-1", STO, "slot >= journal_capacity(st)",
+      "slot + 1u >= journal_capacity(st)",
+      "test_store_recovery_with_its_last_entry_in_the_last_journal_slot_completes"),
     # ---- Store: the log's chunks (walk_log)
     m("store.walk-head+tail-1", STO,
       "st->log_len - pos < MODELOTA_CHUNK_HEAD_LEN + MODELOTA_CHUNK_TAIL_LEN",

@@ -391,10 +391,15 @@ def test_store_log_u32_max_is_refused() -> None:
 # (prog 16: one 16-byte slot per prog unit, 16 slots in a block; 8 spare)
 
 
-def journal_case(touched_blocks: int) -> tuple[_StoreHandle, bytes, bytes, Status]:
+JOURNAL_SLOTS, JOURNAL_SPARE = 16, 8
+
+
+def journal_setup(touched_blocks: int) -> tuple[SimFlash, Layout, _StoreHandle, bytes, bytes]:
+    """A store whose journal is one block of 16 slots, logging (not yet
+    committed) a payload that rewrites ``touched_blocks`` region blocks."""
     region = 12 * BS
     layout = replace(Layout.plan(BS, 16, region, region + 2048), journal_blocks=1)
-    _, st = store_for(layout, prog=16)
+    flash, st = store_for(layout, prog=16)
     old = random.Random(5).randbytes(region)
     assert st.format(old, 1) == Status.Ok
     new = bytearray(old)
@@ -407,19 +412,66 @@ def journal_case(touched_blocks: int) -> tuple[_StoreHandle, bytes, bytes, Statu
                struct.pack("<I", crc32(bytes(new))) + bytes(28))  # fmt: skip
     payload = h.encode() + b"".join(raw_chunk(h.crc, i, o, d) for i, (o, d) in enumerate(chunks))
     assert begin(st) == Status.Ok and log(st, payload) == Status.Ok
-    return st, old, bytes(new), commit(st, 2)
+    return flash, layout, st, old, bytes(new)
+
+
+def journal_case(touched_blocks: int) -> tuple[_StoreHandle, bytes, bytes, Status]:
+    _, _, st, old, new = journal_setup(touched_blocks)
+    return st, old, new, commit(st, 2)
 
 
 def test_store_journal_exactly_full_commits() -> None:
-    st, _, new, status = journal_case(16 - 8)
+    st, _, new, status = journal_case(JOURNAL_SLOTS - JOURNAL_SPARE)
     assert status == Status.Ok
     assert st.read_region() == new and st.version == 2
 
 
 def test_store_journal_one_entry_over_is_refused() -> None:
-    st, old, _, status = journal_case(16 - 8 + 1)
+    st, old, _, status = journal_case(JOURNAL_SLOTS - JOURNAL_SPARE + 1)
     assert status == Status.TooLarge
     assert st.read_region() == old and st.version == 1
+
+
+# journal slots during recovery: journal_append `slot >= journal_capacity`.
+# Each power cut during an entry write may spoil a slot; past the spare
+# slots the last entry would land outside the journal (on the log).
+
+
+def recovery_after_spoilt_slots(spoilt: int, touched: int = 8) -> tuple[Status, bool, bytes]:
+    """Commits, cut by a power loss right after the COMMITTED record (nothing
+    of the region rewritten yet); ``spoilt`` journal slots then hold torn
+    entries; recovery runs. Returns its status, whether the region holds the
+    new weights, and the log area afterwards."""
+    for at in range(16):
+        flash, layout, st, _, new = journal_setup(touched)
+        flash.strict = False  # NOR semantics: programming over data ANDs bits
+        flash.cut_power(flash.ops + at, tear=False)
+        assert commit(st, 2) != Status.Ok
+        flash.reboot()
+        again = _StoreHandle(flash, layout)
+        if again.state == load().lib.MODELOTA_STORE_PENDING:
+            break
+    else:
+        raise AssertionError("no cut left the commit record alone")
+    first = layout.journal_block * BS
+    assert flash.data[first : first + BS] == b"\xff" * BS  # no entry written yet
+    flash.load(first, bytes(range(16 * spoilt)))  # torn entries: CRCs do not match
+    log_area = slice(layout.log_block * BS, (layout.log_block + layout.log_blocks) * BS)
+    before = flash.data[log_area]
+    status = again.recover()
+    region = flash.data[: len(new)]
+    assert flash.data[log_area] == before or status == Status.Ok, "an entry went onto the log"
+    return status, region == new, before
+
+
+def test_store_recovery_with_its_last_entry_in_the_last_journal_slot_completes() -> None:
+    status, is_new, _ = recovery_after_spoilt_slots(JOURNAL_SLOTS - 8, touched=8)
+    assert status == Status.Ok and is_new
+
+
+def test_store_recovery_one_entry_past_the_journal_stops_before_writing_it() -> None:
+    status, is_new, _ = recovery_after_spoilt_slots(JOURNAL_SLOTS - 8 + 1, touched=8)
+    assert status == Status.StorageIo and not is_new
 
 
 # the log's chunks against the region and the log: walk_log (commit and recovery)
