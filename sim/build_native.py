@@ -72,6 +72,11 @@ typedef struct modelota_verifier {
     void* ctx;
 } modelota_verifier;
 
+typedef struct modelota_writable {
+    const uint32_t* ranges;
+    uint32_t count;
+} modelota_writable;
+
 typedef struct modelota_config {
     modelota_target target;
     modelota_source backup;
@@ -82,6 +87,7 @@ typedef struct modelota_config {
     uint8_t verify_only;
     uint32_t min_version;
     modelota_verifier verifier;
+    modelota_writable writable;
 } modelota_config;
 
 typedef struct modelota_updater { ...; } modelota_updater;

@@ -11,21 +11,35 @@ command uses are imported when it runs (``bench/bench_cli.py`` measures it).
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 
 from .. import __version__
-from ..status import CliError
 
-# a module a command imports when it runs -> the extra that installs it
+TYPE_CHECKING = False  # as typing's, without importing typing at start-up
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+# extra -> the top-level modules it installs (pyproject.toml's optional-dependencies)
 EXTRAS = {
-    "aiohttp": "fleet",
-    "psycopg": "fleet",
-    "cryptography": "sign",
-    "tflite_micro": "tflm",
-    "sklearn": "demo",
+    "fleet": ("aiohttp", "psycopg"),
+    "sign": ("cryptography",),
+    "tflm": ("tflite_micro",),
+    "demo": ("sklearn", "tflite_micro", "aiohttp"),
 }
+# a command whose own extra is the one to name when a module of it is missing
+COMMAND_EXTRA = {"serve": "fleet", "demo": "demo", "keygen": "sign"}
+
+
+def missing_extra(command: str, module: str) -> str | None:
+    """The extra that installs ``module`` for ``command``, or None."""
+    own = COMMAND_EXTRA.get(command)
+    if own is not None and module in EXTRAS[own]:
+        return own
+    for extra, modules in EXTRAS.items():
+        if module in modules:
+            return extra
+    return None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -43,7 +57,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pack": ("core", "build a payload from raw weights, two .tflite models or two EI exports"),
     "inspect": ("core", "print and verify a payload (.mota), or list a model's tensors"),
     "keygen": ("core", "create an Ed25519 signing key: KEY (private), KEY.pub, KEY.h"),
-    "fingerprint": ("core", "print the fingerprint of raw weights as hex and C array"),
+    "fingerprint": ("core", "print a model's fingerprint (and a .tflite's writable ranges) for C"),
     "diff": ("tflite", "which tensors of a .tflite model change, and by how many bytes"),
     "prepare-ei": ("edgeimpulse", "patch an Edge Impulse Arduino library for in-place updates"),
     "push": ("link", "send a payload to a board over a serial link"),
@@ -76,6 +90,8 @@ class _Commands:
         if self.keep is not None and name != self.keep:
             return _Sink()
         kw.setdefault("help", COMMANDS[name][1])
+        import argparse
+
         kw.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
         return self.sub.add_parser(name, **kw)  # type: ignore[arg-type]
 
@@ -89,13 +105,10 @@ def add_commands(sub: _Commands) -> None:
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; ``command`` given, only that command gets its options
     (an unknown one gets none, and argparse names the choices)."""
+    import argparse
     import importlib
 
-    p = argparse.ArgumentParser(
-        prog="modelota",
-        description="Pack, inspect and deliver ModelOTA payloads: streamed, CRC-checked,"
-        " in-place model weight updates (docs/FORMAT.md).",
-    )
+    p = argparse.ArgumentParser(prog="modelota", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"modelota {__version__}")
     real = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub = _Commands(real, command)
@@ -120,10 +133,42 @@ def _command(argv: Sequence[str]) -> str:
     return ""
 
 
+DESCRIPTION = (
+    "Pack, inspect and deliver ModelOTA payloads: streamed, CRC-checked,"
+    " in-place model weight updates (docs/FORMAT.md)."
+)
+
+
+def top_help() -> str:
+    """``modelota --help``, written from :data:`COMMANDS` without argparse
+    (which alone costs about as much as the interpreter's start)."""
+    width = max(len(n) for n in COMMANDS)
+    lines = [
+        "usage: modelota [-h] [--version] COMMAND ...",
+        "",
+        DESCRIPTION.replace(" in-place", "\nin-place"),
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()),
+        "",
+        "options:",
+        "  -h, --help  show this help message and exit",
+        "  --version   show program's version number and exit",
+        "",
+        "`modelota COMMAND --help` shows a command's options and their defaults.",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv in (["-h"], ["--help"]):
+        print(top_help())
+        return 0
     parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
+    from ..status import CliError
+
     try:
         return int(args.func(args))
     except CliError as e:
@@ -131,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except ModuleNotFoundError as e:
         top = (e.name or "").split(".")[0]
-        extra = EXTRAS.get(top)
+        extra = missing_extra(args.command, top)
         if extra is None:
             raise
         print(

@@ -17,7 +17,12 @@ if TYPE_CHECKING:
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     from ..models.raw import read_weights
+    from .tflite import is_tflite
 
+    if len(args.weights or []) == 1 and is_tflite(args.weights[0]):
+        from .tflite import print_fingerprint
+
+        return print_fingerprint(args)
     if args.size is None and not args.weights:
         raise CliError("give weight files or --size")
     size = args.size if args.size is not None else len(read_weights(args.weights))
@@ -344,7 +349,12 @@ def add_commands(sub: Any) -> None:
     sp = sub.add_parser(
         "fingerprint",
     )
-    sp.add_argument("weights", nargs="*", help="weight files (for their size)")
+    sp.add_argument(
+        "weights",
+        nargs="*",
+        help="weight files (for their size), or one .tflite model: its fingerprint and the"
+        " writable ranges for modelota_config.writable",
+    )
     sp.add_argument("--size", type=int, help="region size instead of weight files")
     add_model_id(sp)
     sp.set_defaults(func=cmd_fingerprint)

@@ -145,6 +145,31 @@ def describe_tflite(path: str | Path) -> str:
     return "\n".join(lines)
 
 
+def writable_array(name: str, ranges: list[tuple[int, int]]) -> str:
+    """The writable ranges as the C array ``modelota_config.writable`` points at."""
+    body = ", ".join(f"{o}u, {n}u" for o, n in ranges)
+    return f"const uint32_t {name}[{2 * len(ranges)}] = {{{body}}};"
+
+
+def print_fingerprint(args: argparse.Namespace) -> int:
+    """``modelota fingerprint model.tflite``: the fingerprint, and the writable
+    ranges a device sets so it refuses payloads that change anything else."""
+    if getattr(args, "size", None) is not None or getattr(args, "model", None):
+        raise CliError("a .tflite model's fingerprint is its graph's: drop --size/--model")
+    data, m = load(args.weights[0])
+    fp = m.fingerprint()
+    ranges = m.writable_ranges()
+    print(fp.hex())
+    print(c_array("MODEL_FINGERPRINT", fp))
+    print(
+        f"/* {sum(n for _, n in ranges)} of {len(data)} bytes in {len(ranges)} range(s) may"
+        " change: cfg.writable.ranges = MODEL_WRITABLE_RANGES;"
+        f" cfg.writable.count = {len(ranges)}; */"
+    )
+    print(writable_array("MODEL_WRITABLE_RANGES", ranges))
+    return 0
+
+
 def _sizes(payload: Payload) -> str:
     h = payload.header
     return (
