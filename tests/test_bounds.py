@@ -322,6 +322,82 @@ def test_updater_one_byte_after_the_last_chunk_is_refused() -> None:
     assert (out.status, out.consumed) == (Status.TrailingData, len(pl) + 1)
 
 
+# writable ranges (cfg.writable; native only, the Python mirror has none):
+# writable_valid `len == 0 || off < end || off > size || len > size - off`,
+# check_writable: the bytes of a chunk outside the ranges repeat the region's
+
+WRITABLE = [(100, 10), (111, 9)]  # [100, 110) and [111, 120): byte 110 between them
+
+
+def writable_status(ranges: list[tuple[int, int]]) -> Status:
+    return Updater(bytearray(OLD), fingerprint=FP, current_version=V_OLD,
+                   writable=ranges).init_status  # fmt: skip
+
+
+def test_updater_writable_range_ending_at_region_end_is_accepted() -> None:
+    assert writable_status([(SIZE - 10, 10)]) == Status.Ok
+
+
+def test_updater_writable_range_ending_one_past_region_end_is_refused() -> None:
+    assert writable_status([(SIZE - 10, 11)]) == Status.InvalidArgument
+
+
+@pytest.mark.parametrize("off", [SIZE + 1, U32_MAX], ids=["size+1", "u32max"])
+def test_updater_writable_range_starting_past_region_end_is_refused(off: int) -> None:
+    assert writable_status([(off, 1)]) == Status.InvalidArgument
+
+
+def test_updater_writable_ranges_adjacent_are_accepted() -> None:
+    assert writable_status([(0, 10), (10, 5)]) == Status.Ok
+
+
+def test_updater_writable_ranges_overlapping_by_one_byte_are_refused() -> None:
+    assert writable_status([(0, 10), (9, 5)]) == Status.InvalidArgument
+
+
+def test_updater_empty_writable_range_is_refused() -> None:
+    assert writable_status([(5, 0)]) == Status.InvalidArgument
+
+
+def writable_run(off: int, end: int, changed: list[int]) -> Status:
+    """A chunk over [off, end) that repeats OLD except at ``changed``,
+    applied by a device with WRITABLE; on refusal nothing was written."""
+    data = bytearray(OLD[off:end])
+    for i in changed:
+        data[i - off] ^= 0xFF
+    dev = Updater(bytearray(OLD), fingerprint=FP, current_version=V_OLD, writable=WRITABLE)
+    st = dev.apply(stream([(off, bytes(data))]))
+    if st != Status.Ok:
+        assert bytes(dev.weights) == OLD
+    return st
+
+
+def test_updater_chunk_changing_every_writable_byte_is_applied() -> None:
+    writable_bytes = [*range(100, 110), *range(111, 120)]
+    assert writable_run(90, 130, writable_bytes) == Status.Ok
+
+
+def test_updater_chunk_changing_the_byte_before_a_writable_range_is_refused() -> None:
+    assert writable_run(90, 130, [99]) == Status.WrongModel
+
+
+def test_updater_chunk_changing_the_byte_between_two_writable_ranges_is_refused() -> None:
+    assert writable_run(90, 130, [110]) == Status.WrongModel
+
+
+def test_updater_chunk_changing_the_byte_after_the_last_writable_range_is_refused() -> None:
+    assert writable_run(90, 130, [120]) == Status.WrongModel
+    assert writable_run(90, 121, [120]) == Status.WrongModel  # the chunk's last byte
+
+
+def test_updater_chunk_ending_at_the_first_byte_of_a_writable_range_is_applied() -> None:
+    assert writable_run(90, 101, [100]) == Status.Ok
+
+
+def test_updater_chunk_starting_at_the_last_byte_of_a_writable_range_is_applied() -> None:
+    assert writable_run(109, 111, [109]) == Status.Ok
+
+
 # ---------------------------------------------------------------- Store
 
 BS = 256  # block size of the Store tests
