@@ -433,31 +433,30 @@ def region_read(st: _StoreHandle, off: int, n: int) -> Status:
 # log capacity: modelota_store_log `n > capacity - log_len - tail_len`
 
 
-@pytest.mark.parametrize("first", [0, 1, 4], ids=["empty", "tail", "prog-unit"])
-def test_store_log_exactly_full_is_accepted(first: int) -> None:
+def logging_store(first: int) -> tuple[_StoreHandle, int]:
+    """A store logging, ``first`` bytes in; returns it and the bytes left."""
     layout = Layout.plan(BS, 4, 512, 2 * BS)
     _, st = store_for(layout)
     assert st.format(None, 1) == Status.Ok and begin(st) == Status.Ok
-    capacity = layout.log_blocks * BS
     assert log(st, bytes(first)) == Status.Ok
-    assert log(st, bytes(capacity - first)) == Status.Ok
+    return st, layout.log_blocks * BS - first
+
+
+@pytest.mark.parametrize("first", [0, 1, 4], ids=["empty", "tail", "prog-unit"])
+def test_store_log_exactly_full_is_accepted(first: int) -> None:
+    st, left = logging_store(first)
+    assert log(st, bytes(left)) == Status.Ok
 
 
 @pytest.mark.parametrize("first", [0, 1, 4], ids=["empty", "tail", "prog-unit"])
 def test_store_log_one_byte_over_is_refused(first: int) -> None:
-    layout = Layout.plan(BS, 4, 512, 2 * BS)
-    _, st = store_for(layout)
-    assert st.format(None, 1) == Status.Ok and begin(st) == Status.Ok
-    capacity = layout.log_blocks * BS
-    assert log(st, bytes(first)) == Status.Ok
-    assert log(st, bytes(capacity - first + 1)) == Status.TooLarge
-    assert log(st, bytes(capacity - first)) == Status.Ok  # the refused call wrote nothing
+    st, left = logging_store(first)
+    assert log(st, bytes(left + 1)) == Status.TooLarge
+    assert log(st, bytes(left)) == Status.Ok  # the refused call wrote nothing
 
 
 def test_store_log_u32_max_is_refused() -> None:
-    layout = Layout.plan(BS, 4, 512, 2 * BS)
-    _, st = store_for(layout)
-    assert st.format(None, 1) == Status.Ok and begin(st) == Status.Ok
+    st, _ = logging_store(0)
     n = load()
     one = n.ffi.new("uint8_t[1]")  # never read: the length is refused first
     assert Status(n.lib.modelota_store_log(st.st, one, U32_MAX)) == Status.TooLarge
