@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import ei_fixtures as F
@@ -184,6 +185,8 @@ def _refused(exp: F.Export, path: Path, cut: int, original: str) -> None:
         path.write_text(original)
 
 
+TFLNODES = F.eon2025("tflite_learn_3", nodes="tflNodes")
+
 EXPORTS = {
     "eon+eon": lambda root: export_with_anomaly(root, 1, "eon"),
     "eon+tflite": lambda root: export_with_anomaly(root, 1, "tflite"),
@@ -191,6 +194,16 @@ EXPORTS = {
         root,
         [F.ModelSpec("tflite_learn_5", eon=F.eon_source(F.mlp_graph(3), F.EonStyle()))],
         year=2022,
+    ),
+    # 2024+: tflNodes twice (#ifndef TF_LITE_STATIC_MEMORY / #else), used_ops,
+    # subgraph index tables; plus an embedded flatbuffer
+    "tflnodes+tflite": lambda root: F.write_export(
+        root,
+        [
+            F.ModelSpec("tflite_learn_3", eon=F.eon_source(F.mlp_graph(3, reshape=True), TFLNODES)),
+            _anomaly(3, "tflite"),
+        ],
+        year=2025,
     ),
 }
 
@@ -223,16 +236,68 @@ def test_a_cut_export_is_neither_prepared_nor_packed(tmp_path: Path) -> None:
         path.write_text(original)
 
 
+_SWEEP: dict[str, F.Export] = {}
+
+
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
 def test_any_cut_of_a_model_file_is_refused(tmp_path: Path, data: st.DataObject) -> None:
-    root = tmp_path / "sweep"
-    if not root.exists():
-        export_with_anomaly(root, 1, "tflite")
-    exp = F.Export(root, "ei_fixture", [_classifier(1), _anomaly(1, "tflite")])
+    name = data.draw(st.sampled_from(["eon+tflite", "tflnodes+tflite"]))
+    root = tmp_path / name
+    if name not in _SWEEP or _SWEEP[name].root != root:
+        _SWEEP[name] = EXPORTS[name](root)
+    exp = _SWEEP[name]
     path = data.draw(st.sampled_from(_model_files(exp)))
     original = path.read_text()
-    cut = data.draw(st.integers(1, len(original.rstrip()) - 1))
+    cut = data.draw(st.integers(1, len(original) - 1))
+    if cut >= _code_end(original):
+        # only a trailing comment or blank lines go: still the whole model
+        whole = E.read_export(root).fingerprint()
+        path.write_text(original[:cut])
+        try:
+            assert E.read_export(root).fingerprint() == whole
+        finally:
+            path.write_text(original)
+        return
     _refused(exp, path, cut, original)
+
+
+def _code_end(text: str) -> int:
+    """Where the last code (not comment, not whitespace) of a C file ends."""
+    end = 0
+    for m in re.finditer(r'"(?:\\.|[^"\\\n])*"|//[^\n]*|/\*.*?\*/|\S', text, re.S):
+        if not m.group(0).startswith(("//", "/*")):
+            end = m.end()
+    return end
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        # the TF_LITE_STATIC_MEMORY table points a node at other arrays
+        (lambda t: _in_second_table(t, "&g0::inputs1,", "&g0::inputs0,"), "differs from the one"),
+        (lambda t: t.replace("{OP_FULLY_CONNECTED, ", "{", 1), "used_ops names 3 operators"),
+        (lambda t: t.replace("used_ops[] =", "used_opz[] =", 1), "without a used_ops list"),
+    ],
+    ids=["tables differ", "used_ops short", "no used_ops"],
+)
+def test_inconsistent_tflnodes_form_is_refused(
+    tmp_path: Path, edit: Callable[[str], str], match: str
+) -> None:
+    exp = EXPORTS["tflnodes+tflite"](tmp_path / "x")
+    path = _model_files(exp)[0]
+    text = path.read_text()
+    path.write_text(edit(text))
+    assert path.read_text() != text
+    before = _snapshot(exp.root)
+    with pytest.raises(E.EIExportError, match=match) as e:
+        E.prepare_ei(exp.root)
+    assert "\n" not in str(e.value) and path.name in str(e.value)
+    assert _snapshot(exp.root) == before
+
+
+def _in_second_table(text: str, old: str, new: str) -> str:
+    at = text.index("#else\nTfLiteNode tflNodes")
+    return text[:at] + text[at:].replace(old, new, 1)

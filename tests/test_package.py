@@ -29,7 +29,8 @@ ALLOWED = {
     "sim": {"link"},
     "fleet": {"sim", "collect"},
     "demo": {"fleet", "sim", "models"},
-    "cli": {"models", "link", "collect", "fleet", "sim", "demo"},
+    "cli": {"models", "link", "collect", "fleet", "sim", "demo", "api"},
+    "api": {"models", "sim"},  # modelota.pack/inspect/fingerprint/simulate (docs/API.md)
 }
 BASE = {"status", "format", "__init__", "_native"}
 

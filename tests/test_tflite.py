@@ -661,8 +661,9 @@ def test_cli_pack_full_and_delta(
         ({"base": "JUNK"}, "not a TFLite model"),
         (
             {"weights": ["OTHER"]},
-            "not the same architecture as .*: tensor 1 'sequential/dense/MatMul'"
-            " \\(input 1 of operator 0 FULLY_CONNECTED\\) shape \\[12, 6\\] vs \\[13, 6\\]",
+            "not the same architecture: .*old.tflite \\(old\\) vs .*other.tflite \\(new\\):"
+            " tensor 1 'sequential/dense/MatMul' \\(input 1 of operator 0 FULLY_CONNECTED\\)"
+            " shape \\[12, 6\\] vs \\[13, 6\\]",
         ),
     ],
 )

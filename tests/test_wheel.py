@@ -131,7 +131,9 @@ def test_missing_extra_is_one_line(venv: Path, tmp_path: Path, argv: list[str], 
 
 
 def test_emulated_boards_say_they_need_a_checkout(venv: Path, tmp_path: Path) -> None:
-    (tmp_path / "x.mota").write_bytes(b"MOTA")
+    from modelota import pack  # a valid payload: push checks the file before the port
+
+    (tmp_path / "x.mota").write_bytes(pack(bytes(512), fingerprint=bytes(16), version=2).encode())
     r = modelota(venv, "push", "--quiet", "--port", "sim://qemu-m4", "x.mota", cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert "source checkout" in r.stderr, r.stderr

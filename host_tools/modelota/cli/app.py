@@ -43,6 +43,14 @@ def missing_extra(command: str, module: str) -> str | None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.serve and not args.fleet:
+        from ..status import CliError
+
+        raise CliError("--serve keeps the rollout demo's server up: use it with --fleet")
+    if args.fleet:
+        from ..demo.rollout import run as rollout_demo
+
+        return rollout_demo(args.serve)
     if args.board:
         from ..demo.local import run
     else:
@@ -66,6 +74,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("fleet", "write the fleet's device answers as a static tree"),
     "fleet": ("fleet", "admin client of a running modelota serve"),
     "device": ("fleet", "a simulated device polling a fleet server"),
+    "rollout": ("rollout", "staged rollouts that pause themselves: create, start, pause, show..."),
     "demo": ("app", "end-to-end update of a simulated device (real C++ core)"),
 }
 
@@ -90,25 +99,31 @@ class _Commands:
         if self.keep is not None and name != self.keep:
             return _Sink()
         kw.setdefault("help", COMMANDS[name][1])
-        import argparse
+        from .argparsing import HelpFormatter
 
-        kw.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kw.setdefault("formatter_class", HelpFormatter)
         return self.sub.add_parser(name, **kw)  # type: ignore[arg-type]
 
 
 def add_commands(sub: _Commands) -> None:
     sp = sub.add_parser("demo")
-    sp.add_argument("--board", action="store_true", help="the board-level demo (power cut...)")
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--board", action="store_true", help="the board-level demo (power cut...)")
+    g.add_argument("--fleet", action="store_true", help="staged rollouts to 300 simulated"
+                   " devices: a better model completes, a worse one pauses itself")  # fmt: skip
+    sp.add_argument("--serve", action="store_true",
+                    help="with --fleet: keep the server and its dashboard up until Ctrl-C")
     sp.set_defaults(func=cmd_demo)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; ``command`` given, only that command gets its options
     (an unknown one gets none, and argparse names the choices)."""
-    import argparse
     import importlib
 
-    p = argparse.ArgumentParser(prog="modelota", description=DESCRIPTION)
+    from .argparsing import Parser
+
+    p = Parser(prog="modelota", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"modelota {__version__}")
     real = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub = _Commands(real, command)
@@ -178,15 +193,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         top = (e.name or "").split(".")[0]
         extra = missing_extra(args.command, top)
         if extra is None:
-            raise
+            return _internal(e)
         print(
             f"modelota: error: {args.command} needs {top}, which the '{extra}' extra"
             f" installs: pip install 'modelota[{extra}]'",
             file=sys.stderr,
         )
         return 1
-    except OSError as e:
-        print(
-            f"modelota: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr
-        )
+    except BrokenPipeError:  # `modelota ... | head`: the reader left, nothing to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as e:
+        print(f"modelota: error: {_os_error(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("modelota: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, still told in one line
+        return _internal(e)
+
+
+def _os_error(e: OSError) -> str:
+    """One line for an OSError: the file first, as the other errors do."""
+    what = e.strerror or str(e)
+    if e.filename is not None:
+        return f"{e.filename}: {what[:1].lower()}{what[1:]}"
+    return what
+
+
+def _internal(e: BaseException) -> int:
+    """An exception no command turned into a message: a bug. One line, unless
+    MODELOTA_DEBUG is set, which shows the traceback."""
+    import os
+
+    if os.environ.get("MODELOTA_DEBUG"):
+        raise e
+    text = str(e).splitlines()[0] if str(e) else ""
+    print(
+        f"modelota: error: internal error ({type(e).__name__}: {text}); please report it"
+        " with the command line (MODELOTA_DEBUG=1 shows the traceback)",
+        file=sys.stderr,
+    )
+    return 1

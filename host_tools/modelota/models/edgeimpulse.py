@@ -484,16 +484,11 @@ _USED_OPS_RE = re.compile(r"\bused_operators_e\s+used_ops\s*\[[^\]]*\]\s*=\s*\{(
 _SUBGRAPH_INDEX_RE = re.compile(
     r"\b(tflTensors|tflNodes)_subgraph_index\s*\[[^\]]*\]\s*=\s*\{([^}]*)\}"
 )
-_TFL_TYPES = {
-    "kTfLiteFloat32": "FLOAT32",
-    "kTfLiteFloat16": "FLOAT16",
-    "kTfLiteInt8": "INT8",
-    "kTfLiteUInt8": "UINT8",
-    "kTfLiteInt16": "INT16",
-    "kTfLiteInt32": "INT32",
-    "kTfLiteInt64": "INT64",
-    "kTfLiteBool": "BOOL",
-}
+# a tensorData row's element type: its first kTfLite<Type> that is not an
+# allocation type; kTfLiteInt8 -> INT8, kTfLiteFloat32 -> FLOAT32 (schema names)
+_TYPE_RE = re.compile(r"\bkTfLite(?!(?:MmapRo|ArenaRw|ArenaRwPersistent|MemNone)\b)(\w+)")
+# what a table row points at: two definitions of one table must agree on these
+_REFS_RE = re.compile(r"\b(?:inputs|outputs|opdata|tensor_data|tensor_dimension|quant)\d+\b")
 _OPDATA_RE = re.compile(r"\b(TfLite\w+Params)\s+(opdata\d+)\s*=\s*\{(.*?)\}\s*;", re.S)
 _OPDATA_BYTES_RE = re.compile(r"\b(u?int8_t)\s+(opdata\d+)\s*\[[^\]]*\]\s*=\s*\{([^}]*)\}")
 _ENUM_RE = re.compile(r"\benum\s+used_operators_e\s*\{([^}]*)\}")
@@ -604,11 +599,24 @@ def _eon_structure(
 
     tables: dict[str, tuple[list[str], int]] = {}
     for m in _TABLE_RE.finditer(blank):
-        if m.group(2) in tables:
-            raise EIExportError(
-                f"{where}: line {_line_of(text, m.start())}: a second {m.group(2)} table"
+        rows = _rows(blank, m.end() - 1, where)[0]
+        first = tables.get(m.group(2))
+        if first is None:
+            tables[m.group(2)] = (rows, m.start())
+            continue
+        # 2024+ exports define tflNodes twice, for TF_LITE_STATIC_MEMORY and
+        # without (#ifndef/#else): both must describe the same graph
+        refs = [_REFS_RE.findall(r) for r in rows]
+        first_refs = [_REFS_RE.findall(r) for r in first[0]]
+        if refs != first_refs:
+            i = next(
+                (k for k, (a, b) in enumerate(zip(refs, first_refs, strict=False)) if a != b),
+                min(len(refs), len(first_refs)),
             )
-        tables[m.group(2)] = (_rows(blank, m.end() - 1, where)[0], m.start())
+            raise EIExportError(
+                f"{where}: line {_line_of(text, m.start())}: this {m.group(2)} table differs"
+                f" from the one at line {_line_of(text, first[1])} (row {i})"
+            )
     if "tensorData" not in tables:
         raise EIExportError(f"{where}: no tensorData table: not a whole EON model (cut short?)")
     node_key = "tflNodes" if "tflNodes" in tables else "nodeData"
@@ -628,8 +636,8 @@ def _eon_structure(
                 f" {dm.group(1)}, which is not defined"
             )
         data_of.append(dm.group(1) if dm else None)
-        tm = re.search(r"\bkTfLite(?!MmapRo|ArenaRw|MemNone|ArenaRwPersistent)\w+", row)
-        dtypes.append(_TFL_TYPES.get(tm.group(0), tm.group(0)) if tm else "")
+        tm = _TYPE_RE.search(row)
+        dtypes.append(tm.group(1).upper() if tm else "")
     unreferenced = sorted(set(n for n, v in info.items() if v[0] == "tensor") - set(data_of))
     if unreferenced:
         raise EIExportError(

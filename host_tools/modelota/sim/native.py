@@ -37,7 +37,7 @@ def load() -> ModuleType:
             loader.exec_module(mod)
             _module = mod
         else:
-            from .. import _native  # type: ignore[attr-defined]
+            import modelota._native as _native  # type: ignore[import-not-found]
 
             _module = _native
     return _module
