@@ -355,7 +355,10 @@ int walk_log(modelota_store* st, piece_fn visit, void* ctx) {
         uint32_t off = modelota_load_u32le(head + 4);
         uint32_t len = modelota_load_u32le(head + 8);
         pos += MODELOTA_CHUNK_HEAD_LEN;
-        if (len > st->log_len - pos || off > c->region_size || len > c->region_size - off) {
+        /* the data and the chunk's CRC after it inside the log (at least the
+         * CRC's 4 bytes are left: checked above), inside the region */
+        if (len > st->log_len - pos - MODELOTA_CHUNK_TAIL_LEN || off > c->region_size ||
+            len > c->region_size - off) {
             return MODELOTA_STORAGE_IO;
         }
         while (len > 0) {
