@@ -61,7 +61,7 @@ BUF_MIN = "cfg->buffer == NULL ||\n        cfg->buffer_len < MODELOTA_HEADER_LEN
 SILENCE = "static_cast<uint32_t>(now(l) - l->last_rx_ms)"
 CHUNK_LEN = "len == 0 || len > u->max_chunk"
 CHUNK = "off < u->write_end || off > size || len > size - off"
-WVALID = "len == 0 || off < end || off > size || len > size - off"
+WVALID = "r.len == 0 || r.off < end || r.off > size || r.len > size - r.off"
 
 MUTANTS: tuple[Mutant, ...] = (
     # ---- Updater: chunk against the region (check_chunk_head)
@@ -141,24 +141,23 @@ MUTANTS: tuple[Mutant, ...] = (
       "test_updater_version_edges[current+1]", "test_updater_version_edges[current]"),
     # ---- Updater: writable ranges (writable_valid, check_writable)
     m("updater.writable-end+1", UPD, WVALID,
-      "len == 0 || off < end || off > size || len > size + 1 - off",
+      "r.len == 0 || r.off < end || r.off > size || r.len > size + 1 - r.off",
       "test_updater_writable_range_ending_one_past_region_end_is_refused"),
     m("updater.writable-end-1", UPD, WVALID,
-      "len == 0 || off < end || off > size || len >= size - off",
+      "r.len == 0 || r.off < end || r.off > size || r.len >= size - r.off",
       "test_updater_writable_range_ending_at_region_end_is_accepted"),
     m("updater.writable-offset+1", UPD, WVALID,
-      "len == 0 || off < end || off > size + 1 || len > size - off",
+      "r.len == 0 || r.off < end || r.off > size + 1 || r.len > size - r.off",
       "test_updater_writable_range_starting_past_region_end_is_refused[size+1]"),
     m("updater.writable-overlap+1", UPD, WVALID,
-      "len == 0 || off + 1 < end || off > size || len > size - off",
+      "r.len == 0 || r.off + 1 < end || r.off > size || r.len > size - r.off",
       "test_updater_writable_ranges_overlapping_by_one_byte_are_refused"),
     m("updater.writable-overlap-1", UPD, WVALID,
-      "len == 0 || off <= end || off > size || len > size - off",
+      "r.len == 0 || r.off <= end || r.off > size || r.len > size - r.off",
       "test_updater_writable_ranges_adjacent_are_accepted"),
-    m("updater.writable-len-0", UPD, WVALID, "off < end || off > size || len > size - off",
+    m("updater.writable-len-0", UPD, WVALID, "r.off < end || r.off > size || r.len > size - r.off",
       "test_updater_empty_writable_range_is_refused"),
-    m("updater.writable-search+1", UPD, "w->ranges[2u * mid] + w->ranges[2u * mid + 1u] <= off",
-      "w->ranges[2u * mid] + w->ranges[2u * mid + 1u] <= off + 1u",
+    m("updater.writable-search+1", UPD, "r.off + r.len <= off", "r.off + r.len <= off + 1u",
       "test_updater_chunk_starting_at_the_last_byte_of_a_writable_range_is_applied"),
     m("updater.writable-next+1", UPD, "r_off >= end", "r_off + 1u >= end",
       "test_updater_chunk_ending_at_the_first_byte_of_a_writable_range_is_applied"),
