@@ -24,7 +24,7 @@ SIM = ROOT / "sim"
 
 CORE_SOURCES = [
     FIRMWARE / "modelota" / n
-    for n in ("crc32.cpp", "status.cpp", "updater.cpp", "store.cpp", "link.cpp")
+    for n in ("crc32.cpp", "status.cpp", "decode.cpp", "updater.cpp", "store.cpp", "link.cpp")
 ]
 SIM_SOURCES = [SIM / "sim_storage.cpp", SIM / "sim_flash.cpp"]
 
