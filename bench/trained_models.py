@@ -329,3 +329,96 @@ def build_pairs(cache: Path | None, archs: list[str] | None = None) -> list[Pair
                     (d / f"{kind}-{dtype}.old.tflite").write_bytes(old)
                     (d / f"{kind}-{dtype}.new.tflite").write_bytes(new)
     return pairs
+
+
+# ---------------------------------------------------------------- shipped models
+
+
+def shipped_models() -> list[Path]:
+    """The .tflite files the tflite-micro pip package ships."""
+    try:
+        import tflite_micro
+    except ImportError:
+        return []
+    root = Path(tflite_micro.__file__).resolve().parent
+    return sorted(root.rglob("*.tflite"))
+
+
+def _float_mlp_tensors(data: bytes) -> list[tuple[Any, Any]]:
+    """(weights, bias) TensorInfo of each FULLY_CONNECTED op of a float model."""
+    from modelota.models.tflite import read_tflite
+
+    m = read_tflite(data)
+    out = []
+    for op in m.operators:
+        if op.op != "FULLY_CONNECTED":
+            raise ValueError(f"only float MLPs are retrained here, found {op.op}")
+        w, b = (m.tensor(op.subgraph, i) for i in op.inputs[1:3])
+        if w.dtype != "FLOAT32" or b.dtype != "FLOAT32":
+            raise ValueError("only float MLPs are retrained here")
+        out.append((w, b))
+    return out
+
+
+def _write_floats(data: bytes, net: Any, tensors: list[tuple[Any, Any]]) -> bytes:
+    import torch
+
+    out = bytearray(data)
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    for lin, (w, b) in zip(linears, tensors, strict=True):
+        for t, values in ((w, lin.weight), (b, lin.bias)):
+            raw = values.detach().numpy().astype("<f4").tobytes()
+            assert len(raw) == t.data_length
+            out[t.data_offset : t.data_offset + len(raw)] = raw
+    return bytes(out)
+
+
+def shipped_pairs() -> list[Pair]:
+    """Twins of the shipped float MLPs (tflite-micro's sine model): the same
+    file with its weights fine-tuned a few epochs, and retrained from scratch."""
+    torch = _torch()
+    pairs = []
+    for path in shipped_models():
+        data = path.read_bytes()
+        try:
+            tensors = _float_mlp_tensors(data)
+        except ValueError:
+            continue
+        dims = [(w.shape[1], w.shape[0]) for w, _ in tensors]
+        layers: list[Any] = []
+        for i, (n_in, n_out) in enumerate(dims):
+            layers.append(torch.nn.Linear(n_in, n_out))
+            if i + 1 < len(dims):
+                layers.append(torch.nn.ReLU())
+        net = torch.nn.Sequential(*layers)
+        with torch.no_grad():
+            for lin, (w, b) in zip(net[::2], tensors, strict=True):
+                wv = np.frombuffer(data, "<f4", w.data_length // 4, w.data_offset)
+                bv = np.frombuffer(data, "<f4", b.data_length // 4, b.data_offset)
+                lin.weight.copy_(torch.from_numpy(wv.reshape(w.shape).copy()))
+                lin.bias.copy_(torch.from_numpy(bv.copy()))
+        x = torch.linspace(0, 2 * np.pi, 1000).reshape(-1, 1)
+        y = torch.sin(x)
+
+        def fit(model: Any, epochs: int, lr: float, seed: int) -> Any:
+            torch.manual_seed(seed)
+            opt = torch.optim.Adam(model.parameters(), lr=lr)
+            for _ in range(epochs):
+                for i in range(0, len(x), 50):
+                    opt.zero_grad()
+                    torch.nn.functional.mse_loss(model(x[i : i + 50]), y[i : i + 50]).backward()
+                    opt.step()
+            return model
+
+        import copy
+
+        tuned = fit(copy.deepcopy(net), 5, 3e-4, 1)
+        torch.manual_seed(2)
+        fresh = torch.nn.Sequential(*[type(m)(*([] if isinstance(m, torch.nn.ReLU) else
+                                                 [m.in_features, m.out_features]))
+                                      for m in net])  # fmt: skip
+        fresh = fit(fresh, 200, 3e-3, 2)
+        stem = path.stem
+        pairs.append(Pair(f"{stem}/finetune/float", data, _write_floats(data, tuned, tensors)))
+        pairs.append(Pair(f"{stem}/seed/float", data, _write_floats(data, fresh, tensors)))
+    return pairs

@@ -7,12 +7,11 @@
 static_assert(MODELOTA_RC_LIT_NODES == 256u, "tree A covers all eight bits of a byte");
 static_assert(MODELOTA_RC_LANE_NODES == 128u, "tree B covers bits 7..1 of a lane byte");
 static_assert(MODELOTA_V2_MAX_CHUNK_HEAD <= 16u, "a v2 chunk head fits the Updater's field");
-static_assert((1u << MODELOTA_RC_PROB_BITS) <= 0xFFFFu, "probabilities fit 16 bits");
+static_assert(MODELOTA_RC_PROB_BITS == 16u, "16-bit probabilities: bound = (range >> 16) * p");
 
 namespace {
 
-const uint16_t kProbOne = static_cast<uint16_t>(1u << MODELOTA_RC_PROB_BITS);
-const uint16_t kProbInit = static_cast<uint16_t>(kProbOne / 2u);
+const uint16_t kProbInit = 0x8000u; /* one half */
 
 /* RUNS token phases */
 const uint8_t kToken = 0;
@@ -196,63 +195,129 @@ uint32_t decode_runs(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t
     return used;
 }
 
+/* The two arithmetic steps of every bit, (range >> 16) * prob and
+ * prob >> 5. Portable C++ everywhere; on an AVR with a hardware multiplier
+ * the same values in a few instructions: avr-gcc at -Os calls a 32 x 16
+ * library multiply and shifts in a five-step loop, which made the range
+ * coder too slow to keep up with 115200 baud (bench/bench_size.py, table 4).
+ * bench_size.py runs the AVR build in simavr and checks every decoded byte. */
+#if defined(__AVR__) && defined(__AVR_HAVE_MUL__)
+inline uint32_t rc_bound(uint32_t range, uint16_t prob) {
+    const uint16_t hi = static_cast<uint16_t>(range >> 16);
+    uint32_t r;
+    __asm__("mul  %A1, %A2\n\t"
+            "movw %A0, r0\n\t"
+            "mul  %B1, %B2\n\t"
+            "movw %C0, r0\n\t"
+            "mul  %A1, %B2\n\t"
+            "add  %B0, r0\n\t"
+            "adc  %C0, r1\n\t"
+            "clr  r1\n\t"
+            "adc  %D0, r1\n\t"
+            "mul  %B1, %A2\n\t"
+            "add  %B0, r0\n\t"
+            "adc  %C0, r1\n\t"
+            "clr  r1\n\t"
+            "adc  %D0, r1\n\t"
+            : "=&r"(r)
+            : "r"(hi), "r"(prob));
+    return r;
+}
+
+inline uint16_t shr5(uint16_t x) {
+    __asm__("swap %B0\n\t"
+            "swap %A0\n\t"
+            "andi %A0, 0x0F\n\t"
+            "eor  %A0, %B0\n\t"
+            "andi %B0, 0x0F\n\t"
+            "eor  %A0, %B0\n\t"
+            "lsr  %B0\n\t"
+            "ror  %A0\n\t"
+            : "+d"(x));
+    return x;
+}
+#else
+inline uint32_t rc_bound(uint32_t range, uint16_t prob) {
+    return static_cast<uint32_t>(static_cast<uint16_t>(range >> 16)) * prob;
+}
+
+inline uint16_t shr5(uint16_t x) { return static_cast<uint16_t>(x >> MODELOTA_RC_MOVE_BITS); }
+#endif
+static_assert(MODELOTA_RC_MOVE_BITS == 5u, "shr5 moves a probability by 1/32");
+
+/* The RC inner loop, kept free of 32-bit work that an 8-bit CPU would pay
+ * per bit: node is 16 bits, output and input are walked with pointers, the
+ * lane is tracked per byte, the normalization tests one byte. */
 uint32_t decode_rc(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* out,
                    uint32_t from, uint32_t to) {
-    uint32_t used = 0;
+    const uint8_t* src = in;
+    const uint8_t* src_end = in != NULL ? in + n : NULL;
     while (d->phase > 0) { /* the first four bytes of a chunk fill `code` */
         uint8_t b = 0;
         if (in != NULL) {
-            if (used == n) {
-                return used;
+            if (src == src_end) {
+                return static_cast<uint32_t>(src - in);
             }
-            b = in[used++];
+            b = *src++;
         }
         d->code = (d->code << 8) | b;
         d->phase--;
     }
     uint32_t range = d->range;
     uint32_t code = d->code;
-    uint32_t node = d->node;
+    uint16_t node = d->node;
+    const bool diff = (d->enc & MODELOTA_ENC_DIFF) != 0;
     const bool lanes = (d->enc & MODELOTA_ENC_LANES) != 0;
-    /* eight bits per output byte; each takes at most one input byte */
-    while (d->out < to) {
-        bool lane = lanes && ((d->offset + d->out) & 3u) == 3u;
+    uint8_t* dst = out + (d->out - from);
+    uint8_t* const dst_end = out + (to - from);
+    uint8_t lane_pos = static_cast<uint8_t>((d->offset + d->out) & 3u);
+    /* eight bits per output byte; each takes at most two input bytes */
+    while (dst != dst_end) {
+        uint16_t* const tree_b = lanes && lane_pos == 3u ? d->lane : d->lit;
         while (node < MODELOTA_RC_LIT_NODES) {
-            uint16_t* p = lane && node < MODELOTA_RC_LANE_NODES ? &d->lane[node] : &d->lit[node];
-            if (range < MODELOTA_RC_TOP) {
+            uint16_t* p = (node < MODELOTA_RC_LANE_NODES ? tree_b : d->lit) + node;
+            /* range < 2^24: one more input byte; twice after a bit of
+             * probability below 1/256, which left less than 2^16 */
+            while (static_cast<uint8_t>(range >> 24) == 0) {
                 uint8_t b = 0;
                 if (in != NULL) {
-                    if (used == n) {
-                        d->range = range; /* resume here with the next input */
+                    if (src == src_end) { /* resume here with the next input */
+                        d->range = range;
                         d->code = code;
-                        d->node = static_cast<uint16_t>(node);
-                        return used;
+                        d->node = node;
+                        d->out = static_cast<uint32_t>(dst - out) + from;
+                        return n;
                     }
-                    b = in[used++];
+                    b = *src++;
                 }
                 range <<= 8;
                 code = (code << 8) | b;
             }
-            uint16_t prob = *p;
-            uint32_t bound = (range >> MODELOTA_RC_PROB_BITS) * prob;
+            const uint16_t prob = *p;
+            const uint32_t bound = rc_bound(range, prob);
             if (code < bound) {
                 range = bound;
-                *p = static_cast<uint16_t>(prob + ((kProbOne - prob) >> MODELOTA_RC_MOVE_BITS));
-                node <<= 1;
+                /* 0 - prob is 65536 - prob in 16 bits (prob > 0) */
+                *p = static_cast<uint16_t>(prob + shr5(static_cast<uint16_t>(0u - prob)));
+                node = static_cast<uint16_t>(node << 1);
             } else {
                 code -= bound;
                 range -= bound;
-                *p = static_cast<uint16_t>(prob - (prob >> MODELOTA_RC_MOVE_BITS));
-                node = (node << 1) | 1u;
+                *p = static_cast<uint16_t>(prob - shr5(prob));
+                node = static_cast<uint16_t>((node << 1) | 1u);
             }
         }
-        put(d, out, from, static_cast<uint8_t>(node - MODELOTA_RC_LIT_NODES));
+        const uint8_t v = static_cast<uint8_t>(node);
+        *dst = diff ? static_cast<uint8_t>(*dst + v) : v;
+        ++dst;
+        lane_pos = static_cast<uint8_t>((lane_pos + 1u) & 3u);
         node = 1;
     }
     d->range = range;
     d->code = code;
-    d->node = static_cast<uint16_t>(node);
-    return used;
+    d->node = node;
+    d->out = static_cast<uint32_t>(dst - out) + from;
+    return static_cast<uint32_t>(src - in);
 }
 
 }  // namespace

@@ -14,7 +14,7 @@ extern "C" {
 
 #define MODELOTA_FORMAT_V1 1u
 #define MODELOTA_FORMAT_V2 2u
-#define MODELOTA_FORMAT_VERSION MODELOTA_FORMAT_V2 /* newest version this build reads */
+#define MODELOTA_FORMAT_VERSION 2u /* the newest version this build reads */
 #define MODELOTA_FINGERPRINT_LEN 16u
 #define MODELOTA_DIGEST_LEN 32u
 
@@ -85,8 +85,9 @@ typedef struct modelota_header_layout {
 #define MODELOTA_ENC_LANES 0x08u /* RC: bytes at offsets 3 mod 4 start in tree B */
 #define MODELOTA_ENC_KNOWN 0x0Fu
 #define MODELOTA_RUNS_TOKEN_MAX 3u /* RUNS token varint bytes */
-/* RC: LZMA's literal coder. 11-bit probabilities of a 0 bit, moved 1/32. */
-#define MODELOTA_RC_PROB_BITS 11u
+/* RC: LZMA's literal coder with 16-bit probabilities of a 0 bit, moved
+ * 1/32 per bit; bound = (range >> 16) * p (one 16 x 16-bit multiply). */
+#define MODELOTA_RC_PROB_BITS 16u
 #define MODELOTA_RC_MOVE_BITS 5u
 #define MODELOTA_RC_TOP 0x01000000u
 #define MODELOTA_RC_LIT_NODES 256u  /* tree A: nodes 1..255 */

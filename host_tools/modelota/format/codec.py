@@ -8,7 +8,8 @@ each other. Three methods:
 * RUNS: tokens ``varint t``: ``t`` even, ``t/2 + 1`` literal bytes follow;
   ``t`` odd, one byte follows, repeated ``t//2 + 1`` times;
 * RC: an adaptive binary range coder over byte values (LZMA's literal coder:
-  a bit tree of 11-bit probabilities, adapted by 1/32 per bit), with a second
+  a bit tree of probabilities, adapted by 1/32 per bit, here 16-bit ones and
+  a 16 x 16-bit multiply for the split, cheap on 8-bit CPUs), with a second
   tree for the first seven bits of bytes at region offsets 3 mod 4 (flag
   LANES: the sign and exponent byte of little-endian float32, the top byte
   of int32). The probabilities live for the whole payload; every chunk
@@ -33,7 +34,7 @@ DIFF = 0x04  # the decoded bytes are added (mod 256) to the base bytes at the sa
 LANES = 0x08  # RC: bytes at offsets 3 mod 4 start in the lane tree
 KNOWN_ENC = METHOD_MASK | DIFF | LANES
 
-PROB_BITS = 11
+PROB_BITS = 16  # probabilities of a 0 bit in 1/65536; the split is (range >> 16) * p
 PROB_ONE = 1 << PROB_BITS
 PROB_INIT = PROB_ONE // 2
 MOVE_BITS = 5
@@ -197,7 +198,7 @@ def rc_decode(body: bytes, length: int, offset: int, lanes: bool, model: Model) 
         for _ in range(8):
             probs = lane if tree_b and node < LANE_NODES else lit
             p = probs[node]
-            if rng < TOP:
+            while rng < TOP:  # twice when a rare bit left less than 2**16
                 rng = (rng << 8) & U32
                 code = ((code << 8) | (body[pos] if pos < n else 0)) & U32
                 pos += 1

@@ -360,13 +360,16 @@ class Payload:
     def segments(self) -> list[tuple[int, int]]:
         return segments_of(self.chunks)
 
-    def encoding_bytes(self) -> dict[str, int]:
-        """Bytes over the air per encoding: {"header": .., "raw": .., "rc+diff": ..}.
-        Chunk framing counts with its chunk; the signature block with the header."""
-        out = {"header": self.header.length + len(self.signature)}
+    def encoding_stats(self) -> dict[str, tuple[int, int, int]]:
+        """Bytes over the air per chunk encoding: name -> (chunks, bytes on the
+        wire, weight bytes they carry). "header" counts the header and the
+        signature block; a chunk's framing counts with its encoding (v1
+        chunks are all "raw")."""
+        out = {"header": (0, self.header.length + len(self.signature), 0)}
         for c in self.chunks:
             name = c.encoding if isinstance(c, Chunk2) else "raw"
-            out[name] = out.get(name, 0) + c.wire_size
+            n, wire, data = out.get(name, (0, 0, 0))
+            out[name] = (n + 1, wire + c.wire_size, data + c.length)
         return out
 
 
@@ -423,15 +426,20 @@ def _pieces(segments: list[tuple[int, int]], chunk_size: int) -> list[tuple[int,
     ]
 
 
-def _entropy(data: bytes) -> float:
-    """Order-0 entropy of ``data`` in bytes (what an adaptive coder approaches)."""
+def _entropy(data: bytes, corrected: bool = False) -> float:
+    """Order-0 entropy of ``data`` in bytes (what an adaptive coder approaches).
+    ``corrected``: plus the Miller-Madow term (a sample underestimates it)."""
     import numpy as np
 
     if not data:
         return 0.0
     counts = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
-    p = counts[counts > 0] / len(data)
-    return float(-(p * np.log2(p)).sum() * len(data) / 8)
+    nz = counts[counts > 0]
+    p = nz / len(data)
+    bits = float(-(p * np.log2(p)).sum() * len(data))
+    if corrected:
+        bits += (len(nz) - 1) / (2 * np.log(2))
+    return bits / 8
 
 
 def _lane_entropy(data: bytes, offset: int) -> float:
@@ -464,9 +472,11 @@ class _Encoder:
                 if len(body) < len(best[1]):
                     best = (codec.RUNS | flag, body)
         model = None
-        if "rc" in self.allowed:
+        flag, stream = min(streams, key=lambda s: _entropy(s[1]))
+        # noise (entropy near 8 bits a byte) never range-codes below raw: skip the trial
+        noise = n >= 256 and _entropy(stream, corrected=True) > 0.985 * n
+        if "rc" in self.allowed and not noise:
             # one trial encoding: the stream and lane split with the lower entropy
-            flag, stream = min(streams, key=lambda s: _entropy(s[1]))
             lanes = n >= 16 and _lane_entropy(stream, offset) < 0.98 * _entropy(stream)
             enc = codec.RC | flag | (codec.LANES if lanes else 0)
             trial = self.model.copy()
@@ -1065,6 +1075,20 @@ def _walk_chunks_v2(stream: bytes, pos: int, h: Header, dev: Device | None, w: W
             f"chunks carry {data_seen} bytes, header says {h.data_size}",
         )
     return pos
+
+
+def peek_header(data: bytes) -> Header | None:
+    """The header at the start of ``data`` (v1 or v2), read without any check,
+    or None when the bytes are not one (too short, not MOTA, unknown version,
+    malformed v2 fields). For tools that route or pre-check a payload."""
+    if len(data) < 6 or data[:4] != MAGIC or data[4] not in FORMAT_VERSIONS:
+        return None
+    if data[4] == FORMAT_V1:
+        return Header.decode(data[:HEADER_LEN])[0] if len(data) >= HEADER_LEN else None
+    n = data[5]
+    if not V2_MIN_HEADER_LEN <= n <= len(data):
+        return None
+    return Header.decode_v2(data[:n])
 
 
 def parse(data: bytes, public_key: bytes | None = None) -> Payload:

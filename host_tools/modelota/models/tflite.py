@@ -37,6 +37,7 @@ import tflite
 from flatbuffers.table import Table as _Table
 from tflite.utils import BUILTIN_OPCODE2NAME
 
+from ..format.constants import FORMAT_VERSION
 from ..format.payload import CHUNK_OVERHEAD, FINGERPRINT_LEN, Payload, pack
 
 FILE_IDENTIFIER = b"TFL3"
@@ -724,6 +725,7 @@ def pack_tflite(
     base_version: int | None = None,
     delta: bool = False,
     chunk_size: int = 1024,
+    format_version: int = FORMAT_VERSION,
 ) -> Payload:
     """A payload that turns a device's copy of ``old_bytes`` into the new model.
 
@@ -731,7 +733,8 @@ def pack_tflite(
     ranges of the old layout (merged when contiguous or at most 16 bytes
     apart), so the payload carries every weight but no structure. Delta
     (needs ``base_version``): only the bytes that change; the device refuses
-    it unless it holds exactly ``old_bytes``.
+    it unless it holds exactly ``old_bytes``. ``format_version``: 2 (chunks
+    compressed, docs/FORMAT.md) or 1 (devices built before it).
     """
     old = read_tflite(old_bytes)
     new = read_tflite(new_bytes)
@@ -749,6 +752,7 @@ def pack_tflite(
             chunk_size=chunk_size,
             base=bytes(old_bytes),
             base_version=base_version,
+            format_version=format_version,
         )
     return pack(
         target,
@@ -756,6 +760,7 @@ def pack_tflite(
         version=version,
         chunk_size=chunk_size,
         segments=merge_ranges(old.weight_ranges()),
+        format_version=format_version,
     )
 
 

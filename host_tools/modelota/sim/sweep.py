@@ -1,11 +1,17 @@
 """Power-cut sweeps over the native Store (MCUboot / littlefs style).
 
 For one scenario (geometry, model size, full or delta payload, flash or RAM
-model): count the storage operations N of a clean update; then for every
+model, wire format v1 or v2): count the storage operations N of a clean update; then for every
 i in 1..N cut power during operation i (lost, or torn), optionally cut again
 during the recovery at the next boot, reboot, and check that the device holds
 exactly the old or exactly the new weights with the matching version, and
 that a following update succeeds.
+
+The weights look like a quantized model (peaked int8 values, zero runs, a
+stretch of noise), and the delta changes some bytes by one and rewrites
+others, so a v2 payload carries every chunk encoding (raw, runs, range coder,
+differences with the base): the Store decodes them again from its log while
+it rewrites the region, and recovery does it once more after a cut.
 """
 
 from __future__ import annotations
@@ -47,10 +53,11 @@ class Scenario:
     delta: bool
     mode: str  # "flash" or "ram"
     seed: int = 0
+    format_version: int = 2
 
     def __str__(self) -> str:
         kind = "delta" if self.delta else "full"
-        return f"{self.mode} {self.geometry} {self.model_size}B {kind}"
+        return f"{self.mode} {self.geometry} {self.model_size}B {kind} v{self.format_version}"
 
 
 @dataclass
@@ -69,6 +76,38 @@ class Report:
         return self.mixed == 0 and self.bricked == 0
 
 
+def weights_like(rnd: random.Random, size: int) -> bytes:
+    """Bytes shaped like a quantized model: mostly small signed int8 values
+    (a peaked distribution), a run of zeros (padding, a zero bias) and a
+    stretch of noise (a float tensor), in random proportions."""
+    out = bytearray()
+    while len(out) < size:
+        kind = rnd.random()
+        n = rnd.randint(16, 600)
+        if kind < 0.6:
+            out += bytes(int(rnd.gauss(0, 6)) & 0xFF for _ in range(n))
+        elif kind < 0.8:
+            out += bytes(n)
+        else:
+            out += rnd.randbytes(n)
+    return bytes(out[:size])
+
+
+def successor(rnd: random.Random, old: bytes, block: int) -> bytes:
+    """A retrained ``old``: some stretches nudged by one (a fine-tune, shipped
+    as differences), some rewritten (new values)."""
+    new = bytearray(old)
+    size = len(old)
+    for i in range(4):
+        at = rnd.randrange(size)
+        run = min(size - at, rnd.choice([1, 7, 60, block + 3, 400]))
+        if i % 2:
+            new[at : at + run] = bytes((b + rnd.choice((1, 255))) & 0xFF for b in new[at : at + run])
+        else:
+            new[at : at + run] = weights_like(rnd, run)
+    return bytes(new)
+
+
 class _Bench:
     """Builds devices for one scenario over one simulated flash."""
 
@@ -76,22 +115,26 @@ class _Bench:
         g = sc.geometry
         rnd = random.Random(sc.seed)
         self.sc = sc
-        self.v1 = rnd.randbytes(sc.model_size)
-        self.v2 = rnd.randbytes(sc.model_size)
+        fmt = sc.format_version
+        self.v1 = weights_like(rnd, sc.model_size)
+        self.v2 = weights_like(rnd, sc.model_size)
         if sc.delta:
-            v3 = bytearray(self.v2)
-            for _ in range(3):
-                at = rnd.randrange(sc.model_size)
-                run = min(sc.model_size - at, rnd.choice([1, 7, 60, g.block_size + 3]))
-                v3[at : at + run] = rnd.randbytes(run)
-            self.v3 = bytes(v3)
+            self.v3 = successor(rnd, self.v2, g.block_size)
             self.payload = pack(
-                self.v3, fingerprint=FP, version=3, chunk_size=200, base=self.v2, base_version=2
-            ).encode()
+                self.v3, fingerprint=FP, version=3, chunk_size=200, base=self.v2, base_version=2,
+                format_version=fmt,
+            ).encode()  # fmt: skip
         else:
-            self.v3 = rnd.randbytes(sc.model_size)
-            self.payload = pack(self.v3, fingerprint=FP, version=3, chunk_size=200).encode()
-        v2 = pack(self.v2, fingerprint=FP, version=2, chunk_size=200).encode()
+            self.v3 = weights_like(rnd, sc.model_size)
+            self.payload = pack(
+                self.v3, fingerprint=FP, version=3, chunk_size=200, format_version=fmt
+            ).encode()
+        v2 = pack(self.v2, fingerprint=FP, version=2, chunk_size=200, format_version=fmt).encode()
+        # the update after a recovery that ended on v3
+        self.v4 = bytes(x ^ 0x5A for x in self.v3)
+        self.v4_payload = pack(
+            self.v4, fingerprint=FP, version=4, chunk_size=200, format_version=fmt
+        ).encode()
         largest = max(len(v2), len(self.payload))
         self.layout = Layout.plan(g.block_size, g.prog_size, sc.model_size, largest)
         self.flash = SimFlash(g.block_size, self.layout.block_count, g.prog_size, g.erased_value)
@@ -192,9 +235,8 @@ def _one(
         expect = b.v3
     elif (weights, version) == (b.v3, 3):
         rep.ended_new += 1
-        v4 = bytes(x ^ 0x5A for x in b.v3)
-        follow = dev.update(pack(v4, fingerprint=FP, version=4, chunk_size=200).encode())
-        expect = v4
+        follow = dev.update(b.v4_payload)
+        expect = b.v4
     else:
         rep.mixed += 1
         rep.failures.append(f"cut {i} tear={tear}: version {version}, weights neither old nor new")
