@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from modelota import pack
+from modelota import Payload, pack
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = ROOT / "tests" / "arduino_host"
@@ -111,8 +111,12 @@ def run(driver: Path, tmp_path: Path) -> Run:
     return go
 
 
+def good(fingerprint: bytes = FP, version: int = 2) -> Payload:
+    return pack(NEW, fingerprint=fingerprint, version=version, chunk_size=CHUNK)
+
+
 def good_payload(fingerprint: bytes = FP, version: int = 2) -> bytes:
-    return pack(NEW, fingerprint=fingerprint, version=version, chunk_size=CHUNK).encode()
+    return good(fingerprint, version).encode()
 
 
 def assert_old_weights(res: dict[str, str]) -> None:
@@ -185,21 +189,21 @@ def test_timeout_is_for_silence_not_the_whole_transfer(run: Run) -> None:
 
 
 def test_corrupt_chunk_is_refused_and_reading_stops_there(run: Run) -> None:
-    p = bytearray(good_payload())
-    chunk = 3
-    start = 96 + chunk * (12 + CHUNK + 4)
-    p[start + 12 + 7] ^= 0x10  # a data byte of chunk 3
+    payload = good()
+    p = bytearray(payload.encode())
+    start, end = payload.chunk_spans()[3]
+    p[end - 4 - 7] ^= 0x10  # a data byte of chunk 3
     res = run(bytes(p) + TRAILER)
     assert res["status"] == "ChunkCrc", res
     assert_old_weights(res)
-    assert int(res["consumed"]) == start + 12 + CHUNK + 4, res
+    assert int(res["consumed"]) == end, res
 
 
 @pytest.mark.parametrize(
     ("payload", "status", "consumed"),
     [
-        (lambda: good_payload(fingerprint=OTHER_FP), "WrongModel", 96),
-        (lambda: good_payload(version=1), "AlreadyCurrent", 96),
+        (lambda: good_payload(fingerprint=OTHER_FP), "WrongModel", good().header.length),
+        (lambda: good_payload(version=1), "AlreadyCurrent", good().header.length),
         (lambda: b"JUNK" + good_payload(), "BadMagic", 4),
     ],
     ids=["wrong-model", "same-version", "not-a-payload"],

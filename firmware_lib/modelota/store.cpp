@@ -439,6 +439,7 @@ int walk_log(modelota_store* st, piece_fn visit, void* ctx, modelota_decoder* de
             uint32_t k = st->log_len - pos < sizeof(head) ? st->log_len - pos : sizeof(head);
             TRY(area_read(st, c->log_block, pos, head, k));
             modelota_chunk_head ch;
+            memset(&ch, 0, sizeof(ch));
             if (modelota_chunk_head_parse(head, k, (lh.flags & MODELOTA_FLAG_DELTA) != 0, &ch) !=
                     1 ||
                 ch.gap > c->region_size - write_end) {

@@ -394,6 +394,7 @@ int check_chunk_head(modelota_updater* u) {
  * in the order of docs/FORMAT.md (Python: format/payload.py _walk_chunks_v2). */
 int check_chunk_head_v2(modelota_updater* u) {
     modelota_chunk_head head;
+    memset(&head, 0, sizeof(head));
     int r = modelota_chunk_head_parse(u->field, u->pos, (u->flags & MODELOTA_FLAG_DELTA) != 0,
                                       &head);
     if (r <= 0) {
