@@ -473,8 +473,9 @@ class _Encoder:
                     best = (codec.RUNS | flag, body)
         model = None
         flag, stream = min(streams, key=lambda s: _entropy(s[1]))
-        # noise (entropy near 8 bits a byte) never range-codes below raw: skip the trial
-        noise = n >= 256 and _entropy(stream, corrected=True) > 0.985 * n
+        # bytes this close to noise never range-code much below raw (the adaptive
+        # coder does worse than the entropy of a sample): skip the trial
+        noise = n >= 64 and _entropy(stream, corrected=True) > 0.96 * n
         if "rc" in self.allowed and not noise:
             # one trial encoding: the stream and lane split with the lower entropy
             lanes = n >= 16 and _lane_entropy(stream, offset) < 0.98 * _entropy(stream)
