@@ -68,7 +68,8 @@ def code_size(tmp: Path, notes: list[str]) -> None:
         ed = flash("sha512.cpp", [], "p") + flash("ed25519.cpp", [], "p")
         base = None
         for i, (label, defines) in enumerate(CONFIGS):
-            glue = sum(flash(f, defines, str(i)) for f in ("decode.cpp", "updater.cpp", "store.cpp"))
+            units = ("decode.cpp", "updater.cpp", "store.cpp")
+            glue = sum(flash(f, defines, str(i)) for f in units)
             prims = (sha256 if i >= 1 else 0) + (ed if i >= 2 else 0)
             total = glue + prims
             base = total if base is None else base

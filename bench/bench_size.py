@@ -37,8 +37,6 @@ from __future__ import annotations
 import argparse
 import lzma
 import os
-import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -199,7 +197,8 @@ def size_tables(results: list[Sizes]) -> None:
            ("v1_full", "v2_full", "xz_full", "v1_delta", "v2_delta", "xz_delta")}  # fmt: skip
     print(f"   all pairs: full v2/v1 {tot['v2_full'] / tot['v1_full']:.3f},"
           f" v2/xz {tot['v2_full'] / tot['xz_full']:.3f}; delta v2/v1"
-          f" {tot['v2_delta'] / tot['v1_delta']:.3f}, v2/xz {tot['v2_delta'] / tot['xz_delta']:.3f}")
+          f" {tot['v2_delta'] / tot['v1_delta']:.3f},"
+          f" v2/xz {tot['v2_delta'] / tot['xz_delta']:.3f}")
     by_enc: dict[str, int] = {}
     for r in results:
         for k, v in r.by_encoding.items():

@@ -105,8 +105,13 @@ def build_cases(pairs: dict[str, tuple[bytes, bytes]]) -> tuple[list[Case], list
         coded_case("rc (int8 weights)", codec.RC, off, seed_i8, None),
         coded_case("rc+lanes (float32 weights)", codec.RC | codec.LANES, offf, seed_f32, None),
         coded_case("rc+diff (int8 fine-tune)", codec.RC | codec.DIFF, offt, tune_new, tune_old),
-        coded_case("rc+diff+lanes (float fine-tune)", codec.RC | codec.DIFF | codec.LANES,
-                   offtf, tunef_new, tunef_old),  # fmt: skip
+        coded_case(
+            "rc+diff+lanes (float fine-tune)",
+            codec.RC | codec.DIFF | codec.LANES,
+            offtf,
+            tunef_new,
+            tunef_old,
+        ),
     ]
     _, old_i8, _ = largest_tensor(*pairs["cnn/seed/int8"])
     applies = []
@@ -154,7 +159,8 @@ def vectors(cases: list[Case], applies: list[Apply]) -> str:
         payloads += a.payload
         regions += a.old
     out.append("static const BenchApply bench_applies[] BENCH_ROM = {" + ",".join(arows) + "};\n")
-    out.append(c_bytes("bench_payloads", bytes(payloads)) + c_bytes("bench_regions", bytes(regions)))
+    out.append(c_bytes("bench_payloads", bytes(payloads)))
+    out.append(c_bytes("bench_regions", bytes(regions)))
     out.append("static const uint8_t bench_fingerprint[16] = {" + ",".join(map(str, FP)) + "};\n")
     return "".join(out)
 
@@ -214,8 +220,9 @@ def run_m4(tmp: Path, header: Path) -> tuple[dict[str, int], list, list] | str:
         objs.append(str(obj))
     elf = out / "decode_bench.elf"
     run([gcc, *boards.M4_CFLAGS[:2], *boards.M4_LDFLAGS, *objs, "-o", str(elf)])
-    text = run([qemu, "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "stdio",
-                "-semihosting", "-icount", "shift=0", "-kernel", str(elf)], timeout=600)  # fmt: skip
+    cmd = [qemu, "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "stdio",
+           "-semihosting", "-icount", "shift=0", "-kernel", str(elf)]  # fmt: skip
+    text = run(cmd, timeout=600)
     return parse(text)
 
 

@@ -210,7 +210,7 @@ def _forward(layers: list[Layer], x: np.ndarray, hw: int) -> list[np.ndarray]:
 
 
 def _conv_nhwc(x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
-    n, hh, ww, cin = x.shape
+    n, hh, ww, _ = x.shape
     cout, kh, kw, _ = w.shape
     oh, ow = (hh + stride - 1) // stride, (ww + stride - 1) // stride
     pad_h = max((oh - 1) * stride + kh - hh, 0)
@@ -400,13 +400,13 @@ def shipped_pairs() -> list[Pair]:
         x = torch.linspace(0, 2 * np.pi, 1000).reshape(-1, 1)
         y = torch.sin(x)
 
-        def fit(model: Any, epochs: int, lr: float, seed: int) -> Any:
+        def fit(model: Any, epochs: int, lr: float, seed: int, xs: Any = x, ys: Any = y) -> Any:
             torch.manual_seed(seed)
             opt = torch.optim.Adam(model.parameters(), lr=lr)
             for _ in range(epochs):
-                for i in range(0, len(x), 50):
+                for i in range(0, len(xs), 50):
                     opt.zero_grad()
-                    torch.nn.functional.mse_loss(model(x[i : i + 50]), y[i : i + 50]).backward()
+                    torch.nn.functional.mse_loss(model(xs[i : i + 50]), ys[i : i + 50]).backward()
                     opt.step()
             return model
 

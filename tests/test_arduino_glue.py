@@ -191,7 +191,7 @@ def test_timeout_is_for_silence_not_the_whole_transfer(run: Run) -> None:
 def test_corrupt_chunk_is_refused_and_reading_stops_there(run: Run) -> None:
     payload = good()
     p = bytearray(payload.encode())
-    start, end = payload.chunk_spans()[3]
+    _start, end = payload.chunk_spans()[3]
     p[end - 4 - 7] ^= 0x10  # a data byte of chunk 3
     res = run(bytes(p) + TRAILER)
     assert res["status"] == "ChunkCrc", res

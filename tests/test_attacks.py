@@ -36,8 +36,8 @@ from dataclasses import dataclass, replace
 import pytest
 
 from modelota import Device, Status, apply_reference, pack
-from modelota.format import signing as keys
 from modelota.format import codec
+from modelota.format import signing as keys
 from modelota.format.payload import (
     SIGNATURE_LEN,
     Chunk,
@@ -446,5 +446,5 @@ def test_chunk_crc_seed_is_the_signed_header_crc() -> None:
     body = c.data if isinstance(c, Chunk) else c.body
     assert c.crc(head_crc) == crc32(c.head() + body, head_crc)
     assert c.crc(head_crc) != c.crc(signed(5).header.crc)
-    start, end = p.chunk_spans()[0]
+    _start, end = p.chunk_spans()[0]
     assert raw[end - 4 : end] == struct.pack("<I", c.crc(head_crc))

@@ -89,7 +89,7 @@ def read_varint(data: bytes | bytearray, pos: int) -> tuple[int | None, int, boo
 class Model:
     """The adaptive probabilities of one payload (tree A and the lane tree B)."""
 
-    __slots__ = ("lit", "lane")
+    __slots__ = ("lane", "lit")
 
     def __init__(self) -> None:
         self.lit = [PROB_INIT] * LIT_NODES

@@ -102,7 +102,8 @@ def successor(rnd: random.Random, old: bytes, block: int) -> bytes:
         at = rnd.randrange(size)
         run = min(size - at, rnd.choice([1, 7, 60, block + 3, 400]))
         if i % 2:
-            new[at : at + run] = bytes((b + rnd.choice((1, 255))) & 0xFF for b in new[at : at + run])
+            step = rnd.choice((1, 255))
+            new[at : at + run] = bytes((b + step) & 0xFF for b in new[at : at + run])
         else:
             new[at : at + run] = weights_like(rnd, run)
     return bytes(new)
