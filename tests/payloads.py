@@ -134,3 +134,14 @@ def modelota(*args: str | Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def every_encoding_payload(seed: int = 1, **kw: object) -> tuple[bytes, bytes, Payload]:
+    """(old, new, payload): a v2 delta for FP with one chunk in every encoding
+    (EVERY_ENCODING; modelota.sim.sweep builds it), base version 1, version 2."""
+    from modelota.sim import sweep
+
+    return sweep.every_encoding_payload(seed, fingerprint=FP, **kw)  # type: ignore[arg-type]
+
+
+from modelota.sim.sweep import EVERY_ENCODING  # noqa: E402,F401

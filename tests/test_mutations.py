@@ -28,7 +28,7 @@ from modelota.format.payload import (
     crc32,
 )
 from modelota.sim.native import Updater
-from payloads import FP, OTHER_FP, Case, cases, splits
+from payloads import FP, OTHER_FP, Case, cases, every_encoding_payload, splits
 
 CHUNK_DAMAGE = {
     Status.ChunkCrc,
@@ -363,3 +363,17 @@ def test_v2_chunk_encodings_a_device_cannot_take_are_bad_chunks() -> None:
                       (codec.RUNS | codec.LANES, b"\x00"), (codec.RUNS, first.body)):  # fmt: skip
         bad = Chunk2(first.offset, first.length, enc, body, first.gap)
         check_refused(case, reforge(p, p.header, (bad, *p.chunks[1:])), {Status.BadChunk})
+
+
+def test_every_bit_flip_position_of_a_payload_in_every_encoding() -> None:
+    """Exhaustive over the bytes of a v2 delta with one chunk in each encoding
+    (one bit per byte, the bit cycling): the C++ core and the Python reference
+    give the same status, one the damage calls for, and the weights never
+    change."""
+    old, new, payload = every_encoding_payload(11)
+    raw = payload.encode()
+    case = Case(old, new, 256, True, 1, 2)
+    for pos in range(len(raw)):
+        bad = bytearray(raw)
+        bad[pos] ^= 1 << (pos % 8)
+        check_refused(case, bytes(bad), EXPECTED_FOR_REGION[where(payload, pos)])

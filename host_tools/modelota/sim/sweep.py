@@ -20,7 +20,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..format.payload import pack
+from ..format.payload import Payload, pack
 from ..status import Status
 from .device import FlashModelDevice, Layout, RamModelDevice
 from .flash import SimFlash
@@ -54,9 +54,10 @@ class Scenario:
     mode: str  # "flash" or "ram"
     seed: int = 0
     format_version: int = 2
+    every_encoding: bool = False  # the delta is every_encoding_payload (delta, v2)
 
     def __str__(self) -> str:
-        kind = "delta" if self.delta else "full"
+        kind = "every-encoding delta" if self.every_encoding else "delta" if self.delta else "full"
         return f"{self.mode} {self.geometry} {self.model_size}B {kind} v{self.format_version}"
 
 
@@ -109,6 +110,107 @@ def successor(rnd: random.Random, old: bytes, block: int) -> bytes:
     return bytes(new)
 
 
+# Every v2 chunk encoding (method and flags) in one delta payload, chunk by
+# chunk as given: the packer chooses by size, so the sweep and the tests that
+# must meet each encoding build it this way (the codec and the packer's framing).
+EVERY_ENCODING = (
+    ("raw", 0x00),
+    ("raw+diff", 0x04),
+    ("runs", 0x01),
+    ("runs+diff", 0x05),
+    ("rc", 0x02),
+    ("rc+lanes", 0x0A),
+    ("rc+diff", 0x06),
+    ("rc+diff+lanes", 0x0E),
+)
+
+
+def _pieces_for(rnd: object, name: str, piece: int) -> tuple[bytes, bytes]:
+    """(old, new) bytes of one chunk that the named encoding compresses."""
+    import struct
+
+    r = rnd  # random.Random
+
+    def int8s(n: int) -> bytes:
+        return bytes(int(r.gauss(0, 6)) & 0xFF for _ in range(n))  # type: ignore[attr-defined]
+
+    def floats(n: int) -> bytes:  # float32 weights on a 1/256 grid: low mantissa bytes zero
+        values = (round(r.gauss(0, 12)) / 256 for _ in range(n // 4))  # type: ignore[attr-defined]
+        return struct.pack(f"<{n // 4}f", *values) + bytes(n % 4)
+
+    if name.startswith("runs"):
+        old = int8s(piece)
+        if name == "runs":  # pruned: mostly zeros
+            new = bytes(b if r.random() < 0.1 else 0 for b in int8s(piece))  # type: ignore[attr-defined]
+        else:  # a few bytes moved: differences are mostly zero runs
+            new = bytes((b + 1) & 0xFF if r.random() < 0.05 else b for b in old)  # type: ignore[attr-defined]
+        return old, new
+    if "lanes" in name:
+        old = floats(piece)
+        if "diff" in name:  # a fine-tune: the low mantissa bytes move
+            new = bytes((b + r.choice((0, 1, 255))) & 0xFF if i % 4 == 0 else b  # type: ignore[attr-defined]
+                        for i, b in enumerate(old))  # fmt: skip
+        else:
+            new = floats(piece)
+        return old, new
+    old = int8s(piece)
+    if "diff" in name:
+        return old, bytes((b + r.choice((0, 0, 1, 255))) & 0xFF for b in old)  # type: ignore[attr-defined]
+    return old, int8s(piece) if name.startswith("rc") else r.randbytes(piece)  # type: ignore[attr-defined]
+
+
+def every_encoding_payload(
+    seed: int = 1,
+    piece: int = 256,
+    gap: int = 5,
+    digest: str = "crc32",
+    fingerprint: bytes = FP,
+    base_version: int = 1,
+    version: int = 2,
+) -> tuple[bytes, bytes, Payload]:
+    """(old, new, payload): a v2 delta with one chunk in each encoding of
+    EVERY_ENCODING (built with the codec and the packer's framing), ``gap``
+    unchanged bytes between chunks; the bytes are shaped so each encoding
+    compresses (int8 weights, float32 weights, pruned zeros, fine-tunes)."""
+    import random
+
+    from ..format import codec
+    from ..format.payload import Chunk2, Header, crc32, final_digest
+
+    rnd = random.Random(seed)
+    old = bytearray(rnd.randbytes(gap))
+    new = bytearray(old)
+    model = codec.Model()
+    chunks = []
+    for name, enc in EVERY_ENCODING:
+        at = len(old)
+        o, n = _pieces_for(rnd, name, piece)
+        old += o
+        new += n
+        stream = codec.sub_base(n, o) if enc & codec.DIFF else n
+        method = enc & codec.METHOD_MASK
+        if method == codec.RC:
+            body = codec.rc_encode(stream, at, bool(enc & codec.LANES), model)
+        elif method == codec.RUNS:
+            body = codec.runs_encode(stream)
+        else:
+            body = stream
+        if len(n) != piece or (method != codec.RAW and len(body) >= piece):
+            raise AssertionError(f"{name}: {len(body)} encoded bytes for {len(n)}")
+        chunks.append(Chunk2(at, piece, enc, body, gap, data=n))
+        tail = rnd.randbytes(gap)
+        old += tail
+        new += tail
+    digest_type = 2 if digest == "sha256" else 1
+    header = Header(
+        fingerprint=fingerprint, model_version=version, weights_size=len(new),
+        data_size=piece * len(chunks), chunk_count=len(chunks), segment_count=0, max_chunk=piece,
+        digest=final_digest(digest_type, bytes(new)), digest_type=digest_type, flags=1,
+        base_version=base_version, base_crc32=crc32(bytes(old)), format_version=2,
+    )  # fmt: skip
+    return bytes(old), bytes(new), Payload(header, tuple(chunks))
+
+
 class _Bench:
     """Builds devices for one scenario over one simulated flash."""
 
@@ -119,7 +221,14 @@ class _Bench:
         fmt = sc.format_version
         self.v1 = weights_like(rnd, sc.model_size)
         self.v2 = weights_like(rnd, sc.model_size)
-        if sc.delta:
+        if sc.every_encoding:
+            piece = min(1000, max(16, (sc.model_size - 5) // len(EVERY_ENCODING) - 5))
+            self.v2, self.v3, every = every_encoding_payload(
+                sc.seed, piece, fingerprint=FP, base_version=2, version=3
+            )
+            self.v1 = weights_like(rnd, len(self.v2))
+            self.payload = every.encode()
+        elif sc.delta:
             self.v3 = successor(rnd, self.v2, g.block_size)
             self.payload = pack(
                 self.v3, fingerprint=FP, version=3, chunk_size=200, base=self.v2, base_version=2,
@@ -137,7 +246,7 @@ class _Bench:
             self.v4, fingerprint=FP, version=4, chunk_size=200, format_version=fmt
         ).encode()
         largest = max(len(v2), len(self.payload))
-        self.layout = Layout.plan(g.block_size, g.prog_size, sc.model_size, largest)
+        self.layout = Layout.plan(g.block_size, g.prog_size, len(self.v2), largest)
         self.flash = SimFlash(g.block_size, self.layout.block_count, g.prog_size, g.erased_value)
         if sc.mode == "flash":
             self.flash.load(0, self.v1)  # the factory model flashed with the firmware
