@@ -24,7 +24,11 @@ Tables printed (docs/BENCHMARKS.md explains them and quotes a run):
 4. decoding cost on the Cortex-M4 (QEMU mps2-an386, -icount: instructions
    per output byte) and the ATmega2560 (simavr, cycle accurate: cycles per
    output byte, and whether a whole update keeps up with 115200 baud);
-5. code size of the decoder per target.
+5. code size of the decoder per target;
+6. why these encodings: v2 with parts switched off (lanes, differences, runs,
+   the range coder), next to zlib -9 and `xz -9` of the v1 payloads and an
+   LZ whose dictionary is the base (xz of base + changed bytes, minus xz of
+   the base), summed over the pairs of the MLPs and the int8 CNN.
 
 Nothing asserts on a timing. The script fails only when something is wrong:
 a payload that does not apply to the exact new model (checked with the
@@ -210,6 +214,45 @@ def size_tables(results: list[Sizes]) -> None:
            for k, v in sorted(by_enc.items(), key=lambda kv: -kv[1])])  # fmt: skip
 
 
+ABLATIONS = {
+    "v2 (all)": ("runs", "rc", "diff", "lanes"),
+    "v2 without lanes": ("runs", "rc", "diff"),
+    "v2 without diff": ("runs", "rc", "lanes"),
+    "v2 without runs": ("rc", "diff", "lanes"),
+    "v2 rc only": ("rc",),
+    "v2 runs and diff only": ("runs", "diff"),
+    "v2 raw only (framing)": ("raw",),
+}
+
+
+def ablation_table(pairs: list[trained_models.Pair]) -> None:
+    chosen = [p for p in pairs if not p.name.startswith("cnn/") or p.name.endswith("int8")]
+    totals: dict[str, list[int]] = {}
+    for pair in chosen:
+        for name, enc in ABLATIONS.items():
+            row = totals.setdefault(name, [0, 0])
+            for i, delta in enumerate((False, True)):
+                pay = pack_tflite(pair.old, pair.new, version=2, base_version=1 if delta else None,
+                                  delta=delta, chunk_size=CHUNK, encodings=enc)  # fmt: skip
+                row[i] += len(pay.encode())
+        v1 = [pack_tflite(pair.old, pair.new, version=2, base_version=1 if d else None, delta=d,
+                          chunk_size=CHUNK, format_version=1) for d in (False, True)]  # fmt: skip
+        for name, fn in (("v1", len), ("zlib -9 of v1", zl), ("xz -9 of v1", xz)):
+            row = totals.setdefault(name, [0, 0])
+            row[0] += fn(v1[0].encode())
+            row[1] += fn(v1[1].encode())
+        changed = b"".join(c.data for c in v1[1].chunks)  # type: ignore[union-attr]
+        row = totals.setdefault("xz, base as dictionary", [0, 0])
+        row[0] = -1
+        row[1] += max(0, xz(pair.old + changed) - xz(pair.old))
+    base = totals["v2 (all)"]
+    rows = [[name, str(f) if f >= 0 else "-", str(d), f"{f / base[0]:.3f}" if f >= 0 else "-",
+             f"{d / base[1]:.3f}"] for name, (f, d) in totals.items()]  # fmt: skip
+    table(f"6. Why these encodings: bytes summed over {len(chosen)} pairs (the MLPs, the int8"
+          " CNN, sine), full and delta", ["variant", "full", "delta", "full / v2", "delta / v2"],
+          rows)  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------------
 
 
@@ -234,6 +277,8 @@ def main() -> None:
             import device_decode
 
             device_decode.run_all(tmp, pairs, note, table)
+        if not args.quick:
+            ablation_table(pairs)
     for n in dict.fromkeys(notes):
         print(f"note: {n}")
 

@@ -64,7 +64,9 @@ _U32 = struct.Struct("<I")
 assert _HEADER.size == HEADER_CRC_OFFSET
 assert HEADER_CRC_OFFSET + 4 == HEADER_LEN
 
-ENCODINGS = ("raw", "runs", "rc")  # v2 chunk methods the packer may choose from
+# what the v2 packer may use besides raw: the RUNS and RC methods, the DIFF
+# flag (deltas) and the LANES flag (RC)
+ENCODINGS = ("raw", "runs", "rc", "diff", "lanes")
 
 
 def crc32(data: bytes, start: int = 0) -> int:
@@ -477,7 +479,7 @@ class _Encoder:
         n = len(new)
         best = (codec.RAW, new)
         streams = [(0, new)]
-        if base is not None:
+        if base is not None and "diff" in self.allowed:
             streams.append((codec.DIFF, codec.sub_base(new, base)))
         if "runs" in self.allowed:
             for flag, stream in streams:
@@ -491,9 +493,8 @@ class _Encoder:
         noise = n >= 64 and _entropy(stream, corrected=True) > 0.96 * n
         if "rc" in self.allowed and not noise:
             # one trial encoding: the stream and lane split with the lower entropy
-            lanes = n >= 16 and _lane_entropy(stream, offset) < 0.98 * _entropy(
-                stream, corrected=True
-            )
+            split = _lane_entropy(stream, offset) if n >= 16 else float("inf")
+            lanes = "lanes" in self.allowed and split < 0.98 * _entropy(stream, corrected=True)
             enc = codec.RC | flag | (codec.LANES if lanes else 0)
             trial = self.model.copy()
             body = codec.rc_encode(stream, offset, lanes, trial)
@@ -532,9 +533,10 @@ def pack(
 
     ``format_version`` 2 (default) or 1 (devices built before v2).
     ``chunk_size`` is the largest chunk (decoded bytes): the device's chunk
-    buffer must hold it. v2 only: ``encodings`` are the chunk methods the
-    packer may use besides raw (each chunk gets the smallest); a delta's
-    chunks may carry the difference with the base (flag DIFF). ``merge_gap``:
+    buffer must hold it. v2 only: ``encodings`` is what the packer may use
+    besides raw: methods "runs" and "rc", flags "diff" (a delta's chunks may
+    carry the difference with the base) and "lanes" (float32 sign-and-exponent
+    bytes apart); each chunk gets the smallest of its candidates. ``merge_gap``:
     unchanged bytes between two changed ranges shipped rather than split
     around (default: 16 in v1; in v2 chosen from the data).
     """
@@ -568,7 +570,8 @@ def pack(
         if segments is None:
             gap = merge_gap
             if gap is None:
-                gap = _v2_merge_gap(base, new) if v2 else CHUNK_OVERHEAD
+                diff_ok = "diff" in encodings and ("rc" in encodings or "runs" in encodings)
+                gap = _v2_merge_gap(base, new) if v2 and diff_ok else _V2_GAP_PLAIN
             segments = diff_ranges(base, new, gap)
     elif segments is None:
         segments = [(0, len(new))] if new else []

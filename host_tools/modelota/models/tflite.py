@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1034,6 +1034,7 @@ def pack_tflite(
     delta: bool = False,
     chunk_size: int = 1024,
     format_version: int = FORMAT_VERSION,
+    encodings: Collection[str] | None = None,
 ) -> Payload:
     """A payload that turns a device's copy of ``old_bytes`` into the new model.
 
@@ -1042,12 +1043,14 @@ def pack_tflite(
     apart), so the payload carries every weight but no structure. Delta
     (needs ``base_version``): only the bytes that change; the device refuses
     it unless it holds exactly ``old_bytes``. ``format_version``: 2 (chunks
-    compressed, docs/FORMAT.md) or 1 (devices built before it).
+    compressed, docs/FORMAT.md) or 1 (devices built before it); ``encodings``
+    limits what v2 may use (see :func:`modelota.format.payload.pack`).
     """
     old = read_tflite(old_bytes)
     new = read_tflite(new_bytes)
     target = rebase(old, new)
     fp = old.fingerprint()
+    options: dict[str, Any] = {} if encodings is None else {"encodings": encodings}
     if delta:
         if base_version is None:
             raise ValueError("a delta needs base_version: the version the devices run")
@@ -1061,6 +1064,7 @@ def pack_tflite(
             base=bytes(old_bytes),
             base_version=base_version,
             format_version=format_version,
+            **options,
         )
     return pack(
         target,
@@ -1069,6 +1073,7 @@ def pack_tflite(
         chunk_size=chunk_size,
         segments=merge_ranges(old.weight_ranges()),
         format_version=format_version,
+        **options,
     )
 
 
