@@ -56,6 +56,7 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT / "host_tools"))
 
 import trained_models  # noqa: E402
+from bench_crypto import table  # noqa: E402
 
 from modelota.format.payload import Device, Payload, apply_reference  # noqa: E402
 from modelota.models.tflite import pack_tflite  # noqa: E402
@@ -72,17 +73,6 @@ notes: list[str] = []
 
 def note(msg: str) -> None:
     notes.append(msg)
-
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    print(f"\n{title}")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        cells = [str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                 for i, (c, w) in enumerate(zip(r, widths, strict=True))]  # fmt: skip
-        print("  ".join(cells))
 
 
 def xz(data: bytes) -> int:

@@ -199,31 +199,18 @@ SOURCES = ("crc32.cpp", "status.cpp", "decode.cpp", "updater.cpp")
 
 
 def run_m4(tmp: Path, header: Path) -> tuple[dict[str, int], list, list] | str:
-    from modelota.sim import emulated as boards
+    from bench_crypto import link_m4, qemu_m4
 
-    gcc, gxx, qemu = (shutil.which(t) for t in
-                      ("arm-none-eabi-gcc", "arm-none-eabi-g++", "qemu-system-arm"))  # fmt: skip
-    if gcc is None or gxx is None or qemu is None:
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
         return "arm-none-eabi-gcc or qemu-system-arm not found"
     out = tmp / "m4dec"
     out.mkdir(exist_ok=True)
-    flags = [*boards.M4_CFLAGS, f'-DDECODE_BENCH_VECTORS="{header}"', f"-I{FIRMWARE}"]
-    objs = []
     m4_sources = (*SOURCES, "sha256.cpp", "sha512.cpp", "ed25519.cpp")  # the M4's default config
-    for src in (BOARDS / "m4" / "startup.c", BOARDS / "m4" / "decode_bench.cpp",
-                *(MODELOTA / s for s in m4_sources)):  # fmt: skip
-        obj = out / (src.stem + ".o")
-        if src.suffix == ".c":
-            run([gcc, *flags, "-std=c11", "-c", str(src), "-o", str(obj)])
-        else:
-            run([gxx, *flags, *boards.M4_CXXFLAGS, "-c", str(src), "-o", str(obj)])
-        objs.append(str(obj))
-    elf = out / "decode_bench.elf"
-    run([gcc, *boards.M4_CFLAGS[:2], *boards.M4_LDFLAGS, *objs, "-o", str(elf)])
-    cmd = [qemu, "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "stdio",
-           "-semihosting", "-icount", "shift=0", "-kernel", str(elf)]  # fmt: skip
-    text = run(cmd, timeout=600)
-    return parse(text)
+    units = [BOARDS / "m4" / "startup.c", BOARDS / "m4" / "decode_bench.cpp",
+             *(MODELOTA / s for s in m4_sources)]  # fmt: skip
+    elf = link_m4(out, units, [f'-DDECODE_BENCH_VECTORS="{header}"', f"-I{FIRMWARE}"],
+                  "decode_bench")  # fmt: skip
+    return parse(qemu_m4(elf, timeout=600))
 
 
 def run_avr(tmp: Path, header: Path) -> tuple[dict[str, int], list, list] | str:

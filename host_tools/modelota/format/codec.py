@@ -121,6 +121,22 @@ def rc_encode(values: bytes | bytearray, offset: int, lanes: bool, model: Model)
     out = bytearray()
     is_lane = _lane_mask(offset, len(values), lanes)
 
+    def shift_low() -> None:
+        """LZMA's ShiftLow: the top byte of low goes out, carries into the cache."""
+        nonlocal low, cache, cache_size
+        if low < 0xFF000000 or low > U32:
+            carry = low >> 32
+            temp = cache
+            while True:
+                out.append((temp + carry) & 0xFF)
+                temp = 0xFF
+                cache_size -= 1
+                if not cache_size:
+                    break
+            cache = (low >> 24) & 0xFF
+        cache_size += 1
+        low = (low & 0x00FFFFFF) << 8
+
     for i, v in enumerate(values):
         node = 1
         tree_b = is_lane[i]
@@ -139,19 +155,7 @@ def rc_encode(values: bytes | bytearray, offset: int, lanes: bool, model: Model)
                 node = node + node
             while rng < TOP:
                 rng = (rng << 8) & U32
-                # shift_low
-                if low < 0xFF000000 or low > U32:
-                    carry = low >> 32
-                    temp = cache
-                    while True:
-                        out.append((temp + carry) & 0xFF)
-                        temp = 0xFF
-                        cache_size -= 1
-                        if not cache_size:
-                            break
-                    cache = (low >> 24) & 0xFF
-                cache_size += 1
-                low = (low & 0x00FFFFFF) << 8
+                shift_low()
 
     # flush: the value in [low, low + range) with the most trailing zero bits,
     # so that stripping zero bytes (the decoder reads zeros past the end) saves most
@@ -162,22 +166,10 @@ def rc_encode(values: bytes | bytearray, offset: int, lanes: bool, model: Model)
             low = v
             break
     for _ in range(5):
-        if low < 0xFF000000 or low > U32:
-            carry = low >> 32
-            temp = cache
-            while True:
-                out.append((temp + carry) & 0xFF)
-                temp = 0xFF
-                cache_size -= 1
-                if not cache_size:
-                    break
-            cache = (low >> 24) & 0xFF
-        cache_size += 1
-        low = (low & 0x00FFFFFF) << 8
+        shift_low()
     if not out or out[0] != 0:
         raise AssertionError("range coder: the first byte must be 0")
-    body = bytes(out[1:])
-    return body.rstrip(b"\x00")
+    return bytes(out[1:]).rstrip(b"\x00")
 
 
 def rc_decode(body: bytes, length: int, offset: int, lanes: bool, model: Model) -> bytearray:
