@@ -273,8 +273,8 @@ def test_a_sketch_prints_one_error_per_bad_payload(run: Run, bad: Callable[[], b
 
 def test_a_payload_after_a_quiet_gap_is_applied(run: Run) -> None:
     bad, _ = corrupt_chunk(good())
-    good = good_payload()
-    res = run(bad + good, "pause", 1000, len(bad), sketch=True)  # 1 s of silence between
+    fine = good_payload()
+    res = run(bad + fine, "pause", 1000, len(bad), sketch=True)  # 1 s of silence between
     lines = [v for k, v in (ln.split("=", 1) for ln in res["_lines"]) if k == "line"]
     assert lines == ["ChunkCrc", "Ok"], res
     assert res["version"] == "2" and int(res["crc"], 16) == zlib.crc32(NEW), res

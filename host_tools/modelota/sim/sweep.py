@@ -245,7 +245,7 @@ class _Bench:
         self.v4_payload = pack(
             self.v4, fingerprint=FP, version=4, chunk_size=200, format_version=fmt
         ).encode()
-        largest = max(len(v2), len(self.payload))
+        largest = max(len(v2), len(self.payload), len(self.v4_payload))
         self.layout = Layout.plan(g.block_size, g.prog_size, len(self.v2), largest)
         self.flash = SimFlash(g.block_size, self.layout.block_count, g.prog_size, g.erased_value)
         if sc.mode == "flash":
