@@ -436,8 +436,8 @@ def test_prepare_is_idempotent_and_the_result_compiles_and_runs(
     (tmp_path / "good.mota").write_bytes(good + b"NEXT")
     bad = bytearray(good)
     spans = payload.chunk_spans()
-    start, _end = spans[len(spans) // 2]
-    bad[start + 12] ^= 0x10  # first data byte of a middle chunk: its CRC fails
+    _start, end = spans[len(spans) // 2]
+    bad[end - 5] ^= 0x10  # the last data byte of a middle chunk: its CRC fails
     (tmp_path / "bad.mota").write_bytes(bytes(bad))
     # right fingerprint and CRCs, but it changes a byte outside the writable
     # ranges (a fixed constant, the flatbuffer's structure): the glue's

@@ -45,7 +45,7 @@ SAN = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 # here they run optimised, still under ASan/UBSan, without coverage feedback,
 # so a signed-device input costs ~0.5 ms instead of ~5 ms
 PLAIN = ["ed25519.cpp", "sha512.cpp"]
-COVERED = ["crc32.cpp", "status.cpp", "updater.cpp", "store.cpp", "sha256.cpp"]
+COVERED = ["crc32.cpp", "status.cpp", "decode.cpp", "updater.cpp", "store.cpp", "sha256.cpp"]
 
 
 def regression_inputs() -> list[Path]:

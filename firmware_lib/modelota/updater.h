@@ -7,14 +7,15 @@
  *   while (bytes arrive) { st = modelota_feed(&u, bytes, n); if (st < 0) stop; }
  *   st = modelota_finish(&u);            // MODELOTA_OK: new weights committed
  *
- * Every chunk's CRC32 is checked before its bytes touch the region; the
- * digest of the whole region (CRC32 or SHA-256) is checked after the last
- * chunk. A device given a verifier accepts only signed payloads and checks
+ * Reads format v1 and v2 (docs/FORMAT.md). Every chunk's CRC32 is checked
+ * before its bytes touch the region (v2: over the encoded bytes, while they
+ * are decoded into the lent buffer; decode.h); the digest of the whole
+ * region (CRC32 or SHA-256) is checked after the last chunk. A device given a verifier accepts only signed payloads and checks
  * the signature of the header before any chunk is written. On any failure
  * (and on modelota_abort) the bytes written so far are restored from the
  * caller's backup source, so the region ends with exactly the old weights.
  * No heap, no second RAM copy of the model: the only buffer is the chunk
- * buffer the caller lends.
+ * buffer the caller lends (it holds a chunk's decoded bytes).
  */
 #ifndef MODELOTA_UPDATER_H
 #define MODELOTA_UPDATER_H
@@ -24,6 +25,7 @@
 
 #include "config.h"
 #include "crc32.h"
+#include "decode.h"
 #include "format.h"
 #include "status.h"
 #if MODELOTA_SHA256
@@ -251,7 +253,8 @@ typedef struct modelota_updater {
     uint32_t data_seen;
     uint32_t segments_seen;
     uint32_t chunk_offset;
-    uint32_t chunk_len;
+    uint32_t chunk_len;  /* decoded bytes of the current chunk */
+    uint32_t chunk_size; /* its encoded bytes (v1 and RAW: chunk_len) */
     uint32_t pos;        /* bytes gathered in the current field */
     uint32_t total_in;   /* payload bytes consumed since begin */
     uint32_t min_version;/* anti-rollback floor: cfg->min_version, raised by each commit */
@@ -263,11 +266,16 @@ typedef struct modelota_updater {
 #endif
     } run;
     uint8_t digest[MODELOTA_DIGEST_LEN];
-    uint8_t field[MODELOTA_CHUNK_HEAD_LEN]; /* chunk head, then chunk CRC */
+    uint8_t field[MODELOTA_V2_MAX_CHUNK_HEAD]; /* chunk head, then chunk CRC */
     uint8_t state;       /* modelota_state */
     uint8_t restore;     /* modelota_restore of the last failure */
     int8_t status;       /* last result */
     uint8_t digest_type; /* MODELOTA_DIGEST_* of the payload */
+    uint8_t format_version;
+    uint8_t header_len;  /* 96 (v1) or 37..96 (v2) */
+    uint8_t flags;       /* MODELOTA_FLAG_* of the payload */
+    uint8_t enc;         /* MODELOTA_ENC_* of the current chunk (v1: RAW) */
+    modelota_decoder dec; /* v2 chunk decoder: the range coder's probabilities */
 } modelota_updater;
 
 /* Checks the configuration; MODELOTA_INVALID_ARGUMENT if a pointer is

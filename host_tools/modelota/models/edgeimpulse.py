@@ -1427,13 +1427,15 @@ def pack_ei(
     delta: bool = False,
     chunk_size: int = DEFAULT_CHUNK,
     base_version: int | None = None,
+    format_version: int = 2,
 ) -> Payload:
     """A payload that turns a device built from ``old_export`` into ``new_export``'s weights.
 
     Refuses (EIArchitectureError, naming the first difference) unless both are
     the same architecture. ``delta`` ships only the changed byte ranges; the
     device must then run exactly the old weights at ``base_version`` (default:
-    the version a prepared old export was built with).
+    the version a prepared old export was built with). ``format_version``:
+    the wire format (docs/FORMAT.md), 2 or 1 for devices built before it.
     """
     old = _as_export(old_export)
     new = _as_export(new_export)
@@ -1464,6 +1466,7 @@ def pack_ei(
             version=version,
             chunk_size=chunk_size,
             segments=segments,
+            format_version=format_version,
         )
     if base_version is None:
         base_version = old.prepared_version
@@ -1481,6 +1484,7 @@ def pack_ei(
         chunk_size=chunk_size,
         base=old_region,
         base_version=base_version,
+        format_version=format_version,
     )
 
 
