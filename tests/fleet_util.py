@@ -144,10 +144,14 @@ def _pg_bin() -> Path | None:
 @contextmanager
 def postgres_server(root: Path | None = None) -> Iterator[str]:
     """A throwaway PostgreSQL server (Debian's postgresql package) on a free
-    loopback port, run as the `postgres` user; yields its base URL. Its
-    files live in a directory of their own under /tmp (``root`` is not
-    used: pytest resets its own root to 0700, which the postgres user
-    cannot enter), removed afterwards."""
+    loopback port, run as the `postgres` user; yields its base URL (``root``
+    is accepted for old callers and not used).
+
+    Its directory is a fresh ``/tmp/modelota-pg-*`` of its own, owned by
+    postgres and removed afterwards: not under pytest's temporary root, which
+    pytest keeps private to this user (mode 0700, reset on every run), so the
+    server user could not reach it; and one per run, so two test runs on one
+    machine each have their own server."""
     import os
     import pwd
     import shutil
@@ -167,31 +171,36 @@ def postgres_server(root: Path | None = None) -> Iterator[str]:
         pw = pwd.getpwnam("postgres")
     except KeyError:
         pytest.skip("no postgres user to run the server as")
-    own = Path(tempfile.mkdtemp(prefix="modelota-pg-"))
-    os.chmod(own, 0o700)
-    os.chown(own, pw.pw_uid, pw.pw_gid)
-    data = own / "pgdata"
-    port = free_port()
 
-    def as_pg(*cmd: str, check: bool = True) -> None:
+    def as_pg(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         runuser = shutil.which("runuser") or "runuser"
-        r = subprocess.run([runuser, "-u", "postgres", "--", *cmd], check=False,
-                           capture_output=True, timeout=120, text=True)  # fmt: skip
-        if check and r.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)}: {r.stdout}{r.stderr}")
+        return subprocess.run([runuser, "-u", "postgres", "--", *cmd], check=check,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
 
+    own = Path(tempfile.mkdtemp(prefix="modelota-pg-", dir="/tmp"))
+    data = own / "pgdata"
+    started = False
     try:
+        os.chown(own, pw.pw_uid, pw.pw_gid)  # 0700, the server user's alone
         as_pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-        as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(own / "log"), "-w", "-o",
-              f"-p {port} -k {own} -c listen_addresses=127.0.0.1 -c fsync=off"
-              " -c max_connections=300", "start")  # fmt: skip
-        try:
-            yield f"postgresql://postgres@127.0.0.1:{port}"
-        finally:
-            # best effort: the server may already be gone (killed with the session)
-            as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop",
-                  check=False)  # fmt: skip
+        last = ""
+        for _attempt in range(3):  # the free port may be taken before the server binds it
+            port = free_port()
+            r = as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(own / "log"), "-w",
+                      "-o", f"-p {port} -k {own} -c listen_addresses=127.0.0.1 -c fsync=off"
+                      " -c max_connections=300",
+                      "start", check=False)  # fmt: skip
+            if r.returncode == 0:
+                started = True
+                break
+            log = own / "log"
+            last = r.stdout + r.stderr + (log.read_text(errors="replace") if log.exists() else "")
+        if not started:
+            raise AssertionError(f"PostgreSQL did not start:\n{last}")
+        yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
+        if started:  # best effort: the server may already be gone
+            as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop", check=False)
         shutil.rmtree(own, ignore_errors=True)
 
 
