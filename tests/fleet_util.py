@@ -264,6 +264,10 @@ class Nginx:
     def access(self) -> list[str]:
         return self.log.read_text().splitlines() if self.log.exists() else []
 
+    def errors(self) -> list[str]:
+        err = self.log.with_name("error.log")
+        return err.read_text().splitlines() if err.exists() else []
+
 
 @contextmanager
 def nginx_server(work: Path, root: Path, server: str | None = None) -> Iterator[Nginx]:
@@ -280,10 +284,13 @@ def nginx_proxy(work: Path, routes: dict[str, list[int]]) -> Iterator[Nginx]:
     """nginx as the reverse proxy in front of `modelota serve` replicas:
     ``routes`` maps a location prefix to the loopback ports of its upstream
     group (round robin; a replica that refuses connections is skipped). No
-    buffering either way, as docs/FLEET.md's deployment section sets it."""
+    buffering either way, as docs/FLEET.md's deployment section sets it.
+    ``max_fails=0``: nginx never parks a replica, it tries each in turn per
+    request (a port whose replica starts later in a test is not taken out of
+    the group for ``fail_timeout`` by an early refused connect)."""
     ups, locs = [], []
     for i, (prefix, ports) in enumerate(routes.items()):
-        servers = " ".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in ports)
+        servers = " ".join(f"server 127.0.0.1:{p} max_fails=0;" for p in ports)
         ups.append(f"upstream u{i} {{ {servers} }}")
         locs.append(f"location {prefix} {{ proxy_pass http://u{i}; }}")
     block = (

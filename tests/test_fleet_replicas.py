@@ -135,6 +135,8 @@ def test_three_replicas_behind_nginx(pg_base: str, tmp_path: Path) -> None:
                     replicas.append(start(tmp_path, "c", db, key, "--port", str(c_port)))
 
             res = poll(d3, ng.url, "d3", progress=progress, secret=secrets["d3"], attempts=5)
+            if res.status != Status.Ok:
+                print("\n".join(["nginx access:", *ng.access()[-6:], "errors:", *ng.errors()[-6:]]))
             assert killed and res.status == Status.Ok and bytes(d3.ram) == big, res
             assert res.attempts >= 2 and res.resumed_at and res.resumed_at[0] >= 200_000
             ranges = [ln for ln in ng.access() if "/v1/payloads/" in ln and "range=[bytes=" in ln]
