@@ -116,12 +116,24 @@ def test_hostile_json_never_makes_a_500(tmp_path: Path, db: str | None) -> None:
     500, and what was stored reads back."""
     unlimited = Limits(device_rate=1e6, device_burst=1e6, failure_rate=1e6, failure_burst=1e6)
     with running_server(tmp_path, db_url=db, limits=unlimited) as s:
-        fleet_of_one(s)
+        w = fleet_of_one(s)
+        # a rollout of v2 to group r (no devices): its actions take a free-text note
+        s.admin.upload("m", full(models(2)[1], 2))
+        s.admin.assign("group", "r", "m", 1)
         n = 60 if db else 150
 
+        def admin_call(method: str, path: str, raw_body: bytes) -> int:
+            try:
+                s.admin.call(method, path, raw_body, "application/json")
+            except FleetClientError as e:
+                assert 400 <= e.http < 500, e
+                return e.http
+            return 200
+
         @settings(max_examples=n, deadline=None, database=None)
-        @given(body=hostile_reports(), admin_body=json_value, key=st.text(max_size=10))
-        def one(body: bytes, admin_body: Any, key: str) -> None:
+        @given(body=hostile_reports(), admin_body=json_value, key=st.text(max_size=10),
+               note=json_leaf, form=st.binary(max_size=40))  # fmt: skip
+        def one(body: bytes, admin_body: Any, key: str, note: Any, form: bytes) -> None:
             code, raw = report(s, body)
             assert code in (204, 400), raw[:300]
             for method, path in (("PUT", "/admin/devices/d2"),
@@ -129,12 +141,23 @@ def test_hostile_json_never_makes_a_500(tmp_path: Path, db: str | None) -> None:
                 raw_body = json.dumps(admin_body if not key else {key: admin_body}).encode(
                     "utf-8", "surrogatepass"
                 )
-                try:
-                    s.admin.call(method, path, raw_body, "application/json")
-                except FleetClientError as e:
-                    assert 400 <= e.http < 500, e
+                admin_call(method, path, raw_body)
+            # a note on an action the rollout's state allows (start, then abort)
+            rid = s.admin.create_rollout("m", 2, "r", {"waves": [100]})["id"]
+            doc = json.dumps({"note": note}).encode("utf-8", "surrogatepass")
+            if admin_call("POST", f"/admin/rollouts/{rid}/start", doc) != 200:
+                assert admin_call("POST", f"/admin/rollouts/{rid}/start", b"{}") == 200
+            if admin_call("POST", f"/admin/rollouts/{rid}/abort", doc) != 200:
+                assert admin_call("POST", f"/admin/rollouts/{rid}/abort", b"{}") == 200
+            # the dashboard's sign-in form: any bytes
+            code, raw = raw_http(s.port, b"POST /dashboard/login HTTP/1.1\r\nHost: x\r\n"
+                                 b"Content-Type: application/x-www-form-urlencoded\r\n"
+                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                                 % (len(form) + 6, b"token=" + form))  # fmt: skip
+            assert code in (400, 401), raw[:300]
 
         one()
+        assert s.poll(board(w, 0), "d").status == Status.Ok
         s.admin.reports(limit=10_000)  # everything stored reads back
         s.admin.devices()
         no_500(s)

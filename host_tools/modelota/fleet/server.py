@@ -50,6 +50,7 @@ from .db import (
     parse_fingerprint,
     parse_u32,
 )
+from .errors import check_text
 from .guard import DEFAULT_LIMITS, ConnectionGuard, Limits, TokenBuckets, log_to_stderr
 
 log = logging.getLogger("modelota.fleet.server")
@@ -559,10 +560,8 @@ class Server:
         rid = parse_u32("rollout", request.match_info["rid"])
         action = request.match_info["action"]
         body = await read_json(request, REPORT_MAX) if request.can_read_body else {}
-        note = body.get("note", "") if isinstance(body, dict) else ""
-        if not isinstance(note, str):
-            raise FleetError(400, "BadRequest", "note must be a string")
-        await self.db(self.fleet.act, rid, action, note[:200])
+        note = check_text("note", body.get("note") if isinstance(body, dict) else None, 200)
+        await self.db(self.fleet.act, rid, action, note or "")
         return web.json_response(await self.db(self._rollout_doc, rid))
 
     async def evaluate(self, _request: web.Request) -> web.StreamResponse:
@@ -606,9 +605,14 @@ class Server:
 
         if request.content_length is None or request.content_length > LOGIN_MAX:
             raise FleetError(413, "TooLarge", f"a sign-in form is at most {LOGIN_MAX} bytes")
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (UnicodeDecodeError, ValueError):
+            raise FleetError(400, "BadForm", "the sign-in form is not UTF-8 form data") from None
         token = form.get("token", "")
-        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self.token):
+        if not isinstance(token, str) or not hmac.compare_digest(
+            token.encode("utf-8", "replace"), self.token
+        ):
             return web.Response(
                 text=login_page("wrong token"), content_type="text/html", status=401
             )
