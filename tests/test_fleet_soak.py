@@ -3,7 +3,10 @@ loopback while hostile clients (another process) try to stall or fill it: half-s
 four addresses, an unauthenticated flood, a device whose key leaked (F1/F2
 texts, F4 floods of tiny frames, 1 MiB window posts up to its quota, report
 spam), bodies sent a byte a second. The server, the honest devices and the
-hostile clients (both bench/fleet_load.py) are three processes.
+hostile clients (both bench/fleet_load.py) are three processes; the hostile
+one runs at nice 10, so on this shared 2-core machine the attackers' own CPU
+use is not taken from the server (what the server spends on them is), and
+floors on what they sent check they still attacked.
 
 Asserted: nothing honest is lost (every check answered 200/204, every
 download's SHA-256 right, every report and window stored), no 5xx, and the
@@ -66,7 +69,12 @@ def test_soak_2000_devices_beside_hostile_clients(tmp_path: Path) -> None:
         # the honest devices and the hostile clients: two processes on one timeline
         procs = []
         for role in ("honest", "hostile"):
-            (tmp_path / f"{role}.json").write_text(json.dumps({**cfg, "role": role}))
+            # the attackers at a lower CPU priority: on this shared machine their own
+            # CPU time would otherwise be taken from the server (the floors below
+            # check that they still sent their load)
+            nice = 10 if role == "hostile" else 0
+            (tmp_path / f"{role}.json").write_text(json.dumps({**cfg, "role": role,
+                                                               "nice": nice}))
             procs.append(subprocess.Popen(
                 [sys.executable, str(ROOT / "bench" / "fleet_load.py"),
                  str(tmp_path / f"{role}.json")],
@@ -96,7 +104,7 @@ def test_soak_2000_devices_beside_hostile_clients(tmp_path: Path) -> None:
     print(f"server: {json.dumps(stats)}")
     # nothing honest lost
     for p in (warm, base, hostile):
-        assert set(p["codes"]) <= {"200", "204"}, p["codes"]
+        assert set(p["codes"]) <= {"200", "204"}, (p["name"], p["codes"], res["errors"])
     assert set(res["downloads"]) == {"ok"} and res["downloads"]["ok"] == DEVICES // 20
     assert res["reports"] == {"204": DEVICES // 20}
     honest_reports = [r for r in reports if r["device"] != "evil"]
@@ -112,6 +120,10 @@ def test_soak_2000_devices_beside_hostile_clients(tmp_path: Path) -> None:
     assert h.get("slowloris closed by server", 0) > 0
     assert h.get("evil reports 400", 0) > 0 and h.get("evil windows 413", 0) > 0
     assert h.get("evil windows 429", 0) > 0 and h.get("flood 429", 0) > 0
+    # ... and sent their load: half the 120 slowloris connections at least held
+    # until the header timeout, the flood at least 10 requests a second
+    assert h["slowloris closed by server"] >= 60
+    assert sum(v for k, v in h.items() if k.startswith("flood")) >= 200
     assert sum(1 for w in windows if w["device"] == "evil") <= 16 * 250  # its daily quota
     # the one latency bound the issue asks for
     bound = 100.0 if base["p99_ms"] < 50 else 2 * base["p99_ms"]
