@@ -9,6 +9,7 @@ from ..status import CliError
 
 TYPE_CHECKING = False  # as typing's, without importing typing at start-up
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -406,6 +407,21 @@ def cmd_device(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def client_actions(sp: Any) -> Callable[[str, str], Any]:
+    """Makes ``sp`` a client command with actions (``fleet``, ``rollout``):
+    the client options before the action, and a function that adds an
+    action taking them again after it."""
+    client_options(sp, top=True)
+    acts = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, help: str) -> Any:
+        a = acts.add_parser(name, help=help, description=help, formatter_class=sp.formatter_class)
+        client_options(a, top=False)
+        return a
+
+    return action
+
+
 def client_options(sp: Any, top: bool) -> None:
     """--server, --token, --cacert and --json of ``fleet``: accepted before
     the action (``top``) and after it (where they override)."""
@@ -507,13 +523,7 @@ def add_commands(sub: Any) -> None:
     sp = sub.add_parser(
         "fleet",
     )
-    client_options(sp, top=True)
-    acts = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    def action(name: str, help: str) -> Any:
-        a = acts.add_parser(name, help=help, description=help, formatter_class=sp.formatter_class)
-        client_options(a, top=False)
-        return a
+    action = client_actions(sp)
 
     a = action("upload", "upload a payload (.mota) to a model line")
     a.add_argument("line", help="model line (e.g. kws); versions rise within a line")

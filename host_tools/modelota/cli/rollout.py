@@ -124,16 +124,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    from .fleet import client_options
+    from .fleet import client_actions
 
     sp = sub.add_parser("rollout")
-    client_options(sp, top=True)
-    acts = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    def action(name: str, help: str) -> Any:
-        a = acts.add_parser(name, help=help, description=help, formatter_class=sp.formatter_class)
-        client_options(a, top=False)
-        return a
+    action = client_actions(sp)
 
     a = action("create", "a staged rollout of a line's version to a group")
     a.add_argument("line")
