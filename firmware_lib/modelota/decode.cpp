@@ -273,10 +273,11 @@ uint32_t decode_rc(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* 
     uint8_t lane_pos = static_cast<uint8_t>((d->offset + d->out) & 3u);
     /* eight bits per output byte; each takes at most two input bytes. The
      * tree node fits a byte until the last bit (1..255): 8-bit work on an
-     * 8-bit CPU; the last bit makes the output byte instead of a node */
+     * 8-bit CPU (uint_fast8_t: a register on a 32-bit one); the last bit
+     * makes the output byte instead of a node */
     while (dst != dst_end) {
         uint16_t* const tree_b = lanes && lane_pos == 3u ? d->lane : d->lit;
-        uint8_t nb = static_cast<uint8_t>(node);
+        uint_fast8_t nb = static_cast<uint_fast8_t>(node);
         uint8_t v;
         for (;;) {
             uint16_t* p = (nb < MODELOTA_RC_LANE_NODES ? tree_b : d->lit) + nb;
@@ -288,7 +289,7 @@ uint32_t decode_rc(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* 
                     if (src == src_end) { /* resume here with the next input */
                         d->range = range;
                         d->code = code;
-                        d->node = nb;
+                        d->node = static_cast<uint16_t>(nb);
                         d->out = static_cast<uint32_t>(dst - out) + from;
                         return n;
                     }
@@ -299,7 +300,7 @@ uint32_t decode_rc(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* 
             }
             const uint16_t prob = *p;
             const uint32_t bound = rc_bound(range, prob);
-            uint8_t bit;
+            uint_fast8_t bit;
             if (code < bound) {
                 range = bound;
                 /* 0 - prob is 65536 - prob in 16 bits (prob > 0) */
@@ -315,7 +316,7 @@ uint32_t decode_rc(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* 
                 v = static_cast<uint8_t>((nb << 1) | bit);
                 break;
             }
-            nb = static_cast<uint8_t>((nb << 1) | bit);
+            nb = static_cast<uint_fast8_t>((nb << 1) | bit);
         }
         *dst = diff ? static_cast<uint8_t>(*dst + v) : v;
         ++dst;
