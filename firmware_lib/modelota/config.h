@@ -24,7 +24,7 @@
  *   1 = two 16-entry nibble tables (128 bytes), a byte per step
  *   2 = 256-entry byte table (1 KiB)
  * The tables are in flash everywhere (PROGMEM on AVR). AVR defaults to the
- * nibble tables, 896 bytes less flash than the byte table (speed on an
+ * nibble tables, 856 bytes less flash than the byte table (speed on an
  * ATmega2560: bench/bench_size.py, table 4b). */
 #ifndef MODELOTA_CRC32_TABLE
 #if defined(__AVR__)
