@@ -505,7 +505,7 @@ def bench_code_size(tmp: Path, notes: list[str]) -> None:
             [
                 "target",
                 "crc32.cpp TABLE=0 (bitwise)",
-                "TABLE=1 (nibble)",
+                "TABLE=1 (nibbles)",
                 "TABLE=2 (byte)",
                 "status.cpp STATUS_STRINGS=0",
             ],

@@ -21,10 +21,11 @@
 
 /* CRC32 implementation:
  *   0 = bitwise, no table (smallest, slowest)
- *   1 = 16-entry nibble table (64 bytes)
+ *   1 = two 16-entry nibble tables (128 bytes), a byte per step
  *   2 = 256-entry byte table (1 KiB)
  * The tables are in flash everywhere (PROGMEM on AVR). AVR defaults to the
- * nibble table, the smallest in flash for a speed that is enough there. */
+ * nibble tables, 856 bytes less flash than the byte table (speed on an
+ * ATmega2560: bench/bench_size.py, table 4b). */
 #ifndef MODELOTA_CRC32_TABLE
 #if defined(__AVR__)
 #define MODELOTA_CRC32_TABLE 1

@@ -83,8 +83,18 @@ const uint32_t kByte[256] MODELOTA_CRC_ROM = {
     0xB40BBE37u, 0xC30C8EA1u, 0x5A05DF1Bu, 0x2D02EF8Du,
 };
 #elif MODELOTA_CRC32_TABLE == 1
-/* Entry i is the register after shifting nibble i through four rounds. */
-const uint32_t kNibble[16] MODELOTA_CRC_ROM = {
+/* The byte table is linear: kByte[x] = kByte[x & 0x0F] ^ kByte[x & 0xF0]. So
+ * two 16-entry tables give a byte per step with the register shifted by 8
+ * (a byte move on an 8-bit CPU, where a shift by 4 is a bit at a time):
+ * kLow[i] = kByte[i], kHigh[i] = kByte[i << 4] (nibble i shifted through
+ * four rounds). 128 bytes of flash instead of 1 KiB. */
+const uint32_t kLow[16] MODELOTA_CRC_ROM = {
+    0x00000000u, 0x77073096u, 0xEE0E612Cu, 0x990951BAu,
+    0x076DC419u, 0x706AF48Fu, 0xE963A535u, 0x9E6495A3u,
+    0x0EDB8832u, 0x79DCB8A4u, 0xE0D5E91Eu, 0x97D2D988u,
+    0x09B64C2Bu, 0x7EB17CBDu, 0xE7B82D07u, 0x90BF1D91u,
+};
+const uint32_t kHigh[16] MODELOTA_CRC_ROM = {
     0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu,
     0x76DC4190u, 0x6B6B51F4u, 0x4DB26158u, 0x5005713Cu,
     0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
@@ -102,9 +112,8 @@ extern "C" uint32_t modelota_crc32(uint32_t crc, const uint8_t* data, size_t len
 #if MODELOTA_CRC32_TABLE == 2
         c = MODELOTA_CRC_ENTRY(kByte, (c ^ data[i]) & 0xFFu) ^ (c >> 8);
 #elif MODELOTA_CRC32_TABLE == 1
-        c ^= data[i];
-        c = MODELOTA_CRC_ENTRY(kNibble, c & 0x0Fu) ^ (c >> 4);
-        c = MODELOTA_CRC_ENTRY(kNibble, c & 0x0Fu) ^ (c >> 4);
+        const uint8_t x = static_cast<uint8_t>(c ^ data[i]);
+        c = MODELOTA_CRC_ENTRY(kLow, x & 0x0Fu) ^ MODELOTA_CRC_ENTRY(kHigh, x >> 4) ^ (c >> 8);
 #else
         c ^= data[i];
         for (int k = 0; k < 8; ++k) {

@@ -271,11 +271,16 @@ uint32_t decode_rc(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* 
     uint8_t* dst = out + (d->out - from);
     uint8_t* const dst_end = out + (to - from);
     uint8_t lane_pos = static_cast<uint8_t>((d->offset + d->out) & 3u);
-    /* eight bits per output byte; each takes at most two input bytes */
+    /* eight bits per output byte; each takes at most two input bytes. The
+     * tree node fits a byte until the last bit (1..255): 8-bit work on an
+     * 8-bit CPU (uint_fast8_t: a register on a 32-bit one); the last bit
+     * makes the output byte instead of a node */
     while (dst != dst_end) {
         uint16_t* const tree_b = lanes && lane_pos == 3u ? d->lane : d->lit;
-        while (node < MODELOTA_RC_LIT_NODES) {
-            uint16_t* p = (node < MODELOTA_RC_LANE_NODES ? tree_b : d->lit) + node;
+        uint_fast8_t nb = static_cast<uint_fast8_t>(node);
+        uint8_t v;
+        for (;;) {
+            uint16_t* p = (nb < MODELOTA_RC_LANE_NODES ? tree_b : d->lit) + nb;
             /* range < 2^24: one more input byte; twice after a bit of
              * probability below 1/256, which left less than 2^16 */
             while (static_cast<uint8_t>(range >> 24) == 0) {
@@ -284,7 +289,7 @@ uint32_t decode_rc(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* 
                     if (src == src_end) { /* resume here with the next input */
                         d->range = range;
                         d->code = code;
-                        d->node = node;
+                        d->node = static_cast<uint16_t>(nb);
                         d->out = static_cast<uint32_t>(dst - out) + from;
                         return n;
                     }
@@ -295,19 +300,24 @@ uint32_t decode_rc(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* 
             }
             const uint16_t prob = *p;
             const uint32_t bound = rc_bound(range, prob);
+            uint_fast8_t bit;
             if (code < bound) {
                 range = bound;
                 /* 0 - prob is 65536 - prob in 16 bits (prob > 0) */
                 *p = static_cast<uint16_t>(prob + shr5(static_cast<uint16_t>(0u - prob)));
-                node = static_cast<uint16_t>(node << 1);
+                bit = 0;
             } else {
                 code -= bound;
                 range -= bound;
                 *p = static_cast<uint16_t>(prob - shr5(prob));
-                node = static_cast<uint16_t>((node << 1) | 1u);
+                bit = 1;
             }
+            if (nb >= MODELOTA_RC_LANE_NODES) { /* the eighth bit */
+                v = static_cast<uint8_t>((nb << 1) | bit);
+                break;
+            }
+            nb = static_cast<uint_fast8_t>((nb << 1) | bit);
         }
-        const uint8_t v = static_cast<uint8_t>(node);
         *dst = diff ? static_cast<uint8_t>(*dst + v) : v;
         ++dst;
         lane_pos = static_cast<uint8_t>((lane_pos + 1u) & 3u);
