@@ -33,6 +33,7 @@ from modelota.link.push import (
     COMMIT,
     DATA,
     DEVICE_MAX_BODY,
+    NAK,
     START,
     FrameReader,
     PushResult,
@@ -314,19 +315,26 @@ def test_frames_shrink_on_a_noisy_uplink() -> None:
 
 
 def test_commit_ignores_a_late_nak() -> None:
-    """After the last ACK a corrupted late duplicate makes the device send
-    NAK{total, CRC}; the host waits for the RESULT of its COMMIT instead of
-    taking that NAK for an incomplete transfer."""
+    """A protocol 1 device NAKs a corrupted late duplicate even after the last
+    ACK (protocol 2 does not: see test_link_protocol), so NAK{total, CRC} can
+    be the first answer after COMMIT. The host waits for the RESULT instead of
+    taking it for `did not receive the whole payload`. Here the port puts
+    such a NAK on the line ahead of the device's answer to COMMIT."""
     weights, fp = _model(2048)
     board = SimBoard(weights, fingerprint=fp, version=1, frame_data=256)
     pl, new = _payload(weights, fp)
-    late = flip_last(frame(DATA, struct.pack("<I", 0) + pl[:256]))
+    port = BoardPort(board)
+    stale = frame(NAK, struct.pack("<IB", len(pl), 1))
 
     def mangle(f: bytes) -> bytes:
-        return late + f if f[2] == COMMIT else f
+        if f[2] == COMMIT:
+            board.sent += stale
+        return f
 
-    r = push_over(BoardPort(board, mangle), pl)
+    port.mangle = mangle
+    r = push_over(port, pl)
     assert r.version == 2 and bytes(board.weights) == new
+    assert any(f[2] == COMMIT for f in port.written)
 
 
 # --- pushes through the line simulator --------------------------------------------

@@ -282,6 +282,21 @@ def test_any_data_of_the_transfer_keeps_it_open() -> None:
     assert bytes(d.board.weights) == d.weights
 
 
+def test_no_nak_once_everything_is_in() -> None:
+    """With every byte acked a lost frame is a duplicate or a COMMIT the host
+    repeats: a NAK then could only be taken for an answer to COMMIT (a
+    protocol 1 host reports `did not receive the whole payload`)."""
+    d = Dev()
+    pl = payload(d)
+    start(d, pl)
+    for off in range(0, len(pl), 256):
+        d.data(off, pl[off : off + 256])
+    assert d.raw(bad(DATA, struct.pack("<I", 0) + pl[:256])) == []
+    assert d.raw(bad(COMMIT, b"")) == []
+    [(t, body)] = d.send(COMMIT)
+    assert t == RESULT and body[0] == 0
+
+
 def test_corrupt_length_is_naked_at_once() -> None:
     d = Dev()
     pl = payload(d)

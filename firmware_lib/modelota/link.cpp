@@ -92,8 +92,14 @@ int send_info(modelota_link* l) {
  * repeated only when the host has evidently gone back and lost its resent
  * frame at acked too: a DATA frame past acked at or below the last one seen
  * (the offsets went back: a new round), or more losses since the NAK than
- * one round of `window` frames can hold. */
+ * one round of `window` frames can hold. Nothing is NAKed once every byte
+ * is in. */
 int on_loss(modelota_link* l, uint8_t reason, uint32_t offset) {
+    if (l->acked == l->total_len) {
+        /* everything is in: what was lost is a duplicate or a COMMIT the host
+         * will repeat; a NAK could only be mistaken for an answer to COMMIT */
+        return MODELOTA_OK;
+    }
     bool gap = reason == MODELOTA_NAK_GAP;
     if (l->nak_sent) {
         l->since_nak++; /* reset at each NAK, so never past window (<= 255) */

@@ -58,18 +58,29 @@ class Link(Protocol):
 
 
 class Rto:
-    """Retransmission timeout in seconds (RFC 6298 estimator, Karn's rule:
-    the caller samples only frames sent once). The sender times each frame
-    from when its last byte leaves the host (a model of the line at the
-    baud rate), so the estimate is the latency of the line and the device,
-    not the queue of frames ahead of it."""
+    """Retransmission timeout in seconds: the RFC 6298 estimator
+    (``srtt + 4 * rttvar``) over round trips of frames sent once (Karn's
+    rule), doubled on each expiry up to a ceiling.
+
+    The sender times each frame from when its last byte leaves the host (a
+    model of the line at the baud rate), so the estimate is the latency of
+    the line and the device, not the queue of frames ahead of it. The back-off
+    ends when the device acknowledges new data, not only at the next valid
+    sample: on a noisy line whole stretches of frames are retransmissions, and
+    a timeout stuck at its ceiling would cost more than the noise does (a
+    serial line has no congestion for the back-off to protect)."""
 
     def __init__(self, initial: float, lo: float, hi: float) -> None:
         self.lo = lo
         self.hi = max(lo, hi)
-        self.value = min(max(initial, lo), self.hi)
+        self.base = initial
+        self.backoffs = 0
         self.srtt: float | None = None
         self.rttvar = 0.0
+
+    @property
+    def value(self) -> float:
+        return min(max(self.base, self.lo) * (1 << min(self.backoffs, 16)), self.hi)
 
     def sample(self, rtt: float) -> None:
         if self.srtt is None:
@@ -77,10 +88,15 @@ class Rto:
         else:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
-        self.value = min(max(self.srtt + 4 * self.rttvar, self.lo), self.hi)
+        self.base = self.srtt + 4 * self.rttvar
+        self.backoffs = 0
 
     def backoff(self) -> None:
-        self.value = min(self.value * 2, self.hi)
+        self.backoffs += 1
+
+    def progress(self) -> None:
+        """New data acknowledged: the line works, the back-off ends."""
+        self.backoffs = 0
 
 
 def efficiency(size: int, window: int, ber: float, latency: float) -> float:
@@ -277,6 +293,7 @@ class Sender:
                 self.rto.sample(max(0.0, now - fr.left))
                 if self.byte_time and self.rto.srtt is not None:
                     self.plan.set_latency(max(0.0, self.rto.srtt / self.byte_time - ACK_LEN))
+        self.rto.progress()
         if self.on_progress is not None:
             self.on_progress(off - self.base)
         self.base = off

@@ -48,6 +48,10 @@ DEVICE_MAX_BODY = 64 - OVERHEAD
 # A frame whose bytes stop arriving for this long is not a frame (a device
 # writes each answer at once): the reader forgets it and hunts for SYNC again.
 GAP_S = 0.05
+# First wait for the answer to HELLO or START, doubled on each retry up to
+# --timeout: both are harmless to repeat, and on a noisy line a lost frame
+# should cost a fraction of a second, not the whole timeout.
+REPEAT_FIRST = 0.25
 
 
 def transfer_id(payload: bytes) -> int:
@@ -182,11 +186,25 @@ class Session:
                 self.pending += self.reader.skip()
         return self.pending.pop(0)
 
-    def request(self, ftype: int, body: bytes, want: set[int], timeout: float, retries: int) -> Any:
+    def request(
+        self,
+        ftype: int,
+        body: bytes,
+        want: set[int],
+        timeout: float,
+        retries: int,
+        first: float | None = None,
+    ) -> Any:
+        """Sends a frame until one of ``want`` answers, ``retries`` more times at
+        most. Each attempt waits ``timeout``; with ``first``, the first waits that
+        long and each next one twice as long, up to ``timeout`` (for requests that
+        are harmless to repeat: a frame lost to noise costs a short wait)."""
+        wait = min(first, timeout) if first else timeout
         for _ in range(retries + 1):
             self.send(ftype, body)
             sent = time.monotonic()
-            end = sent + timeout
+            end = sent + wait
+            wait = min(wait * 2, timeout)
             while (left := end - time.monotonic()) > 0:
                 got = self.recv(left)
                 if got is not None and got[0] in want:
@@ -195,7 +213,7 @@ class Session:
         return None
 
     def hello(self, timeout: float, retries: int) -> Info:
-        got = self.request(HELLO, b"", {INFO}, timeout, retries)
+        got = self.request(HELLO, b"", {INFO}, timeout, retries, first=REPEAT_FIRST)
         if got is None:
             raise CliError("no answer from the device (is it running the ModelOTA link?)")
         return Info.decode(got[1])
@@ -296,7 +314,9 @@ def _push(
     fsize = min(info.max_data, max_data or info.max_data)
     # never more in flight than the device says it can absorb
     win = min(window or info.window, info.window or window or 4) or 4
-    got = s.request(START, struct.pack("<II", total, tid), {ACK, RESULT}, timeout, retries)
+    # a repeated START of the same transfer is a resume: ACK{acked} again
+    got = s.request(START, struct.pack("<II", total, tid), {ACK, RESULT}, timeout, retries,
+                    first=REPEAT_FIRST)  # fmt: skip
     if got is None:
         raise CliError("the device did not answer START")
     if got[0] == RESULT:
