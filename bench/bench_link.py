@@ -280,7 +280,8 @@ def main() -> int:
                 print(f"  host {host.name:>9} -> device {dev.name:>9}: {c.text()}", flush=True)
         if a.windows:
             windows_table(65536, 115200, a.rtt)
-        print(f"goal (>= 15/16 complete at 1e-4 and 2e-4, both bauds): {'met' if goal else 'NOT met'}")
+        verdict = "met" if goal else "NOT met"
+        print(f"goal (>= 15/16 complete at 1e-4 and 2e-4, both bauds): {verdict}")
         return 0 if goal else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
