@@ -14,6 +14,7 @@ update from its factory image); never anything mixed.
   rate   payload bytes / (seconds from opening the port to the RESULT * baud / 10),
          the mean over completed pushes: the fraction of the line rate, handshake
          and COMMIT included (pyserial's 0.3 s sleep when closing a socket is not)
+  data   the same over the DATA phase only (START's ACK to the last ACK)
 
 ``--ref REF`` (a git commit, e.g. 7b08b2a, the last protocol 1 tree) also
 measures that tree: its sources are extracted with ``git archive``, its native
@@ -74,7 +75,7 @@ for line in sys.stdin:
     payload = pack(new, fingerprint=fp, version=v, chunk_size=1024).encode()
     try:
         r = push_mod.push(job["url"], payload, baud=job["baud"])
-        out = {"ok": True, "seconds": r.seconds, "bytes": len(payload)}
+        out = {"ok": True, "seconds": r.seconds, "data": r.data_seconds, "bytes": len(payload)}
     except CliError as e:
         out = {"ok": False, "error": str(e), "bytes": len(payload)}
     print(json.dumps(out), flush=True)
@@ -178,11 +179,15 @@ class Cell:
     runs: int = 0
     done: int = 0
     rates: list[float] = field(default_factory=list)
+    data_rates: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def text(self) -> str:
-        rate = f"{sum(self.rates) / len(self.rates):5.0%}" if self.rates else "    -"
-        return f"{self.done:>2}/{self.runs:<2} {rate}"
+        if not self.rates:
+            return f"{self.done:>2}/{self.runs:<2}     -     -"
+        rate = sum(self.rates) / len(self.rates)
+        data = sum(self.data_rates) / len(self.data_rates)
+        return f"{self.done:>2}/{self.runs:<2} {rate:5.0%} {data:5.0%}"
 
 
 def series(host: Tree, dev: Tree, *, size: int, baud: int, rtt: float, ber: float, runs: int,
@@ -208,6 +213,7 @@ def series(host: Tree, dev: Tree, *, size: int, baud: int, rtt: float, ber: floa
                 if got["ok"]:
                     cell.done += 1
                     cell.rates.append(got["bytes"] * 10 / baud / got["seconds"])
+                    cell.data_rates.append(got["bytes"] * 10 / baud / got["data"])
                 else:
                     cell.errors.append(got["error"])
     finally:
@@ -255,9 +261,10 @@ def main() -> int:
     try:
         old = build_ref(a.ref, tmp / "ref") if a.ref else None
         print(f"a {a.size}-byte model, RTT {a.rtt * 1000:.0f} ms, {a.runs} pushes per cell"
-              f" (seeds 1000..{999 + a.runs}); cell: completed/runs, mean rate of the line")  # fmt: skip
+              f" (seeds 1000..{999 + a.runs}); cell: completed/runs, rate, data-phase rate"
+              " (fractions of the line rate)")  # fmt: skip
         cols = [new.name] + ([old.name] if old else [])
-        print(f"{'baud':>8} {'BER':>7}  " + "".join(f"{c:>14}" for c in cols), flush=True)
+        print(f"{'baud':>8} {'BER':>7}  " + "".join(f"{c:>20}" for c in cols), flush=True)
         goal = True
         for baud in BAUDS:
             for ber in BERS:
@@ -267,12 +274,12 @@ def main() -> int:
                                         runs=a.runs))  # fmt: skip
                 if ber in (1e-4, 2e-4) and cells[0].done < a.runs - a.runs // 16:
                     goal = False
-                print(f"{baud:>8} {ber:>7g}  " + "".join(f"{c.text():>14}" for c in cells),
+                print(f"{baud:>8} {ber:>7g}  " + "".join(f"{c.text():>20}" for c in cells),
                       flush=True)  # fmt: skip
             if a.nagle:
                 c = series(new, new, size=a.size, baud=baud, rtt=a.rtt, ber=0.0, runs=a.runs,
                            nagle=True)  # fmt: skip
-                print(f"{baud:>8} {0:>7g}  {c.text():>14}  (TCP_NODELAY off on the host)")
+                print(f"{baud:>8} {0:>7g}  {c.text():>20}  (TCP_NODELAY off on the host)")
         if old:
             print(f"\ncompatibility at BER 1e-4, 115200 baud ({a.runs} pushes each)")
             for host, dev in ((old, new), (new, old)):
