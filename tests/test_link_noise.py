@@ -71,11 +71,16 @@ def test_rto_follows_rfc6298_and_backs_off() -> None:
 
 def test_frame_plan_shrinks_with_the_error_rate() -> None:
     plan = FramePlan(1024, 8)
-    plan.set_latency(230)  # 20 ms at 115200 baud
-    assert plan.choice() == (1024, 8)  # no errors seen: the largest frames and window
+    assert plan.choice() == (1024, 8)  # nothing known: what the device allows
+    plan.set_latency(230)  # 20 ms at 115200 baud: a 1 KB frame takes 1037 byte times
+    # no errors: the largest frames, and a window that covers the round trip
+    # (2 frames), plus one; more would only wait in line
+    assert plan.choice() == (1024, 3)
     for _ in range(200):
         plan.good(1024)
-    assert plan.choice() == (1024, 8)
+    assert plan.choice() == (1024, 3)
+    plan.set_latency(2400)  # 1 Mbaud, 24 ms
+    assert plan.choice() == (1024, 5)
     sizes = []
     for ber in (1e-5, 1e-4, 2e-4, 5e-4, 1e-3):
         plan.errors = ber * (plan.bits + plan.PRIOR_BITS)

@@ -119,8 +119,9 @@ class FramePlan:
     known (acked, or the lost frame a NAK or timeout points at), with a prior
     of ``PRIOR_BITS`` clean bits so one early loss does not shrink frames to
     the minimum; counts are halved past ``HORIZON_BITS`` so the estimate
-    follows a line that changes. With no errors the plan is the largest
-    frame and window the device allows."""
+    follows a line that changes. With no errors the plan is the largest frame
+    the device allows, and the window that keeps the line busy for the
+    latency measured, plus one frame."""
 
     PRIOR_BITS = 8 * 1024
     HORIZON_BITS = 8 * 1 << 20
@@ -139,7 +140,7 @@ class FramePlan:
         self.bits = 0.0
         self.latency = 0.0  # byte times
         self._choice = (self.max_data, self.max_window)
-        self._dirty = False
+        self._dirty = True
         self._since = 0
 
     @property
@@ -161,7 +162,7 @@ class FramePlan:
 
     def set_latency(self, byte_times: float) -> None:
         if abs(byte_times - self.latency) > 0.25 * self.latency + 16:
-            self._dirty = self._dirty or self.errors > 0
+            self._dirty = True
         self.latency = byte_times
 
     def _forget(self) -> None:
@@ -179,20 +180,21 @@ class FramePlan:
 
     def _best(self) -> tuple[int, int]:
         p = self.ber
-        if p <= 0:
-            return self.max_data, self.max_window
+        if not self.latency and p <= 0:
+            return self.max_data, self.max_window  # nothing known yet
         # a little slack on the measured latency: the device's processing varies
         lat = 1.25 * self.latency + 2 * ACK_LEN
-        scored = [
-            (efficiency(s, w, p, lat), s, w)
-            for s in self.sizes
-            for w in range(1, min(self.max_window, 64) + 1)
-        ]
+        windows = range(1, min(self.max_window, 64) + 1)
+        scored = [(efficiency(s, w, p, lat), s, w) for s in self.sizes for w in windows]
         best = max(e for e, _, _ in scored)
-        # within 1% of the best: the largest frames, then the largest window
-        # (fewer frames for the device to handle, more slack for latency)
-        s, w, _ = max((s, w, e) for e, s, w in scored if e >= 0.99 * best)
-        return s, w
+        # Within 1% of the best: the largest frames (fewer for the device to
+        # handle), then the smallest window, plus one frame of slack for the
+        # latency: frames beyond what keeps the line busy only wait in line,
+        # and are lost with the frame before them.
+        good = [(s, w) for e, s, w in scored if e >= 0.99 * best]
+        size = max(s for s, _ in good)
+        window = min(w for s, w in good if s == size)
+        return size, min(window + 1, self.max_window)
 
 
 @dataclass
