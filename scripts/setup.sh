@@ -2,6 +2,7 @@
 # Debian machine (as root) and activates a virtual environment in .venv.
 #   MODELOTA_APT_EXTRA  extra Debian packages to try to install
 #   MODELOTA_VENV       where the virtual environment lives (default .venv)
+#   MODELOTA_EXTRAS     the package extras to install (default test: all of them)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MODELOTA_VENV:-$ROOT/.venv}"
@@ -46,6 +47,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
-log "pip install -e .[test] (builds the native core from firmware_lib/)"
-python -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
+EXTRAS="${MODELOTA_EXTRAS:-test}"
+log "pip install -e .[$EXTRAS] (builds the native core from firmware_lib/)"
+python -m pip install -q --disable-pip-version-check -e "$ROOT[$EXTRAS]"
 cd "$ROOT"

@@ -4,7 +4,7 @@
 set -euo pipefail
 MODELOTA_APT_EXTRA="${MODELOTA_APT_EXTRA:-} gcc-avr avr-libc arduino-core-avr arduino-builder \
 qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-misc clang \
-nginx-light postgresql"
+nginx-light postgresql chromium chromium-driver"
 . "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 # libFuzzer runtime for tests/test_fuzz.py, in its own apt call so that a
 # name this Debian does not have cannot stop the packages above

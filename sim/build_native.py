@@ -72,6 +72,11 @@ typedef struct modelota_verifier {
     void* ctx;
 } modelota_verifier;
 
+typedef struct modelota_writable {
+    const uint32_t* ranges;
+    uint32_t count;
+} modelota_writable;
+
 typedef struct modelota_config {
     modelota_target target;
     modelota_source backup;
@@ -82,6 +87,7 @@ typedef struct modelota_config {
     uint8_t verify_only;
     uint32_t min_version;
     modelota_verifier verifier;
+    modelota_writable writable;
 } modelota_config;
 
 typedef struct modelota_updater { ...; } modelota_updater;
@@ -300,6 +306,26 @@ static const int MODELOTA_SIGNATURES;
 """
 
 
+# Model-quality summary (firmware_lib/modelota/quality.h, docs/FLEET.md "Model quality").
+CORE_SOURCES.append(FIRMWARE / "modelota" / "quality.cpp")
+CDEF_TYPES += """
+typedef struct modelota_quality { ...; } modelota_quality;
+int modelota_quality_init(modelota_quality* q, uint16_t classes, uint16_t window,
+                          uint32_t version);
+void modelota_quality_reset(modelota_quality* q, uint32_t version);
+int modelota_quality_record(modelota_quality* q, uint16_t cls, float confidence, int32_t label);
+int modelota_quality_record_scores(modelota_quality* q, const float* scores, uint16_t n,
+                                   int32_t label);
+int modelota_quality_ready(const modelota_quality* q);
+uint32_t modelota_quality_windows(const modelota_quality* q);
+int32_t modelota_quality_json(const modelota_quality* q, char* out, uint32_t cap);
+#define MODELOTA_QUALITY_MAX_CLASSES ...
+#define MODELOTA_QUALITY_FORMAT ...
+#define MODELOTA_QUALITY_JSON_MAX ...
+"""
+QUALITY_INCLUDE = '#include "modelota/quality.h"\n'
+
+
 def header_constants() -> list[str]:
     """Every MODELOTA_* enum constant and integer #define in the core headers."""
     names: list[str] = []
@@ -345,6 +371,7 @@ def make_ffi(
         module_name,
         '#include "modelota.h"\n#include "sim_storage.h"\n#include "sim_flash.h"\n'
         + SAMPLES_INCLUDE
+        + QUALITY_INCLUDE
         + CRYPTO_INCLUDE +
         "#include <string.h>\n"
         f'static const char MODELOTA_SOURCE_HASH[] = "{source_hash()}";\n',

@@ -155,4 +155,7 @@ private:
     int last_;
 };
 
+/* Model-quality summaries for the fleet's rollout gate (docs/FLEET.md). */
+#include "ModelOTAQuality.h"
+
 #endif /* MODELOTA_ARDUINO_H */

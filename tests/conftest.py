@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             f" this tree ({current}): run `pip install -e .` again",
             returncode=2,
         )
+
+
+# -- the fleet tests' databases ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One throwaway PostgreSQL server for the session (skips when there is none)."""
+    from fleet_util import postgres_server
+
+    with postgres_server(tmp_path_factory.mktemp("pg")) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest) -> str | None:
+    """The database behind a fleet server: SQLite (default) or a fresh
+    database on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    from fleet_util import fresh_database
+
+    return str(fresh_database(request.getfixturevalue("pg_base")))

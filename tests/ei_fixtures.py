@@ -18,6 +18,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,20 @@ typedef struct TfLiteAffineQuantization {
   TfLiteIntArray* zero_point;
   int32_t quantized_dimension;
 } TfLiteAffineQuantization;
+/* The node as TFLM lays it out: one field fewer under TF_LITE_STATIC_MEMORY,
+ * which is why 2024+ EON files carry two tflNodes tables. */
+typedef struct TfLiteNode {
+  TfLiteIntArray* inputs;
+  TfLiteIntArray* outputs;
+  TfLiteIntArray* intermediates;
+#ifndef TF_LITE_STATIC_MEMORY
+  TfLiteIntArray* temporaries;
+#endif
+  void* user_data;
+  void* builtin_data;
+  const void* custom_initial_data;
+  int custom_initial_data_size;
+} TfLiteNode;
 #endif
 """
 
@@ -131,9 +146,13 @@ def mlp_graph(
     dtype: str = "int8",
     per_channel: bool = True,
     activation: str = "kTfLiteActRelu",
+    reshape: bool = False,
 ) -> Graph:
     """A fully connected classifier the way EON lays it out: tensor 0 the input,
-    then a shape constant, weights and biases, then the activations."""
+    then a shape constant, weights and biases, then the activations. With
+    ``reshape`` a RESHAPE node (no builtin data, as EON writes PAD or RESHAPE)
+    takes the shape constant as its input 1 before the softmax: a constant that
+    is not a learned parameter, so a payload may never change it."""
     rng = np.random.default_rng(seed)
     quant = dtype == "int8"
     t: list[Tensor] = []
@@ -181,6 +200,11 @@ def mlp_graph(
             )
         )
         prev = len(t) - 1
+    if reshape:
+        s, z = t[prev].scale, t[prev].zero
+        t.append(Tensor(len(t), dtype, (1, sizes[-1]), scale=s, zero=z))
+        nodes.append(("OP_RESHAPE", [prev, 1], [len(t) - 1], ""))
+        prev = len(t) - 1
     out_s = np.array([1 / 256], dtype=np.float32) if quant else None
     out_z = np.array([-128]) if quant else None
     t.append(Tensor(len(t), dtype, (1, sizes[-1]), scale=out_s, zero=out_z))
@@ -203,6 +227,24 @@ class EonStyle:
     literals: str = "dec"  # "dec", "hex", "rows" (row comments as in 2022+ exports)
     floats: str = "plain"  # "plain" or "exp_f" (1.2e-03F)
     wrapped: bool = False  # the whole file inside #ifndef ... #endif
+    # "nodeData" (NodeInfo_t rows naming OP_*, 2020-2024) or "tflNodes" (2024+:
+    # TfLiteNode rows twice, for TF_LITE_STATIC_MEMORY and without, the
+    # operators in a separate used_ops list, subgraph index tables)
+    nodes: str = "nodeData"
+
+
+def eon2025(name: str = "tflite_learn_5", **kw: Any) -> EonStyle:
+    """The 2025 exporter's layout: arrays in namespace g0, MODEL_SECTION, zero
+    points shared between tensors, tables not const; ``kw`` adds to it."""
+    return EonStyle(
+        year=2025,
+        name=name,
+        namespace="g0",
+        table_const=False,
+        model_section=True,
+        shared_zero=True,
+        **kw,
+    )
 
 
 def _fmt_float(v: float, style: str) -> str:
@@ -291,15 +333,20 @@ def eon_source(g: Graph, style: EonStyle) -> EonModel:
                 decls.append(f"const TfArray<{n}, int> {zname} = {{ {n}, {{ {zs} }} }};")
                 region.append(np.asarray(t.zero, dtype="<i4").tobytes())
                 arrays.append(zname)
+            # 2025 exports name a zero-point array declared for another tensor
+            # with its namespace: (TfLiteIntArray*)&g0::quant2_zero
+            shared = zname != f"quant{t.index}_zero" and style.nodes == "tflNodes"
+            zref = f"{q}{zname}" if shared else zname
             decls.append(
                 f"const TfLiteAffineQuantization quant{t.index} = {{"
-                f" (TfLiteFloatArray*)&quant{t.index}_scale, (TfLiteIntArray*)&{zname},"
+                f" (TfLiteFloatArray*)&quant{t.index}_scale, (TfLiteIntArray*)&{zref},"
                 f" {t.axis} }};"
             )
             quant_refs[t.index] = (f"quant{t.index}_scale", zname)
     for i, (op, ins, outs, opdata) in enumerate(g.nodes):
         kind = "TfLiteFullyConnectedParams" if op == "OP_FULLY_CONNECTED" else "TfLiteSoftmaxParams"
-        decls.append(f"const {kind} opdata{i} = {{ {opdata} }};")
+        if opdata:
+            decls.append(f"const {kind} opdata{i} = {{ {opdata} }};")
         decls.append(
             f"const TfArray<{len(ins)}, int> inputs{i} = {{ {len(ins)},"
             f" {{ {','.join(map(str, ins))} }} }};"
@@ -312,12 +359,18 @@ def eon_source(g: Graph, style: EonStyle) -> EonModel:
     rows = []
     arena = 0
     probe_crc = 0
+    tfl = style.nodes == "tflNodes"
+    assert style.nodes in ("nodeData", "tflNodes"), style.nodes
     for t in g.tensors:
         if t.data is not None:
-            where = f"kTfLiteMmapRo, {_TL[t.dtype]}, (void*){q}tensor_data{t.index}"
+            cast = "(int32_t*)" if tfl else "(void*)"
+            where = f"kTfLiteMmapRo, {_TL[t.dtype]}, {cast}{q}tensor_data{t.index}"
             probe_crc = zlib.crc32(
                 np.ascontiguousarray(t.data, dtype=_NP[t.dtype]).tobytes(), probe_crc
             )
+        elif tfl:
+            where = f"kTfLiteArenaRw, {_TL[t.dtype]}, (int32_t*)(tensor_arena + {arena})"
+            arena += 16
         else:
             where = f"kTfLiteArenaRw, {_TL[t.dtype]}, tensor_arena + {arena}"
             arena += 16
@@ -332,20 +385,80 @@ def eon_source(g: Graph, style: EonStyle) -> EonModel:
         else:
             quant = "{kTfLiteNoQuantization, nullptr}"
         rows.append(
-            f"  {{ {where}, (TfLiteIntArray*)&{q}tensor_dimension{t.index}, {t.nbytes},"
-            f" {quant}, }},"
+            f"{'' if tfl else '  '}{{ {where}, (TfLiteIntArray*)&{q}tensor_dimension{t.index},"
+            f" {t.nbytes}, {quant}, }},"
         )
-    node_rows = [
-        f"  {{ (TfLiteIntArray*)&{q}inputs{i}, (TfLiteIntArray*)&{q}outputs{i},"
-        f" const_cast<void*>(static_cast<const void*>(&{q}opdata{i})), {op}, }},"
-        for i, (op, _i, _o, _d) in enumerate(g.nodes)
-    ]
+
+    def builtin(i: int, opdata: str) -> str:
+        if not opdata:
+            return "nullptr"
+        return f"const_cast<void*>(static_cast<const void*>(&{q}opdata{i}))"
+
     ops = sorted({n[0] for n in g.nodes})
     name = style.name
     table_const = "const " if style.table_const else ""
+    n_nodes = len(g.nodes)
+    if tfl:  # 2024+: TfLiteNode rows with and without the temporaries field
+        full, static = [], []
+        for i, (_op, _i, _o, d) in enumerate(g.nodes):
+            io = (
+                f"(TfLiteIntArray*)&{q}inputs{i}, (TfLiteIntArray*)&{q}outputs{i},"
+                f" (TfLiteIntArray*)&{q}inputs{i}"
+            )
+            full.append(f"{{ {io}, nullptr, nullptr, {builtin(i, d)}, nullptr, 0, }},")
+            static.append(f"{{ {io}, nullptr, {builtin(i, d)}, nullptr, 0, }},")
+        tables = (
+            f"TensorInfo_t tensorData[] = {{\n{chr(10).join(rows)}\n}};\n\n"
+            f"#ifndef TF_LITE_STATIC_MEMORY\nTfLiteNode tflNodes[{n_nodes}] = {{\n"
+            f"{chr(10).join(full)}\n}};\n#else\nTfLiteNode tflNodes[{n_nodes}] = {{\n"
+            f"{chr(10).join(static)}\n}};\n#endif\n\n"
+            "used_operators_e used_ops[] =\n{"
+            + "".join(f"{n[0]}, " for n in g.nodes)
+            + "};\n\n\n// Indices into tflTensors and tflNodes for subgraphs\n"
+            f"const size_t tflTensors_subgraph_index[] = {{0, {len(g.tensors)}, }};\n"
+            f"const size_t tflNodes_subgraph_index[] = {{0, {n_nodes}, }};\n\n"
+            "// Input/output tensors\n"
+            "static const int in_tensor_indices[] = {\n  0, \n};\n\n"
+            f"static const int out_tensor_indices[] = {{\n  {len(g.tensors) - 1}, \n}};\n"
+        )
+        node_struct = ""
+        count_nodes = (
+            "  for (size_t i = tflNodes_subgraph_index[0]; i < tflNodes_subgraph_index[1];"
+            " ++i) {\n"
+            "    if (tflNodes[i].inputs->size > 0 && used_ops[i] < OP_LAST) ++nodes;\n"
+            "  }\n"
+            "  if (in_tensor_indices[0] != 0 || out_tensor_indices[0] <= 0) return kTfLiteError;"
+        )
+        close_ns = "};"  # as the 2025 exporter closes namespace g0
+    else:
+        node_rows = [
+            f"  {{ (TfLiteIntArray*)&{q}inputs{i}, (TfLiteIntArray*)&{q}outputs{i},"
+            f" {builtin(i, d)}, {op}, }},"
+            for i, (op, _i, _o, d) in enumerate(g.nodes)
+        ]
+        tables = (
+            f"{table_const}TensorInfo_t tensorData[] = {{\n{chr(10).join(rows)}\n}};\n"
+            f"const NodeInfo_t nodeData[] = {{\n{chr(10).join(node_rows)}\n}};\n"
+        )
+        node_struct = (
+            "struct NodeInfo_t { // subset of TfLiteNode used for initialization from constant"
+            " memory\n"
+            "  struct TfLiteIntArray* inputs;\n"
+            "  struct TfLiteIntArray* outputs;\n"
+            "  void* builtin_data;\n"
+            "  used_operators_e used_op_index;\n"
+            "};\n"
+        )
+        count_nodes = (
+            "  for (size_t i = 0; i < sizeof(nodeData) / sizeof(nodeData[0]); ++i) {\n"
+            "    if (nodeData[i].inputs->size > 0 && nodeData[i].used_op_index < OP_LAST)"
+            " ++nodes;\n"
+            "  }"
+        )
+        close_ns = f"}} // namespace {ns}"
     body = "\n".join(decls)
     if ns:
-        body = f"namespace {ns} {{\n{body}\n}} // namespace {ns}"
+        body = f"namespace {ns} {{\n{body}\n{close_ns}"
     section_macros = ""
     if style.model_section:
         section_macros = (
@@ -399,20 +512,9 @@ struct TensorInfo_t {{ // subset of TfLiteTensor used for initialization from co
   size_t bytes;
   TfLiteQuantization quantization;
 }};
-struct NodeInfo_t {{ // subset of TfLiteNode used for initialization from constant memory
-  struct TfLiteIntArray* inputs;
-  struct TfLiteIntArray* outputs;
-  void* builtin_data;
-  used_operators_e used_op_index;
-}};
-
+{node_struct}
 {body}
-{table_const}TensorInfo_t tensorData[] = {{
-{chr(10).join(rows)}
-}};
-const NodeInfo_t nodeData[] = {{
-{chr(10).join(node_rows)}
-}};
+{tables}
 
 uint32_t fixture_crc(uint32_t crc, const void* data, size_t n) {{
   const uint8_t* p = static_cast<const uint8_t*>(data);
@@ -429,10 +531,8 @@ uint32_t fixture_crc(uint32_t crc, const void* data, size_t n) {{
 TfLiteStatus {name}_init(void*(*alloc_fnc)(size_t, size_t)) {{
   (void)alloc_fnc;
   size_t nodes = 0;
-  for (size_t i = 0; i < sizeof(nodeData) / sizeof(nodeData[0]); ++i) {{
-    if (nodeData[i].inputs->size > 0 && nodeData[i].used_op_index < OP_LAST) ++nodes;
-  }}
-  return nodes == {len(g.nodes)} ? kTfLiteOk : kTfLiteError;
+{count_nodes}
+  return nodes == {n_nodes} ? kTfLiteOk : kTfLiteError;
 }}
 
 TfLiteStatus {name}_invoke() {{

@@ -8,7 +8,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +38,16 @@ class Running:
 
 @contextmanager
 def running_server(
-    data: Path, max_payload: int = 1 << 20, db_url: str | None = None
+    data: Path,
+    max_payload: int = 1 << 20,
+    db_url: str | None = None,
+    clock: Callable[[], float] | None = None,
+    rollout_interval: float = 3600.0,
 ) -> Iterator[Running]:
-    t = ServerThread(data, TOKEN, db_url=db_url, max_payload=max_payload)
+    """The server on loopback. Its rollout timer is off by default (an hour):
+    decisions come after device reports or from admin.evaluate()."""
+    t = ServerThread(data, TOKEN, db_url=db_url, max_payload=max_payload, clock=clock,
+                     rollout_interval=rollout_interval)  # fmt: skip
     url = t.start()
     try:
         yield Running(url, AdminClient(url, TOKEN), t)
@@ -210,9 +217,11 @@ class Nginx:
 
 
 @contextmanager
-def nginx_server(work: Path, root: Path) -> Iterator[Nginx]:
+def nginx_server(work: Path, root: Path, server: str | None = None) -> Iterator[Nginx]:
     """nginx (Debian's nginx-light) serving ``root`` on a free loopback port;
-    its access log records each request's Range, If-Range and If-None-Match."""
+    its access log records each request's Range, If-Range and If-None-Match.
+    ``server``: another ``server { ... }`` block (a TLS proxy, say), where the
+    text ``{port}`` stands for that port."""
     import shutil
     import subprocess
 
@@ -227,6 +236,9 @@ def nginx_server(work: Path, root: Path) -> Iterator[Nginx]:
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (work / sub).mkdir(exist_ok=True)
     conf = work / "nginx.conf"
+    if server is None:
+        server = f"server {{ listen 127.0.0.1:{port}; root {root}; }}"
+    block = server.replace("{port}", str(port))
     conf.write_text(
         f"""daemon off;
 master_process off;
@@ -241,10 +253,7 @@ http {{
     client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
     fastcgi_temp_path {work}/fastcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
     types {{ application/json json; application/octet-stream mota; }}
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-    }}
+    {block}
 }}
 """
     )

@@ -52,12 +52,12 @@ def test_diff_and_inspect_list_tensors(tmp_path: Path) -> None:
     r = modelota("pack", "--base", tmp_path / "bad.tflite", tmp_path / "good.tflite", "-o", out,
                  "--version", "2", "--delta", "--base-version", "1")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    r = modelota("inspect", out, "--model", tmp_path / "bad.tflite")
+    r = modelota("inspect", out, "--deployed", tmp_path / "bad.tflite")
     assert r.returncode == 0, r.stderr
     m = re.search(r"payload rewrites (\d+) of (\d+) weight bytes", r.stdout)
     assert m and 0 < int(m.group(1)) <= int(m.group(2)), r.stdout
     assert re.search(r"sequential/dense/MatMul\s+\[32, 64\]\s+8192\s+\d+", r.stdout)
-    r = modelota("inspect", out, "--model", tmp_path / "good.tflite")  # other layout
+    r = modelota("inspect", out, "--deployed", tmp_path / "good.tflite")  # other layout
     assert r.returncode == 1 and "not the model this payload was made for" in r.stderr
 
 

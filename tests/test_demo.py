@@ -38,3 +38,15 @@ def test_board_demo_updates_then_refuses_bad_payloads() -> None:
     m = re.search(r"accuracy: ([\d.]+)% \(bad, v1\) -> ([\d.]+)% \(good, v2\)", out)
     assert m, out
     assert float(m.group(2)) > float(m.group(1)) + 30
+
+
+def test_rollout_demo_completes_a_better_model_and_pauses_a_worse_one() -> None:
+    out = demo("--fleet")
+    assert re.search(r"\[done\s*\] rollout 1 done: 300 of 300 devices on v2", out), out
+    m = re.search(r"\[PAUSED\s*\] by the server: wave 1 \(1%\): model worse: mean top-1"
+                  r" confidence ([\d.]+) on v3 vs ([\d.]+) on v2", out)  # fmt: skip
+    assert m, out
+    assert float(m.group(2)) - float(m.group(1)) > 0.5
+    assert re.search(r"a check and an hour later: 298 devices on v2, 2 on v3; rollout 2 is"
+                     r" paused", out), out  # fmt: skip
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/dashboard", out), out

@@ -32,6 +32,7 @@ from pathlib import Path
 import ei_fixtures as F
 import pytest
 
+from modelota.format.payload import pack
 from modelota.models import edgeimpulse as E
 from modelota.models.tflite import read_tflite, rebase
 from modelota.sim import native
@@ -57,11 +58,16 @@ class Built:
 Builder = Callable[[Path, str], Built]
 
 
-def _eon(style: F.EonStyle, sizes: tuple[int, ...] = (12, 16, 3), dtype: str = "int8") -> Builder:
+def _eon(
+    style: F.EonStyle,
+    sizes: tuple[int, ...] = (12, 16, 3),
+    dtype: str = "int8",
+    reshape: bool = False,
+) -> Builder:
     def build(root: Path, variant: str) -> Built:
         seed = {"old": 1, "new": 2, "arch": 3}[variant]
         sz = (sizes[0], sizes[1] + 4, *sizes[2:]) if variant == "arch" else sizes
-        em = F.eon_source(F.mlp_graph(seed, sz, dtype=dtype), style)
+        em = F.eon_source(F.mlp_graph(seed, sz, dtype=dtype, reshape=reshape), style)
         exp = F.write_export(root, [F.ModelSpec(em.name, eon=em)], year=style.year)
         return Built(exp, em.region, [(f"{em.name}_fixture_probe()", em.probe)])
 
@@ -161,16 +167,15 @@ FORMS: dict[str, Builder] = {
     "eon2024_g0_hex": _eon(
         F.EonStyle(year=2024, namespace="g0", table_const=False, literals="hex", floats="exp_f")
     ),
-    "eon2025_section_shared_zero": _eon(
-        F.EonStyle(
-            year=2025,
-            name="tflite_learn_123456_5",
-            namespace="g0",
-            table_const=False,
-            model_section=True,
-            shared_zero=True,
-            wrapped=True,
-        )
+    "eon2025_section_shared_zero": _eon(F.eon2025("tflite_learn_123456_5", wrapped=True)),
+    # 2024+ node form: TfLiteNode tflNodes twice (#ifndef TF_LITE_STATIC_MEMORY),
+    # operators in used_ops, subgraph index tables; a RESHAPE without builtin
+    # data takes the shape constant (a fixed constant: not writable)
+    "eon2025_tflnodes": _eon(
+        F.eon2025("tflite_learn_123456_3", literals="rows", nodes="tflNodes"), reshape=True
+    ),
+    "eon2024_tflnodes_float32": _eon(
+        F.EonStyle(year=2024, floats="exp_f", nodes="tflNodes"), dtype="float32", reshape=True
     ),
     "eon_float32": _eon(F.EonStyle(year=2023, floats="exp_f"), dtype="float32"),
     "eon_big_tensor": _eon(
@@ -335,7 +340,7 @@ void probes(const char* tag) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 3) return 2;
+    if (argc != 4) return 2;
     probes("boot");
     std::vector<uint8_t> good = slurp(argv[1]);
     MemStream a(good);
@@ -350,6 +355,11 @@ int main(int argc, char** argv) {
     r = ei_update_weights(b, 0);
     printf("corrupt=%s\n", r.c_str());
     probes("refused");
+    std::vector<uint8_t> wrong = slurp(argv[3]);
+    MemStream w(wrong);
+    r = ei_update_weights(w, 0);
+    printf("structure=%s\n", r.c_str());
+    probes("kept");
     return 0;
 }
 """
@@ -426,6 +436,20 @@ def test_prepare_is_idempotent_and_the_result_compiles_and_runs(
     start, _end = spans[len(spans) // 2]
     bad[start + 12] ^= 0x10  # first data byte of a middle chunk: its CRC fails
     (tmp_path / "bad.mota").write_bytes(bytes(bad))
+    # right fingerprint and CRCs, but it changes a byte outside the writable
+    # ranges (a fixed constant, the flatbuffer's structure): the glue's
+    # cfg.writable table must make the device refuse it
+    writable = prepared.writable_ranges()
+    assert writable and sum(n for _, n in writable) < prepared.region_size
+    outside = next(
+        o for o in range(prepared.region_size) if not any(a <= o < a + n for a, n in writable)
+    )
+    touched = bytearray(_expected_new_region(old, new))
+    touched[outside] ^= 0x01
+    wrong = pack(bytes(touched), fingerprint=prepared.fingerprint(), version=3, chunk_size=CHUNK)
+    (tmp_path / "wrong.mota").write_bytes(wrong.encode())
+    glue = (lib / "src" / E.GLUE_SOURCE).read_text()
+    assert f"cfg.writable.count = {len(writable)}u;" in glue
     includes = []
     for m in old.export.models:
         if m.eon is not None:
@@ -473,7 +497,7 @@ def test_prepare_is_idempotent_and_the_result_compiles_and_runs(
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, " ".join(cmd) + "\n" + proc.stderr[-4000:]
     run = subprocess.run(
-        [str(exe), str(tmp_path / "good.mota"), str(tmp_path / "bad.mota")],
+        [str(exe), *(str(tmp_path / f) for f in ("good.mota", "bad.mota", "wrong.mota"))],
         capture_output=True,
         text=True,
         check=False,
@@ -498,6 +522,8 @@ def test_prepare_is_idempotent_and_the_result_compiles_and_runs(
     assert lines["restored"] == probes(1, old.probes), run.stdout
     assert "corrupt=ChunkCrc" in run.stdout.splitlines(), run.stdout
     assert lines["refused"] == probes(1, old.probes), run.stdout
+    assert "structure=WrongModel" in run.stdout.splitlines(), run.stdout
+    assert lines["kept"] == probes(1, old.probes), run.stdout
 
 
 def _spans(b: Built) -> list[tuple[int, int]]:
@@ -688,14 +714,20 @@ def test_cli_prepare_and_pack(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 @pytest.mark.skipif(BUILDER is None, reason="arduino-builder is not installed")
 def test_patched_library_builds_with_arduino_builder_for_the_mega(tmp_path: Path) -> None:
-    """A patched fake library with an EON model (2025 form: MODEL_SECTION, shared
-    zero points; on AVR int is 16 bits, so zero points take the int32 path) and
-    an embedded flatbuffer, used by a sketch written for edgeimpulse-ota."""
+    """A patched fake library with two EON models (2025 forms: MODEL_SECTION,
+    shared zero points, nodeData in one, tflNodes twice + used_ops in the
+    other; on AVR int is 16 bits, so zero points take the int32 path) and an
+    embedded flatbuffer, used by a sketch written for edgeimpulse-ota. The
+    glue's writable-range table (the fixed RESHAPE shape and the flatbuffer's
+    structure are outside it) is compiled in."""
     em = F.eon_source(
         F.mlp_graph(1, (6, 5, 2)),
         F.EonStyle(
             year=2025, name="tflite_learn_5", namespace="g0", model_section=True, shared_zero=True
         ),
+    )
+    tn = F.eon_source(
+        F.mlp_graph(2, (6, 4, 2), reshape=True), F.eon2025("tflite_learn_6", nodes="tflNodes")
     )
     fb = F.tflite_model(1, (6, 5, 2))
     book = tmp_path / "sketchbook"
@@ -704,10 +736,17 @@ def test_patched_library_builds_with_arduino_builder_for_the_mega(tmp_path: Path
     (libs / "ModelOTA").symlink_to(ROOT, target_is_directory=True)
     exp = F.write_export(
         libs / "ei_fixture_inferencing",
-        [F.ModelSpec(em.name, eon=em), F.ModelSpec("tflite_learn_7", flatbuffer=fb)],
+        [
+            F.ModelSpec(em.name, eon=em),
+            F.ModelSpec(tn.name, eon=tn),
+            F.ModelSpec("tflite_learn_7", flatbuffer=fb),
+        ],
         year=2025,
     )
-    E.prepare_ei(exp.root)
+    report = E.prepare_ei(exp.root)
+    assert report.models == ["tflite_learn_5", "tflite_learn_6", "tflite_learn_7"]
+    writable = E.read_export(exp.root).writable_ranges()
+    assert sum(n for _, n in writable) < report.region_size
     sketch = tmp_path / "OtaSketch"
     sketch.mkdir()
     (sketch / "OtaSketch.ino").write_text(
@@ -736,6 +775,14 @@ def test_patched_library_builds_with_arduino_builder_for_the_mega(tmp_path: Path
         kinds = {parts[2].split(".")[0]: parts[1] for parts in table if len(parts) == 3}
         assert any(k.startswith("ei_update_weights(Stream&") for k in kinds), syms
         assert kinds.get("modelota_ei_fingerprint") in ("d", "D"), syms
+        # the writable ranges the Updater gets as cfg.writable: 2 words per range
+        sizes = subprocess.run(
+            [nm, "-S", str(elf)], capture_output=True, text=True, check=True
+        ).stdout
+        (size,) = [
+            int(ln.split()[1], 16) for ln in sizes.splitlines() if "modelota_ei_writable" in ln
+        ]
+        assert size == 8 * len(writable), sizes
         assert kinds.get("tflite_learn_7") == "B", "the flatbuffer's RAM copy is not in .bss"
         # factory copies stay in flash (PROGMEM): text, not data
         factories = {k: v for k, v in kinds.items() if "_factory" in k}

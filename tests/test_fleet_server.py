@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,8 @@ from fleet_util import (
     TOKEN,
     board,
     body_json,
-    fresh_database,
     full,
     models,
-    postgres_server,
     raw_http,
     running_server,
 )
@@ -30,20 +27,6 @@ from modelota.sim.faultproxy import Fault, FaultProxy
 from modelota.status import Status
 
 OTHER_FP = bytes(range(16))
-
-
-@pytest.fixture(scope="session")
-def pg_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with postgres_server(tmp_path_factory.mktemp("pg")) as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest) -> str | None:
-    """The database behind the server: SQLite (default) or a real PostgreSQL."""
-    if request.param == "sqlite":
-        return None
-    return fresh_database(request.getfixturevalue("pg_base"))
 
 
 def setup_line(admin: AdminClient, ws: list[bytes], device: str = "dev-1") -> list[dict]:

@@ -41,7 +41,7 @@ def test_push_command_updates_a_sim_board(
 
 def test_unknown_sim_board_and_port_are_clear_errors(tmp_path: Path) -> None:
     f = tmp_path / "m.mota"
-    f.write_bytes(b"MOTA" + bytes(92))
+    f.write_bytes(pack(bytes(64), fingerprint=bytes(16), version=2).encode())
     with pytest.raises(CliError, match="cannot open"):
         run(["push", "--port", "sim://nosuchboard", str(f), "--quiet"])
     with pytest.raises(CliError, match="cannot open"):

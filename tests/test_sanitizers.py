@@ -19,6 +19,7 @@ PROPERTY_TESTS = [
     "tests/test_mutations.py",
     "tests/test_stream_failure.py",
     "tests/test_core_api.py",
+    "tests/test_quality.py",
 ]
 
 

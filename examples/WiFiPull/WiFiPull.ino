@@ -9,13 +9,15 @@
  * Range request). On any failure the weights go back to what they were.
  * There is never a second copy of the model in RAM.
  *
- * On the host:
+ * On the host (the device id is the board's MAC address, printed at boot):
  *   modelota fingerprint --model sketch-demo --size 1024     # the array below
  *   modelota serve --data fleet-data --host 0.0.0.0 --port 8080 --token T
+ *   export MODELOTA_SERVER=http://127.0.0.1:8080 MODELOTA_TOKEN=T
  *   modelota pack new_weights.bin -o v2.mota --version 2 --model sketch-demo
- *   modelota fleet --server http://127.0.0.1:8080 --token T upload demo v2.mota
- *   modelota fleet ... assign --device 24:6F:28:AA:01:02 demo
- *   # the device id is the board's MAC address, printed at boot
+ *   modelota fleet upload demo v2.mota
+ *   modelota fleet register 24:6F:28:AA:01:02        # unknown devices get 404
+ *   modelota fleet assign --device 24:6F:28:AA:01:02 demo
+ *   modelota fleet devices                           # its last check, version, report
  *
  * Or serve a static tree (no server process): `modelota export www/` and
  * point nginx, S3 or a CDN at www/; the board reads the same paths.

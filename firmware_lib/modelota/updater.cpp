@@ -294,6 +294,86 @@ int check_base(modelota_updater* u) {
     return crc == base_crc ? MODELOTA_OK : MODELOTA_WRONG_BASE;
 }
 
+/* ---- writable ranges --------------------------------------------------- */
+
+/* 1 when cfg->writable is absent or holds ascending, disjoint pairs inside
+ * a region of `size` bytes. */
+bool writable_valid(const modelota_writable* w, uint32_t size) {
+    if (w->ranges == NULL) {
+        return w->count == 0;
+    }
+    uint32_t end = 0;
+    for (uint32_t i = 0; i < w->count; ++i) {
+        uint32_t off = w->ranges[2u * i];
+        uint32_t len = w->ranges[2u * i + 1u];
+        if (len == 0 || off < end || off > size || len > size - off) {
+            return false;
+        }
+        end = off + len;
+    }
+    return true;
+}
+
+/* Bytes [lo, hi) of the region, outside every writable range: the chunk in
+ * the buffer (chunk_at: its first byte's offset) must repeat them as the
+ * region holds them. */
+int same_as_region(const modelota_config* c, uint32_t chunk_at, uint32_t lo, uint32_t hi) {
+    const uint8_t* want = c->buffer + (lo - chunk_at);
+    if (c->target.ram != NULL) {
+        return memcmp(c->target.ram + lo, want, sz(hi - lo)) == 0 ? MODELOTA_OK
+                                                                  : MODELOTA_WRONG_MODEL;
+    }
+    uint8_t have[16];
+    for (uint32_t off = lo; off < hi;) {
+        uint32_t n = min_u32(static_cast<uint32_t>(sizeof(have)), hi - off);
+        if (c->target.read(c->target.ctx, off, have, n) != 0) {
+            return MODELOTA_STORAGE_IO;
+        }
+        if (memcmp(have, want + (off - lo), sz(n)) != 0) {
+            return MODELOTA_WRONG_MODEL;
+        }
+        off += n;
+    }
+    return MODELOTA_OK;
+}
+
+/* The chunk in the buffer, for region bytes [off, off + len), changes no
+ * byte outside the writable ranges (checked before anything is written). */
+int check_writable(const modelota_config* c, uint32_t off, uint32_t len) {
+    const modelota_writable* w = &c->writable;
+    if (w->ranges == NULL) {
+        return MODELOTA_OK;
+    }
+    uint32_t end = off + len;
+    uint32_t pos = off; /* bytes before pos are checked */
+    /* first range that ends after off (ranges are ascending) */
+    uint32_t lo = 0;
+    uint32_t hi = w->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2u;
+        if (w->ranges[2u * mid] + w->ranges[2u * mid + 1u] <= off) {
+            lo = mid + 1u;
+        } else {
+            hi = mid;
+        }
+    }
+    for (uint32_t i = lo; i < w->count && pos < end; ++i) {
+        uint32_t r_off = w->ranges[2u * i];
+        uint32_t r_end = r_off + w->ranges[2u * i + 1u];
+        if (r_off >= end) {
+            break;
+        }
+        if (r_off > pos) {
+            int st = same_as_region(c, off, pos, r_off);
+            if (st < 0) {
+                return st;
+            }
+        }
+        pos = r_end > pos ? r_end : pos;
+    }
+    return pos < end ? same_as_region(c, off, pos, end) : MODELOTA_OK;
+}
+
 /* ---- chunks ------------------------------------------------------------ */
 
 int finalize(modelota_updater* u) {
@@ -355,6 +435,10 @@ int apply_chunk(modelota_updater* u) {
     uint32_t off = u->chunk_offset;
     uint32_t len = u->chunk_len;
     bool new_segment = u->next_seq == 0 || off != u->write_end;
+    int wst = check_writable(u->cfg, off, len);
+    if (wst < 0) {
+        return wst;
+    }
     if (u->cfg->verify_only) {
         digest_add(u, u->cfg->buffer, len);
         u->digest_pos = off + len;
@@ -519,6 +603,9 @@ int modelota_init(modelota_updater* u, const modelota_config* cfg) {
     if (cfg->verifier.verify != NULL &&
         cfg->buffer_len < MODELOTA_HEADER_LEN + MODELOTA_SIGNATURE_LEN) {
         return MODELOTA_INVALID_ARGUMENT; /* header and signature are checked together */
+    }
+    if (!writable_valid(&cfg->writable, t->size)) {
+        return MODELOTA_INVALID_ARGUMENT;
     }
     u->current_version = cfg->current_version;
     u->min_version = cfg->min_version;

@@ -76,6 +76,20 @@ typedef struct modelota_verifier {
     void* ctx;
 } modelota_verifier;
 
+/* Which bytes of the region a payload may change: `count` (offset, length)
+ * pairs in `ranges` (2 * count values), ascending and not overlapping, as
+ * `modelota fingerprint model.tflite` and `modelota prepare-ei` print them
+ * next to the fingerprint (docs/FORMAT.md, "Writable ranges"). A chunk that
+ * would change a byte outside them is refused with MODELOTA_WRONG_MODEL
+ * before it is written (bytes it repeats unchanged are fine). The device
+ * cannot recompute a fingerprint; this is how it refuses a payload that
+ * rewrites a model's structure (a Reshape shape, a Pad's paddings...) under
+ * the right fingerprint. ranges NULL: every byte is writable. */
+typedef struct modelota_writable {
+    const uint32_t* ranges;
+    uint32_t count;
+} modelota_writable;
+
 typedef struct modelota_config {
     modelota_target target;
     modelota_source backup;
@@ -97,6 +111,8 @@ typedef struct modelota_config {
      * must be at least MODELOTA_HEADER_LEN + MODELOTA_SIGNATURE_LEN. Without
      * it, a signed payload's signature block is skipped unchecked. */
     modelota_verifier verifier;
+    /* Optional: the only bytes a payload may change (see modelota_writable). */
+    modelota_writable writable;
 } modelota_config;
 
 typedef enum modelota_state {
@@ -158,8 +174,9 @@ typedef struct modelota_updater {
 } modelota_updater;
 
 /* Checks the configuration; MODELOTA_INVALID_ARGUMENT if a pointer is
- * missing, the buffer is shorter than the header, or the target or backup
- * has no way to be read or written. */
+ * missing, the buffer is shorter than the header, the target or backup
+ * has no way to be read or written, or the writable ranges are not
+ * ascending, disjoint and inside the region. */
 int modelota_init(modelota_updater* u, const modelota_config* cfg);
 
 /* Starts a new payload. Allowed in IDLE, DONE and FAILED. */

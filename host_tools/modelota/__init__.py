@@ -14,14 +14,20 @@ __version__ = "0.2.0"
 
 # public name -> module that defines it
 _API = {
+    # what a script or notebook calls (docs/API.md)
+    "pack": "modelota.api",
+    "inspect": "modelota.api",
+    "fingerprint": "modelota.api",
+    "simulate": "modelota.api",
+    "SimulatedDevice": "modelota.sim.device",
+    "ModelOTAError": "modelota.status",
+    "Status": "modelota.status",
+    # the wire format itself (docs/FORMAT.md)
     "Device": "modelota.format.payload",
     "Header": "modelota.format.payload",
     "Payload": "modelota.format.payload",
     "apply_reference": "modelota.format.payload",
-    "pack": "modelota.format.payload",
     "parse": "modelota.format.payload",
-    "ModelOTAError": "modelota.status",
-    "Status": "modelota.status",
 }
 
 __all__ = [
@@ -29,14 +35,20 @@ __all__ = [
     "Header",
     "ModelOTAError",
     "Payload",
+    "SimulatedDevice",
     "Status",
     "apply_reference",
+    "fingerprint",
+    "inspect",
     "pack",
     "parse",
+    "simulate",
 ]
 
 if TYPE_CHECKING:
-    from .format.payload import Device, Header, Payload, apply_reference, pack, parse
+    from .api import fingerprint, inspect, pack, simulate
+    from .format.payload import Device, Header, Payload, apply_reference, parse
+    from .sim.device import SimulatedDevice
     from .status import ModelOTAError, Status
 
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "ModelOTA.h"
+#include "slurp.h"
 
 namespace {
 
@@ -30,21 +31,6 @@ unsigned long g_yields = 0;
 
 const uint8_t kFingerprint[16] = {'m', 'o', 'd', 'e', 'l', 'o', 't', 'a',
                                   '-', 't', 'e', 's', 't', '-', 'f', 'p'};
-
-std::vector<uint8_t> slurp(const char* path) {
-    std::vector<uint8_t> out;
-    FILE* f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "cannot open %s\n", path);
-        exit(2);
-    }
-    int c;
-    while ((c = fgetc(f)) != EOF) {
-        out.push_back(static_cast<uint8_t>(c));
-    }
-    fclose(f);
-    return out;
-}
 
 class ScriptedStream : public Stream {
 public:

@@ -17,14 +17,56 @@ if TYPE_CHECKING:
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     from ..models.raw import read_weights
+    from .tflite import is_tflite
 
-    if args.size is None and not args.weights:
-        raise CliError("give weight files or --size")
-    size = args.size if args.size is not None else len(read_weights(args.weights))
-    fp = fingerprint_from(args, size)
+    one = len(args.weights or []) == 1
+    if one and is_tflite(args.weights[0]) and not args.json:
+        from .tflite import print_fingerprint
+
+        return print_fingerprint(args)
+    model_file = one and _is_model(args.weights[0])
+    if model_file and (args.model or args.fingerprint or args.size is not None):
+        raise CliError(
+            f"{args.weights[0]} brings its own fingerprint (its graph's): give no --model,"
+            " --fingerprint or --size"
+        )
+    info: dict[str, object] = {}
+    if model_file:
+        from ..api import fingerprint
+
+        try:
+            fp = fingerprint(args.weights[0])
+        except ValueError as e:
+            raise CliError(f"{args.weights[0]}: {e}") from e
+        if is_tflite(args.weights[0]):
+            from .tflite import load
+
+            ranges = load(args.weights[0])[1].writable_ranges()
+            info["writable_ranges"] = [[o, n] for o, n in ranges]
+    else:
+        if args.size is None and not args.weights:
+            raise CliError("give weight files or --size (or a .tflite model, an EI export)")
+        if args.size is not None and args.size < 0:
+            raise CliError("--size must not be negative")
+        size = args.size if args.size is not None else len(read_weights(args.weights))
+        fp = fingerprint_from(args, size)
+    if args.json:
+        from .common import print_json
+
+        print_json({"fingerprint": fp.hex(), "c_array": c_array("MODEL_FINGERPRINT", fp), **info})
+        return 0
     print(fp.hex())
     print(c_array("MODEL_FINGERPRINT", fp))
     return 0
+
+
+def _is_model(path: str) -> bool:
+    """A .tflite file, an Edge Impulse export folder or .zip: models that
+    carry their own fingerprint."""
+    from pathlib import Path
+
+    p = Path(path)
+    return p.suffix.lower() in (".tflite", ".zip") or p.is_dir()
 
 
 def signing_key(args: argparse.Namespace) -> bytes | None:
@@ -65,6 +107,19 @@ def seal_note(payload: Payload) -> str:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
+    if not args.json:
+        return _pack(args)
+    import contextlib
+    import io
+    from pathlib import Path
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the packers' text lines
+        rc = _pack(args)
+    _pack_json(args.output, Path(args.output).read_bytes())
+    return rc
+
+
+def _pack(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..format.payload import pack
@@ -75,6 +130,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
     seed = signing_key(args)
     if args.digest is None:
         args.digest = "sha256" if seed is not None else "crc32"
+    if args.base_version is not None and not args.delta:
+        raise CliError("--base-version is for --delta payloads: add --delta or drop it")
     if args.ei:
         if args.weights or args.base:
             raise CliError("--ei OLD NEW takes the two exports; give no other weight files")
@@ -91,6 +148,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
         if rc == 0 and (seed is not None or args.digest != "crc32"):
             reseal_output(args, Path(args.base).read_bytes(), seed)
         return rc
+    for w in args.weights:
+        _not_a_payload(w)
     new = read_weights(args.weights)
     fp = fingerprint_from(args, len(new))
     if not 0 <= args.version <= U32_MAX:
@@ -98,18 +157,24 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if args.chunk_size < 1:
         raise CliError("--chunk-size must be at least 1")
     base = None
+    if args.delta and not args.base:
+        raise CliError("--delta needs --base: the weights the devices run now")
     if args.base:
+        _not_a_payload(args.base)
         base = read_weights([args.base])
-        if args.base_version is None:
-            raise CliError("--base needs --base-version: the device checks it runs that version")
         if len(base) != len(new):
             raise CliError(
                 f"--base has {len(base)} bytes, new weights {len(new)}: not the same model"
             )
+    if args.delta:
+        if args.base_version is None:
+            raise CliError("--delta needs --base-version: the device checks it runs that version")
         if args.base_version >= args.version:
             raise CliError(
                 f"--version {args.version} must be above --base-version {args.base_version}"
             )
+    else:
+        base = None  # --base alone: a full payload, checked against the base's size
     try:
         payload = pack(
             new,
@@ -128,11 +193,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     out.write_bytes(data)
     h = payload.header
     kind = "delta" if h.is_delta else "full"
-    print(
-        f"{out}: {kind} payload v{h.model_version}, {len(data)} bytes, {h.data_size} of"
-        f" {h.weights_size} weight bytes in {h.segment_count} segment(s), {h.chunk_count} chunk(s),"
-        f" {seal_note(payload)}"
-    )
+    full = len(data)
     if h.is_delta:
         full = len(
             pack(
@@ -144,34 +205,38 @@ def cmd_pack(args: argparse.Namespace) -> int:
                 sign_key=seed,
             ).encode()
         )
+    print(
+        f"{out}: {kind} payload v{h.model_version}, {len(data)} bytes, {h.data_size} of"
+        f" {h.weights_size} weight bytes in {h.segment_count} segment(s), {h.chunk_count} chunk(s),"
+        f" {seal_note(payload)}"
+    )
+    if h.is_delta:
         saved = full - len(data)
         pct = 100.0 * saved / max(full, 1)
         print(f"delta saves {saved} bytes ({pct:.1f}%) against a full payload")
     return 0
 
 
-def describe(payload: Payload, raw: bytes) -> dict[str, object]:
-    h = payload.header
-    return {
-        "size": len(raw),
-        "format_version": h.format_version,
-        "kind": "delta" if h.is_delta else "full",
-        "fingerprint": h.fingerprint.hex(),
-        "model_version": h.model_version,
-        "base_version": h.base_version if h.is_delta else None,
-        "base_crc32": f"0x{h.base_crc32:08x}" if h.is_delta else None,
-        "weights_size": h.weights_size,
-        "data_size": h.data_size,
-        "chunk_count": h.chunk_count,
-        "max_chunk": h.max_chunk,
-        "segment_count": h.segment_count,
-        "segments": [[off, length] for off, length in payload.segments],
-        "digest": {"type": DIGEST_NAMES[h.digest_type], "value": digest_text(payload)},
-        "signed": h.is_signed,
-        "key_id": h.key_id.hex() if h.is_signed else None,
-        "header_crc32": f"0x{h.crc:08x}",
-        "chunk_crcs": "all valid",
-    }
+def _not_a_payload(path: str) -> None:
+    """Refuses a payload given where weights belong (packing it would ship
+    its bytes as weights)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_file():
+        with p.open("rb") as f:
+            if f.read(4) == b"MOTA":
+                raise CliError(f"{path} is a ModelOTA payload, not weights")
+
+
+def _pack_json(out: object, data: bytes) -> None:
+    """``pack --json``: the written payload as ``inspect --json`` describes it."""
+    from ..api import describe_payload
+    from ..format.payload import parse
+    from .common import print_json
+
+    info = {"output": str(out), **describe_payload(parse(data), len(data))}
+    print_json(info)
 
 
 def digest_text(payload: Payload) -> str:
@@ -182,20 +247,27 @@ def digest_text(payload: Payload) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
+    from ..api import describe_payload, is_tflite
     from ..format.payload import final_digest, parse
     from ..models.raw import read_weights
-    from . import tflite as tflite_cli
+    from .common import print_json, read_input
 
-    if tflite_cli.is_tflite(args.payload):
-        print(tflite_cli.describe_tflite(args.payload))
+    raw = read_input(args.payload, "payload or model file")
+    if is_tflite(raw):
+        from . import tflite as tflite_cli
+
+        if args.weights or args.deployed or args.key:
+            raise CliError(
+                f"{args.payload} is a .tflite model: --weights, --deployed and --key are for"
+                " payloads"
+            )
+        if args.json:
+            from ..api import describe_tflite
+
+            print_json(describe_tflite(tflite_cli.load(args.payload)[1]))
+        else:
+            print(tflite_cli.describe_tflite(args.payload))
         return 0
-    path = Path(args.payload)
-    if not path.is_file():
-        raise CliError(f"{args.payload}: no such file")
-    raw = path.read_bytes()
     key = None
     if args.key:
         from ..format import signing as keys
@@ -208,7 +280,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         payload = parse(raw, public_key=key)
     except ModelOTAError as e:
         raise CliError(f"{args.payload}: {e}") from e
-    info = describe(payload, raw)
+    info = describe_payload(payload, len(raw))
     if key is not None:
         from ..format import signing as keys
 
@@ -216,10 +288,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     elif payload.header.is_signed:
         info["signature"] = "not checked (give --key PUB)"
     tensors = ""
-    if args.model:
+    if args.deployed:
         from . import tflite as tflite_cli
 
-        tensors = tflite_cli.payload_tensors(payload, args.model)
+        tensors = tflite_cli.payload_tensors(payload, args.deployed)
         if args.json:
             info["tensors"] = tensors.splitlines()
             tensors = ""
@@ -231,7 +303,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         )
         info["weights_check"] = "match" if ok else "MISMATCH"
     if args.json:
-        print(json.dumps(info, indent=2))
+        print_json(info)
     else:
         for key, value in info.items():
             if key == "segments":
@@ -274,7 +346,11 @@ def add_commands(sub: Any) -> None:
     sp = sub.add_parser(
         "pack",
     )
-    sp.add_argument("weights", nargs="*", help="new weights; several raw files are concatenated")
+    sp.add_argument(
+        "weights",
+        nargs="*",
+        help="the new weights: raw files (.bin, .npy; concatenated in order) or one .tflite",
+    )
     sp.add_argument(
         "--ei",
         nargs=2,
@@ -293,16 +369,24 @@ def add_commands(sub: Any) -> None:
         "--chunk-size",
         type=int,
         default=1024,
-        help="bytes per chunk; the device's chunk buffer must be at least this (default 1024)",
+        help="bytes per chunk; the device's chunk buffer must be at least this",
     )
     sp.add_argument(
-        "--base", help="weights the devices run now: ship only the changed ranges (delta)"
+        "--base",
+        metavar="FILE",
+        help="what the devices run now: raw weights (needed with --delta) or the deployed"
+        " .tflite (always needed for .tflite)",
     )
-    sp.add_argument("--base-version", type=int, help="version of --base")
     sp.add_argument(
         "--delta",
         action="store_true",
-        help="with .tflite models: ship only the changed bytes (needs --base-version)",
+        help="ship only the bytes that differ from --base (or from the OLD export); devices"
+        " refuse it unless they run exactly that",
+    )
+    sp.add_argument(
+        "--base-version",
+        type=int,
+        help="with --delta: the version of --base (for --ei: default, the prepared library's)",
     )
     sp.add_argument(
         "--sign",
@@ -313,7 +397,10 @@ def add_commands(sub: Any) -> None:
     sp.add_argument(
         "--digest",
         choices=["crc32", "sha256"],
-        help="digest of the final weights (default crc32, or sha256 with --sign)",
+        help="digest of the final weights: crc32, or sha256 (the only one with --sign)",
+    )
+    sp.add_argument(
+        "--json", action="store_true", help="print the written payload as `inspect --json` does"
     )
     add_model_id(sp)
     sp.set_defaults(func=cmd_pack)
@@ -321,12 +408,14 @@ def add_commands(sub: Any) -> None:
     sp = sub.add_parser(
         "inspect",
     )
-    sp.add_argument("payload")
+    sp.add_argument("payload", help="a payload (.mota) or a .tflite model")
     sp.add_argument("--weights", nargs="+", help="expected final weights: check the digest")
-    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument("--json", action="store_true", help="print one JSON document")
     sp.add_argument(
-        "--model",
-        help="the deployed .tflite: show how many bytes of each tensor the payload rewrites",
+        "--deployed",
+        metavar="MODEL.tflite",
+        help="the .tflite the devices run: show how many bytes of each tensor the payload"
+        " rewrites",
     )
     sp.add_argument(
         "--key",
@@ -344,7 +433,14 @@ def add_commands(sub: Any) -> None:
     sp = sub.add_parser(
         "fingerprint",
     )
-    sp.add_argument("weights", nargs="*", help="weight files (for their size)")
-    sp.add_argument("--size", type=int, help="region size instead of weight files")
+    sp.add_argument(
+        "weights",
+        nargs="*",
+        help="raw weight files (for their size; with --model), or one .tflite model (its"
+        " fingerprint and the writable ranges for modelota_config.writable) or Edge Impulse"
+        " export",
+    )
+    sp.add_argument("--size", type=int, help="size of the raw weights instead of files")
+    sp.add_argument("--json", action="store_true", help="print one JSON document")
     add_model_id(sp)
     sp.set_defaults(func=cmd_fingerprint)

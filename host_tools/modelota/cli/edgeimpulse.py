@@ -94,6 +94,6 @@ def add_commands(sub: Any) -> None:
         "--version",
         type=int,
         default=1,
-        help="version of the weights compiled in (default 1); payloads must carry a higher one",
+        help="version of the weights compiled in; payloads must carry a higher one",
     )
     sp.set_defaults(func=cmd_prepare_ei)

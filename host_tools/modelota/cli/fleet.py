@@ -69,63 +69,198 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_fleet(args: argparse.Namespace) -> int:
-    import json
-    import sys
-    from pathlib import Path
+def _server_default() -> str:
+    import os
 
-    from ..fleet.client import AdminClient, FleetClientError
+    return os.environ.get("MODELOTA_SERVER", "http://127.0.0.1:8080")
 
-    admin = AdminClient(args.server, _token(args, True))
-    out: Any
+
+def net_error(server: str, e: BaseException) -> CliError:
+    """One line for a failure to talk to ``server`` (refused, unknown host,
+    timeout, TLS...), saying what to check."""
+    import http.client
+    import socket
+    import ssl
+
+    if isinstance(e, ssl.SSLCertVerificationError):
+        why = e.verify_message or e.reason or str(e)
+        return CliError(
+            f"{server}: the server's TLS certificate is not trusted ({why});"
+            " give its CA with --cacert FILE"
+        )
+    if isinstance(e, ssl.SSLError):
+        return CliError(f"{server}: TLS failed ({e.reason or e}): is it an https:// server?")
+    if isinstance(e, ConnectionRefusedError):
+        return CliError(f"cannot reach {server}: connection refused (is modelota serve running?)")
+    if isinstance(e, socket.gaierror):
+        return CliError(f"cannot reach {server}: unknown host ({e.strerror or e})")
+    if isinstance(e, TimeoutError | socket.timeout):
+        return CliError(f"cannot reach {server}: no answer (timed out)")
+    if isinstance(e, http.client.HTTPException | ConnectionError):
+        return CliError(
+            f"{server}: the connection broke ({type(e).__name__}); is it an http:// server"
+            " (not https://), and a modelota one?"
+        )
+    return CliError(f"cannot reach {server}: {getattr(e, 'strerror', None) or e}")
+
+
+def _fleet_call(args: argparse.Namespace, admin: Any) -> Any:
+    """The admin request of ``modelota fleet ACTION``; its JSON answer."""
+    if args.action == "upload":
+        return admin.upload(args.line, args.payload_bytes)
+    if args.action == "register":
+        return admin.register(args.device, args.group, args.fingerprint)
+    if args.action == "assign":
+        kind, target = ("group", args.group) if args.group else ("device", args.device)
+        return admin.assign(kind, target, args.line, args.version)
+    if args.action == "payloads":
+        return admin.payloads()
+    if args.action == "devices":
+        return admin.devices()
+    return admin.reports(args.device, args.limit)
+
+
+def _check_upload(args: argparse.Namespace) -> None:
+    """Reads and checks the payload to upload before anything is sent."""
+    from ..format.payload import parse
+    from ..status import ModelOTAError
+    from .common import read_input
+
+    data = read_input(args.payload, "payload file")
     try:
-        if args.action == "upload":
-            out = admin.upload(args.line, Path(args.payload).read_bytes())
-        elif args.action == "register":
-            out = admin.register(args.device, args.group, args.fingerprint)
-        elif args.action == "assign":
-            kind, target = ("group", args.group) if args.group else ("device", args.device)
-            out = admin.assign(kind, target, args.line, args.version)
-        elif args.action == "payloads":
-            out = admin.payloads()
-        elif args.action == "devices":
-            out = admin.devices()
-        else:
-            out = admin.reports(args.device, args.limit)
-    except FleetClientError as e:
+        parse(data)
+    except ModelOTAError as e:
+        raise CliError(f"{args.payload}: not a valid payload: {e}") from e
+    args.payload_bytes = data
+
+
+def _version_text(v: Any) -> str:
+    return "-" if v is None else f"v{v}"
+
+
+def fleet_text(action: str, out: Any) -> list[str]:
+    """The human form of an admin answer: tables for listings, one line for
+    changes; times as UTC and how long ago."""
+    from .common import table, when
+
+    if action == "upload":
+        base = f" (delta over v{out['base_version']})" if out.get("base_version") else ""
+        return [
+            f"uploaded {out['line']} v{out['version']}{base}: {out['size']} bytes,"
+            f" model {out['fingerprint']}, sha256 {out['sha256']}"
+        ]
+    if action == "register":
+        extra = "".join(
+            f", {k} {out[k]}" for k in ("group", "fingerprint") if out.get(k) is not None
+        )
+        return [f"registered device {out['id']}{extra}"]
+    if action == "assign":
+        version = "latest" if out.get("version") is None else f"v{out['version']}"
+        return [f"assigned {out['line']} {version} to {out['kind']} {out['target']}"]
+    if action == "payloads":
+        rows = [["line", "version", "base", "bytes", "uploaded", "sha256"]]
+        for p in out:
+            rows.append([
+                p["line"], f"v{p['version']}",
+                _version_text(p["base_version"]) if p.get("base_version") else "full",
+                str(p["size"]), when(p.get("uploaded_at")), p["sha256"],
+            ])  # fmt: skip
+        return table(rows, {3}) if out else ["no payloads"]
+    if action == "devices":
+        rows = [["device", "group", "runs", "assigned", "last check", "last report"]]
+        for d in out:
+            a = d.get("assigned")
+            r = d.get("last_report")
+            rows.append([
+                d["id"], d.get("group") or "-", _version_text(d.get("last_version")),
+                f"{a['line']} v{a['version']}" if a else "-", when(d.get("last_check")),
+                f"{r.get('status_name') or r.get('event')} {when(r.get('at'))}" if r else "-",
+            ])  # fmt: skip
+        return table(rows) if out else ["no devices"]
+    if action == "reports":
+        rows = [["at", "device", "event", "version", "status", "bytes", "message"]]
+        for r in out:
+            rows.append([
+                when(r.get("at")), r["device"], r.get("event") or "-",
+                _version_text(r.get("version")), r.get("status_name") or str(r.get("status")),
+                "-" if r.get("bytes") is None else str(r["bytes"]), r.get("message") or "",
+            ])  # fmt: skip
+        return table(rows, {5}) if out else ["no reports"]
+    import json
+
+    return [json.dumps(out, indent=2)]
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    import http.client
+
+    from ..fleet.client import AdminClient, FleetClientError, FleetURLError
+    from .common import print_json
+
+    if args.action == "upload":
+        _check_upload(args)
+    try:
+        admin = AdminClient(args.server, _token(args, True), cacert=args.cacert)
+        out = _fleet_call(args, admin)
+    except FleetURLError as e:
         raise CliError(str(e)) from e
-    except OSError as e:
+    except FleetClientError as e:
         raise CliError(f"{args.server}: {e}") from e
-    json.dump(out, sys.stdout, indent=2)
-    print()
+    except (OSError, http.client.HTTPException) as e:
+        raise net_error(args.server, e) from e
+    if args.json:
+        print_json(out)
+    else:
+        print("\n".join(fleet_text(args.action, out)))
     return 0
 
 
 def cmd_device(args: argparse.Namespace) -> int:
     """A simulated device (native core, RAM model, Store on simulated flash)
     polling a fleet server: the Python twin of examples/WiFiPull."""
+    import http.client
     import time
     from pathlib import Path
 
     from tqdm import tqdm
 
-    from ..fleet.client import FleetClientError, poll
+    from ..fleet.client import FleetClientError, FleetURLError, check_id, check_server, poll
     from ..models.raw import read_weights
     from ..sim.device import Layout, RamModelDevice
     from ..sim.flash import SimFlash
     from ..status import Status
-    from .common import fingerprint_from
+    from .common import fingerprint_from, print_json
 
+    try:
+        check_id("device", args.id)
+        check_server(args.server, args.cacert)  # before booting
+    except FleetURLError as e:
+        raise CliError(str(e)) from e
+    if args.polls < 1:
+        raise CliError("--polls must be at least 1")
+    if args.interval < 0:
+        raise CliError("--interval must not be negative")
     factory = read_weights([args.factory])
+    if factory[:4] == b"MOTA":
+        raise CliError(f"{args.factory} is a ModelOTA payload, not the factory weights")
     if args.factory.endswith(".tflite"):
-        from ..models.tflite import read_tflite
+        from ..models.tflite import TFLiteError, read_tflite
 
-        fp = read_tflite(factory).fingerprint()
+        if args.model or args.fingerprint:
+            raise CliError(
+                f"{args.factory} brings its own fingerprint: give no --model/--fingerprint"
+            )
+        try:
+            fp = read_tflite(factory).fingerprint()
+        except TFLiteError as e:
+            raise CliError(f"{args.factory}: {e}") from e
     else:
         fp = fingerprint_from(args, len(factory))
     layout = Layout.plan(256, 4, len(factory), args.max_payload)
     flash = SimFlash(256, layout.block_count, 4)
     state = Path(args.state) if args.state else None
+    if state is not None and state.is_dir():
+        raise CliError(f"{state}: is a directory, not a flash image file")
     if state is not None and state.is_file():
         image = state.read_bytes()
         if len(image) != len(flash.data):
@@ -135,12 +270,16 @@ def cmd_device(args: argparse.Namespace) -> int:
     st = dev.boot()
     if st != Status.Ok:
         raise CliError(f"boot failed: {st.name}")
-    print(f"device {args.id}: model {fp.hex()}, v{dev.version} from {dev.booted_from}")
+    if not args.json:
+        print(f"device {args.id}: model {fp.hex()}, v{dev.version} from {dev.booted_from}")
     bad = 0
+    results = []
     for i in range(args.polls):
         if i:
             time.sleep(args.interval)
-        bar = tqdm(total=0, desc="  download", unit="B", unit_scale=True, leave=False)
+        # a bar on a terminal only (None: tqdm's own check), never with --json
+        bar = tqdm(total=0, desc="  download", unit="B", unit_scale=True, leave=False,
+                   disable=True if args.json else None)  # fmt: skip
 
         def progress(done: int, total: int, bar: Any = bar) -> None:
             bar.total = total
@@ -148,39 +287,76 @@ def cmd_device(args: argparse.Namespace) -> int:
 
         before = dev.version
         try:
-            res = poll(dev, args.server, args.id, progress)
+            res = poll(dev, args.server, args.id, progress, cacert=args.cacert)
         except FleetClientError as e:
-            raise CliError(str(e)) from e
-        except OSError as e:
             raise CliError(f"{args.server}: {e}") from e
+        except (OSError, http.client.HTTPException) as e:  # before ValueError: TLS errors are both
+            raise net_error(args.server, e) from e
+        except ValueError as e:  # a manifest the device refuses
+            raise CliError(f"{args.server}: bad answer: {e}") from e
         finally:
             bar.close()
         if state is not None:
             state.write_bytes(flash.data)
+        results.append({
+            "poll": i + 1, "outcome": res.outcome, "status": res.what, "from_version": before,
+            "version": dev.version, "offered": res.offered, "payload_size": res.payload_size,
+            "connections": res.attempts, "resumed_at": res.resumed_at,
+        })  # fmt: skip
         if res.outcome == "current":
-            print(f"poll {i + 1}: current at v{dev.version}")
+            if not args.json:
+                print(f"poll {i + 1}: current at v{dev.version}")
             continue
         bad += res.outcome != "updated"
-        print(
-            f"poll {i + 1}: {res.outcome} ({res.what}): v{before} -> v{dev.version},"
-            f" {res.payload_size} bytes over {res.attempts} connection(s)"
-            + (f", resumed at {res.resumed_at}" if res.resumed_at else "")
-        )
+        if not args.json:
+            print(
+                f"poll {i + 1}: {res.outcome} ({res.what}): v{before} -> v{dev.version},"
+                f" {res.payload_size} bytes over {res.attempts} connection(s)"
+                + (f", resumed at {res.resumed_at}" if res.resumed_at else "")
+            )
+    if args.json:
+        print_json({"device": args.id, "fingerprint": fp.hex(), "polls": results})
     return 1 if bad else 0
 
 
+def client_options(sp: Any, top: bool) -> None:
+    """--server, --token, --cacert and --json of ``fleet``: accepted before
+    the action (``top``) and after it (where they override)."""
+    kw: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    sp.add_argument(
+        "--server",
+        help="URL of modelota serve, http:// or https:// (read from $MODELOTA_SERVER if set)",
+        **(kw or {"default": _server_default()}),
+    )
+    sp.add_argument("--token", help="admin bearer token (default: $MODELOTA_TOKEN)", **kw)
+    sp.add_argument(
+        "--cacert",
+        metavar="FILE",
+        help="https: trust only the CA certificate(s) in this PEM file (default: the system's)",
+        **kw,
+    )
+    sp.add_argument(
+        "--json",
+        action="store_true",
+        help="print the server's JSON answer instead of text",
+        **(kw or {"default": False}),
+    )
+
+
 def add_commands(sub: Any) -> None:
+    from .common import add_model_id
+
     sp = sub.add_parser(
         "serve",
     )
     sp.add_argument("--data", default="modelota-data", help="payload files and the SQLite db")
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    sp.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    sp.add_argument("--port", type=_port, default=8080, help="port (0 picks a free one)")
     sp.add_argument("--token", help="admin bearer token (default: $MODELOTA_TOKEN, or random)")
     sp.add_argument("--db", help="database URL: a SQLite path (default DATA/fleet.db) or"
                     " postgresql://... (needs psycopg)")  # fmt: skip
     sp.add_argument("--max-payload", type=int, default=64 * 1024 * 1024,
-                    help="largest accepted upload in bytes (default 64 MiB)")  # fmt: skip
+                    help="largest accepted upload in bytes")  # fmt: skip
     sp.add_argument("--access-log", action="store_true", help="log every request")
     sp.add_argument("--hmac-key", help="Edge Impulse project HMAC key: sign the data"
                     " acquisition files written from windows devices POST")  # fmt: skip
@@ -198,42 +374,62 @@ def add_commands(sub: Any) -> None:
         "device",
     )
     sp.add_argument("factory", help="the weights it ships with (.tflite, .bin, .npy)")
-    sp.add_argument("--server", default="http://127.0.0.1:8080")
+    sp.add_argument("--server", default=_server_default(),
+                    help="URL of the fleet server or static tree, http:// or https://"
+                    " (read from $MODELOTA_SERVER if set)")  # fmt: skip
+    sp.add_argument("--cacert", metavar="FILE",
+                    help="https: trust only the CA certificate(s) in this PEM file"
+                    " (default: the system's)")  # fmt: skip
     sp.add_argument("--id", required=True, help="device id (e.g. its MAC address)")
-    g = sp.add_mutually_exclusive_group()
-    g.add_argument("--model", help="raw weights: model name the fingerprint is derived from")
-    g.add_argument("--fingerprint", help="raw weights: 16-byte fingerprint as hex")
-    sp.add_argument("--version", type=int, default=1, help="factory model version (default 1)")
+    add_model_id(sp)
+    sp.add_argument("--version", type=int, default=1, help="factory model version")
     sp.add_argument("--state", help="file keeping the simulated flash between runs (reboots)")
-    sp.add_argument("--polls", type=int, default=1, help="checks to make (default 1)")
+    sp.add_argument("--polls", type=int, default=1, help="checks to make")
     sp.add_argument("--interval", type=float, default=5.0, help="seconds between checks")
     sp.add_argument("--buffer", type=int, default=1024, help="chunk buffer the device lends")
     sp.add_argument("--max-payload", type=int, default=1 << 20,
-                    help="largest payload its flash log holds (default 1 MiB)")  # fmt: skip
+                    help="largest payload its flash log holds, in bytes")  # fmt: skip
+    sp.add_argument("--json", action="store_true", help="print one JSON document of the polls")
     sp.set_defaults(func=cmd_device)
 
     sp = sub.add_parser(
         "fleet",
     )
-    sp.add_argument("--server", default="http://127.0.0.1:8080")
-    sp.add_argument("--token", help="admin bearer token (default: $MODELOTA_TOKEN)")
-    acts = sp.add_subparsers(dest="action", required=True)
-    a = acts.add_parser("upload", help="upload a payload (.mota) to a model line")
-    a.add_argument("line")
-    a.add_argument("payload")
-    a = acts.add_parser("register", help="register a device (by its id, e.g. its MAC)")
-    a.add_argument("device")
-    a.add_argument("--group")
-    a.add_argument("--fingerprint", help="32 hex digits: refuse other models for it")
-    a = acts.add_parser("assign", help="assign a line (and version) to a device or group")
+    client_options(sp, top=True)
+    acts = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, help: str) -> Any:
+        a = acts.add_parser(name, help=help, description=help, formatter_class=sp.formatter_class)
+        client_options(a, top=False)
+        return a
+
+    a = action("upload", "upload a payload (.mota) to a model line")
+    a.add_argument("line", help="model line (e.g. kws); versions rise within a line")
+    a.add_argument("payload", help="payload file (.mota)")
+    a = action("register", "register a device (by its id, e.g. its MAC)")
+    a.add_argument("device", help="device id")
+    a.add_argument("--group", help="group it belongs to (assign --group reaches it)")
+    a.add_argument("--fingerprint", metavar="HEX", help="32 hex digits: refuse other models for it")
+    a = action("assign", "assign a line (and version) to a device or group")
     g = a.add_mutually_exclusive_group(required=True)
-    g.add_argument("--device")
-    g.add_argument("--group")
-    a.add_argument("line")
-    a.add_argument("--version", type=int, help="default: the line's latest")
-    acts.add_parser("payloads", help="list payloads")
-    acts.add_parser("devices", help="list devices with their state")
-    a = acts.add_parser("reports", help="reports devices sent, newest first")
-    a.add_argument("--device")
-    a.add_argument("--limit", type=int, default=50)
+    g.add_argument("--device", help="a registered device id")
+    g.add_argument("--group", help="a group name")
+    a.add_argument("line", help="model line")
+    a.add_argument("--version", type=int, help="version of the line (default: its latest)")
+    action("payloads", "list payloads")
+    action("devices", "list devices with their state")
+    a = action("reports", "reports devices sent, newest first")
+    a.add_argument("--device", help="only this device's")
+    a.add_argument("--limit", type=int, default=50, help="at most this many")
     sp.set_defaults(func=cmd_fleet)
+
+
+def _port(text: str) -> int:
+    """A TCP port number for argparse (0 picks a free one)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"{n} is not a port (0-65535)")
+    return n

@@ -59,7 +59,7 @@ def add_collect(sub: Any) -> None:
     p.add_argument("outdir", help="directory for the files (created if missing)")
     p.add_argument("--count", type=int, default=None, help="stop after N windows")
     p.add_argument("--timeout", type=float, default=10.0,
-                   help="stop when no window came for S seconds (default 10)")  # fmt: skip
+                   help="stop when no window came for this many seconds")  # fmt: skip
     p.add_argument(
         "--hmac-key",
         default=None,
@@ -71,22 +71,40 @@ def add_collect(sub: Any) -> None:
     p.add_argument(
         "--label",
         default="field",
-        help="file name prefix; Edge Impulse takes it as the label (default field)",
+        help="file name prefix; Edge Impulse takes it as the label",
     )
     p.add_argument("--csv", action=argparse.BooleanOptionalAction, default=True,
-                   help="also write a CSV per window (default: yes)")  # fmt: skip
-    p.add_argument("--baud", type=int, default=115200)
+                   help="also write a CSV per window")  # fmt: skip
+    p.add_argument("--baud", type=int, default=115200, help="serial line speed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_collect)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    with open(args.payload, "rb") as f:
-        payload = f.read()
+    from ..format.payload import parse
+    from ..status import ModelOTAError
+    from .common import print_json, read_input
+
+    payload = read_input(args.payload, "payload file")
+    try:
+        parse(payload)  # a damaged or wrong file is refused before the port is opened
+    except ModelOTAError as e:
+        raise CliError(f"{args.payload}: not a valid payload: {e}") from e
+    if args.max_data is not None and args.max_data < 1:
+        raise CliError("--max-data must be at least 1")
     from ..link.push import push
 
     r = push(args.port, payload, window=args.window, timeout=args.timeout, baud=args.baud,
-             retries=args.retries, progress=not args.quiet)  # fmt: skip
+             retries=args.retries, progress=not (args.quiet or args.json),
+             max_data=args.max_data)  # fmt: skip
+    if args.json:
+        print_json({
+            "port": args.port, "version": r.version, "weights_crc32": f"{r.weights_crc:08x}",
+            "resumed_from": r.resumed_from, "data_frames": r.data_frames,
+            "retransmitted_bytes": r.retransmitted_bytes, "naks": r.naks,
+            "seconds": round(r.seconds, 3),
+        })  # fmt: skip
+        return 0
     resumed = f", resumed at byte {r.resumed_from}" if r.resumed_from else ""
     print(f"updated to version {r.version}, weights CRC32 {r.weights_crc:08x}{resumed}")
     return 0
@@ -99,11 +117,15 @@ def add_push(sub: Any) -> None:
     )
     p.add_argument("--port", required=True, help="serial port or pyserial URL (socket://, sim://)")
     p.add_argument("payload", help="payload file (.mota)")
-    p.add_argument("--window", type=int, default=None, help="DATA frames in flight")
+    p.add_argument("--window", type=int, default=None, metavar="FRAMES",
+                   help="DATA frames in flight (default: what the device offers)")  # fmt: skip
+    p.add_argument("--max-data", type=int, default=None, metavar="BYTES",
+                   help="largest DATA frame body (default: what the device offers)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for an answer")
-    p.add_argument("--baud", type=int, default=115200)
-    p.add_argument("--retries", type=int, default=8)
+    p.add_argument("--baud", type=int, default=115200, help="serial line speed")
+    p.add_argument("--retries", type=int, default=8, help="resends of an unanswered frame")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON document")
     p.set_defaults(func=cmd_push)
 
 

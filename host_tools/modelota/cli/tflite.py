@@ -16,7 +16,7 @@ import argparse
 
 from ..format.constants import U32_MAX
 from ..status import CliError
-from .common import c_array
+from .common import c_array, table
 
 TYPE_CHECKING = False  # as typing's, without importing typing at start-up
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from ..models.tflite import TensorInfo, TFLiteModel
 
 SUFFIX = ".tflite"
-_NAME_WIDTH = 40
 
 
 def is_tflite(path: str | Path) -> bool:
@@ -44,14 +43,11 @@ def wants_tflite(args: argparse.Namespace) -> bool:
 
 def load(path: str | Path) -> tuple[bytes, TFLiteModel]:
     """A .tflite file's bytes and parsed model; CliError naming the file on any problem."""
-    from pathlib import Path
 
     from ..models.tflite import TFLiteError, read_tflite
+    from .common import read_input
 
-    p = Path(path)
-    if not p.is_file():
-        raise CliError(f"{path}: no such file")
-    data = p.read_bytes()
+    data = read_input(str(path), ".tflite model")
     try:
         return data, read_tflite(data)
     except TFLiteError as e:
@@ -64,13 +60,9 @@ def _same_architecture(old_path: str, old: TFLiteModel, new_path: str, new: TFLi
     if old.fingerprint() != new.fingerprint():
         diff = first_difference(old, new) or "fingerprints differ"
         raise CliError(
-            f"{new_path} is not the same architecture as {old_path}: {diff}"
+            f"not the same architecture: {old_path} (old) vs {new_path} (new): {diff}"
             " (a payload only changes weights)"
         )
-
-
-def _short(name: str) -> str:
-    return name if len(name) <= _NAME_WIDTH else name[: _NAME_WIDTH - 3] + "..."
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -90,18 +82,6 @@ def _kind(t: TensorInfo) -> str:
     if t.is_variable:
         parts.append("variable")
     return ", ".join(parts) or "activation"
-
-
-def _table(rows: list[list[str]], right: set[int]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = []
-    for r in rows:
-        cells = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-    return out
 
 
 def describe_tflite(path: str | Path) -> str:
@@ -128,7 +108,7 @@ def describe_tflite(path: str | Path) -> str:
             [
                 *([str(t.subgraph)] if multi else []),
                 str(t.index),
-                _short(t.name),
+                t.name,
                 _shape(t.shape),
                 t.dtype,
                 str(t.data_length) if t.constant else "-",
@@ -137,12 +117,37 @@ def describe_tflite(path: str | Path) -> str:
             ]
         )
     k = len(head)
-    lines += _table(rows, {k, k + 4, k + 5})
+    lines += table(rows, {k, k + 4, k + 5})
     lines.append("")
     for o in m.operators:
         where = f"subgraph {o.subgraph} " if multi else ""
         lines.append(f"{where}op {o.index}: {o.op} in {list(o.inputs)} out {list(o.outputs)}")
     return "\n".join(lines)
+
+
+def writable_array(name: str, ranges: list[tuple[int, int]]) -> str:
+    """The writable ranges as the C array ``modelota_config.writable`` points at."""
+    body = ", ".join(f"{o}u, {n}u" for o, n in ranges)
+    return f"const uint32_t {name}[{2 * len(ranges)}] = {{{body}}};"
+
+
+def print_fingerprint(args: argparse.Namespace) -> int:
+    """``modelota fingerprint model.tflite``: the fingerprint, and the writable
+    ranges a device sets so it refuses payloads that change anything else."""
+    if getattr(args, "size", None) is not None or getattr(args, "model", None):
+        raise CliError("a .tflite model's fingerprint is its graph's: drop --size/--model")
+    data, m = load(args.weights[0])
+    fp = m.fingerprint()
+    ranges = m.writable_ranges()
+    print(fp.hex())
+    print(c_array("MODEL_FINGERPRINT", fp))
+    print(
+        f"/* {sum(n for _, n in ranges)} of {len(data)} bytes in {len(ranges)} range(s) may"
+        " change: cfg.writable.ranges = MODEL_WRITABLE_RANGES;"
+        f" cfg.writable.count = {len(ranges)}; */"
+    )
+    print(writable_array("MODEL_WRITABLE_RANGES", ranges))
+    return 0
 
 
 def _sizes(payload: Payload) -> str:
@@ -242,6 +247,33 @@ def cmd_diff(args: argparse.Namespace) -> int:
     new_bytes, new = load(args.new)
     _same_architecture(args.old, old, args.new, new)
     diffs = diff_models(old, new, include_unchanged=args.all)
+    all_diffs = diffs if args.all else diff_models(old, new, include_unchanged=True)
+    n_changed = sum(1 for d in all_diffs if d.changed)
+    full = pack_tflite(old_bytes, new_bytes, version=1)
+    delta = pack_tflite(old_bytes, new_bytes, version=1, base_version=0, delta=True)
+    if args.json:
+        from .common import print_json
+
+        print_json({
+            "old": str(args.old), "new": str(args.new),
+            "fingerprint": old.fingerprint().hex(),
+            "old_size": len(old_bytes), "new_size": len(new_bytes),
+            "tensors": [
+                {"subgraph": d.subgraph, "index": d.index, "name": d.name,
+                 "shape": list(d.shape), "type": d.dtype,
+                 "data_bytes": d.data_bytes, "data_changed": d.data_changed,
+                 "quant_bytes": d.quant_bytes, "quant_changed": d.quant_changed,
+                 "changed": d.changed}
+                for d in diffs
+            ],
+            "weight_tensors": len(all_diffs), "changed_tensors": n_changed,
+            "weight_bytes": old.weight_bytes,
+            "changed_bytes": sum(d.changed for d in all_diffs),
+            "full_payload_bytes": len(full.encode()),
+            "delta_payload_bytes": len(delta.encode()),
+            "delta_segments": delta.header.segment_count,
+        })  # fmt: skip
+        return 0
     print(
         f"{args.old} -> {args.new}: same architecture (fingerprint {old.fingerprint().hex()}),"
         f" {len(old_bytes)} vs {len(new_bytes)} bytes"
@@ -252,7 +284,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             rows.append(
                 [
                     (f"{d.subgraph}:" if d.subgraph else "") + str(d.index),
-                    _short(d.name),
+                    d.name,
                     _shape(d.shape),
                     d.dtype,
                     f"{d.data_changed}/{d.data_bytes}" if d.data_bytes else "-",
@@ -260,13 +292,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
                     str(d.changed),
                 ]
             )
-        print("\n".join(_table(rows, {0, 4, 5, 6})))
+        print("\n".join(table(rows, {0, 4, 5, 6})))
     else:
         print("no weight changes")
-    all_diffs = diffs if args.all else diff_models(old, new, include_unchanged=True)
-    n_changed = sum(1 for d in all_diffs if d.changed)
-    full = pack_tflite(old_bytes, new_bytes, version=1)
-    delta = pack_tflite(old_bytes, new_bytes, version=1, base_version=0, delta=True)
     changed_bytes = delta.header.data_size
     print(
         f"total: {n_changed} of {len(all_diffs)} weight tensors change;"
@@ -287,11 +315,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     sp.add_argument("old", help="the model devices run (.tflite)")
     sp.add_argument("new", help="the retrained model (.tflite, same architecture)")
     sp.add_argument("--all", action="store_true", help="list unchanged weight tensors too")
+    sp.add_argument("--json", action="store_true", help="print one JSON document")
     sp.set_defaults(func=cmd_diff)
 
 
 def payload_tensors(payload: Payload, model_path: str | Path) -> str:
-    """What ``modelota inspect x.mota --model deployed.tflite`` adds: for each
+    """What ``modelota inspect x.mota --deployed deployed.tflite`` adds: for each
     weight tensor of the deployed model, how many of its bytes the payload's
     segments rewrite."""
     data, m = load(model_path)
@@ -302,7 +331,7 @@ def payload_tensors(payload: Payload, model_path: str | Path) -> str:
             f" (payload: {h.weights_size} bytes, fingerprint {h.fingerprint.hex()})"
         )
     segs = payload.segments
-    lines = ["#  name                                      shape     bytes  rewritten"]
+    rows = [["#", "name", "shape", "bytes", "rewritten"]]
     total = 0
     for t in m.tensors:
         ranges = t.ranges()
@@ -310,8 +339,7 @@ def payload_tensors(payload: Payload, model_path: str | Path) -> str:
             continue
         hit = sum(max(0, min(o + n, so + sn) - max(o, so)) for o, n in ranges for so, sn in segs)
         total += hit
-        name = t.name if len(t.name) <= 40 else t.name[:37] + "..."
-        shape = "[" + ", ".join(map(str, t.shape)) + "]"
-        lines.append(f"{t.index:<2} {name:<41} {shape:<9} {t.weight_bytes:>5}  {hit:>9}")
+        rows.append([str(t.index), t.name, _shape(t.shape), str(t.weight_bytes), str(hit)])
+    lines = table(rows, {0, 3, 4})
     lines.append(f"payload rewrites {total} of {m.weight_bytes} weight bytes")
     return "\n".join(lines)

@@ -34,17 +34,25 @@ def load(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     return x[tr], y[tr], x[te], y[te]
 
 
-def train(x: np.ndarray, y: np.ndarray, steps: int, seed: int = 0) -> list[Dense]:
-    """Full-batch Adam on cross-entropy from a fixed random init; ``steps`` = 0 is
-    the random network."""
+def train(
+    x: np.ndarray, y: np.ndarray, steps: int, seed: int = 0, start: list[Dense] | None = None
+) -> list[Dense]:
+    """Full-batch Adam on cross-entropy from a fixed random init (or from the
+    layers of ``start``: more training of a model); ``steps`` = 0 is the
+    starting network."""
     rng = np.random.default_rng(seed + 1)
     n_in, n_hidden, n_out = DIMS
-    params = [
-        rng.normal(0, np.sqrt(2.0 / n_in), (n_in, n_hidden)),
-        np.zeros(n_hidden),
-        rng.normal(0, np.sqrt(1.0 / n_hidden), (n_hidden, n_out)),
-        np.zeros(n_out),
-    ]
+    if start is None:
+        params = [
+            rng.normal(0, np.sqrt(2.0 / n_in), (n_in, n_hidden)),
+            np.zeros(n_hidden),
+            rng.normal(0, np.sqrt(1.0 / n_hidden), (n_hidden, n_out)),
+            np.zeros(n_out),
+        ]
+    else:
+        params = []
+        for layer in start:
+            params += [layer.weights.T.astype(np.float64), layer.bias.astype(np.float64)]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
     onehot = np.eye(n_out)[y]

@@ -1,5 +1,7 @@
 """Clients of the fleet protocol (docs/FLEET.md), on the standard library's
-http.client so they behave like a device's plain HTTP/1.1 stack.
+http.client so they behave like a device's plain HTTP/1.1 stack; ``https://``
+server URLs go through TLS with the server's certificate checked (system CAs,
+or a PEM file given as ``cacert``).
 
 * :class:`AdminClient` — upload payloads, register devices, assign models.
 * :func:`poll` — one check-download-apply-report round of a device: the
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from urllib.parse import urlencode, urlsplit
 
 from ..sim.device import Progress, StreamLost
 from ..status import Status
+from .errors import ID_RE
 
 PIECE = 1024  # bytes per read: a device's receive buffer
 MANIFEST_MAX = 512
@@ -38,11 +42,49 @@ class FleetClientError(Exception):
         self.message = message
 
 
-def _split(base_url: str) -> tuple[str, int, str]:
+class FleetURLError(ValueError):
+    """A server URL, CA file or id the client cannot use; nothing was sent."""
+
+
+def _split(base_url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path prefix) of an http:// or https:// server URL."""
     u = urlsplit(base_url)
-    if u.scheme != "http" or not u.hostname:
-        raise ValueError(f"{base_url}: only http://host[:port][/prefix] URLs are supported")
-    return u.hostname, u.port or 80, u.path.rstrip("/")
+    if u.scheme not in ("http", "https") or not u.netloc:
+        hint = f": did you mean http://{base_url} or https://{base_url}?" if not u.netloc else ""
+        raise FleetURLError(
+            f"{base_url} is not a server URL (http://host[:port][/prefix] or https://...){hint}"
+        )
+    try:
+        port = u.port or (443 if u.scheme == "https" else 80)
+    except ValueError as e:
+        raise FleetURLError(f"{base_url}: bad port ({e})") from e
+    if not u.hostname:
+        raise FleetURLError(f"{base_url}: no host name")
+    if u.query or u.fragment:
+        raise FleetURLError(f"{base_url}: a server URL has no ?query or #fragment")
+    return u.scheme, u.hostname, port, u.path.rstrip("/")
+
+
+def check_id(kind: str, value: str) -> str:
+    """A device, group or line id as the server accepts it (the same pattern),
+    checked before it goes into a URL."""
+    if not ID_RE.fullmatch(value):
+        raise FleetURLError(
+            f"{kind} id {value!r} is not valid: 1 to 64 of A-Z a-z 0-9 . _ : -"
+            " (not starting with a dot)"
+        )
+    return value
+
+
+def tls_context(cacert: str | None = None) -> ssl.SSLContext:
+    """Certificate-checking TLS context: the system's CAs, or only those in
+    ``cacert`` (a PEM file) when given."""
+    try:
+        return ssl.create_default_context(cafile=cacert)
+    except FileNotFoundError as e:
+        raise FleetURLError(f"{cacert}: no such CA certificate file") from e
+    except (OSError, ssl.SSLError) as e:
+        raise FleetURLError(f"{cacert}: not a PEM CA certificate file ({e})") from e
 
 
 def _error_of(status: int, raw: bytes) -> FleetClientError:
@@ -50,16 +92,36 @@ def _error_of(status: int, raw: bytes) -> FleetClientError:
         doc = json.loads(raw)
         return FleetClientError(status, str(doc["error"]), str(doc["message"]))
     except (ValueError, KeyError, TypeError):
-        text = raw[:200].decode("utf-8", "replace").strip()
-        return FleetClientError(status, "Http", text or http.client.responses.get(status, ""))
+        reason = http.client.responses.get(status, "")
+        return FleetClientError(
+            status, reason.replace(" ", "") or "Http",
+            "the answer is not a modelota error: is this the right server URL?",
+        )  # fmt: skip
+
+
+def check_server(base_url: str, cacert: str | None = None) -> None:
+    """Raises FleetURLError for a server URL or CA file the client cannot use."""
+    _Conn(base_url, 1.0, cacert)
 
 
 class _Conn:
-    def __init__(self, base_url: str, timeout: float) -> None:
-        self.host, self.port, self.prefix = _split(base_url)
+    """Connections to one server, plain or TLS (``https://``; the server's
+    certificate is checked against the system's CAs or ``cacert``)."""
+
+    def __init__(self, base_url: str, timeout: float, cacert: str | None = None) -> None:
+        self.scheme, self.host, self.port, self.prefix = _split(base_url)
         self.timeout = timeout
+        self.tls: ssl.SSLContext | None = None
+        if self.scheme == "https":
+            self.tls = tls_context(cacert)
+        elif cacert is not None:
+            raise FleetURLError(f"{base_url}: a CA certificate is for https:// servers")
 
     def open(self) -> http.client.HTTPConnection:
+        if self.tls is not None:
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.timeout, context=self.tls
+            )
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
     def request(
@@ -81,8 +143,10 @@ class _Conn:
 class AdminClient:
     """The admin API with its bearer token."""
 
-    def __init__(self, base_url: str, token: str, timeout: float = 30.0) -> None:
-        self.conn = _Conn(base_url, timeout)
+    def __init__(
+        self, base_url: str, token: str, timeout: float = 30.0, cacert: str | None = None
+    ) -> None:
+        self.conn = _Conn(base_url, timeout, cacert)
         self.token = token
 
     def call(self, method: str, path: str, body: bytes | None = None, ctype: str = "") -> Any:
@@ -93,9 +157,15 @@ class AdminClient:
         status, _, raw = self.conn.request(method, path, body, headers)
         if status >= 400:
             raise _error_of(status, raw)
-        return json.loads(raw) if raw else None
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError as e:
+            raise FleetClientError(
+                status, "BadResponse", "the answer is not JSON: is this a modelota serve URL?"
+            ) from e
 
     def upload(self, line: str, payload: bytes) -> dict[str, Any]:
+        check_id("line", line)
         return dict(
             self.call(
                 "POST", f"/admin/payloads?{urlencode({'line': line})}", payload,
@@ -110,6 +180,7 @@ class AdminClient:
         self, device: str, group: str | None = None, fingerprint: str | None = None
     ) -> dict[str, Any]:
         body = json.dumps({"group": group, "fingerprint": fingerprint}).encode()
+        check_id("device", device)
         return dict(self.call("PUT", f"/admin/devices/{device}", body, "application/json"))
 
     def devices(self) -> list[dict[str, Any]]:
@@ -117,11 +188,45 @@ class AdminClient:
 
     def assign(self, kind: str, target: str, line: str, version: int | None = None) -> Any:
         body = json.dumps({"line": line, "version": version}).encode()
+        check_id(kind, target)
         return self.call("PUT", f"/admin/assignments/{kind}/{target}", body, "application/json")
 
     def reports(self, device: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        if device:
+            check_id("device", device)
         q = {"limit": str(limit)} | ({"device": device} if device else {})
         return list(self.call("GET", f"/admin/reports?{urlencode(q)}"))
+
+    def _post_json(self, path: str, doc: Any) -> Any:
+        return self.call("POST", path, json.dumps(doc).encode(), "application/json")
+
+    def create_rollout(
+        self, line: str, version: int, group: str, policy: dict[str, Any] | None = None,
+        start: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        doc = {"line": line, "version": version, "group": group, "policy": policy or {},
+               "start": start}  # fmt: skip
+        return dict(self._post_json("/admin/rollouts", doc))
+
+    def rollouts(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/admin/rollouts"))
+
+    def rollout(self, rid: int) -> dict[str, Any]:
+        return dict(self.call("GET", f"/admin/rollouts/{rid}"))
+
+    def rollout_action(self, rid: int, action: str, note: str = "") -> dict[str, Any]:
+        """start, pause, resume or abort."""
+        return dict(self._post_json(f"/admin/rollouts/{rid}/{action}", {"note": note}))
+
+    def evaluate(self) -> list[dict[str, Any]]:
+        """The server's rollout decisions, made now rather than on its timer."""
+        return list(self.call("POST", "/admin/rollouts/evaluate"))
+
+    def quality(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/admin/quality"))
+
+    def history(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/admin/history"))
 
 
 class PullDevice(Protocol):
@@ -253,10 +358,13 @@ def poll(
     timeout: float = 10.0,
     backoff: float = 0.05,
     report: bool = True,
+    cacert: str | None = None,
 ) -> PollResult:
     """One round of a device's pull loop (docs/FLEET.md): check, download
-    into the Updater, report."""
-    conn = _Conn(base_url, timeout)
+    into the Updater, report. ``https://`` servers are checked against the
+    system's CAs, or the PEM file ``cacert``."""
+    conn = _Conn(base_url, timeout, cacert)
+    check_id("device", device_id)
     query = urlencode({"fingerprint": device.fingerprint.hex(), "version": device.version})
     status, _, raw = conn.request(
         "GET", f"/v1/devices/{device_id}/manifest.json?{query}", headers={"User-Agent": "sim"}
@@ -290,6 +398,19 @@ def poll(
              "status_name": st.name, "message": result.message, "bytes": dl.fed},
         )  # fmt: skip
     return result
+
+
+def send_quality(base_url: str, device_id: str, summary: bytes, timeout: float = 10.0) -> int:
+    """POSTs a device's model-quality summary (the JSON the firmware's
+    accumulator writes, docs/FLEET.md); returns the HTTP status."""
+    conn = _Conn(base_url, timeout)
+    status, _, raw = conn.request(
+        "POST", f"/v1/devices/{device_id}/quality", summary,
+        {"Content-Type": "application/json"},
+    )  # fmt: skip
+    if status >= 400:
+        raise _error_of(status, raw)
+    return status
 
 
 def send_report(conn: _Conn, device_id: str, body: dict[str, Any]) -> bool:

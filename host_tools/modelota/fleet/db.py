@@ -22,16 +22,17 @@ import re
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..format.payload import DIGEST_CRC32, Payload, parse
 from ..status import ModelOTAError
+from .errors import FleetError, check_id, parse_u32
+from .rollout_store import ROLLOUT_SCHEMA, RolloutMixin
 
-ID_RE = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,63}")
 SHA_RE = re.compile(r"[0-9a-f]{64}")
-U32_MAX = 0xFFFFFFFF
 MANIFEST_MAX = 512  # bytes; the device's manifest buffer (docs/FLEET.md)
 REPORT_EVENTS = ("check", "download", "apply")
 
@@ -79,39 +80,6 @@ CREATE TABLE IF NOT EXISTS reports (
 );
 CREATE INDEX IF NOT EXISTS reports_device ON reports (device, at);
 """
-
-
-class FleetError(Exception):
-    """A refused request: HTTP status, short name and one-line message."""
-
-    def __init__(self, http: int, name: str, message: str) -> None:
-        super().__init__(message)
-        self.http = http
-        self.name = name
-        self.message = message
-
-    def body(self) -> dict[str, str]:
-        return {"error": self.name, "message": self.message}
-
-
-def check_id(kind: str, value: str) -> str:
-    """Ids go into SQL parameters and file names: refuse anything else than
-    the documented alphabet (no '/', no leading '.', no NUL...)."""
-    if not isinstance(value, str) or not ID_RE.fullmatch(value):
-        raise FleetError(400, "BadId", f"{kind} id must match [A-Za-z0-9._:-]{{1,64}}")
-    return value
-
-
-def parse_u32(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise FleetError(400, "BadRequest", f"{name} must be an integer 0..{U32_MAX}")
-    if isinstance(value, str):
-        if not value.isdigit() or len(value) > 10:
-            raise FleetError(400, "BadRequest", f"{name} must be an integer 0..{U32_MAX}")
-        value = int(value)
-    if not isinstance(value, int) or not 0 <= value <= U32_MAX:
-        raise FleetError(400, "BadRequest", f"{name} must be an integer 0..{U32_MAX}")
-    return value
 
 
 def parse_fingerprint(value: str) -> str:
@@ -219,18 +187,29 @@ class _Db:
         self.conn.close()
 
 
-class Fleet:
-    """Payload files under ``data/payloads`` plus the SQL tables above."""
+class Fleet(RolloutMixin):
+    """Payload files under ``data/payloads`` plus the SQL tables above (and
+    the rollout tables of rollout_store.py).
 
-    def __init__(self, data_dir: Path, db_url: str | None = None) -> None:
+    ``clock`` gives every recorded time (reports, rollout waves): the tests
+    and the demo pass a simulated one to let soak periods pass at once."""
+
+    def __init__(
+        self, data_dir: Path, db_url: str | None = None, clock: Callable[[], float] | None = None
+    ) -> None:
+        self.clock: Callable[[], float] = clock or time.time
         self.data_dir = Path(data_dir)
         self.payload_dir = self.data_dir / "payloads"
         self.payload_dir.mkdir(parents=True, exist_ok=True)
         self.db = _Db(db_url or str(self.data_dir / "fleet.db"))
-        for stmt in SCHEMA.split(";"):
+        for stmt in (SCHEMA + ROLLOUT_SCHEMA).split(";"):
             if stmt.strip():
                 self.db.execute(stmt)
         self.generation = 0  # bumped on every change an answer depends on
+
+    def changed(self) -> None:
+        """Something a device's answer depends on changed."""
+        self.generation += 1
 
     def close(self) -> None:
         self.db.close()
@@ -288,7 +267,7 @@ class Fleet:
         self.db.begin()
         try:
             self._check_upload(line, payload, fp, base)
-            now = time.time()
+            now = self.clock()
             self.db.execute(
                 "INSERT INTO lines (name, fingerprint, created_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO NOTHING",
@@ -312,7 +291,7 @@ class Fleet:
             if self.payload(sha) is None:
                 path.unlink(missing_ok=True)
             raise
-        self.generation += 1
+        self.changed()
         return rec, True
 
     def _check_upload(self, line: str, payload: Payload, fp: str, base: int) -> None:
@@ -392,7 +371,7 @@ class Fleet:
             if self.db.one("SELECT id FROM devices WHERE id = ?", (device,)) is None:
                 self.db.execute(
                     "INSERT INTO devices (id, grp, fingerprint, created_at) VALUES (?, ?, ?, ?)",
-                    (device, group, fingerprint, time.time()),
+                    (device, group, fingerprint, self.clock()),
                 )
             else:
                 self.db.execute(
@@ -403,7 +382,7 @@ class Fleet:
         except BaseException:
             self.db.rollback()
             raise
-        self.generation += 1
+        self.changed()
         return {"id": device, "group": group, "fingerprint": fingerprint}
 
     def assign(self, kind: str, target: str, line: str, version: int | None) -> dict[str, Any]:
@@ -426,6 +405,13 @@ class Fleet:
                 "SELECT id FROM devices WHERE id = ?", (target,)
             ):
                 raise FleetError(404, "UnknownDevice", f"device {target!r} is not registered")
+            active = self.active_rollout(target) if kind == "group" else None
+            if active is not None:
+                raise FleetError(
+                    409, "RolloutActive",
+                    f"rollout {active.id} ({active.state}) manages group {target!r}: abort it"
+                    " first",
+                )  # fmt: skip
             self.db.execute("DELETE FROM assignments WHERE kind = ? AND target = ?", (kind, target))
             self.db.execute(
                 "INSERT INTO assignments (kind, target, line, version) VALUES (?, ?, ?, ?)",
@@ -435,7 +421,7 @@ class Fleet:
         except BaseException:
             self.db.rollback()
             raise
-        self.generation += 1
+        self.changed()
         return {"kind": kind, "target": target, "line": line, "version": version}
 
     def devices(self) -> list[dict[str, Any]]:
@@ -465,6 +451,9 @@ class Fleet:
             "SELECT line, version FROM assignments WHERE kind = 'device' AND target = ?", (device,)
         )
         if assignment is None and row[0] is not None:
+            governed, line, version = self.rollout_version(device, row[0])
+            if governed:  # a rollout manages the group: its wave decides
+                return None if version is None else self._full(line, version)
             assignment = self.db.one(
                 "SELECT line, version FROM assignments WHERE kind = 'group' AND target = ?",
                 (row[0],),
@@ -478,12 +467,15 @@ class Fleet:
                 " ORDER BY version DESC LIMIT 1",
                 (line,),
             )
-        else:
-            found = self.db.one(
-                f"SELECT {self._COLS} FROM payloads WHERE line = ? AND version = ?"
-                " AND base_version = 0",
-                (line, version),
-            )
+            return None if found is None else self._record(found)
+        return self._full(line, int(version))
+
+    def _full(self, line: str, version: int) -> PayloadRecord | None:
+        found = self.db.one(
+            f"SELECT {self._COLS} FROM payloads WHERE line = ? AND version = ?"
+            " AND base_version = 0",
+            (line, version),
+        )
         return None if found is None else self._record(found)
 
     def answer(self, device: str, fingerprint: str | None, version: int | None) -> Answer:
@@ -526,11 +518,9 @@ class Fleet:
         self.db.begin()
         try:
             for dev, (at, version) in seen.items():
-                self.db.execute(
-                    "UPDATE devices SET last_check = ?, last_version = COALESCE(?, last_version)"
-                    " WHERE id = ?",
-                    (at, version, dev),
-                )
+                self.db.execute("UPDATE devices SET last_check = ? WHERE id = ?", (at, dev))
+                if not self._reported_since(dev, at):  # a batched check is older news
+                    self._version_seen(dev, version, at)
             self.db.commit()
         except BaseException:
             self.db.rollback()
@@ -557,17 +547,15 @@ class Fleet:
             texts.append(None if v is None else v[:500])
         if self.db.one("SELECT id FROM devices WHERE id = ?", (device,)) is None:
             raise FleetError(404, "UnknownDevice", f"device {device!r} is not registered")
+        now = self.clock()
         self.db.begin()
         try:
             self.db.execute(
                 "INSERT INTO reports (device, at, event, version, status, status_name, message,"
                 " bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (device, time.time(), event, version, status, texts[0], texts[1], nbytes),
+                (device, now, event, version, status, texts[0], texts[1], nbytes),
             )
-            if version is not None:  # the version the device runs after the event
-                self.db.execute(
-                    "UPDATE devices SET last_version = ? WHERE id = ?", (version, device)
-                )
+            self._version_seen(device, version, now)  # the version it runs after the event
             self.db.commit()
         except BaseException:
             self.db.rollback()

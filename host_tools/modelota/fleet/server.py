@@ -35,6 +35,8 @@ REPORT_MAX = 4096
 WINDOWS_MAX = 1024 * 1024
 CACHE_MAX = 200_000  # cached device answers before the cache is dropped
 FLUSH_SECONDS = 2.0
+ROLLOUT_SECONDS = 5.0  # rollout decisions at least this often (and after device reports)
+ROLLOUT_GAP = 1.0  # ... but not more often than this after a report
 SEND_PIECE = 64 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -58,8 +60,10 @@ class Server:
         token: str,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         hmac_key: bytes | None = None,
+        rollout_interval: float = ROLLOUT_SECONDS,
     ) -> None:
         self.fleet = fleet
+        self.rollout_interval = rollout_interval
         self.hmac_key = hmac_key  # signs the Edge Impulse files written from posted windows
         self.token = token.encode()
         self.max_payload = max_payload
@@ -68,6 +72,9 @@ class Server:
         self.records: dict[str, tuple[int, PayloadRecord | None]] = {}
         self.seen: dict[str, tuple[float, int | None]] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._decider: asyncio.Task[None] | None = None
+        self._kick: asyncio.Event | None = None  # a report came: decide soon
+        self._stamp: tuple[int, int] | None = None  # rollouts as this replica last saw them
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -76,15 +83,18 @@ class Server:
     # -- lifecycle ----------------------------------------------------------
 
     async def start(self, _app: web.Application) -> None:
+        self._kick = asyncio.Event()
         self._flusher = asyncio.create_task(self._flush_loop())
+        self._decider = asyncio.create_task(self._rollout_loop())
 
     async def stop(self, _app: web.Application) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            try:
-                await self._flusher
-            except asyncio.CancelledError:
-                pass
+        for task in (self._flusher, self._decider):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         await self.flush()
         await self.db(self.fleet.close)
         self.worker.shutdown(wait=True)
@@ -96,6 +106,45 @@ class Server:
                 await self.flush()
             except Exception:  # keep serving; the next flush retries
                 log.exception("could not record device checks")
+
+    async def _rollout_loop(self) -> None:
+        """Every replica runs this: the database's compare-and-set lets one
+        of them apply a decision, the others find the rollout moved on."""
+        assert self._kick is not None
+        while True:
+            try:
+                await asyncio.wait_for(self._kick.wait(), self.rollout_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._kick.clear()
+            started = time.monotonic()
+            try:
+                await self.decide()
+            except Exception:  # keep serving; the next round retries
+                log.exception("rollout decisions failed")
+            # reports keep kicking while a fleet updates: a large group's decision
+            # (about 1 s for 50,000 devices, bench/bench_rollout.py) may take at most
+            # a fifth of the database worker's time
+            took = time.monotonic() - started
+            await asyncio.sleep(min(self.rollout_interval, max(ROLLOUT_GAP, 4 * took)))
+
+    async def decide(self) -> list[dict[str, Any]]:
+        """The rollout decisions due now (after recording the pending checks,
+        whose versions they count)."""
+        await self.flush()
+        applied = await self.db(self.fleet.evaluate_rollouts)
+        stamp = await self.db(self.fleet.rollout_stamp)
+        if stamp != self._stamp:  # another replica (or an admin there) moved a rollout
+            if self._stamp is not None:
+                self.fleet.changed()
+            self._stamp = stamp
+        for a in applied:
+            log.info("rollout %s: %s: %s", a["rollout"], a["action"], a["reason"])
+        return applied
+
+    def kick(self) -> None:
+        if self._kick is not None:
+            self._kick.set()
 
     async def flush(self) -> None:
         seen, self.seen = self.seen, {}
@@ -133,7 +182,7 @@ class Server:
         fp = parse_fingerprint(q["fingerprint"]) if "fingerprint" in q else None
         version = parse_u32("version", q["version"]) if "version" in q else None
         ans = await self.answer(device, fp, version)
-        self.seen[device] = (time.time(), version)
+        self.seen[device] = (self.fleet.clock(), version)
         if ans.payload is None:
             return web.Response(status=204)
         etag = f'"{ans.payload.sha256}"'
@@ -172,6 +221,18 @@ class Server:
         if pending is not None and isinstance(body.get("version"), int):
             # the report is newer than the batched check: keep its version
             self.seen[device] = (pending[0], body["version"])
+        self.kick()
+        return web.Response(status=204)
+
+    async def quality(self, request: web.Request) -> web.StreamResponse:
+        """A device's model-quality summary for the version it runs."""
+        device = check_id("device", request.match_info["device"])
+        body = await read_json(request, REPORT_MAX)
+        await self.db(self.fleet.store_quality, device, body)
+        pending = self.seen.get(device)
+        if pending is not None and isinstance(body, dict) and isinstance(body.get("version"), int):
+            self.seen[device] = (pending[0], body["version"])
+        self.kick()
         return web.Response(status=204)
 
     async def windows(self, request: web.Request) -> web.StreamResponse:
@@ -234,8 +295,107 @@ class Server:
         rows = await self.db(self.fleet.reports, device, min(limit, 10_000))
         return web.json_response(rows)
 
+    # -- rollouts (docs/FLEET.md "Rollouts") --------------------------------
+
+    def _rollout_doc(self, rid: int) -> dict[str, Any]:
+        return self.fleet.rollout_json(self.fleet.rollout(rid))
+
+    async def create_rollout(self, request: web.Request) -> web.StreamResponse:
+        body = await read_json(request, REPORT_MAX)
+        if not isinstance(body, dict) or set(body) - {"line", "version", "group", "policy",
+                                                      "start"}:  # fmt: skip
+            raise FleetError(
+                400, "BadRequest",
+                'body is {"line", "version", "group", "policy": {...}, "start": bool}',
+            )  # fmt: skip
+        for key in ("line", "group"):
+            if not isinstance(body.get(key), str):
+                raise FleetError(400, "BadRequest", f"{key} must be a string")
+        r = await self.db(
+            self.fleet.create_rollout, body["line"], body.get("version"), body["group"],
+            body.get("policy"), bool(body.get("start", False)),
+        )  # fmt: skip
+        return web.json_response(await self.db(self._rollout_doc, r.id), status=201)
+
+    async def list_rollouts(self, _request: web.Request) -> web.StreamResponse:
+        await self.flush()
+
+        def docs() -> list[dict[str, Any]]:
+            return [self.fleet.rollout_json(r) for r in self.fleet.rollouts()]
+
+        return web.json_response(await self.db(docs))
+
+    async def get_rollout(self, request: web.Request) -> web.StreamResponse:
+        rid = parse_u32("rollout", request.match_info["rid"])
+        await self.flush()
+        return web.json_response(await self.db(self._rollout_doc, rid))
+
+    async def rollout_action(self, request: web.Request) -> web.StreamResponse:
+        rid = parse_u32("rollout", request.match_info["rid"])
+        action = request.match_info["action"]
+        body = await read_json(request, REPORT_MAX) if request.can_read_body else {}
+        note = body.get("note", "") if isinstance(body, dict) else ""
+        if not isinstance(note, str):
+            raise FleetError(400, "BadRequest", "note must be a string")
+        await self.db(self.fleet.act, rid, action, note[:200])
+        return web.json_response(await self.db(self._rollout_doc, rid))
+
+    async def evaluate(self, _request: web.Request) -> web.StreamResponse:
+        return web.json_response(await self.decide())
+
+    async def list_quality(self, _request: web.Request) -> web.StreamResponse:
+        await self.flush()
+        return web.json_response(await self.db(self.fleet.quality_summary))
+
+    async def history(self, _request: web.Request) -> web.StreamResponse:
+        await self.flush()
+        return web.json_response(await self.db(self.fleet.version_history))
+
+    # -- dashboard (read-only, behind the admin token) ----------------------
+
+    def session_cookie(self) -> str:
+        """The dashboard cookie's value: derived from the token, so every
+        replica accepts it and changing the token ends every session."""
+        return hmac.new(self.token, b"modelota-dashboard-v1", "sha256").hexdigest()
+
+    def dashboard_allowed(self, request: web.Request) -> bool:
+        got = request.cookies.get(COOKIE, "")
+        return self.authorised(request) or hmac.compare_digest(
+            got.encode(), self.session_cookie().encode()
+        )
+
+    async def dashboard(self, request: web.Request) -> web.StreamResponse:
+        from .dashboard import REFRESH, login_page, render
+
+        if not self.dashboard_allowed(request):
+            return web.Response(text=login_page(""), content_type="text/html", status=401)
+        refresh = parse_u32("refresh", request.query.get("refresh", str(REFRESH)))
+        await self.flush()
+        html = await self.db(render, self.fleet, min(refresh, 3600))
+        return web.Response(
+            text=html, content_type="text/html", headers={"Cache-Control": "no-store"}
+        )
+
+    async def dashboard_login(self, request: web.Request) -> web.StreamResponse:
+        from .dashboard import login_page
+
+        if request.content_length is None or request.content_length > LOGIN_MAX:
+            raise FleetError(413, "TooLarge", f"a sign-in form is at most {LOGIN_MAX} bytes")
+        form = await request.post()
+        token = form.get("token", "")
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self.token):
+            return web.Response(
+                text=login_page("wrong token"), content_type="text/html", status=401
+            )
+        resp = web.Response(status=303, headers={"Location": "/dashboard"})
+        resp.set_cookie(COOKIE, self.session_cookie(), path="/dashboard", httponly=True,
+                        samesite="Strict")  # fmt: skip
+        return resp
+
 
 FLEET = web.AppKey("fleet", Server)
+COOKIE = "modelota_dashboard"
+LOGIN_MAX = 4096
 
 
 def record_json(rec: PayloadRecord) -> dict[str, Any]:
@@ -372,6 +532,16 @@ def make_app(server: Server) -> web.Application:
     app.router.add_get("/admin/devices", s.list_devices)
     app.router.add_put("/admin/assignments/{kind}/{target}", s.put_assignment)
     app.router.add_get("/admin/reports", s.list_reports)
+    app.router.add_post("/v1/devices/{device}/quality", s.quality)
+    app.router.add_post("/admin/rollouts", s.create_rollout)
+    app.router.add_get("/admin/rollouts", s.list_rollouts)
+    app.router.add_post("/admin/rollouts/evaluate", s.evaluate)
+    app.router.add_get("/admin/rollouts/{rid}", s.get_rollout)
+    app.router.add_post("/admin/rollouts/{rid}/{action}", s.rollout_action)
+    app.router.add_get("/admin/quality", s.list_quality)
+    app.router.add_get("/admin/history", s.history)
+    app.router.add_get("/dashboard", s.dashboard)
+    app.router.add_post("/dashboard/login", s.dashboard_login)
 
     async def health(_request: web.Request) -> web.StreamResponse:
         return web.json_response({"server": f"modelota {__version__}"})
@@ -437,10 +607,14 @@ class ServerThread:
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         host: str = "127.0.0.1",
         hmac_key: bytes | None = None,
+        clock: Callable[[], float] | None = None,
+        rollout_interval: float = ROLLOUT_SECONDS,
     ) -> None:
         import threading
 
-        self.server = Server(Fleet(data_dir, db_url), token, max_payload, hmac_key)
+        self.server = Server(
+            Fleet(data_dir, db_url, clock), token, max_payload, hmac_key, rollout_interval
+        )
         self.host = host
         self.url = ""
         self._loop = asyncio.new_event_loop()

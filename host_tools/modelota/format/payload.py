@@ -17,6 +17,7 @@ signing and checking itself lives in :mod:`modelota.format.signing`.
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -174,6 +175,16 @@ class Payload:
     def encode(self) -> bytes:
         hcrc = self.header.crc
         return self.header.encode() + self.signature + b"".join(c.encode(hcrc) for c in self.chunks)
+
+    def __bytes__(self) -> bytes:
+        return self.encode()
+
+    def save(self, path: str | os.PathLike[str]) -> int:
+        """Writes the encoded payload to ``path``; returns its size in bytes."""
+        data = self.encode()
+        with open(path, "wb") as f:
+            f.write(data)
+        return len(data)
 
     @property
     def chunks_start(self) -> int:
@@ -638,11 +649,15 @@ def parse(data: bytes, public_key: bytes | None = None) -> Payload:
 
 def apply_reference(stream: bytes, dev: Device) -> Walk:
     """Applies ``stream`` to ``dev.weights`` like the C++ Updater fed the whole
-    stream and then told it ended. On failure the weights are put back."""
+    stream and then told it ended. On failure the weights are put back; on
+    success ``dev.current_version`` becomes the payload's version, as the
+    device's does (a second apply of the same payload is ``AlreadyCurrent``)."""
     before = bytes(dev.weights)
     w = _walk(stream, dev)
     if w.status == Status.Ok and not w.verified:
         w.status = Status.Truncated
     if w.status != Status.Ok:
         dev.weights[:] = before
+    elif w.header is not None:
+        dev.current_version = w.header.model_version
     return w

@@ -333,12 +333,13 @@ class EIModel:
     ranges: list[tuple[int, int]] = field(default_factory=list)  # TFLite: weight ranges in it
     decls: list[_Decl] = field(default_factory=list, repr=False)
     len_var: tuple[str, bool] | None = field(default=None, repr=False)  # (name, is_const)
+    fixed: set[str] = field(default_factory=set)  # EON arrays that are not learned parameters
 
     def fingerprint(self) -> bytes:
         """16 bytes identifying the architecture (never the weight values)."""
         if self.form == "tflite":
             return bytes(_tflite().read_tflite(self._fb()).fingerprint())
-        h = hashlib.sha256(b"modelota-ei-eon-v1\0")
+        h = hashlib.sha256(b"modelota-ei-eon-v2\0")
         for key, value in self.architecture:
             h.update(f"{key}={value}\n".encode())
         return h.digest()[:FINGERPRINT_LEN]
@@ -363,7 +364,24 @@ class EIModel:
         """(offset, length) of the bytes a full payload ships, inside this model's region."""
         if self.form == "tflite":
             return [(int(o), int(n)) for o, n in _tflite().merge_ranges(self.ranges)]
-        return [(0, self.region_size)] if self.region_size else []
+        return self.writable_ranges()
+
+    def writable_ranges(self) -> list[tuple[int, int]]:
+        """(offset, length) of the bytes a payload may change, inside this model's
+        region, merged where they touch: the learned parameters and quantization
+        arrays, never a fixed constant (docs/FORMAT.md)."""
+        if self.form == "tflite":
+            return [(int(o), int(n)) for o, n in _tflite().merge_ranges(self.ranges, gap=0)]
+        out: list[tuple[int, int]] = []
+        off = 0
+        for a in self.arrays:
+            if a.name not in self.fixed and a.nbytes:
+                if out and out[-1][0] + out[-1][1] == off:
+                    out[-1] = (out[-1][0], out[-1][1] + a.nbytes)
+                else:
+                    out.append((off, a.nbytes))
+            off += a.nbytes
+        return out
 
     @property
     def ram_bytes(self) -> int:
@@ -411,13 +429,26 @@ class EIExport:
         """The fingerprint the device checks: the model's, or a hash of all models'."""
         if len(self.models) == 1:
             return self.models[0].fingerprint()
-        h = hashlib.sha256(b"modelota-ei-export-v1\0")
+        h = hashlib.sha256(b"modelota-ei-export-v2\0")
         for m in self.models:
             h.update(m.form.encode() + b"\0" + m.fingerprint())
         return h.digest()[:FINGERPRINT_LEN]
 
     def weights_bytes(self) -> bytes:
         return b"".join(m.weights_bytes() for m in self.models)
+
+    def writable_ranges(self) -> list[tuple[int, int]]:
+        """The bytes of the whole region a payload may change (docs/FORMAT.md)."""
+        out: list[tuple[int, int]] = []
+        start = 0
+        for m in self.models:
+            for o, n in m.writable_ranges():
+                if out and out[-1][0] + out[-1][1] == start + o:
+                    out[-1] = (out[-1][0], out[-1][1] + n)
+                else:
+                    out.append((start + o, n))
+            start += m.region_size
+        return out
 
     @property
     def region_size(self) -> int:
@@ -446,7 +477,18 @@ _QUANT_RE = re.compile(
     r"\(\s*TfLiteFloatArray\s*\*\s*\)\s*&\s*((?:\w+::)*\w+)\s*,\s*"
     r"\(\s*TfLiteIntArray\s*\*\s*\)\s*&\s*((?:\w+::)*\w+)\s*,\s*(-?\d+)\s*\}\s*;"
 )
-_TABLE_RE = re.compile(r"\b(TensorInfo_t|NodeInfo_t)\s+(tensorData|nodeData)\s*\[[^\]]*\]\s*=\s*\{")
+_TABLE_RE = re.compile(
+    r"\b(TensorInfo_t|NodeInfo_t|TfLiteNode)\s+(tensorData|nodeData|tflNodes)\s*\[[^\]]*\]\s*=\s*\{"
+)
+_USED_OPS_RE = re.compile(r"\bused_operators_e\s+used_ops\s*\[[^\]]*\]\s*=\s*\{([^}]*)\}")
+_SUBGRAPH_INDEX_RE = re.compile(
+    r"\b(tflTensors|tflNodes)_subgraph_index\s*\[[^\]]*\]\s*=\s*\{([^}]*)\}"
+)
+# a tensorData row's element type: its first kTfLite<Type> that is not an
+# allocation type; kTfLiteInt8 -> INT8, kTfLiteFloat32 -> FLOAT32 (schema names)
+_TYPE_RE = re.compile(r"\bkTfLite(?!(?:MmapRo|ArenaRw|ArenaRwPersistent|MemNone)\b)(\w+)")
+# what a table row points at: two definitions of one table must agree on these
+_REFS_RE = re.compile(r"\b(?:inputs|outputs|opdata|tensor_data|tensor_dimension|quant)\d+\b")
 _OPDATA_RE = re.compile(r"\b(TfLite\w+Params)\s+(opdata\d+)\s*=\s*\{(.*?)\}\s*;", re.S)
 _OPDATA_BYTES_RE = re.compile(r"\b(u?int8_t)\s+(opdata\d+)\s*\[[^\]]*\]\s*=\s*\{([^}]*)\}")
 _ENUM_RE = re.compile(r"\benum\s+used_operators_e\s*\{([^}]*)\}")
@@ -490,8 +532,187 @@ def _qualified(scopes: _Scopes, pos: int, name: str, where: str, text: str) -> s
     return "::".join([*parts, name])
 
 
-def _parse_eon(text: str, where: str, name: str, source: str) -> EIModel:
+_BRACE_OR_QUOTE = re.compile(r'[{}"]')
+
+
+def _check_balanced(text: str, blank: str, where: str) -> None:
+    """Every brace and every #if closed: a file cut short fails here."""
+    depth = 0
+    opened: list[int] = []
+    string = re.compile(r'"(?:\\.|[^"\\\n])*"')
+    pos = 0
+    for m in _BRACE_OR_QUOTE.finditer(blank):
+        if m.start() < pos:
+            continue  # inside a string literal
+        c = m.group(0)
+        if c == '"':
+            sm = string.match(blank, m.start())
+            pos = sm.end() if sm else m.start() + 1
+        elif c == "{":
+            opened.append(m.start())
+        elif not opened:
+            raise EIExportError(f"{where}: line {_line_of(text, m.start())}: '}}' closes nothing")
+        else:
+            opened.pop()
+    if opened:
+        raise EIExportError(
+            f"{where}: line {_line_of(text, len(text))}: the file ends inside the block opened at"
+            f" line {_line_of(text, opened[-1])} (cut short?)"
+        )
+    for m in re.finditer(r"^[ \t]*#[ \t]*(if|ifdef|ifndef|endif)\b", blank, re.M):
+        depth += -1 if m.group(1) == "endif" else 1
+        if depth < 0:
+            raise EIExportError(f"{where}: line {_line_of(text, m.start())}: #endif without #if")
+    if depth:
+        raise EIExportError(
+            f"{where}: line {_line_of(text, len(text))}: the file ends inside {depth} #if"
+            " block(s) (cut short?)"
+        )
+
+
+def _defines_function(blank: str, fn: str) -> bool:
+    """``fn(...) {`` appears in the file (found with str.find: the file is megabytes)."""
+    pat = re.compile(rf"\b{re.escape(fn)}\s*\([^;{{}}]*\)\s*\{{")
+    at = blank.find(fn)
+    while at >= 0:
+        if pat.match(blank, at) and (
+            at == 0 or not (blank[at - 1].isalnum() or blank[at - 1] == "_")
+        ):
+            return True
+        at = blank.find(fn, at + 1)
+    return False
+
+
+def _eon_structure(
+    text: str,
+    blank: str,
+    where: str,
+    info: dict[str, tuple[str, str, int, str]],
+    tfarrays: dict[str, tuple[int, str, np.ndarray | None, int]],
+    required: Sequence[str],
+) -> set[str]:
+    """Checks the tensor and node tables against the arrays (every reference
+    defined, every weight array in the tensor table, node inputs inside the
+    tensor table, the functions model-parameters calls defined) and returns the
+    tensor_data arrays that are not learned parameters (models/roles.py)."""
+    from .roles import learned_tensors
+
+    tables: dict[str, tuple[list[str], int]] = {}
+    for m in _TABLE_RE.finditer(blank):
+        rows = _rows(blank, m.end() - 1, where)[0]
+        first = tables.get(m.group(2))
+        if first is None:
+            tables[m.group(2)] = (rows, m.start())
+            continue
+        # 2024+ exports define tflNodes twice, for TF_LITE_STATIC_MEMORY and
+        # without (#ifndef/#else): both must describe the same graph
+        refs = [_REFS_RE.findall(r) for r in rows]
+        first_refs = [_REFS_RE.findall(r) for r in first[0]]
+        if refs != first_refs:
+            i = next(
+                (k for k, (a, b) in enumerate(zip(refs, first_refs, strict=False)) if a != b),
+                min(len(refs), len(first_refs)),
+            )
+            raise EIExportError(
+                f"{where}: line {_line_of(text, m.start())}: this {m.group(2)} table differs"
+                f" from the one at line {_line_of(text, first[1])} (row {i})"
+            )
+    if "tensorData" not in tables:
+        raise EIExportError(f"{where}: no tensorData table: not a whole EON model (cut short?)")
+    node_key = "tflNodes" if "tflNodes" in tables else "nodeData"
+    if node_key not in tables:
+        raise EIExportError(
+            f"{where}: no node table (nodeData or tflNodes): not a whole EON model (cut short?)"
+        )
+    t_rows, t_pos = tables["tensorData"]
+    n_rows, n_pos = tables[node_key]
+    data_of: list[str | None] = []
+    dtypes: list[str] = []
+    for i, row in enumerate(t_rows):
+        dm = re.search(r"\b(tensor_data\d+)\b", row)
+        if dm and dm.group(1) not in info:
+            raise EIExportError(
+                f"{where}: line {_line_of(text, t_pos)}: tensorData[{i}] points at"
+                f" {dm.group(1)}, which is not defined"
+            )
+        data_of.append(dm.group(1) if dm else None)
+        tm = _TYPE_RE.search(row)
+        dtypes.append(tm.group(1).upper() if tm else "")
+    unreferenced = sorted(set(n for n, v in info.items() if v[0] == "tensor") - set(data_of))
+    if unreferenced:
+        raise EIExportError(
+            f"{where}: {unreferenced[0]} is not in the tensorData table (line"
+            f" {_line_of(text, t_pos)})"
+        )
+    ops_list: list[str] = []
+    if node_key == "tflNodes":
+        um = _USED_OPS_RE.search(blank, max(blank.rfind("used_operators_e"), 0))
+        if um is None:
+            raise EIExportError(f"{where}: tflNodes without a used_ops list (cut short?)")
+        ops_list = [o.strip() for o in um.group(1).split(",") if o.strip()]
+        if len(ops_list) != len(n_rows):
+            raise EIExportError(
+                f"{where}: line {_line_of(text, um.start())}: used_ops names {len(ops_list)}"
+                f" operators for {len(n_rows)} nodes"
+            )
+    # subgraphs: node and tensor indices are relative to their subgraph's first
+    t_base = [0] * len(n_rows)
+    idx = {
+        m.group(1): [int(v) for v in re.findall(r"\d+", m.group(2))]
+        for m in (_SUBGRAPH_INDEX_RE.finditer(blank) if "_subgraph_index" in blank else ())
+    }
+    if "tflNodes" in idx and "tflTensors" in idx:
+        for g in range(min(len(idx["tflNodes"]), len(idx["tflTensors"])) - 1):
+            for k in range(idx["tflNodes"][g], min(idx["tflNodes"][g + 1], len(n_rows))):
+                t_base[k] = idx["tflTensors"][g]
+    ops: list[tuple[str, list[int], list[int]]] = []
+    for i, row in enumerate(n_rows):
+        io: list[list[int]] = []
+        for kind in ("inputs", "outputs"):
+            am = re.search(rf"\b({kind}\d+)\b", row)
+            if am is None or am.group(1) not in tfarrays or tfarrays[am.group(1)][2] is None:
+                raise EIExportError(
+                    f"{where}: line {_line_of(text, n_pos)}: {node_key}[{i}] has no defined"
+                    f" {kind} array"
+                )
+            raw = tfarrays[am.group(1)][2]
+            assert raw is not None
+            vals = [int(v) + t_base[i] if int(v) >= 0 else -1 for v in raw.tolist()]
+            bad = [v for v in vals if v >= len(t_rows)]
+            if bad:
+                raise EIExportError(
+                    f"{where}: {am.group(1)} names tensor {bad[0]} of {len(t_rows)}"
+                )
+            io.append(vals)
+        if node_key == "tflNodes":
+            op = ops_list[i]
+        else:
+            om = re.search(r"\bOP_(\w+)\b", row)
+            if om is None:
+                raise EIExportError(
+                    f"{where}: line {_line_of(text, n_pos)}: nodeData[{i}] names no operator"
+                )
+            op = om.group(0)
+        ops.append((op.removeprefix("OP_"), io[0], io[1]))
+    for fn in required:
+        if not _defines_function(blank, fn):
+            raise EIExportError(
+                f"{where}: line {_line_of(text, len(text))}: {fn}() is not defined here, but"
+                " model-parameters calls it (cut short?)"
+            )
+    learned = learned_tensors(len(t_rows), ops, lambda t: dtypes[t])
+    fixed: set[str] = set()
+    for t, name in enumerate(data_of):
+        if name is not None and not learned[t]:
+            fixed.add(name)
+    return fixed
+
+
+def _parse_eon(
+    text: str, where: str, name: str, source: str, required: Sequence[str] = ()
+) -> EIModel:
     blank = _blank_comments(text)
+    _check_balanced(text, blank, where)
     scopes = _Scopes(blank)
     prepared = MARKER in text
     decls: dict[tuple[str, bool], _Decl] = {}
@@ -558,10 +779,11 @@ def _parse_eon(text: str, where: str, name: str, source: str) -> EIModel:
             count = _count_of(dim, loc)
             if count is None:
                 count = raw.size
-            if raw.size > count:
-                raise EIExportError(f"{loc}: {raw.size} values for {count} elements")
-            if raw.size < count:  # C zero-fills the rest
-                raw = np.concatenate([raw, np.zeros(count - raw.size, dtype=raw.dtype)])
+            if raw.size != count:
+                raise EIExportError(
+                    f"{where}: line {_line_of(text, m.start())}: {base} holds {raw.size} values"
+                    f" for {count} elements (cut short or edited?)"
+                )
             values[base] = _to_dtype(raw, ctype, loc)
             info[base] = ("tensor", ctype, count, _qualified(scopes, start, base, where, text))
         else:
@@ -703,10 +925,14 @@ def _parse_eon(text: str, where: str, name: str, source: str) -> EIModel:
     if len(qual_names) > 1:
         raise EIExportError(f"{where}: weight arrays in several namespaces {sorted(qual_names)}")
 
-    # canonical architecture: everything but values and arena offsets
+    fixed = _eon_structure(text, blank, where, info, tfarrays, required)
+
+    # canonical architecture: everything but learned values and arena offsets
     arch: list[tuple[str, str]] = [("form", "eon")]
     for a in arrays:
         arch.append((f"array {a.name}", f"{a.kind} {a.declaration}"))
+        if a.name in fixed:  # not a learned parameter: its values are the architecture
+            arch.append((f"fixed {a.name}", ",".join(str(v) for v in a.values.tolist())))
     for q in quants:
         arch.append(
             (f"quantization {q.name}", f"scale {q.scale}, zero {q.zero}, axis {q.dimension}")
@@ -726,6 +952,9 @@ def _parse_eon(text: str, where: str, name: str, source: str) -> EIModel:
     em = _ENUM_RE.search(blank)
     if em:
         arch.append(("used_operators_e", _norm(em.group(1))))
+    um = _USED_OPS_RE.search(blank, max(blank.rfind("used_operators_e"), 0))
+    if um:
+        arch.append(("used_ops", _norm(um.group(1))))
 
     model_decls = [d for d in decls.values() if d.name in states]
     return EIModel(
@@ -737,6 +966,7 @@ def _parse_eon(text: str, where: str, name: str, source: str) -> EIModel:
         prepared=is_prepared,
         architecture=arch,
         decls=sorted(model_decls, key=lambda d: d.stmt_start),
+        fixed=fixed,
     )
 
 
@@ -755,9 +985,12 @@ def _parse_bytes(body: str, where: str) -> bytes:
     return (vals & 0xFF).astype(np.uint8).tobytes()
 
 
-def _parse_flatbuffer_file(text: str, where: str, array: str, source: str) -> EIModel | None:
+def _parse_flatbuffer_file(
+    text: str, where: str, array: str, source: str, need_len: bool = False
+) -> EIModel | None:
     """The flatbuffer array ``array`` defined in ``text``; None when the file does not define it."""
     blank = _blank_comments(text)
+    _check_balanced(text, blank, where)
     pat = re.compile(
         rf"\b({re.escape(array)})(_factory)?\s*\[\s*\d*\s*\]\s*"
         r"((?:(?:ALIGN|alignas)\s*\(\s*\d+\s*\)\s*|MODELOTA_EI_FACTORY\s*|"
@@ -795,6 +1028,11 @@ def _parse_flatbuffer_file(text: str, where: str, array: str, source: str) -> EI
         blank,
         re.M,
     )
+    if lm is None and need_len:
+        raise EIExportError(
+            f"{where}: line {_line_of(text, len(text))}: {array}_len is not defined here, but"
+            " model-parameters uses it (cut short?)"
+        )
     if lm:
         len_var = (f"{array}_len", bool(lm.group(1)))
         if int(lm.group(2)) != len(data):
@@ -908,6 +1146,66 @@ def _natural(name: str) -> list[object]:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
 
 
+# file names a model is looked up under: <graph>_compiled.cpp (EON), <array>.h
+_EON_ANY = re.compile(r"^(\w+)_compiled\.(?:cpp|cc)$")
+_FB_ANY = re.compile(r"^(tflite-trained|\w+)\.(?:h|hpp)$")
+# the model files of earlier exports, reported as stale when nothing references them
+_MODEL_FILE = re.compile(
+    r"^(?:trained_model|tflite_(?:learn|anomaly)_\w+)_compiled\.(?:cpp|cc)$"
+    r"|^(?!\w*_compiled\.)(?:tflite-trained|tflite_(?:learn|anomaly)_\w+)\.(?:h|hpp)$"
+)
+_BLOCK_ROW_RE = re.compile(r"&\s*(\w+)\s*,\s*\(\s*void\s*\*\s*\)\s*&\s*(\w+)")
+
+
+def _ordered(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _check_blocks(
+    p: Path, params: str, defs: dict[str, str], active: set[str], has_variables: bool
+) -> None:
+    """Every learning block model-parameters lists must run one of the models
+    found (its config's graph_config names it); anything else (K-means clusters,
+    a graph this tool does not recognise) is refused naming the block: an update
+    must never leave one block at its old values without saying so."""
+    blocks = []
+    for m in re.finditer(
+        r"\bei_learning_block_t\s+\w+\s*\[[^\]]*\]\s*=\s*\{(.*?)\}\s*;", params, re.S
+    ):
+        blocks += _BLOCK_ROW_RE.findall(m.group(1))
+    where = "model-parameters/model_variables.h" if has_variables else "model-parameters"
+    for fn, cfg in blocks:
+        body = _definition(params, cfg)
+        gm = re.search(r"\bgraph_config\s*=\s*\(\s*void\s*\*\s*\)\s*&\s*(\w+)", body or "")
+        graph = _definition(params, gm.group(1)) if gm else None
+        names = set()
+        if graph is not None:
+            names |= set(re.findall(r"\bmodel_init\s*=\s*&?\s*(\w+)_init\b", graph))
+            names |= set(re.findall(r"\.model\s*=\s*&?\s*(\w+)\s*[,}\n]", graph))
+        if names and names <= active:
+            continue
+        what = (
+            "K-means anomaly clusters" if "kmeans" in f"{fn} {body}".lower() else "no model graph"
+        )
+        raise EIExportError(
+            f"{p}: {where}: learning block {cfg} ({fn}, {what}) is not handled: an update"
+            " would leave it at its old values; modelota updates TFLite/EON graphs only"
+        )
+    anomaly = defs.get("EI_CLASSIFIER_HAS_ANOMALY", "0").strip()
+    if not blocks and anomaly not in ("", "0"):
+        raise EIExportError(
+            f"{p}: model-parameters/model_metadata.h: the anomaly block (EI_CLASSIFIER_HAS_ANOMALY"
+            f" {anomaly}, K-means clusters) is not handled: an update would leave it at its old"
+            " values; modelota updates TFLite/EON graphs only"
+        )
+
+
+def _definition(params: str, name: str) -> str | None:
+    """The initializer of ``name`` in model-parameters (``... name = { ... };``)."""
+    m = re.search(rf"\b{re.escape(name)}\s*=\s*\{{(.*?)\}}\s*;", params, re.S)
+    return m.group(1) if m else None
+
+
 def read_export(path: str | os.PathLike[str]) -> EIExport:
     """Reads an Edge Impulse Arduino export (folder or .zip) and its active models."""
     p = Path(path)
@@ -940,72 +1238,67 @@ def _read(tree: _Tree, p: Path) -> EIExport:
     defs = _defines(params)
     compiled = defs.get("EI_CLASSIFIER_COMPILED", "").strip()
 
+    # every file that could hold a model, by the name it is found under
     eon: dict[str, list[str]] = {}
     fb: dict[str, list[str]] = {}
     for n in tree.names:
         if not n.startswith(src) or n.endswith("_modelota.cpp"):
             continue
         base = PurePosixPath(n).name
-        m = _EON_FILE.match(base)
+        m = _EON_ANY.match(base)
         if m:
             eon.setdefault(m.group(1), []).append(n)
             continue
-        m = _FB_FILE.match(base)
-        if m:
+        m = _FB_ANY.match(base)
+        if m and "/edge-impulse-sdk/" not in f"/{n}" and not m.group(1).endswith("_compiled"):
             array = "trained_tflite" if m.group(1) == "tflite-trained" else m.group(1)
             fb.setdefault(array, []).append(n)
 
-    refs_any = any(
-        t.startswith(("tflite_learn_", "trained_model_", "trained_tflite")) for t in token_set
-    )
-
-    def eon_active(g: str) -> bool:
-        if {f"{g}_compiled", f"{g}_init", f"{g}_invoke"} & token_set:
-            return True
-        return g == "trained_model" and not refs_any and compiled == "1"
-
-    def fb_active(a: str) -> bool:
-        if {a, f"{a}_len"} & token_set:
-            return True
-        return a == "trained_tflite" and not refs_any and compiled in ("0", "")
-
+    # what model-parameters references: graphs by their init function (EON) or
+    # array (flatbuffer), and every learning block
+    eon_refs = _ordered(re.findall(r"\bmodel_init\s*=\s*&?\s*(\w+)_init\b", params))
+    fb_refs = _ordered(re.findall(r"\.model\s*=\s*&?\s*(\w+)\s*[,}\n]", params))
+    for t in tokens:  # older forms name the functions or the array without a config table
+        mt = re.fullmatch(r"(\w+)_(?:init|invoke)", t)
+        if mt and mt.group(1) in eon and mt.group(1) not in eon_refs:
+            eon_refs.append(mt.group(1))
+        mt = re.fullmatch(r"(\w+)_len", t)
+        if mt and mt.group(1) in fb and mt.group(1) not in fb_refs:
+            fb_refs.append(mt.group(1))
+    for t in sorted(token_set):
+        mt = re.fullmatch(r"(tflite_\w+?)_(?:compiled|invoke)", t)
+        if mt and mt.group(1) not in eon_refs:
+            eon_refs.append(mt.group(1))
+        mt = re.fullmatch(r"(tflite_\w+?)_len", t)
+        if mt and mt.group(1) not in fb_refs:
+            fb_refs.append(mt.group(1))
+    if not eon_refs and not fb_refs:  # 2020-21: no model_variables.h
+        if compiled == "1" and "trained_model" in eon:
+            eon_refs = ["trained_model"]
+        elif compiled in ("0", "") and "trained_tflite" in fb:
+            fb_refs = ["trained_tflite"]
     active: list[tuple[str, str, str]] = []  # (form, name, file)
-    stale: list[str] = []
-    for g, files in eon.items():
-        if eon_active(g):
-            if len(files) > 1:
-                raise EIExportError(f"{p}: {g} is compiled in several files: {', '.join(files)}")
-            active.append(("eon", g, files[0]))
-        else:
-            stale += files
-    for a, files in fb.items():
-        if fb_active(a):
-            if len(files) > 1:
-                raise EIExportError(f"{p}: {a} is defined in several files: {', '.join(files)}")
-            active.append(("tflite", a, files[0]))
-        else:
-            stale += files
+    for form, refs, files in (("eon", eon_refs, eon), ("tflite", fb_refs, fb)):
+        for g in refs:
+            if g not in files:
+                kind = f"{g}_compiled.cpp" if form == "eon" else f"{g}.h"
+                what = "EON model" if form == "eon" else "flatbuffer"
+                raise EIExportError(
+                    f"{p}: model-parameters uses the {what} {g} but there is no {kind} in the"
+                    " export"
+                )
+            if len(files[g]) > 1:
+                raise EIExportError(f"{p}: {g} is defined in several files: {', '.join(files[g])}")
+            active.append((form, g, files[g][0]))
     # a name both compiled and embedded: EI_CLASSIFIER_COMPILED decides
     names = [x[1] for x in active]
     for g in {n for n in names if names.count(n) > 1}:
         keep = "eon" if compiled == "1" else "tflite"
-        for x in [x for x in active if x[1] == g and x[0] != keep]:
-            active.remove(x)
-            stale.append(x[2])
-    # referenced names with no file
-    for t in sorted(token_set):
-        m = re.fullmatch(r"(tflite_learn_\d+(?:_\d+)?)_(?:init|invoke|compiled)", t)
-        if m and m.group(1) not in eon:
-            raise EIExportError(
-                f"{p}: model-parameters uses the EON model {m.group(1)} but there is no"
-                f" {m.group(1)}_compiled.cpp in the export"
-            )
-        m = re.fullmatch(r"(tflite_learn_\d+(?:_\d+)?)_len", t)
-        if m and m.group(1) not in fb:
-            raise EIExportError(
-                f"{p}: model-parameters uses the flatbuffer {m.group(1)} but there is no"
-                f" {m.group(1)}.h in the export"
-            )
+        active = [x for x in active if x[1] != g or x[0] == keep]
+    used = {x[2] for x in active}
+    stale = [f for files in (*eon.values(), *fb.values()) for f in files if f not in used]
+    stale = [f for f in stale if _MODEL_FILE.match(PurePosixPath(f).name)]
+    _check_blocks(p, params, defs, {x[1] for x in active}, variables in tree.names)
     if not active:
         found = sorted({*eon, *fb})
         raise EIExportError(
@@ -1014,8 +1307,18 @@ def _read(tree: _Tree, p: Path) -> EIExport:
             " tflite_learn_<N>_compiled.cpp, tflite-trained.h or tflite_learn_<N>.h under"
             f" {src or './'}"
         )
+    # models in the order model-parameters configures them
+    ref_at: dict[str, int] = {}
+    for rm in re.finditer(
+        r"\bmodel_init\s*=\s*&?\s*(\w+)_init\b|\.model\s*=\s*&?\s*(\w+)\s*[,}\n]", params
+    ):
+        ref_at.setdefault(rm.group(1) or rm.group(2), rm.start())
     active.sort(
-        key=lambda x: (first_use.get(x[1] + "_init", first_use.get(x[1], 1 << 30)), _natural(x[1]))
+        key=lambda x: (
+            ref_at.get(x[1], 1 << 40),
+            first_use.get(x[1] + "_init", first_use.get(x[1], 1 << 30)),
+            _natural(x[1]),
+        )
     )
     models: list[EIModel] = []
     for form, name, file in active:
@@ -1023,9 +1326,23 @@ def _read(tree: _Tree, p: Path) -> EIExport:
         where = f"{p}/{file}" if p.is_dir() else f"{p}:{file}"
         rel = file[len(root) :]
         if form == "eon":
-            models.append(_parse_eon(text, where, name, rel))
+            required = [
+                f"{name}_{fn}"
+                for fn in ("init", "invoke", "reset", "input", "output")
+                if fn in ("init", "invoke") or f"{name}_{fn}" in token_set
+            ]
+            # and every function its header declares: a file cut after the
+            # tables but before the last function is not a whole model
+            header = re.sub(r"\.(?:cpp|cc)$", ".h", file)
+            if header in tree.names:
+                declared = re.findall(
+                    rf"\b({re.escape(name)}_\w+)\s*\([^;{{}}]*\)\s*;",
+                    _blank_comments(tree.text(header)),
+                )
+                required = _ordered([*required, *declared])
+            models.append(_parse_eon(text, where, name, rel, required))
         else:
-            model = _parse_flatbuffer_file(text, where, name, rel)
+            model = _parse_flatbuffer_file(text, where, name, rel, f"{name}_len" in token_set)
             if model is None:
                 raise EIExportError(f"{where}: does not define the flatbuffer array {name}[]")
             models.append(model)
@@ -1668,6 +1985,8 @@ String ei_update_weights(Stream& in, uint32_t timeout_ms) {
     cfg.current_version = g_version;
     cfg.buffer = buffer;
     cfg.buffer_len = sizeof(buffer);
+    cfg.writable.ranges = modelota_ei_writable;
+    cfg.writable.count = @WRITABLE_COUNT@u;
     modelota_updater u;
     int status = modelota_init(&u, &cfg);
     if (status == MODELOTA_OK) {
@@ -1699,6 +2018,7 @@ bool ei_weights_intact() {
 
 def _glue_source(exp: EIExport) -> str:
     fp = exp.fingerprint()
+    writable = exp.writable_ranges()
     models = "\n".join(
         f"    {{ modelota_ei_entries_{_c_ident(m.name)}, MODELOTA_EI_ENTRIES_{_macro(m.name)},"
         f" modelota_ei_objects_{_c_ident(m.name)}, MODELOTA_EI_OBJECTS_{_macro(m.name)} }},"
@@ -1719,8 +2039,14 @@ def _glue_source(exp: EIExport) -> str:
         "const uint8_t modelota_ei_fingerprint[16] = {"
         + ", ".join(f"0x{b:02x}" for b in fp)
         + "};",
+        "/* The only bytes a payload may change: learned parameters and quantization",
+        " * arrays (a payload touching anything else is refused with WrongModel). */",
+        f"static const uint32_t modelota_ei_writable[{2 * len(writable) or 2}] = {{"
+        + (", ".join(f"{o}u, {n}u" for o, n in writable) or "0u, 0u")
+        + "};",
     ]
-    return "\n".join(head) + "\n" + _GLUE_BODY.replace("@MODELS@", models)
+    body = _GLUE_BODY.replace("@MODELS@", models)
+    return "\n".join(head) + "\n" + body.replace("@WRITABLE_COUNT@", str(len(writable)))
 
 
 def _write_if_changed(path: Path, text: str, changed: list[Path]) -> None:
@@ -1759,11 +2085,10 @@ def prepare_ei(libdir: str | os.PathLike[str], *, version: int = 1) -> PrepareRe
             unit = file.parent / f"{m.name}_modelota.cpp"
             new_texts[unit] = _flatbuffer_unit(m, file.name, rel_header, start)
         start += m.region_size
-    changed: list[Path] = []
-    for path, text in new_texts.items():
-        _write_if_changed(path, text, changed)
-    _write_if_changed(src_dir / GLUE_HEADER, _glue_header(exp, version), changed)
-    _write_if_changed(src_dir / GLUE_SOURCE, _glue_source(exp), changed)
+    # everything is generated before the first byte is written: a problem found
+    # on the way leaves the library as it was
+    new_texts[src_dir / GLUE_HEADER] = _glue_header(exp, version)
+    new_texts[src_dir / GLUE_SOURCE] = _glue_source(exp)
     main = sorted(src_dir.glob("*_inferencing.h"))
     main_header = main[0] if len(main) == 1 else None
     if main_header is not None:
@@ -1775,7 +2100,10 @@ def prepare_ei(libdir: str | os.PathLike[str], *, version: int = 1) -> PrepareRe
                 f"\n/* {MARKER}: ei_update_weights() and ei_restore_weights() */\n"
                 f'#include "{GLUE_HEADER}"\n'
             )
-            _write_if_changed(main_header, text, changed)
+            new_texts[main_header] = text
+    changed: list[Path] = []
+    for path, text in new_texts.items():
+        _write_if_changed(path, text, changed)
     return PrepareReport(
         libdir=lib,
         models=[m.name for m in exp.models],

@@ -22,6 +22,8 @@ def read_weights(paths: Sequence[str]) -> bytes:
     parts = []
     for p in paths:
         path = Path(p)
+        if path.is_dir():
+            raise CliError(f"{p}: is a directory, not a weights file")
         if not path.is_file():
             raise CliError(f"{p}: no such file")
         if path.suffix == ".npy":

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -38,9 +37,10 @@ from flatbuffers.table import Table as _Table
 from tflite.utils import BUILTIN_OPCODE2NAME
 
 from ..format.payload import CHUNK_OVERHEAD, FINGERPRINT_LEN, Payload, pack
+from .roles import learned_tensors
 
 FILE_IDENTIFIER = b"TFL3"
-FINGERPRINT_DOMAIN = b"modelota-tflite-v1\0"
+FINGERPRINT_DOMAIN = b"modelota-tflite-v2\0"
 _MAX_DEPTH = 8
 
 _TYPE_NAMES = {
@@ -96,6 +96,7 @@ class QuantizationInfo:
     max_offset: int | None = None
     max_length: int = 0
     details_type: int = 0
+    details: Any = None  # the details table's fields (custom quantization), hashed
 
     def ranges(self) -> list[tuple[int, int]]:
         """(offset, length) of the value vectors: they change between trainings."""
@@ -139,6 +140,10 @@ class TensorInfo:
     quantized_dimension: int
     shape_signature: tuple[int, ...] | None = None
     is_variable: bool = False
+    has_rank: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # sparsity, variant tensors
+    weight: bool = False  # a learned parameter: a payload may rewrite its data
+    canonical: int = -1  # number in the graph's canonical order (docs/FORMAT.md)
 
     @property
     def quantized(self) -> bool:
@@ -150,9 +155,10 @@ class TensorInfo:
         return f"{where}tensor {self.index} '{self.name}'"
 
     def ranges(self) -> list[tuple[int, int]]:
-        """Weight byte ranges of this tensor: constant data, then quantization vectors."""
+        """Bytes of this tensor a payload may rewrite: its constant data when it is
+        a learned parameter, then its quantization vectors."""
         out = []
-        if self.constant and self.data_offset is not None and self.data_length > 0:
+        if self.weight and self.data_offset is not None and self.data_length > 0:
             out.append((self.data_offset, self.data_length))
         if self.quantization is not None:
             out += self.quantization.ranges()
@@ -174,10 +180,12 @@ class OperatorInfo:
 
 @dataclass(frozen=True)
 class _Item:
-    """One entry of the canonical description: ``key`` and ``value`` are hashed;
-    ``text`` explains a difference in words (it may use names, which are not hashed)."""
+    """One entry of the canonical description: ``enc`` is its bytes in the
+    hashed stream; ``value`` the same in Python terms and ``text`` a difference
+    in words (it may use names, which are not hashed)."""
 
     key: str
+    enc: bytes
     value: Any
     text: Callable[[Any, Any], str]
 
@@ -213,23 +221,37 @@ class TFLiteModel:
     def weight_bytes(self) -> int:
         return sum(n for _, n in self._ranges)
 
-    def fingerprint(self) -> bytes:
-        """16 bytes identifying the architecture, never the weight values.
+    def canonical_description(self) -> bytes:
+        """The canonical description the fingerprint hashes (docs/FORMAT.md)."""
+        return b"".join(item.enc for item in self._items)
 
-        SHA-256 over a canonical description: per operator its resolved
-        operator code (builtin code, custom code, version), inputs, outputs,
-        intermediates and options; per tensor its shape, shape signature, type,
-        whether it has constant data and how many bytes (buffers numbered by
-        first use, so the order of the buffers table does not matter),
-        is-variable, quantization layout (counts and quantized dimension) and
-        sparsity; subgraph inputs and outputs. Not hashed: tensor, subgraph and
-        signature names, weight bytes, quantization values, description,
-        metadata and the order of the operator-codes and buffers tables.
+    def fingerprint(self) -> bytes:
+        """16 bytes identifying the model but for its learned parameters:
+        SHA-256 of ``modelota-tflite-v2\\0`` and :meth:`canonical_description`, cut to 16.
+
+        The description (docs/FORMAT.md, "Fingerprints") holds every
+        operator (code, version, inputs and outputs by canonical tensor number,
+        options), every tensor in canonical order (shape, type, learned or fixed
+        constant: the bytes of every fixed constant, only the size of a learned
+        one; quantization layout) and the subgraph inputs and outputs. Tensors
+        are numbered by first use in the graph, buffers by first use, so a file
+        the converter renumbered or laid out anew describes equal. Not hashed:
+        names, learned values, quantization values, description, metadata,
+        signature defs and the order of the operator-code and buffer tables.
         """
-        canon = [[item.key, item.value] for item in self._items]
-        text = json.dumps(canon, separators=(",", ":"), sort_keys=True)
-        digest = hashlib.sha256(FINGERPRINT_DOMAIN + text.encode()).digest()
+        digest = hashlib.sha256(FINGERPRINT_DOMAIN + self.canonical_description()).digest()
         return digest[:FINGERPRINT_LEN]
+
+    def writable_ranges(self) -> list[tuple[int, int]]:
+        """The bytes a payload may change, merged where they touch: what the
+        device's ``modelota_config.writable`` holds (docs/FORMAT.md)."""
+        return merge_ranges(self._ranges, gap=0)
+
+    def canonical_tensors(self, subgraph: int) -> list[TensorInfo]:
+        """The subgraph's tensors in canonical order (how two files are matched)."""
+        return sorted(
+            (t for t in self.tensors if t.subgraph == subgraph), key=lambda t: t.canonical
+        )
 
 
 # ---------------------------------------------------------------- parsing
@@ -302,56 +324,143 @@ def _json_safe(value: Any) -> Any:
     return repr(value)
 
 
-def _reflect(obj: Any, depth: int = 0) -> dict[str, Any]:
-    """Every field of a generated table object, by its accessors: values, not layout.
+_EMPTY_TABLE: bytes | None = None
 
-    Scalars as numbers, vectors as lists, sub-tables recursively, byte/string
-    vectors hashed. Absent fields read as their schema defaults, so two files
-    that spell a table differently (defaults written or omitted) describe equal.
-    """
+
+def _empty_table() -> tuple[bytes, int]:
+    """A buffer holding one table with no fields: every accessor reads its default."""
+    global _EMPTY_TABLE
+    if _EMPTY_TABLE is None:
+        b = flatbuffers.Builder(16)
+        b.StartObject(0)
+        b.Finish(b.EndObject())
+        _EMPTY_TABLE = bytes(b.Output())
+    return _EMPTY_TABLE, flatbuffers.encode.Get(flatbuffers.packer.uoffset, _EMPTY_TABLE, 0)
+
+
+def field_key(name: str) -> str:
+    """A schema field's name as the fingerprint spells it: lower case, no '_'
+    (``stride_w``, the accessor ``StrideW`` and the attribute ``strideW`` all
+    give ``stridew``)."""
+    return name.lower().replace("_", "")
+
+
+def _fields(obj: Any, depth: int = 0) -> dict[str, Any]:
+    """The fields of a generated table object whose value is not the schema
+    default, by field key: numbers, lists, nested tables (dicts), unions
+    ({"type": n, "value": {...}}), bytes for strings. A field written with its
+    default value reads as absent, so both spellings describe equal."""
     if depth > _MAX_DEPTH:
         raise TFLiteError("tables nested too deeply")
     cls = type(obj)
     members = vars(cls)
+    empty = cls()
+    empty.Init(*_empty_table())
     out: dict[str, Any] = {}
-    for name in sorted(members):
+    for name in members:
         fn = members[name]
-        if name.startswith("_") or not callable(fn) or isinstance(fn, (classmethod, staticmethod)):
+        if name.startswith(("_", "GetRootAs")) or not callable(fn):
             continue
-        if name == "Init" or name.endswith(("IsNone", "AsNumpy")):
+        if isinstance(fn, (classmethod, staticmethod)) or name == "Init":
             continue
-        derived = [name.removesuffix(s) for s in ("Length", "Type") if name.endswith(s)]
+        if name.endswith(("IsNone", "AsNumpy", "BufferHasIdentifier")):
+            continue
+        derived = [name.removesuffix(x) for x in ("Length", "Type") if name.endswith(x)]
         if derived and derived[0] in members:
             continue  # the length of a vector or the type of a union: read with it
         argc = fn.__code__.co_argcount
+        value: Any
         if argc == 2 and name + "Length" in members:
             n = getattr(obj, name + "Length")()
+            if n == 0:
+                continue
             items = [getattr(obj, name)(j) for j in range(n)]
-            out[name] = [
-                _reflect(v, depth + 1) if hasattr(v, "_tab") else _json_safe(v) for v in items
-            ]
+            value = [_fields(v, depth + 1) if hasattr(v, "_tab") else _scalar(v) for v in items]
         elif argc == 1:
-            value = fn(obj)
-            if name + "Type" in members and (value is None or isinstance(value, _Table)):
-                out[name] = _union(name, int(getattr(obj, name + "Type")()), value, depth)
-            elif hasattr(value, "_tab"):
-                out[name] = _reflect(value, depth + 1)
+            raw = fn(obj)
+            if name + "Type" in members and (raw is None or isinstance(raw, _Table)):
+                utype = int(getattr(obj, name + "Type")())
+                if utype == 0:
+                    continue
+                out[field_key(name + "_type")] = utype
+                value = _union(name, utype, raw, depth)
+            elif hasattr(raw, "_tab"):
+                value = _fields(raw, depth + 1)
+            elif raw is None:
+                continue
             else:
-                out[name] = _json_safe(value)
+                value = _scalar(raw)
+                if value == _scalar(fn(empty)):
+                    continue
+        else:  # pragma: no cover - the generated accessors take 1 or 2 arguments
+            continue
+        out[field_key(name)] = value
     return out
 
 
+def _scalar(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bool):
+        return int(v)
+    return v
+
+
 def _union(field_name: str, utype: int, table: Any, depth: int) -> Any:
-    if utype == 0 or table is None:
-        return None
     enum = _UNION_ENUMS.get(field_name)
     names = {v: k for k, v in vars(enum).items() if isinstance(v, int)} if enum else {}
     cls = getattr(tflite, names.get(utype, ""), None)
-    if cls is None:
-        return {"union_type": utype}
+    if cls is None or table is None:
+        raise TFLiteError(f"{field_name} holds union type {utype}, which this schema does not know")
     obj = cls()
     obj.Init(table.Bytes, table.Pos)
-    return {"union_type": utype, "value": _reflect(obj, depth + 1)}
+    return _fields(obj, depth + 1)
+
+
+# ---------------------------------------------------------------- canonical encoding
+# docs/FORMAT.md, "Fingerprints": every value of the description is one of these.
+
+
+def enc_u32(n: int) -> bytes:
+    return struct.pack("<I", n)
+
+
+def enc_i64(n: int) -> bytes:
+    return struct.pack("<q", n)
+
+
+def enc_bytes(b: bytes) -> bytes:
+    return enc_u32(len(b)) + b
+
+
+def enc_ints(values: Iterable[int]) -> bytes:
+    vals = list(values)
+    return enc_u32(len(vals)) + b"".join(enc_i64(int(v)) for v in vals)
+
+
+def enc_value(v: Any) -> bytes:
+    """Tagged value: N (none), I (integer, bool), F (float as binary64), S (bytes,
+    string), L (list), T (table: its fields sorted by key)."""
+    if v is None:
+        return b"N"
+    if isinstance(v, (bool, int, np.integer)):
+        return b"I" + enc_i64(int(v))
+    if isinstance(v, (float, np.floating)):
+        return b"F" + struct.pack("<d", float(v))
+    if isinstance(v, str):
+        return b"S" + enc_bytes(v.encode())
+    if isinstance(v, (bytes, bytearray)):
+        return b"S" + enc_bytes(bytes(v))
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return b"L" + enc_u32(len(v)) + b"".join(enc_value(x) for x in v)
+    if isinstance(v, dict):
+        keys = sorted(v)
+        return (
+            b"T"
+            + enc_u32(len(keys))
+            + b"".join(enc_bytes(k.encode()) + enc_value(v[k]) for k in keys)
+        )
+    raise TypeError(f"cannot encode {type(v).__name__}")
 
 
 class _Reader:
@@ -361,8 +470,8 @@ class _Reader:
         self.model = tflite.Model.GetRootAs(data, 0)
         self.items: list[_Item] = []
 
-    def add(self, key: str, value: Any, text: Callable[[Any, Any], str]) -> None:
-        self.items.append(_Item(key, _json_safe(value), text))
+    def add(self, key: str, enc: bytes, value: Any, text: Callable[[Any, Any], str]) -> None:
+        self.items.append(_Item(key, enc, value, text))
 
     # -- buffers
 
@@ -388,7 +497,9 @@ class _Reader:
     def read(self) -> TFLiteModel:
         m = self.model
         version = int(m.Version())
-        self.add("schema_version", version, lambda a, b: f"schema version {a} vs {b}")
+        self.add(
+            "schema_version", enc_i64(version), version, lambda a, b: f"schema version {a} vs {b}"
+        )
         codes = []
         for i in range(m.OperatorCodesLength()):
             oc = m.OperatorCodes(i)
@@ -398,12 +509,22 @@ class _Reader:
                 (builtin, custom.decode("utf-8", "replace") if custom else None, int(oc.Version()))
             )
         n_sg = m.SubgraphsLength()
-        self.add("subgraphs", n_sg, lambda a, b: f"{a} subgraphs vs {b}")
+        self.add("subgraphs", enc_u32(n_sg), n_sg, lambda a, b: f"{a} subgraphs vs {b}")
+        graphs = [self.read_graph(s, codes) for s in range(n_sg)]
+        # a buffer that any fixed constant uses is fixed for every tensor using it
+        fixed_buffers = {
+            t.buffer for g in graphs for t in g.tensors if t.constant and not g.weight[t.index]
+        }
         tensors: list[TensorInfo] = []
         operators: list[OperatorInfo] = []
-        canon_buffer: dict[int, int] = {}  # data offset -> number in order of first use
-        for s in range(n_sg):
-            self.read_subgraph(s, codes, canon_buffer, tensors, operators)
+        canon_buffer: dict[int, int] = {}  # buffer index -> number in order of first use
+        for g in graphs:
+            for t in g.tensors:
+                w = g.weight[t.index] and t.buffer not in fixed_buffers
+                g.tensors[t.index] = _replace(t, weight=w)
+            tensors += sorted(g.tensors, key=lambda t: t.index)
+            operators += g.operators
+            self.describe(g, codes, canon_buffer)
         ranges = sorted({r for t in tensors for r in t.ranges()})
         for (o1, n1), (o2, n2) in itertools.pairwise(ranges):
             if o2 < o1 + n1:
@@ -419,77 +540,139 @@ class _Reader:
             _ranges=ranges,
         )
 
-    def read_subgraph(
-        self,
-        s: int,
-        codes: list[tuple[int, str | None, int]],
-        canon_buffer: dict[int, int],
-        tensors: list[TensorInfo],
-        operators: list[OperatorInfo],
-    ) -> None:
+    def read_graph(self, s: int, codes: list[tuple[int, str | None, int]]) -> _Graph:
         sg = self.model.Subgraphs(s)
-        sgp = f"subgraph {s} " if s else ""
         n_t = sg.TensorsLength()
-        infos = [self.read_tensor(s, sg.Tensors(i), i) for i in range(n_t)]
-        tensors += infos
-
-        def tname(i: int) -> str:
-            return f"'{infos[i].name}'" if 0 <= i < n_t else str(i)
-
-        # operators first: they are the architecture a reader recognises
-        n_op = sg.OperatorsLength()
-        self.add(f"sg{s}.operators", n_op, lambda a, b: f"{sgp}{a} operators vs {b}")
-        for k in range(n_op):
+        tensors = [self.read_tensor(s, sg.Tensors(i), i) for i in range(n_t)]
+        ops: list[OperatorInfo] = []
+        raw_ops = []
+        for k in range(sg.OperatorsLength()):
             op = sg.Operators(k)
             idx = int(op.OpcodeIndex())
             if not 0 <= idx < len(codes):
-                raise TFLiteError(f"{sgp}operator {k} uses opcode {idx} of {len(codes)}")
-            code = codes[idx]
-            name = _op_name(code)
+                where = f"subgraph {s} " if s else ""
+                raise TFLiteError(f"{where}operator {k} uses opcode {idx} of {len(codes)}")
             inputs = tuple(_dims(op.InputsAsNumpy()))
             outputs = tuple(_dims(op.OutputsAsNumpy()))
-            operators.append(OperatorInfo(s, k, name, inputs, outputs))
+            inter = tuple(_dims(op.IntermediatesAsNumpy()))
+            for t in (*inputs, *outputs, *inter):
+                if not -1 <= t < n_t:
+                    raise TFLiteError(f"operator {k} refers to tensor {t} of {n_t}")
+            ops.append(OperatorInfo(s, k, _op_name(codes[idx]), inputs, outputs))
+            raw_ops.append((op, codes[idx], inter))
+        sg_in = _dims(sg.InputsAsNumpy())
+        sg_out = _dims(sg.OutputsAsNumpy())
+        for t in (*sg_in, *sg_out):
+            if not 0 <= t < n_t:
+                raise TFLiteError(f"subgraph {s} input/output {t} is not one of its {n_t} tensors")
+        g = _Graph(s, tensors, ops, raw_ops, sg_in, sg_out)
+        g.weight = _weight_roles(g)
+        order: list[int] = []
+        seen: set[int] = set()
+
+        def visit(ids: Iterable[int]) -> None:
+            for t in ids:
+                if t >= 0 and t not in seen:
+                    seen.add(t)
+                    order.append(t)
+
+        visit(sg_in)
+        for o, (_op, _code, inter) in zip(ops, raw_ops, strict=True):
+            visit(o.inputs)
+            visit(o.outputs)
+            visit(inter)
+        visit(sg_out)
+        visit(range(n_t))
+        g.order = order
+        g.canon = {t: c for c, t in enumerate(order)}
+        for t in tensors:
+            g.tensors[t.index] = _replace(t, canonical=g.canon[t.index])
+        return g
+
+    def describe(
+        self, g: _Graph, codes: list[tuple[int, str | None, int]], canon_buffer: dict[int, int]
+    ) -> None:
+        """Appends the subgraph's part of the canonical description."""
+        s = g.index
+        sgp = f"subgraph {s} " if s else ""
+        n_t = len(g.tensors)
+        canon = g.canon
+
+        def cn(ids: Iterable[int]) -> list[int]:
+            return [canon[t] if t >= 0 else -1 for t in ids]
+
+        def tname(i: int) -> str:
+            return f"'{g.tensors[i].name}'" if 0 <= i < n_t else str(i)
+
+        n_op = len(g.operators)
+        self.add(
+            f"sg{s}.size",
+            enc_u32(n_t) + enc_u32(n_op),
+            [n_op, n_t],
+            lambda a, b: (
+                f"{sgp}{a[0]} operators vs {b[0]}"
+                if a[0] != b[0]
+                else f"{sgp}{a[1]} tensors vs {b[1]}"
+            ),
+        )
+        for o, (op, code, inter) in zip(g.operators, g.raw_ops, strict=True):
+            k = o.index
             where = f"{sgp}operator {k}"
+            name = o.op
+            builtin, custom, version = code
             self.add(
                 f"sg{s}.op{k}.code",
+                enc_i64(builtin) + enc_bytes((custom or "").encode()) + enc_i64(version),
                 list(code),
                 lambda a, b, where=where: f"{where}: {_code_text(a, b)}",
             )
-            for fld, value in (
-                ("inputs", inputs),
-                ("outputs", outputs),
-                ("intermediates", _dims(op.IntermediatesAsNumpy())),
-                (
-                    "mutating_variable_inputs",
-                    [bool(v) for v in _dims(op.MutatingVariableInputsAsNumpy())],
-                ),
+            for fld, ids in (
+                ("inputs", o.inputs),
+                ("outputs", o.outputs),
+                ("intermediates", inter),
             ):
+                shown = [f"{i}:{tname(i)}" if i >= 0 else "-1" for i in ids]
                 self.add(
                     f"sg{s}.op{k}.{fld}",
-                    list(value),
-                    lambda a, b, w=f"{where} ({name}) {fld}": f"{w} {a} vs {b}",
+                    enc_ints(cn(ids)),
+                    (cn(ids), shown),
+                    lambda a, b, w=f"{where} ({name}) {fld}": (
+                        f"{w} [{', '.join(a[1])}] vs [{', '.join(b[1])}]"
+                    ),
                 )
+            mut = [int(bool(v)) for v in _dims(op.MutatingVariableInputsAsNumpy())]
+            self.add(
+                f"sg{s}.op{k}.mutating",
+                enc_ints(mut),
+                mut,
+                lambda a, b, w=f"{where} ({name}) mutating_variable_inputs": f"{w} {a} vs {b}",
+            )
+            opts = self.options(op)
             self.add(
                 f"sg{s}.op{k}.options",
-                self.options(op),
+                b"".join(enc_value(opts[f]) for f in ("builtin", "builtin2", "custom"))
+                + enc_i64(opts["custom_format"]),
+                opts,
                 lambda a, b, w=f"{where} ({name}) options": f"{w}: {_dict_diff(a, b)}",
             )
-        self.add(f"sg{s}.tensors", n_t, lambda a, b: f"{sgp}{a} tensors vs {b}")
-        for t in infos:
-            self.tensor_items(t, canon_buffer)
-        for fld, value in (
-            ("inputs", _dims(sg.InputsAsNumpy())),
-            ("outputs", _dims(sg.OutputsAsNumpy())),
-        ):
-            shown = ", ".join(tname(i) for i in value)
+        for t_index in g.order:
+            self.tensor_items(g, g.tensors[t_index], canon_buffer)
+        for fld, ids in (("inputs", g.inputs), ("outputs", g.outputs)):
+            shown = ", ".join(tname(i) for i in ids)
             self.add(
                 f"sg{s}.{fld}",
-                value,
+                enc_ints(cn(ids)),
+                cn(ids),
                 lambda a, b, f=fld, shown=shown: f"{sgp}model {f} {a} ({shown}) vs {b}",
             )
 
-    def options(self, op: Any) -> Any:
-        out: dict[str, Any] = {}
+    def options(self, op: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "builtin": None,
+            "builtin2": None,
+            "custom": None,
+            "custom_format": 0,
+        }
         t1 = int(op.BuiltinOptionsType())
         if t1:
             out["builtin"] = self.union_options(t1, op.BuiltinOptions(), _OPTION_NAMES)
@@ -497,21 +680,26 @@ class _Reader:
         if t2:
             out["builtin2"] = self.union_options(t2, op.BuiltinOptions2(), _OPTION2_NAMES)
         start, n = _vector(op._tab, 14, 1, self.size)
-        if start is not None:
+        large = int(op.LargeCustomOptionsSize())
+        if large:
+            off = int(op.LargeCustomOptionsOffset())
+            if off + large > self.size:
+                raise TFLiteError("large custom options run past the end of the file")
+            out["custom"] = self.data[off : off + large]
+        elif start is not None:
             out["custom"] = self.data[start : start + n]
+        if out["custom"] is not None:
             out["custom_format"] = int(op.CustomOptionsFormat())
-        if int(op.LargeCustomOptionsSize()):
-            out["large_custom_size"] = int(op.LargeCustomOptionsSize())
         return out
 
-    def union_options(self, utype: int, table: Any, names: dict[int, str]) -> Any:
+    def union_options(self, utype: int, table: Any, names: dict[int, str]) -> dict[str, Any]:
         name = names.get(utype)
         cls = getattr(tflite, name, None) if name else None
         if cls is None or table is None:
-            return {"type": utype}
+            raise TFLiteError(f"operator options of type {utype}, which this schema does not know")
         obj = cls()
         obj.Init(table.Bytes, table.Pos)
-        return {"type": name, **_reflect(obj)}
+        return {"type": utype, **_fields(obj)}
 
     def read_tensor(self, s: int, t: Any, i: int) -> TensorInfo:
         name = _name(t.Name())
@@ -521,15 +709,18 @@ class _Reader:
         q = t.Quantization()
         qi: QuantizationInfo | None = None
         qdim = 0
+        details: Any = None
         if q is not None:
             qtab = q._tab
             s_off, s_len = _vector(qtab, 8, 4, self.size)
             z_off, z_len = _vector(qtab, 10, 8, self.size)
             mn_off, mn_len = _vector(qtab, 4, 4, self.size)
             mx_off, mx_len = _vector(qtab, 6, 4, self.size)
-            details = int(q.DetailsType())
+            dtype_ = int(q.DetailsType())
             qdim = int(q.QuantizedDimension())
-            if s_len or z_len or mn_len or mx_len or details:
+            if dtype_:
+                details = {"type": dtype_, **_fields(q)}.get("details")
+            if s_len or z_len or mn_len or mx_len or dtype_:
                 qi = QuantizationInfo(
                     scale_offset=s_off,
                     scale_length=s_len,
@@ -542,10 +733,19 @@ class _Reader:
                     min_length=mn_len,
                     max_offset=mx_off,
                     max_length=mx_len,
-                    details_type=details,
+                    details_type=dtype_,
+                    details=details,
                 )
         sig = None if t.ShapeSignatureIsNone() else tuple(_dims(t.ShapeSignatureAsNumpy()))
         dtype = _TYPE_NAMES.get(int(t.Type()), f"type {int(t.Type())}")
+        extra: dict[str, Any] = {}
+        sp = t.Sparsity()
+        if sp is not None:
+            extra["sparsity"] = _fields(sp)
+        if t.VariantTensorsLength():
+            extra["varianttensors"] = [
+                _fields(t.VariantTensors(j)) for j in range(t.VariantTensorsLength())
+            ]
         return TensorInfo(
             subgraph=s,
             index=i,
@@ -560,40 +760,134 @@ class _Reader:
             quantized_dimension=qdim,
             shape_signature=sig,
             is_variable=bool(t.IsVariable()),
+            has_rank=bool(t.HasRank()),
+            extra=extra,
         )
 
-    def tensor_items(self, t: TensorInfo, canon_buffer: dict[int, int]) -> None:
-        key = f"sg{t.subgraph}.t{t.index}"
-        label = t.label
-        self.add(f"{key}.shape", list(t.shape), lambda a, b: f"{label} shape {a} vs {b}")
-        self.add(
-            f"{key}.shape_signature",
-            None if t.shape_signature is None else list(t.shape_signature),
-            lambda a, b: f"{label} shape signature {a} vs {b}",
+    def tensor_items(self, g: _Graph, t: TensorInfo, canon_buffer: dict[int, int]) -> None:
+        key = f"sg{t.subgraph}.c{t.canonical}"
+        label = g.label(t)
+        head = (
+            enc_ints(t.shape)
+            + (
+                enc_i64(0)
+                if t.shape_signature is None
+                else enc_i64(1) + enc_ints(t.shape_signature)
+            )
+            + enc_i64(int(self.model.Subgraphs(t.subgraph).Tensors(t.index).Type()))
+            + enc_i64(int(t.is_variable))
+            + enc_i64(int(t.has_rank))
         )
-        self.add(f"{key}.type", t.dtype, lambda a, b: f"{label} type {a} vs {b}")
-        data: list[int] | None = None
+        self.add(
+            f"{key}.head",
+            head,
+            (list(t.shape), t.shape_signature, t.dtype, t.is_variable, t.has_rank),
+            lambda a, b: f"{label} {_head_text(a, b)}",
+        )
+        data_enc = enc_i64(0)
+        shown: Any = None
         if t.constant:
             assert t.data_offset is not None
-            number = canon_buffer.setdefault(t.data_offset, len(canon_buffer))
-            data = [number, t.data_length]
-        self.add(f"{key}.data", data, lambda a, b: f"{label} {_data_text(a, b)}")
-        self.add(
-            f"{key}.is_variable", t.is_variable, lambda a, b: f"{label} is_variable {a} vs {b}"
-        )
-        layout = t.quantization.layout() if t.quantization is not None else None
+            number = canon_buffer.setdefault(t.buffer, len(canon_buffer))
+            if t.weight:
+                data_enc = enc_i64(1) + enc_i64(number) + enc_i64(t.data_length)
+                shown = ("weight", number, t.data_length, None)
+            else:
+                raw = self.data[t.data_offset : t.data_offset + t.data_length]
+                data_enc = enc_i64(2) + enc_i64(number) + enc_bytes(raw)
+                shown = ("fixed", number, t.data_length, _show_values(raw, t.dtype))
+        self.add(f"{key}.data", data_enc, shown, lambda a, b: f"{label}: {_data_text(a, b)}")
+        qenc = b"N"
+        qshown = None
+        if t.quantization is not None:
+            qshown = t.quantization.layout()
+            qenc = (
+                b"Q"
+                + b"".join(
+                    enc_i64(qshown[k])
+                    for k in (
+                        "scales",
+                        "zero_points",
+                        "min",
+                        "max",
+                        "quantized_dimension",
+                        "details",
+                    )
+                )
+                + enc_value(t.quantization.details)
+            )
         self.add(
             f"{key}.quantization",
-            layout,
+            qenc,
+            qshown,
             lambda a, b: f"{label} quantization {_quant_text(a)} vs {_quant_text(b)}",
         )
-        tab = self.model.Subgraphs(t.subgraph).Tensors(t.index)
-        sp = tab.Sparsity()
         self.add(
-            f"{key}.sparsity",
-            _reflect(sp) if sp is not None else None,
-            lambda a, b: f"{label} sparsity differs",
+            f"{key}.extra",
+            enc_value(t.extra),
+            t.extra,
+            lambda a, b: f"{label} sparsity or variant tensors differ",
         )
+
+
+@dataclass
+class _Graph:
+    """One subgraph while it is read: tensors by file index, operators, roles."""
+
+    index: int
+    tensors: list[TensorInfo]
+    operators: list[OperatorInfo]
+    raw_ops: list[tuple[Any, tuple[int, str | None, int], tuple[int, ...]]]
+    inputs: list[int]
+    outputs: list[int]
+    weight: list[bool] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)  # file index by canonical number
+    canon: dict[int, int] = field(default_factory=dict)
+
+    def uses(self, t: int) -> list[tuple[OperatorInfo, int]]:
+        return [(o, pos) for o in self.operators for pos, i in enumerate(o.inputs) if i == t]
+
+    def label(self, t: TensorInfo) -> str:
+        where = f"subgraph {t.subgraph} " if t.subgraph else ""
+        text = f"{where}tensor {t.index} '{t.name}'"
+        uses = self.uses(t.index)
+        if uses:
+            o, pos = uses[0]
+            text += f" (input {pos} of operator {o.index} {o.op})"
+        return text
+
+
+def _weight_roles(g: _Graph) -> list[bool]:
+    """Per tensor: consumed only as a learned parameter (models/roles.py)."""
+    return learned_tensors(
+        len(g.tensors),
+        [(o.op, o.inputs, o.outputs) for o in g.operators],
+        lambda t: g.tensors[t].dtype,
+        g.outputs,
+    )
+
+
+def _replace(t: TensorInfo, **kw: Any) -> TensorInfo:
+    import dataclasses
+
+    return dataclasses.replace(t, **kw)
+
+
+def _show_values(raw: bytes, dtype: str) -> list[Any] | None:
+    """Small integer constants (shapes, axes, paddings) as numbers, for messages."""
+    np_type = {"INT32": "<i4", "INT64": "<i8", "INT16": "<i2", "INT8": "i1", "UINT8": "u1"}
+    if dtype not in np_type:
+        return None
+    vals = np.frombuffer(raw, dtype=np_type[dtype])
+    return [int(v) for v in vals] if vals.size <= 16 else None
+
+
+def _head_text(a: Any, b: Any) -> str:
+    names = ["shape", "shape signature", "type", "is_variable", "has_rank"]
+    for name, x, y in zip(names, a, b, strict=True):
+        if x != y:
+            return f"{name} {x} vs {y}"
+    return "differs"
 
 
 def _code_text(a: list[Any], b: list[Any]) -> str:
@@ -603,15 +897,23 @@ def _code_text(a: list[Any], b: list[Any]) -> str:
     return f"{na} vs {nb}"
 
 
-def _data_text(a: list[int] | None, b: list[int] | None) -> str:
-    if a is None or b is None:
-        show = [
-            "no constant data" if v is None else f"{v[1]} bytes of constant data" for v in (a, b)
-        ]
-        return f"{show[0]} vs {show[1]}"
+def _data_text(a: Any, b: Any) -> str:
+    def one(v: Any) -> str:
+        if v is None:
+            return "no constant data"
+        kind = "learned" if v[0] == "weight" else "fixed"
+        return f"{v[2]} bytes of {kind} constant data"
+
+    if a is None or b is None or a[0] != b[0] or a[2] != b[2]:
+        return f"{one(a)} vs {one(b)}"
     if a[1] != b[1]:
-        return f"constant data {a[1]} bytes vs {b[1]}"
-    return f"shares constant buffer #{a[0]} vs #{b[0]} (buffers are shared differently)"
+        return f"shares constant buffer #{a[1]} vs #{b[1]} (buffers are shared differently)"
+    if a[3] is not None and b[3] is not None:
+        return (
+            f"fixed constant {a[3]} vs {b[3]} (not a learned parameter: a payload only"
+            " changes those)"
+        )
+    return "fixed constant bytes differ (not a learned parameter: a payload only changes those)"
 
 
 def _quant_text(q: dict[str, int] | None) -> str:
@@ -631,7 +933,8 @@ def _dict_diff(a: Any, b: Any) -> str:
             if a.get(k) != b.get(k):
                 if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
                     return f"{k}.{_dict_diff(a[k], b[k])}"
-                return f"{k} {a.get(k)} vs {b.get(k)}"
+                x, y = (v.get(k, "default") if isinstance(v, dict) else v for v in (a, b))
+                return f"{k} {x} vs {y}"
     return f"{a} vs {b}"
 
 
@@ -644,7 +947,7 @@ def first_difference(a: TFLiteModel, b: TFLiteModel) -> str | None:
     for ia, ib in zip(a._items, b._items, strict=False):
         if ia.key != ib.key:  # cannot happen after equal counts; guard anyway
             return f"{ia.key} vs {ib.key}"
-        if ia.value != ib.value:
+        if ia.enc != ib.enc:
             return ia.text(ia.value, ib.value)
     if len(a._items) != len(b._items):
         return f"descriptions differ in length ({len(a._items)} vs {len(b._items)} entries)"
@@ -658,7 +961,11 @@ def _require_same(old: TFLiteModel, new: TFLiteModel) -> None:
 
 
 def _tensor_pairs(old: TFLiteModel, new: TFLiteModel) -> Iterable[tuple[TensorInfo, TensorInfo]]:
-    return zip(old.tensors, new.tensors, strict=True)
+    """Old and new tensor at the same place in the graph (canonical number), so a
+    re-converted file with renumbered tensors and reordered buffers pairs up."""
+    subgraphs = sorted({t.subgraph for t in old.tensors})
+    for s in subgraphs:
+        yield from zip(old.canonical_tensors(s), new.canonical_tensors(s), strict=True)
 
 
 def _pair_ranges(ta: TensorInfo, tb: TensorInfo) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -671,8 +978,9 @@ def _pair_ranges(ta: TensorInfo, tb: TensorInfo) -> list[tuple[tuple[int, int], 
 def rebase(old: TFLiteModel, new: TFLiteModel) -> bytes:
     """The old file with every weight range overwritten by the new model's values.
 
-    Tensors are matched by subgraph and index, so the two files' layouts may
-    differ (description, metadata, buffer order, padding). The result has the
+    Tensors are matched by their place in the graph (canonical number), so the
+    two files' layouts may differ (tensor numbering, buffer order, description,
+    metadata, padding). The result has the
     old layout and the new weights: functionally the new model. Raises
     :class:`TFLiteError` naming the first difference when the architectures differ.
     """
@@ -693,7 +1001,7 @@ def rebase(old: TFLiteModel, new: TFLiteModel) -> bytes:
     check = read_tflite(result)
     if check.fingerprint() != old.fingerprint():
         raise TFLiteError("rebased model no longer has the old architecture (overlapping ranges?)")
-    for ta, tb in zip(check.tensors, new.tensors, strict=True):
+    for ta, tb in _tensor_pairs(check, new):
         for (oa, n), (ob, _) in _pair_ranges(ta, tb):
             if result[oa : oa + n] != new.data[ob : ob + n]:
                 raise TFLiteError(f"{ta.label}: weights did not survive the rebase")
@@ -803,7 +1111,7 @@ def diff_models(
         data_n = data_c = q_n = q_c = 0
         for k, ((oa, n), (ob, _)) in enumerate(pairs):
             changed = _count_changed(old.data[oa : oa + n], new.data[ob : ob + n])
-            if k == 0 and ta.constant:
+            if k == 0 and ta.weight:
                 data_n, data_c = n, changed
             else:
                 q_n, q_c = q_n + n, q_c + changed

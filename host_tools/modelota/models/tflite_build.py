@@ -49,6 +49,15 @@ _OPS = {
         "CONV_2D",
         "LOGISTIC",
         "TANH",
+        "PAD",
+        "TRANSPOSE",
+        "STRIDED_SLICE",
+        "MEAN",
+        "ADD",
+        "MUL",
+        "CONCATENATION",
+        "GATHER",
+        "DEQUANTIZE",
     )
 }
 _ACTIVATIONS = {"NONE": 0, "RELU": 1, "RELU6": 3, "TANH": 4}
@@ -353,6 +362,36 @@ def _options(b: flatbuffers.Builder, o: OpSpec) -> tuple[int, int | None]:
         tflite.SoftmaxOptionsStart(b)
         tflite.SoftmaxOptionsAddBeta(b, float(o.options.get("beta", 1.0)))
         return kinds.SoftmaxOptions, int(tflite.SoftmaxOptionsEnd(b))
+    if o.op == "MEAN":
+        tflite.ReducerOptionsStart(b)
+        tflite.ReducerOptionsAddKeepDims(b, bool(o.options.get("keep_dims", False)))
+        return kinds.ReducerOptions, int(tflite.ReducerOptionsEnd(b))
+    if o.op in ("ADD", "MUL"):
+        start, add, end, kind = (
+            (
+                tflite.AddOptionsStart,
+                tflite.AddOptionsAddFusedActivationFunction,
+                tflite.AddOptionsEnd,
+                kinds.AddOptions,
+            )
+            if o.op == "ADD"
+            else (
+                tflite.MulOptionsStart,
+                tflite.MulOptionsAddFusedActivationFunction,
+                tflite.MulOptionsEnd,
+                kinds.MulOptions,
+            )
+        )
+        start(b)
+        add(b, _ACTIVATIONS[o.options.get("activation", "NONE")])
+        return kind, int(end(b))
+    if o.op == "CONCATENATION":
+        tflite.ConcatenationOptionsStart(b)
+        tflite.ConcatenationOptionsAddAxis(b, int(o.options.get("axis", 0)))
+        return kinds.ConcatenationOptions, int(tflite.ConcatenationOptionsEnd(b))
+    if o.op == "STRIDED_SLICE":
+        tflite.StridedSliceOptionsStart(b)
+        return kinds.StridedSliceOptions, int(tflite.StridedSliceOptionsEnd(b))
     if o.op == "RESHAPE":
         shape = o.options.get("new_shape")
         vec = _int32_vector(b, shape) if shape is not None else None

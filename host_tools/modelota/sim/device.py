@@ -359,3 +359,122 @@ class RamModelDevice(_Updating):
         if st == Status.Ok:
             self.version = int(self._n.lib.modelota_current_version(self._u))
         return st
+
+
+class SimulatedDevice:
+    """A board as a notebook sees it: a model that runs from RAM, its last good
+    weights kept in a Store on simulated NOR flash, and payloads applied by
+    the real firmware_lib C++ core (the native build), never by Python.
+
+    Everything it reports is read back from the device's state: ``version``
+    and ``weights`` after an update are what the core committed; after a
+    refused update they are the last good ones (restored by the core);
+    :meth:`reboot` rebuilds the device from its flash alone.
+
+        dev = modelota.simulate(factory, model="kws")
+        dev.apply(payload)          # Status.Ok
+        dev.version, dev.weights    # the new version and bytes
+    """
+
+    def __init__(
+        self,
+        factory: bytes,
+        *,
+        fingerprint: bytes,
+        version: int = 1,
+        buffer_len: int = 1024,
+        public_key: bytes | None = None,
+        max_payload: int | None = None,
+        block_size: int = 256,
+    ) -> None:
+        from .flash import SimFlash
+
+        self.factory = bytes(factory)
+        self.fingerprint = bytes(fingerprint)
+        self.factory_version = version
+        self.buffer_len = buffer_len
+        self.public_key = public_key
+        # room for a full payload in small chunks (16 bytes of overhead each)
+        room = max_payload if max_payload is not None else 2 * len(factory) + 4096
+        self.layout = Layout.plan(block_size, 4, len(factory), room)
+        self.flash = SimFlash(block_size, self.layout.block_count, 4)
+        self.last_status: Status | None = None
+        self.updates = 0  # payloads applied successfully since power-on
+        self._boot()
+
+    def _boot(self) -> Status:
+        self._dev = RamModelDevice(
+            self.flash, self.layout, self.fingerprint, self.factory, self.factory_version,
+            buffer_len=self.buffer_len, public_key=self.public_key,
+        )  # fmt: skip
+        st = self._dev.boot()
+        if st != Status.Ok:
+            raise RuntimeError(f"the simulated device did not boot: {st.name}")
+        return st
+
+    def apply(self, payload: Any, piece: int = 256) -> Status:
+        """Streams a payload (bytes, a :class:`~modelota.Payload`, or a file
+        path) into the device ``piece`` bytes at a time; returns the core's
+        status (``Status.Ok``: the new weights are committed)."""
+        import os
+
+        from ..format.payload import Payload
+
+        if isinstance(payload, Payload):
+            data = payload.encode()
+        elif isinstance(payload, (str, os.PathLike)):
+            with open(payload, "rb") as f:  # FileNotFoundError names the path
+                data = f.read()
+        else:
+            data = bytes(payload)
+        st = self._dev.update(data, piece=max(1, piece))
+        self.last_status = st
+        self.updates += st == Status.Ok
+        return st
+
+    def reboot(self) -> str:
+        """Power cycle: a new device over the same flash. Returns where the
+        weights came from: ``"store"`` (the last committed update) or ``"factory"``."""
+        self._boot()
+        return self._dev.booted_from
+
+    @property
+    def version(self) -> int:
+        """The version of the weights the device runs now."""
+        return int(self._dev.version)
+
+    @property
+    def weights(self) -> bytes:
+        """The weights the device runs now (its RAM)."""
+        return bytes(self._dev.ram)
+
+    @property
+    def stored_version(self) -> int:
+        """The version the Store on flash holds (what a reboot brings back)."""
+        return int(self._dev.store.version)
+
+    @property
+    def booted_from(self) -> str:
+        return self._dev.booted_from
+
+    def state(self) -> dict[str, object]:
+        """Everything above as one dict (for printing in a notebook)."""
+        import zlib
+
+        return {
+            "version": self.version,
+            "stored_version": self.stored_version,
+            "weights_crc32": f"0x{zlib.crc32(self.weights):08x}",
+            "weights_size": len(self._dev.ram),
+            "fingerprint": self.fingerprint.hex(),
+            "last_status": None if self.last_status is None else self.last_status.name,
+            "updates": self.updates,
+            "booted_from": self.booted_from,
+        }
+
+    def __repr__(self) -> str:
+        s = self.state()
+        return (
+            f"SimulatedDevice(version={s['version']}, weights_crc32={s['weights_crc32']},"
+            f" last_status={s['last_status']})"
+        )

@@ -12,7 +12,7 @@ import importlib.machinery
 import importlib.util
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -37,7 +37,7 @@ def load() -> ModuleType:
             loader.exec_module(mod)
             _module = mod
         else:
-            from .. import _native  # type: ignore[attr-defined]
+            import modelota._native as _native  # type: ignore[import-not-found]
 
             _module = _native
     return _module
@@ -103,6 +103,7 @@ class Updater:
     ``public_key`` (32 bytes) installs the built-in Ed25519 verifier;
     ``verifier`` a Python one through the pluggable interface. Either makes
     the device refuse unsigned payloads. ``min_version`` is the anti-rollback floor.
+    ``writable`` (offset, length) pairs: the only bytes a payload may change.
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class Updater:
         public_key: bytes | None = None,
         verifier: PyVerifier | None = None,
         min_version: int = 0,
+        writable: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         n = load()
         self._n = n
@@ -160,6 +162,12 @@ class Updater:
         cfg.buffer = buf
         cfg.buffer_len = buffer_len
         cfg.min_version = min_version
+        if writable is not None:  # the model's writable ranges (docs/FORMAT.md)
+            flat = [v for pair in writable for v in pair]
+            ranges = n.ffi.new("uint32_t[]", flat or [0])
+            self._keep.append(ranges)
+            cfg.writable.ranges = ranges
+            cfg.writable.count = len(writable)
         if public_key is not None:
             key = n.ffi.new("uint8_t[]", bytes(public_key))
             self._keep.append(key)
