@@ -395,6 +395,9 @@ def sections(size_tool: str, obj: Path) -> Sections:
         f = line.split()
         if len(f) < 2 or not f[1].isdigit():
             continue
+        if f[0].startswith(".progmem"):  # AVR PROGMEM data: flash only, counted with the code
+            acc[".text"] += int(f[1])
+            continue
         for kind in acc:
             if f[0] == kind or f[0].startswith(kind + "."):
                 acc[kind] += int(f[1])

@@ -63,6 +63,8 @@ typedef struct modelota_source {
     modelota_read_fn read;
     void* ctx;
     uint32_t version;
+    uint32_t base;
+    uint32_t size;
 } modelota_source;
 
 typedef int (*modelota_verify_fn)(void* ctx, const uint8_t* msg, uint32_t len,
@@ -148,6 +150,17 @@ uint32_t modelota_data_total(const modelota_updater* u);
 uint32_t modelota_bytes_wanted(const modelota_updater* u);
 int modelota_weights_intact(const modelota_updater* u);
 int modelota_memory_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
+modelota_source modelota_backup_image(const uint8_t* weights, uint32_t len, uint32_t version);
+modelota_source modelota_backup_flash(const uint8_t* weights, uint32_t len, uint32_t version);
+modelota_source modelota_backup_ram(const uint8_t* weights, uint32_t len, uint32_t version);
+modelota_source modelota_backup_callback(modelota_read_fn read, void* ctx, uint32_t len,
+                                         uint32_t version);
+int modelota_source_read(const modelota_source* src, uint32_t offset, uint8_t* dst, uint32_t len);
+modelota_target modelota_target_ram(uint8_t* weights, uint32_t size);
+modelota_target modelota_target_callbacks(modelota_read_fn read, modelota_write_fn write,
+                                          void* ctx, uint32_t size);
+void modelota_config_init(modelota_config* cfg, modelota_target target, modelota_source backup,
+                          const uint8_t* fingerprint, uint8_t* buffer, uint32_t buffer_len);
 int modelota_store_init(modelota_store* st, const modelota_store_config* cfg);
 int modelota_store_recover(modelota_store* st);
 int modelota_store_format(modelota_store* st, const uint8_t* weights, uint32_t version);

@@ -22,29 +22,6 @@
 
 #include <string.h>
 
-#if defined(__AVR__)
-#include <avr/pgmspace.h>
-
-int modelota_progmem_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len) {
-    const uint8_t* base = static_cast<const uint8_t*>(ctx);
-    memcpy_P(dst, base + offset, static_cast<size_t>(len));
-    return 0;
-}
-#endif
-
-modelota_source modelota_factory_source(const uint8_t* factory, uint32_t version) {
-    modelota_source src;
-    memset(&src, 0, sizeof(src));
-#if defined(__AVR__)
-    src.read = modelota_progmem_read; /* PROGMEM is not in the data address space */
-    src.ctx = const_cast<uint8_t*>(factory);
-#else
-    src.image = factory; /* const arrays are memory-mapped */
-#endif
-    src.version = version;
-    return src;
-}
-
 namespace {
 
 int pull_fail(modelota_updater* u, modelota_store* store, int status) {
@@ -65,10 +42,87 @@ int pull_finish(modelota_updater* u, modelota_store* store) {
     return st;
 }
 
-}  // namespace
+void put_u32(uint8_t* p, uint32_t v) {
+    for (uint8_t i = 0; i < 4u; ++i) {
+        p[i] = static_cast<uint8_t>(v >> (8u * i));
+    }
+}
 
-int modelota_pull(modelota_updater* u, Stream& in, const ModelOTAPull& opt) {
-    modelota_store* store = opt.store;
+/* `modelota push` sent its first frame to a sketch that reads raw payloads:
+ * answer in the link's own terms (docs/PROTOCOL.md), RESULT{status, version,
+ * weights_crc 0}, so the host stops asking at once and says what to do. */
+void answer_link(Stream& in, int status, uint32_t version) {
+    uint8_t f[MODELOTA_LINK_OVERHEAD + 9u];
+    f[0] = MODELOTA_LINK_SYNC0;
+    f[1] = MODELOTA_LINK_SYNC1;
+    f[2] = MODELOTA_LINK_RESULT;
+    f[3] = 9u; /* body length, little-endian */
+    f[4] = 0u;
+    f[5] = static_cast<uint8_t>(static_cast<int8_t>(status));
+    put_u32(f + 6, version);
+    put_u32(f + 10, 0u);
+    put_u32(f + 14, modelota_crc32(0, f + 2, 12u));
+    in.write(f, sizeof(f));
+}
+
+/* Silence is counted in 100 us busy-waits, not with millis(): the count
+ * also runs where millis() stands still (qemu-system-avr 7.2 has no
+ * Timer0), and it never disables interrupts (millis() does, and under
+ * qemu-system-avr an RX interrupt arriving then is lost for good). On a
+ * board the waits are a little longer than counted (the ISRs run too). */
+class Silence {
+public:
+    Silence() : ms_(0), steps_(0) {}
+    void heard() { ms_ = 0; steps_ = 0; }
+    /* Waits 100 us; lets cores with background work (WiFi) run. */
+    void wait() {
+        delayMicroseconds(100);
+        yield();
+        if (++steps_ == 10u) {
+            steps_ = 0;
+            ++ms_;
+        }
+    }
+    uint32_t ms() const { return ms_; }
+
+private:
+    uint32_t ms_;
+    uint8_t steps_;
+};
+
+/* Reads and drops what is left of a refused payload until the stream has
+ * been silent for quiet_ms, or MODELOTA_PULL_DRAIN_MAX_BYTES were dropped
+ * (a stream that never falls silent). */
+void drain(Stream& in, uint32_t quiet_ms) {
+    Silence silence;
+    for (uint32_t dropped = 0; silence.ms() < quiet_ms && dropped < MODELOTA_PULL_DRAIN_MAX_BYTES;) {
+        if (in.available() > 0 && in.read() >= 0) {
+            silence.heard();
+            ++dropped;
+        } else {
+            silence.wait();
+        }
+    }
+}
+
+/* The payload was refused (`status`): answer a link frame, drop the rest. */
+int refused(modelota_updater* u, Stream& in, uint32_t timeout_ms, uint32_t quiet_ms,
+            const uint8_t* head, uint32_t head_n, int status) {
+    if (status == MODELOTA_BAD_MAGIC && head_n == 2u && head[0] == MODELOTA_LINK_SYNC0 &&
+        head[1] == MODELOTA_LINK_SYNC1) {
+        answer_link(in, status, modelota_current_version(u));
+    }
+    if (timeout_ms != 0 && quiet_ms != 0 && status != MODELOTA_TIMEOUT) {
+        drain(in, quiet_ms);
+    }
+    return status;
+}
+
+/* modelota_pull() with ModelOTAPull's fields as arguments: the class's
+ * update() passes constants, so an optimiser drops what it does not use
+ * (the Store) and builds no ModelOTAPull in RAM. */
+int pull(modelota_updater* u, Stream& in, uint32_t timeout_ms, uint32_t quiet_ms,
+         modelota_store* store, modelota_progress_fn progress, void* progress_ctx) {
     if (store != nullptr) {
         int st = modelota_store_begin(store);
         if (st < 0) {
@@ -83,7 +137,9 @@ int modelota_pull(modelota_updater* u, Stream& in, const ModelOTAPull& opt) {
         return st;
     }
     uint8_t piece[MODELOTA_PULL_BUFFER];
-    uint32_t last_byte = millis();
+    uint8_t head[2]; /* the stream's first bytes: the link's sync? */
+    uint32_t head_n = 0;
+    Silence silence;
     for (;;) {
         uint32_t want = modelota_bytes_wanted(u); /* 0 once every chunk checked out */
         if (want == 0) {
@@ -101,20 +157,23 @@ int modelota_pull(modelota_updater* u, Stream& in, const ModelOTAPull& opt) {
             piece[n++] = static_cast<uint8_t>(c);
         }
         if (n == 0) {
-            if (opt.timeout_ms == 0) {
+            if (timeout_ms == 0) {
                 return pull_finish(u, store); /* a finite stream ended early */
             }
-            if (static_cast<uint32_t>(millis() - last_byte) >= opt.timeout_ms) {
+            if (silence.ms() >= timeout_ms) {
                 return pull_fail(u, store, MODELOTA_TIMEOUT);
             }
-            yield(); /* lets cores with background work (WiFi) run */
+            silence.wait();
             continue;
         }
-        last_byte = millis();
+        silence.heard();
+        for (uint32_t i = 0; i < n && head_n < sizeof(head); ++i) {
+            head[head_n++] = piece[i];
+        }
         if (store != nullptr) {
             st = modelota_store_log(store, piece, n);
             if (st < 0) {
-                return pull_fail(u, store, st);
+                return refused(u, in, timeout_ms, quiet_ms, head, head_n, pull_fail(u, store, st));
             }
         }
         st = modelota_feed(u, piece, n);
@@ -122,37 +181,31 @@ int modelota_pull(modelota_updater* u, Stream& in, const ModelOTAPull& opt) {
             if (store != nullptr) {
                 modelota_store_cancel(store);
             }
-            return st;
+            return refused(u, in, timeout_ms, quiet_ms, head, head_n, st);
         }
-        if (opt.progress != nullptr) {
-            opt.progress(opt.progress_ctx, modelota_bytes_in(u), modelota_data_applied(u),
-                         modelota_data_total(u));
+        if (progress != nullptr) {
+            progress(progress_ctx, modelota_bytes_in(u), modelota_data_applied(u),
+                     modelota_data_total(u));
         }
     }
+}
+
+}  // namespace
+
+int modelota_pull(modelota_updater* u, Stream& in, const ModelOTAPull& opt) {
+    return pull(u, in, opt.timeout_ms, opt.quiet_ms, opt.store, opt.progress, opt.progress_ctx);
 }
 
 int modelota_pull(modelota_updater* u, Stream& in, uint32_t timeout_ms,
                   modelota_progress_fn progress, void* progress_ctx) {
-    ModelOTAPull opt;
-    opt.timeout_ms = timeout_ms;
-    opt.progress = progress;
-    opt.progress_ctx = progress_ctx;
-    return modelota_pull(u, in, opt);
+    return pull(u, in, timeout_ms, MODELOTA_PULL_QUIET_MS, nullptr, progress, progress_ctx);
 }
 
-ModelOTA::ModelOTA(uint8_t* weights, uint32_t size, const uint8_t* fingerprint, uint32_t version,
-                   const uint8_t* factory, uint8_t* buffer, uint32_t buffer_len)
+ModelOTA::ModelOTA(uint8_t* weights, uint32_t size, const uint8_t* fingerprint,
+                   const modelota_source& factory, uint8_t* buffer, uint32_t buffer_len)
     : last_(MODELOTA_OK) {
-    memset(&cfg_, 0, sizeof(cfg_));
-    cfg_.target.ram = weights;
-    cfg_.target.size = size;
-    if (factory != nullptr) {
-        cfg_.backup = modelota_factory_source(factory, version);
-    }
-    cfg_.fingerprint = fingerprint;
-    cfg_.current_version = version;
-    cfg_.buffer = buffer;
-    cfg_.buffer_len = buffer_len;
+    modelota_config_init(&cfg_, modelota_target_ram(weights, size), factory, fingerprint, buffer,
+                         buffer_len);
     last_ = modelota_init(&u_, &cfg_);
 }
 
@@ -160,16 +213,12 @@ int ModelOTA::restoreFactory() {
     if (last_ == MODELOTA_INVALID_ARGUMENT) {
         return last_;
     }
-    const modelota_source& b = cfg_.backup;
-    int rc = b.image != nullptr
-                 ? modelota_memory_read(const_cast<uint8_t*>(b.image), 0, cfg_.target.ram,
-                                        cfg_.target.size)
-                 : b.read(b.ctx, 0, cfg_.target.ram, cfg_.target.size);
-    if (rc != 0) {
-        last_ = MODELOTA_STORAGE_IO;
+    int rc = modelota_source_read(&cfg_.backup, 0, cfg_.target.ram, cfg_.target.size);
+    if (rc != MODELOTA_OK) {
+        last_ = rc;
         return last_;
     }
-    cfg_.current_version = b.version;
+    cfg_.current_version = cfg_.backup.version;
     const uint32_t raised = modelota_min_version(&u_);
     if (raised > cfg_.min_version) {
         cfg_.min_version = raised; /* never below a model it committed */

@@ -6,13 +6,17 @@
  * It brings in the portable core (firmware_lib/modelota.h: the Updater, the
  * wire format, CRC32, status codes, the Store) and adds the Arduino glue:
  *
- *   - modelota_pull(): reads a payload from any Stream (Serial, an SD File,
- *     a network client) into an Updater, with an inactivity timeout;
- *   - modelota_progmem_read() (AVR): factory weights kept in flash with
- *     PROGMEM serve as the restore source;
  *   - class ModelOTA: one object holding the whole configuration, for the
  *     common case of a model whose weights are a RAM array restored from
- *     factory weights in flash.
+ *     factory weights in flash (examples/Quickstart);
+ *   - modelota_pull(): reads a raw payload from any Stream (Serial, an SD
+ *     File, a network client) into an Updater, with an inactivity timeout.
+ *
+ * Which serial sketch: ModelOTA::update(Serial) / modelota_pull() read a raw
+ * payload (`cat v2.mota > /dev/ttyACM0`); `modelota push` speaks the link
+ * protocol (docs/PROTOCOL.md) and needs examples/SerialUpdate. A raw sketch
+ * that receives push's first frame answers it with a RESULT frame saying
+ * BadMagic, so push stops at once and says which to use.
  *
  * No heap, no String, no exceptions. RAM: the ModelOTA object (the Updater
  * state plus its configuration) and, while a payload is being pulled,
@@ -38,13 +42,34 @@
 typedef void (*modelota_progress_fn)(void* ctx, uint32_t bytes_in, uint32_t applied,
                                      uint32_t total);
 
+/* Default of ModelOTAPull::quiet_ms: the silence that ends a refused payload. */
+#ifndef MODELOTA_PULL_QUIET_MS
+#define MODELOTA_PULL_QUIET_MS 200u
+#endif
+
+/* Most bytes modelota_pull() drops after a refused payload (see
+ * ModelOTAPull::quiet_ms), for a stream that never falls silent. */
+#ifndef MODELOTA_PULL_DRAIN_MAX_BYTES
+#define MODELOTA_PULL_DRAIN_MAX_BYTES 1048576u
+#endif
+
 /* How modelota_pull() reads a payload. */
 struct ModelOTAPull {
     /* Longest silence tolerated between two bytes; after it the update is
-     * aborted with MODELOTA_TIMEOUT. 0 means "do not wait": for a File or a
-     * buffer, whose available() is 0 only at its end; running out of bytes
-     * then ends the update as MODELOTA_TRUNCATED. */
+     * aborted with MODELOTA_TIMEOUT. Silence is counted in 100 us busy-waits
+     * (delayMicroseconds), not with millis(): it also runs where millis()
+     * stands still, and never disables interrupts. 0 means "do not wait":
+     * for a File or a buffer, whose available() is 0 only at its end;
+     * running out of bytes then ends the update as MODELOTA_TRUNCATED. */
     uint32_t timeout_ms = 5000;
+    /* After a refused payload (ChunkCrc, WrongModel...), the bytes still
+     * arriving are the rest of it: they are read and dropped until the
+     * stream has been silent this long, so one bad payload gives one
+     * error, not one per 4 bytes read as a new payload. Leave at least this
+     * much silence between two payloads. 0: leave them on the stream. Not
+     * done when timeout_ms is 0 (a File: just close it). Counted like
+     * timeout_ms. */
+    uint32_t quiet_ms = MODELOTA_PULL_QUIET_MS;
     /* Optional Store (firmware_lib/modelota/store.h) the config was attached
      * to with modelota_store_attach_ram/_flash: the payload is logged to it
      * as it arrives and committed by finish(); cancelled on any failure. */
@@ -60,50 +85,58 @@ struct ModelOTAPull {
  * otherwise a negative status, with the old weights back in place (see
  * modelota_weights_intact). Every wait is bounded by timeout_ms.
  *
- * Never reads past the end of the payload: whatever follows it on the
- * stream stays there for the sketch.
+ * A good payload is read to its last byte and no further: whatever follows
+ * it on the stream stays there for the sketch. A refused one is drained
+ * (ModelOTAPull::quiet_ms). A stream that starts with the link protocol's
+ * sync bytes (`modelota push`) is refused as BadMagic and answered with a
+ * link RESULT frame {BadMagic, version, 0}, written to `in`.
  */
 int modelota_pull(modelota_updater* u, Stream& in, const ModelOTAPull& opt);
 int modelota_pull(modelota_updater* u, Stream& in, uint32_t timeout_ms,
                   modelota_progress_fn progress = nullptr, void* progress_ctx = nullptr);
 
-#if defined(__AVR__)
-/* modelota_source.read over weights kept in program memory with PROGMEM;
- * ctx is the PROGMEM array. memcpy_P takes a 16-bit address, so the array
- * must lie in the low 64 KiB of flash, where avr-gcc places PROGMEM data
- * (first, right after the interrupt vectors). */
-int modelota_progmem_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
-#endif
-
-/* A restore source over factory weights compiled into the firmware: on AVR
- * a PROGMEM array (read with memcpy_P), elsewhere a const array, which is
- * memory-mapped flash and is used directly as `image`. `version` is the
- * model version of those bytes. */
-modelota_source modelota_factory_source(const uint8_t* factory, uint32_t version);
-
 /*
  * A model whose weights are a RAM array, restored from factory weights in
- * flash (PROGMEM on AVR, a plain const array elsewhere):
+ * flash (examples/Quickstart):
  *
- *   uint8_t weights[1024];                        // what the interpreter reads
- *   const uint8_t factory[1024] PROGMEM = {...};  // the same bytes, in flash
- *   const uint8_t fingerprint[16] = {...};        // `modelota fingerprint`
- *   uint8_t chunkBuffer[256];                     // >= 96 and >= the payload's chunks
- *   ModelOTA ota(weights, sizeof(weights), fingerprint, 1, factory,
- *                chunkBuffer, sizeof(chunkBuffer));
+ *   const uint8_t factory[1024] MODELOTA_FLASH = {...};  // PROGMEM on AVR
+ *   const uint8_t fingerprint[16] = {...};               // `modelota fingerprint`
+ *   uint8_t weights[sizeof(factory)];                    // what the model reads
+ *   uint8_t chunkBuffer[256];           // >= 96 and >= the payload's chunks
+ *   ModelOTA ota(weights, fingerprint, modelota_backup_flash(factory, 1), chunkBuffer);
  *
  *   ota.restoreFactory();                  // at boot: weights = factory, version 1
  *   int st = ota.update(Serial, 5000);     // MODELOTA_OK: new weights in place
  *   Serial.println(ModelOTA::statusName(st));
  *
- * `version` is the version of the factory weights, which the array holds at
- * boot. The fingerprint must be in RAM (16 bytes), not PROGMEM. The object
- * must not be copied: the Updater points at the configuration inside it.
+ * The factory argument says where the last good weights are, and so how to
+ * read them: modelota_backup_flash (an array declared MODELOTA_FLASH or
+ * PROGMEM), modelota_backup_ram, modelota_backup_callback (EEPROM, a file).
+ * Its version is the version the array holds at boot. The fingerprint must
+ * be in RAM (16 bytes), not PROGMEM. The object must not be copied: the
+ * Updater points at the configuration inside it.
  */
 class ModelOTA {
 public:
-    ModelOTA(uint8_t* weights, uint32_t size, const uint8_t* fingerprint, uint32_t version,
-             const uint8_t* factory, uint8_t* buffer, uint32_t buffer_len);
+    ModelOTA(uint8_t* weights, uint32_t size, const uint8_t* fingerprint,
+             const modelota_source& factory, uint8_t* buffer, uint32_t buffer_len);
+    template <size_t N, size_t M>
+    ModelOTA(uint8_t (&weights)[N], const uint8_t* fingerprint, const modelota_source& factory,
+             uint8_t (&buffer)[M])
+        : ModelOTA(weights, static_cast<uint32_t>(N), fingerprint, factory, buffer,
+                   static_cast<uint32_t>(M)) {}
+
+    /* The constructor of ModelOTA 0.2 took the factory array as a bare
+     * pointer and guessed its memory (PROGMEM on AVR): a RAM array there
+     * restored other bytes. Say where it is (docs/PORTING.md, "Migrating"). */
+    template <typename Factory>
+    ModelOTA(uint8_t*, uint32_t, const uint8_t*, uint32_t, const Factory*, uint8_t*, uint32_t) {
+        static_assert(sizeof(Factory) == 0,
+                      "ModelOTA(weights, size, fingerprint, version, factory, buffer, len) is gone:"
+                      " write ModelOTA(weights, size, fingerprint,"
+                      " modelota_backup_flash(factory, sizeof(factory), version), buffer, len)"
+                      " for a MODELOTA_FLASH/PROGMEM array (docs/PORTING.md, Migrating)");
+    }
 
     /* Copies the factory weights into the array and makes their version
      * current again. For boot (before the model runs) or a factory reset. */
@@ -128,7 +161,9 @@ public:
 
     /* Result of the last update (or of the configuration check). */
     int lastStatus() const { return last_; }
-    /* Short name of lastStatus(): "Ok", "ChunkCrc", "Timeout"... */
+    /* Short name of lastStatus(): "Ok", "ChunkCrc", "Timeout"... On AVR
+     * the names stay in flash and are copied into one static buffer, valid
+     * until the next call (modelota_status_name copies into yours). */
     const char* error() const { return statusName(last_); }
     static const char* statusName(int status) { return modelota_status_str(status); }
 

@@ -57,7 +57,7 @@ WIFI_SHIM = ROOT / "tests" / "arduino_shims" / "WiFi"
 HARDWARE = Path("/usr/share/arduino/hardware")
 AVR_PLATFORM = HARDWARE / "arduino" / "avr"
 FQBN = "arduino:avr:mega:cpu=atmega2560"
-REQUIRED_EXAMPLES = ("UpdateFromSerial", "UpdateFromSD", "SampleLogger")
+REQUIRED_EXAMPLES = ("Quickstart", "CApi", "UpdateFromSerial", "UpdateFromSD", "SampleLogger")
 
 BUILDER = shutil.which("arduino-builder")
 pytestmark = pytest.mark.skipif(BUILDER is None, reason="arduino-builder is not installed")
@@ -249,9 +249,10 @@ def test_example_compiles(sketchbook: Sketchbook, sketch: Path) -> None:
     assert not ours, "compiler warnings in ModelOTA code:\n" + "\n".join(ours)
 
     found = include_dirs(b)
-    assert found.get("ModelOTA.h") == (ROOT / "src").resolve(), (
-        f"ModelOTA.h came from {found.get('ModelOTA.h')}, not this repository"
-    )
+    ours_h = [h for h in ("ModelOTA.h", "modelota_core.h") if h in found]
+    assert ours_h, f"the sketch includes no ModelOTA header: {found}"
+    for h in ours_h:
+        assert found[h] == (ROOT / "src").resolve(), f"{h} came from {found[h]}, not this repo"
     if "SD.h" in found:
         expected = (sketchbook.sd_dir / "src").resolve()
         if not expected.is_dir():
@@ -281,7 +282,7 @@ def test_a_broken_sketch_fails_to_compile(sketchbook: Sketchbook, tmp_path: Path
         "uint8_t weights[128];\n"
         "const uint8_t fp[16] = {0};\n"
         "uint8_t buf[128];\n"
-        "ModelOTA ota(weights, sizeof(weights), fp, 1, weights, buf, sizeof(buf));\n"
+        "ModelOTA ota(weights, fp, modelota_backup_ram(weights, 1), buf);\n"
         "void setup() { Serial.begin(9600); ota.updateFromNowhere(Serial); }\n"
         "void loop() {}\n"
     )
@@ -289,6 +290,74 @@ def test_a_broken_sketch_fails_to_compile(sketchbook: Sketchbook, tmp_path: Path
     assert b.returncode != 0, f"a sketch calling a missing method compiled:\n{b.output[-3000:]}"
     assert "updateFromNowhere" in b.output, b.output[-3000:]
     assert not b.elf.exists()
+
+
+# PROGMEM factory weights handed over as a plain pointer: on AVR the bytes at
+# that address in RAM are not the weights, so a restore would write other
+# bytes with no error. Each of these ways of doing it must not compile for
+# the Mega (the ArduinoJson way of testing an API: failing builds).
+PROGMEM_SKETCH = """#include <ModelOTA.h>
+const uint8_t factory[64] PROGMEM = {1, 2, 3};
+const uint8_t fp[16] = {0};
+uint8_t weights[64];
+uint8_t buf[128];
+%s
+void setup() {}
+void loop() {}
+"""
+PROGMEM_MISUSES = {
+    # the field form of ModelOTA <= 0.2 (and of the old README snippet)
+    "image-field": (
+        "modelota_config cfg;\n"
+        "void configure() { memset(&cfg, 0, sizeof(cfg)); cfg.backup.image = factory; }",
+        r"has no member named .image.",
+    ),
+    # the memory-mapped constructor exists only where flash is memory-mapped
+    "image-constructor": (
+        "modelota_source src = modelota_backup_image(factory, sizeof(factory), 1);",
+        "modelota_backup_image",
+    ),
+    # the class constructor of 0.2 took a bare pointer and guessed
+    "old-class-constructor": (
+        "ModelOTA ota(weights, sizeof(weights), fp, 1, factory, buf, sizeof(buf));",
+        "is gone",
+    ),
+}
+
+
+@pytest.mark.parametrize("misuse", sorted(PROGMEM_MISUSES))
+def test_progmem_weights_as_a_plain_pointer_do_not_compile(
+    sketchbook: Sketchbook, tmp_path: Path, misuse: str
+) -> None:
+    code, message = PROGMEM_MISUSES[misuse]
+    name = "Misuse" + "".join(w.title() for w in misuse.split("-"))
+    d = tmp_path / name
+    d.mkdir()
+    (d / f"{name}.ino").write_text(PROGMEM_SKETCH % code)
+    b = build(sketchbook, d)
+    assert b.returncode != 0, f"{misuse} compiled for the Mega:\n{b.output[-3000:]}"
+    assert re.search(message, b.output), b.output[-3000:]  # gcc's quotes are UTF-8
+    assert not b.elf.exists()
+
+
+def test_the_named_flash_source_compiles(sketchbook: Sketchbook, tmp_path: Path) -> None:
+    """Control for the failing builds above: the same sketch saying where the
+    weights are (modelota_backup_flash, the C config init) builds cleanly."""
+    d = tmp_path / "NamedFlashSource"
+    d.mkdir()
+    code = (
+        "ModelOTA ota(weights, fp, modelota_backup_flash(factory, 1), buf);\n"
+        "modelota_config cfg;\n"
+        "void configure() {\n"
+        "  modelota_config_init(&cfg, modelota_target_ram(weights),\n"
+        "                       modelota_backup_flash(factory, sizeof(factory), 1), fp,\n"
+        "                       buf, sizeof(buf));\n"
+        "}"
+    )
+    (d / "NamedFlashSource.ino").write_text(PROGMEM_SKETCH % code)
+    b = build(sketchbook, d)
+    assert b.returncode == 0, b.output[-3000:]
+    assert not our_warnings(b.output, sketchbook), b.output[-3000:]
 
 
 def test_a_warning_in_our_code_is_caught(sketchbook: Sketchbook, tmp_path: Path) -> None:

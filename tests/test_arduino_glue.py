@@ -10,8 +10,12 @@ Checked: a good payload is applied and nothing after it is read; a link that
 goes silent at any byte ends as Timeout after timeout_ms with the old weights
 back; timeout 0 on a finite stream that ends early gives Truncated without
 waiting; a stream whose read() fails cannot spin forever; the timeout is for
-silence, not for the whole transfer; refused payloads stop being read at the
-refusal; progress reports are monotonic and end at the totals. With
+silence, not for the whole transfer; a refused payload is read to its end
+and dropped (until the stream has been quiet for ModelOTAPull.quiet_ms), so a
+sketch calling update() in its loop prints one error per bad payload, and a
+payload after a quiet gap is applied; from a file (timeout 0) reading stops at
+the refusal; the first frame of `modelota push` is answered with a link
+RESULT{BadMagic} frame; progress reports are monotonic and end at the totals. With
 ModelOTAPull.store set, the payload is committed to the Store only when it
 checked out, and a fresh Store over the same storage (a reboot) loads exactly
 the new weights after success and exactly the old ones after any failure.
@@ -20,6 +24,7 @@ the new weights after success and exactly the old ones after any failure.
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 import zlib
 from collections.abc import Callable
@@ -88,20 +93,26 @@ def run(driver: Path, tmp_path: Path) -> Run:
     factory.write_bytes(OLD)
 
     def go(
-        payload: bytes, mode: str = "full", timeout_ms: int = 1000, at: int = 0, store: bool = False
+        payload: bytes,
+        mode: str = "full",
+        timeout_ms: int = 1000,
+        at: int = 0,
+        store: bool = False,
+        sketch: bool = False,
     ) -> dict:
         p = tmp_path / "payload.bin"
         p.write_bytes(payload)
         args = [str(driver), str(factory), str(p), mode, str(timeout_ms), str(at)]
         proc = subprocess.run(
-            args + (["store"] if store else []),
+            args + (["store"] if store else []) + (["sketch"] if sketch else []),
             capture_output=True,
             text=True,
             timeout=20,
             check=False,
         )
         assert proc.returncode == 0, proc.stderr
-        res = dict(line.split("=", 1) for line in proc.stdout.splitlines())
+        res: dict = dict(line.split("=", 1) for line in proc.stdout.splitlines())
+        res["_lines"] = proc.stdout.splitlines()
         assert res["restore_factory"] == "Ok"
         assert int(res["boot_crc"], 16) == zlib.crc32(OLD)
         if store:
@@ -173,7 +184,9 @@ def test_failing_reads_cannot_spin_forever(run: Run) -> None:
     res = run(p, "badread", 300, len(p) // 2)
     assert res["status"] == "Timeout", res
     assert_old_weights(res)
-    assert 300 <= int(res["silence_ms"]) <= 302, res
+    # 300 ms of waits between the failed reads; the fake clock also counts
+    # 1 ms per 64 read() calls, one per wait here
+    assert 300 <= int(res["silence_ms"]) <= 300 + 3000 // 64 + 2, res
 
 
 def test_timeout_is_for_silence_not_the_whole_transfer(run: Run) -> None:
@@ -184,19 +197,38 @@ def test_timeout_is_for_silence_not_the_whole_transfer(run: Run) -> None:
     assert int(res["elapsed_ms"]) > 20 * 10, "the transfer was not slow: the check proves nothing"
 
 
-def test_corrupt_chunk_is_refused_and_reading_stops_there(run: Run) -> None:
-    p = bytearray(good_payload())
-    chunk = 3
+def corrupt_chunk(payload: bytes, chunk: int = 3) -> tuple[bytes, int]:
+    """The payload with a data byte of `chunk` flipped, and where that chunk ends."""
+    p = bytearray(payload)
     start = 96 + chunk * (12 + CHUNK + 4)
-    p[start + 12 + 7] ^= 0x10  # a data byte of chunk 3
-    res = run(bytes(p) + TRAILER)
+    p[start + 12 + 7] ^= 0x10
+    return bytes(p), start + 12 + CHUNK + 4
+
+
+def test_corrupt_chunk_is_refused_and_the_rest_is_drained(run: Run) -> None:
+    p, end = corrupt_chunk(good_payload())
+    res = run(p + TRAILER)
     assert res["status"] == "ChunkCrc", res
     assert_old_weights(res)
-    assert int(res["consumed"]) == start + 12 + CHUNK + 4, res
+    assert int(res["bytes_in"]) == end, res  # refused at the bad chunk
+    assert int(res["consumed"]) == len(p) + len(TRAILER), res  # the rest dropped
+    # it waited for the line to be quiet for 200 ms (ModelOTAPull.quiet_ms)
+    assert 200 <= int(res["silence_ms"]) <= 202, res
+    assert res["written"] == "", "a refused payload is not answered"
+
+
+def test_a_file_is_not_drained(run: Run) -> None:
+    """timeout 0 (a File): reading stops at the refusal, nothing is waited for."""
+    p, end = corrupt_chunk(good_payload())
+    res = run(p + TRAILER, "full", 0)
+    assert res["status"] == "ChunkCrc", res
+    assert_old_weights(res)
+    assert int(res["consumed"]) == end, res
+    assert res["yields"] == "0", res
 
 
 @pytest.mark.parametrize(
-    ("payload", "status", "consumed"),
+    ("payload", "status", "refused_at"),
     [
         (lambda: good_payload(fingerprint=OTHER_FP), "WrongModel", 96),
         (lambda: good_payload(version=1), "AlreadyCurrent", 96),
@@ -204,13 +236,56 @@ def test_corrupt_chunk_is_refused_and_reading_stops_there(run: Run) -> None:
     ],
     ids=["wrong-model", "same-version", "not-a-payload"],
 )
-def test_refused_header_stops_reading(
-    run: Run, payload: Callable[[], bytes], status: str, consumed: int
+def test_refused_header_stops_applying_and_drains(
+    run: Run, payload: Callable[[], bytes], status: str, refused_at: int
 ) -> None:
-    res = run(payload() + TRAILER)
+    data = payload() + TRAILER
+    res = run(data)
     assert res["status"] == status, res
     assert_old_weights(res)
-    assert int(res["consumed"]) == consumed, res
+    assert int(res["bytes_in"]) == refused_at, res
+    assert int(res["consumed"]) == len(data), res
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: corrupt_chunk(good_payload())[0],
+        lambda: good_payload(fingerprint=OTHER_FP),
+        lambda: bytes(1088),  # not a payload: 272 x 4 bytes, the BadMagic flood of old
+    ],
+    ids=["chunk-crc", "wrong-model", "zeros"],
+)
+def test_a_sketch_prints_one_error_per_bad_payload(run: Run, bad: Callable[[], bytes]) -> None:
+    """A sketch whose loop() calls ota.update(Serial) whenever bytes are there
+    (no drain loop of its own) reports a bad payload once."""
+    res = run(bad(), "full", 1000, 0, sketch=True)
+    assert res["lines"] == "1", res
+    assert_old_weights(res)
+
+
+def test_a_payload_after_a_quiet_gap_is_applied(run: Run) -> None:
+    bad, _ = corrupt_chunk(good_payload())
+    good = good_payload()
+    res = run(bad + good, "pause", 1000, len(bad), sketch=True)  # 1 s of silence between
+    lines = [v for k, v in (ln.split("=", 1) for ln in res["_lines"]) if k == "line"]
+    assert lines == ["ChunkCrc", "Ok"], res
+    assert res["version"] == "2" and int(res["crc"], 16) == zlib.crc32(NEW), res
+
+
+def test_the_link_protocol_is_answered_with_a_result_frame(run: Run) -> None:
+    """`modelota push` starts with a HELLO frame: a raw-payload sketch refuses
+    it as BadMagic and says so in a frame push can read (docs/PROTOCOL.md)."""
+    from modelota.link.push import HELLO, RESULT, FrameReader, frame
+
+    res = run(frame(HELLO) * 3, "full", 1000, 0, sketch=True)
+    assert res["lines"] == "1", res  # one HELLO answered; the retries were drained with it
+    frames = FrameReader().feed(bytes.fromhex(res["written"]))
+    assert len(frames) == 1, res["written"]
+    ftype, body = frames[0]
+    assert ftype == RESULT
+    st, version, _crc = struct.unpack("<bII", body)
+    assert (st, version) == (-1, 1)  # BadMagic, factory version
 
 
 def assert_reboot_finds(res: dict[str, str], version: int, content: bytes) -> None:

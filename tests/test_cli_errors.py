@@ -211,6 +211,19 @@ CASES: list[tuple[str, list[str], str]] = [
     ("fleet-token-after-action", ["fleet", "devices", "--server", "{down}", "--token", "t"],
      "connection refused"),
     # device (simulated device client)
+    # rollout
+    ("rollout-no-scheme", ["rollout", "--server", "127.0.0.1:8080", "--token", "t", "list"],
+     "did you mean http://127.0.0.1:8080"),
+    ("rollout-down", ["rollout", "--server", "{down}", "--token", "t", "list"],
+     "connection refused"),
+    ("rollout-wrong-token", ["rollout", "--server", "{server}", "--token", "wrong", "list"],
+     "token"),
+    ("rollout-unknown-line", ["rollout", "--server", "{server}", "--token", TOKEN, "create",
+                              "nosuchline", "2", "--group", "g"], "nosuchline"),
+    ("rollout-bad-waves", ["rollout", "--server", "{server}", "--token", TOKEN, "create", "m",
+                           "2", "--group", "g", "--waves", "50%,10%"], "waves"),
+    ("rollout-unknown-id", ["rollout", "--server", "{server}", "--token", TOKEN, "show", "999"],
+     "999"),
     ("device-bad-id", ["device", "{d}/w.bin", "--model", "m", "--id", "bad id/../x",
                        "--server", "{server}"], "device id 'bad id/../x' is not valid"),
     ("device-no-scheme", ["device", "{d}/w.bin", "--model", "m", "--id", "a",
@@ -364,6 +377,8 @@ def test_json_works_wherever_offered(world: World) -> None:
         "diff": ["diff", d / "old.tflite", d / "new.tflite"],
         "push": ["push", "--port", "sim://native?size=1024&seed=5", d / "board_v2.mota"],
         "fleet": [*fleet, "payloads"],
+        "rollout": ["rollout", "--server", world.server, "--token", TOKEN, "create", "m", "2",
+                    "--group", "json-group"],
         "device": [
             "device", d / "w.bin", "--model", "m", "--id", "json-dev", "--server", world.server
         ],

@@ -1123,7 +1123,7 @@ def sketch_model() -> tuple[bytes, bytes, int]:
     """The factory weights (the array's initialiser, zero-filled), the
     fingerprint and the factory version, read from the sketch's source."""
     text = SKETCH.read_text()
-    m = re.search(r"kFactoryWeights\[(\d+)\] = \{([^}]*)\}", text)
+    m = re.search(r"kFactoryWeights\[(\d+)\](?: MODELOTA_FLASH)? = \{([^}]*)\}", text)
     fp = re.search(r"MODEL_FINGERPRINT\[16\] = \{([^}]*)\}", text)
     ver = re.search(r"kFactoryVersion = (\d+);", text)
     assert m and fp and ver, "the sketch's model arrays moved"

@@ -67,11 +67,12 @@ def test_operator_creates_watches_pauses_and_aborts(server: tuple[str, AdminClie
     assert "ABORTED" in out and "group 'g' stays on v1" in out
 
     err = cli(url, "resume", "1", ok=False).stderr
-    assert err == "modelota: error: HTTP 409 BadState: rollout 1 is aborted: cannot resume it\n"
+    want = f"modelota: error: {url}: HTTP 409 BadState: rollout 1 is aborted: cannot resume it\n"
+    assert err == want
     err = cli(url, "create", "m", "2", "--group", "g", "--waves", "10,50", ok=False).stderr
-    assert err.startswith("modelota: error: HTTP 400 BadPolicy: the last wave must be 100%")
+    assert err.startswith(f"modelota: error: {url}: HTTP 400 BadPolicy: the last wave must be 100%")
     err = cli(url, "show", "7", ok=False).stderr
-    assert err == "modelota: error: HTTP 404 UnknownRollout: no rollout 7\n"
+    assert err == f"modelota: error: {url}: HTTP 404 UnknownRollout: no rollout 7\n"
     r = cli(url, "create", "m", "2", "--group", "g", "--soak", "soon", ok=False)
     assert r.returncode == 2 and "'soon' is not a duration" in r.stderr
     r = cli(url, "create", "m", "2", "--group", "g", "--error", "120%", ok=False)

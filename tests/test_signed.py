@@ -490,10 +490,10 @@ def test_signatures_build_and_link_for_the_boards(
         "static uint8_t weights[64];\nstatic uint8_t buf[256];\n"
         "static const uint8_t fp[16] = {0};\nstatic const uint8_t key[32] = {1};\n"
         "int main() {\n"
-        "  modelota_config cfg = {};\n"
-        "  cfg.target.ram = weights; cfg.target.size = sizeof(weights);\n"
-        "  cfg.backup.image = weights; cfg.fingerprint = fp; cfg.buffer = buf;\n"
-        "  cfg.buffer_len = sizeof(buf); cfg.verifier = modelota_ed25519_verifier(key);\n"
+        "  modelota_config cfg;\n"
+        "  modelota_config_init(&cfg, modelota_target_ram(weights),\n"
+        "                       modelota_backup_ram(weights, 0), fp, buf, sizeof(buf));\n"
+        "  cfg.verifier = modelota_ed25519_verifier(key);\n"
         "  modelota_updater u;\n"
         "  if (modelota_init(&u, &cfg) != 0 || modelota_begin(&u) != 0) return 1;\n"
         "  return modelota_feed(&u, buf, sizeof(buf));\n"
@@ -551,7 +551,8 @@ int main(int argc, char** argv) {
     std::vector<uint8_t> weights(factory.size());
     static uint8_t buffer[256];
     static const uint8_t fp[16] = {'m','o','d','e','l','o','t','a','-','t','e','s','t','-','f','p'};
-    ModelOTA ota(weights.data(), static_cast<uint32_t>(weights.size()), fp, 1, factory.data(),
+    ModelOTA ota(weights.data(), static_cast<uint32_t>(weights.size()), fp,
+                 modelota_backup_ram(factory.data(), static_cast<uint32_t>(factory.size()), 1),
                  buffer, sizeof(buffer));
     ota.restoreFactory();
     if (ota.requireSignature(modelota_ed25519_verifier(key.data())) != MODELOTA_OK) return 3;

@@ -23,7 +23,7 @@
 #define WINDOW 50
 
 /* float32 weights [CLASSES][INPUTS] and biases [CLASSES]: 80 bytes */
-static const uint8_t factory[(CLASSES * INPUTS + CLASSES) * 4] PROGMEM = {
+static const uint8_t factory[(CLASSES * INPUTS + CLASSES) * 4] MODELOTA_FLASH = {
     0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x00, 0x00,
@@ -35,8 +35,7 @@ static const uint8_t fingerprint[16] = {'Q', 'u', 'a', 'l', 'i', 't', 'y', 'R',
 
 static uint8_t weights[sizeof(factory)];
 static uint8_t chunkBuffer[128];
-static ModelOTA ota(weights, sizeof(weights), fingerprint, 1, factory, chunkBuffer,
-                    sizeof(chunkBuffer));
+static ModelOTA ota(weights, fingerprint, modelota_backup_flash(factory, 1), chunkBuffer);
 static ModelOTAQuality quality(ota, CLASSES, WINDOW);
 
 static float weight(uint8_t i) {

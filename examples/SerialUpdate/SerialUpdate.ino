@@ -71,8 +71,8 @@ static uint8_t weights[WEIGHTS_LEN];
 static uint8_t chunkBuffer[128]; /* payloads packed with --chunk-size 128 or less */
 static uint8_t frameBuffer[56];  /* 49 payload bytes per DATA frame */
 
-static ModelOTA ota(weights, sizeof(weights), fingerprint, FACTORY_VERSION, factory, chunkBuffer,
-                    sizeof(chunkBuffer));
+static ModelOTA ota(weights, fingerprint, modelota_backup_flash(factory, FACTORY_VERSION),
+                    chunkBuffer);
 static modelota_link otaLink;
 
 static int serialWrite(void*, const uint8_t* data, uint32_t n) {

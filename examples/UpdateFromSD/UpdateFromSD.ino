@@ -26,17 +26,12 @@
 #include <SD.h>
 #include <ModelOTA.h>
 
-#if defined(__AVR__)
-#define MODEL_IN_FLASH PROGMEM  // keeps the factory copy out of RAM on AVR
-#else
-#define MODEL_IN_FLASH
-#endif
-
 const uint8_t kChipSelect = 4;  // your SD module's CS pin (4 on the Ethernet shield)
 const char kPayloadPath[] = "/model.mota";
 
-// The factory weights, as the firmware was built (here: a placeholder).
-const uint8_t kFactoryWeights[1024] MODEL_IN_FLASH = {
+// The factory weights, as the firmware was built (here: a placeholder),
+// in flash: MODELOTA_FLASH is PROGMEM on AVR, nothing elsewhere.
+const uint8_t kFactoryWeights[1024] MODELOTA_FLASH = {
     0x3c, 0x12, 0x7f, 0x80, 0x01, 0xfe, 0x44, 0x21, 0x09, 0x90, 0x55, 0xaa, 0x10, 0x20, 0x30, 0x40,
 };
 const uint32_t kFactoryVersion = 1;
@@ -50,8 +45,8 @@ const size_t kChunkBuffer = 256;  // >= 96 and >= the payload's --chunk-size
 uint8_t weights[sizeof(kFactoryWeights)];  // what the model reads
 uint8_t chunkBuffer[kChunkBuffer];
 
-ModelOTA ota(weights, sizeof(weights), MODEL_FINGERPRINT, kFactoryVersion, kFactoryWeights,
-             chunkBuffer, sizeof(chunkBuffer));
+ModelOTA ota(weights, MODEL_FINGERPRINT, modelota_backup_flash(kFactoryWeights, kFactoryVersion),
+             chunkBuffer);
 
 static void printModel() {
   Serial.print(F("model version "));

@@ -16,6 +16,9 @@
  *   # keep the port open so the board does not reset when it opens:
  *   stty -F /dev/ttyACM0 115200 raw -hupcl && cat v2.mota > /dev/ttyACM0
  *
+ * This sketch reads raw payloads (leave 200 ms between two). For
+ * `modelota push` (framed, resumable: docs/PROTOCOL.md) use SerialUpdate.
+ *
  * To use it with your model, replace:
  *   - kFactoryWeights with your model's weights (the array your converter
  *     wrote, e.g. the .cc file of a TFLite Micro model, or just its weights);
@@ -25,16 +28,9 @@
  */
 #include <ModelOTA.h>
 
-// On AVR a plain const array is copied into RAM at boot: PROGMEM keeps the
-// factory weights in flash only. Elsewhere const data stays in flash anyway.
-#if defined(__AVR__)
-#define MODEL_IN_FLASH PROGMEM
-#else
-#define MODEL_IN_FLASH
-#endif
-
-// The factory weights, as the firmware was built (here: a placeholder).
-const uint8_t kFactoryWeights[1024] MODEL_IN_FLASH = {
+// The factory weights, as the firmware was built (here: a placeholder),
+// in flash: MODELOTA_FLASH is PROGMEM on AVR, nothing elsewhere.
+const uint8_t kFactoryWeights[1024] MODELOTA_FLASH = {
     0x3c, 0x12, 0x7f, 0x80, 0x01, 0xfe, 0x44, 0x21, 0x09, 0x90, 0x55, 0xaa, 0x10, 0x20, 0x30, 0x40,
 };
 const uint32_t kFactoryVersion = 1;
@@ -50,8 +46,8 @@ const size_t kChunkBuffer = 256;   // >= 96 and >= the payload's --chunk-size
 uint8_t weights[sizeof(kFactoryWeights)];  // what the model reads
 uint8_t chunkBuffer[kChunkBuffer];
 
-ModelOTA ota(weights, sizeof(weights), MODEL_FINGERPRINT, kFactoryVersion, kFactoryWeights,
-             chunkBuffer, sizeof(chunkBuffer));
+ModelOTA ota(weights, MODEL_FINGERPRINT, modelota_backup_flash(kFactoryWeights, kFactoryVersion),
+             chunkBuffer);
 
 // Called after every piece read; prints a line per 256 weight bytes applied.
 static void printProgress(void* ctx, uint32_t bytesIn, uint32_t applied, uint32_t total) {
@@ -71,19 +67,6 @@ static void printModel() {
   Serial.print(ota.version());
   Serial.print(F(", weights crc32 0x"));
   Serial.println(modelota_crc32(0, weights, sizeof(weights)), HEX);
-}
-
-// A refused payload may still be arriving: skip it until the line has been
-// quiet for 200 ms (at most kTimeoutMs), so it is not taken for a new one.
-static void dropRestOfPayload() {
-  uint32_t start = millis();
-  uint32_t quiet = start;
-  while (millis() - quiet < 200 && millis() - start < kTimeoutMs) {
-    if (Serial.available() > 0) {
-      Serial.read();
-      quiet = millis();
-    }
-  }
 }
 
 void setup() {
@@ -110,8 +93,5 @@ void loop() {
     Serial.println(F("weights damaged: reloading the factory weights"));
     ota.restoreFactory();
   }
-  printModel();
-  if (st != MODELOTA_OK) {
-    dropRestOfPayload();
-  }
+  printModel();  // a refused payload was read to its end and dropped: one line each
 }

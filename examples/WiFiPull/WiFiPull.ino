@@ -47,8 +47,9 @@
 #endif
 
 // The factory weights, as the firmware was built (here: a placeholder).
-// On an ESP32 a const array stays in flash.
-const uint8_t kFactoryWeights[1024] = {
+// On an ESP32 a const array stays in flash; MODELOTA_FLASH (PROGMEM on AVR)
+// keeps it there on every board.
+const uint8_t kFactoryWeights[1024] MODELOTA_FLASH = {
     0x3c, 0x12, 0x7f, 0x80, 0x01, 0xfe, 0x44, 0x21, 0x09, 0x90, 0x55, 0xaa, 0x10, 0x20, 0x30, 0x40,
 };
 const uint32_t kFactoryVersion = 1;
@@ -62,8 +63,8 @@ const size_t kChunkBuffer = 1024;  // >= 96 and >= the payload's --chunk-size
 uint8_t weights[sizeof(kFactoryWeights)];  // what the model reads
 uint8_t chunkBuffer[kChunkBuffer];
 
-ModelOTA ota(weights, sizeof(weights), MODEL_FINGERPRINT, kFactoryVersion, kFactoryWeights,
-             chunkBuffer, sizeof(chunkBuffer));
+ModelOTA ota(weights, MODEL_FINGERPRINT, modelota_backup_flash(kFactoryWeights, kFactoryVersion),
+             chunkBuffer);
 
 WiFiClient client;
 ModelOTAHttp fleet(client, FLEET_HOST, FLEET_PORT);

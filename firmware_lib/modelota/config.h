@@ -12,7 +12,8 @@
 #include MODELOTA_USER_CONFIG
 #endif
 
-/* 1: modelota_status_str() returns short names ("ChunkCrc"...).
+/* 1: modelota_status_str() returns short names ("ChunkCrc"...); on AVR the
+ * names stay in flash (PROGMEM) and are copied into a 20-byte buffer.
  * 0: it returns "" and the name table is not linked, saving flash. */
 #ifndef MODELOTA_STATUS_STRINGS
 #define MODELOTA_STATUS_STRINGS 1
@@ -22,8 +23,8 @@
  *   0 = bitwise, no table (smallest, slowest)
  *   1 = 16-entry nibble table (64 bytes)
  *   2 = 256-entry byte table (1 KiB)
- * AVR defaults to the nibble table: a const table lives in RAM there unless
- * placed in PROGMEM, and 1 KiB of a Mega's 8 KiB is too much to spend. */
+ * The tables are in flash everywhere (PROGMEM on AVR). AVR defaults to the
+ * nibble table, the smallest in flash for a speed that is enough there. */
 #ifndef MODELOTA_CRC32_TABLE
 #if defined(__AVR__)
 #define MODELOTA_CRC32_TABLE 1
@@ -37,7 +38,8 @@
  * SHA-256 code (its round-constant table sits in PROGMEM on AVR). 0 refuses
  * SHA-256 payloads with MODELOTA_UNSUPPORTED. Signed payloads need it.
  * Default: on, except on AVR where it follows MODELOTA_SIGNATURES (off), to
- * keep the Updater at ~130 bytes of a Mega's 8 KiB. */
+ * keep the Updater's state at 134 bytes of a Mega's 8 KiB (the whole
+ * ModelOTA object is 195; bench/bench_footprint.py measures a sketch). */
 #ifndef MODELOTA_SHA256
 #if defined(__AVR__) && !(defined(MODELOTA_SIGNATURES) && MODELOTA_SIGNATURES)
 #define MODELOTA_SHA256 0

@@ -1,12 +1,22 @@
 #include "crc32.h"
 
+/* The tables stay in flash on AVR, where .rodata is copied into RAM at boot. */
+#if defined(__AVR__)
+#include <avr/pgmspace.h>
+#define MODELOTA_CRC_ROM PROGMEM
+#define MODELOTA_CRC_ENTRY(table, i) pgm_read_dword(&(table)[i])
+#else
+#define MODELOTA_CRC_ROM
+#define MODELOTA_CRC_ENTRY(table, i) ((table)[i])
+#endif
+
 namespace {
 
 #if MODELOTA_CRC32_TABLE == 2
 /* Entry i is the CRC register after shifting byte i through eight rounds.
  * Generated once with the loop of the bitwise variant below; a literal
  * table lives in .rodata (flash on Cortex-M) and needs no start-up code. */
-const uint32_t kByte[256] = {
+const uint32_t kByte[256] MODELOTA_CRC_ROM = {
     0x00000000u, 0x77073096u, 0xEE0E612Cu, 0x990951BAu,
     0x076DC419u, 0x706AF48Fu, 0xE963A535u, 0x9E6495A3u,
     0x0EDB8832u, 0x79DCB8A4u, 0xE0D5E91Eu, 0x97D2D988u,
@@ -74,7 +84,7 @@ const uint32_t kByte[256] = {
 };
 #elif MODELOTA_CRC32_TABLE == 1
 /* Entry i is the register after shifting nibble i through four rounds. */
-const uint32_t kNibble[16] = {
+const uint32_t kNibble[16] MODELOTA_CRC_ROM = {
     0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu,
     0x76DC4190u, 0x6B6B51F4u, 0x4DB26158u, 0x5005713Cu,
     0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
@@ -90,11 +100,11 @@ extern "C" uint32_t modelota_crc32(uint32_t crc, const uint8_t* data, size_t len
     uint32_t c = ~crc;
     for (size_t i = 0; i < len; ++i) {
 #if MODELOTA_CRC32_TABLE == 2
-        c = kByte[(c ^ data[i]) & 0xFFu] ^ (c >> 8);
+        c = MODELOTA_CRC_ENTRY(kByte, (c ^ data[i]) & 0xFFu) ^ (c >> 8);
 #elif MODELOTA_CRC32_TABLE == 1
         c ^= data[i];
-        c = kNibble[c & 0x0Fu] ^ (c >> 4);
-        c = kNibble[c & 0x0Fu] ^ (c >> 4);
+        c = MODELOTA_CRC_ENTRY(kNibble, c & 0x0Fu) ^ (c >> 4);
+        c = MODELOTA_CRC_ENTRY(kNibble, c & 0x0Fu) ^ (c >> 4);
 #else
         c ^= data[i];
         for (int k = 0; k < 8; ++k) {

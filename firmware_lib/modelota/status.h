@@ -6,6 +6,8 @@
 #ifndef MODELOTA_STATUS_H
 #define MODELOTA_STATUS_H
 
+#include <stddef.h>
+
 #include "config.h"
 
 #ifdef __cplusplus
@@ -43,9 +45,19 @@ typedef enum modelota_status {
 
 #define MODELOTA_STATUS_MIN (-25)
 
+/* Bytes a status name needs, with its terminating NUL. */
+#define MODELOTA_STATUS_NAME_MAX 20
+
 /* Short name of a status ("ChunkCrc"), or "" when MODELOTA_STATUS_STRINGS
- * is 0. Unknown values give "Unknown". Never returns NULL. */
+ * is 0. Unknown values give "Unknown". Never returns NULL.
+ * On AVR the names stay in flash (not copied into RAM at boot): the name
+ * is copied into one static buffer, valid until the next call. Use
+ * modelota_status_name() to keep two at once. */
 const char* modelota_status_str(int status);
+
+/* Copies the name of `status` into dst (at most len - 1 characters and a
+ * NUL); returns its length. MODELOTA_STATUS_NAME_MAX bytes always fit. */
+size_t modelota_status_name(int status, char* dst, size_t len);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -692,10 +692,8 @@ void modelota_store_attach_ram(modelota_config* cfg, modelota_store* st, uint8_t
     cfg->target.ctx = st;
     cfg->target.size = st->cfg->region_size;
     cfg->target.commit = modelota_store_commit_hook;
-    cfg->backup.image = NULL;
-    cfg->backup.read = modelota_store_region_read;
-    cfg->backup.ctx = st;
-    cfg->backup.version = st->version;
+    cfg->backup = modelota_backup_callback(modelota_store_region_read, st,
+                                           st->cfg->region_size, st->version);
     cfg->verify_only = 0;
     cfg->min_version = st->min_version;
 }
@@ -707,8 +705,7 @@ void modelota_store_attach_flash(modelota_config* cfg, modelota_store* st) {
     cfg->target.ctx = st;
     cfg->target.size = st->cfg->region_size;
     cfg->target.commit = modelota_store_commit_hook;
-    cfg->backup.image = NULL;
-    cfg->backup.read = NULL;
+    memset(&cfg->backup, 0, sizeof(cfg->backup)); /* verify_only: no restore */
     cfg->verify_only = 1;
     cfg->min_version = st->min_version;
 }

@@ -2,6 +2,9 @@
 
 #include <string.h>
 
+#if defined(__AVR__)
+#include <avr/pgmspace.h> /* memcpy_PF: backups in program memory */
+#endif
 #if MODELOTA_SIGNATURES
 #include "ed25519.h"
 #endif
@@ -125,20 +128,30 @@ int region_digest_range(modelota_updater* u, uint32_t lo, uint32_t hi) {
     return MODELOTA_OK;
 }
 
+/* The backup's memory-mapped bytes, NULL when it is read through a callback. */
+const uint8_t* source_image(const modelota_source* b) {
+#if defined(__AVR__)
+    return b->ram;
+#else
+    return b->image;
+#endif
+}
+
 /* Copies backup bytes [lo, hi) over the region. */
 int copy_from_backup(const modelota_config* c, uint32_t lo, uint32_t hi) {
     const modelota_source* b = &c->backup;
-    if (b->image != NULL) {
-        return target_write(c, lo, b->image + lo, hi - lo);
+    const uint8_t* image = source_image(b);
+    if (image != NULL) {
+        return target_write(c, lo, image + lo, hi - lo);
     }
     for (uint32_t off = lo; off < hi;) {
         uint32_t n = min_u32(c->buffer_len, hi - off);
         if (c->target.ram != NULL) {
-            if (b->read(b->ctx, off, c->target.ram + off, n) != 0) {
+            if (b->read(b->ctx, b->base + off, c->target.ram + off, n) != 0) {
                 return MODELOTA_STORAGE_IO;
             }
         } else {
-            if (b->read(b->ctx, off, c->buffer, n) != 0) {
+            if (b->read(b->ctx, b->base + off, c->buffer, n) != 0) {
                 return MODELOTA_STORAGE_IO;
             }
             int st = target_write(c, off, c->buffer, n);
@@ -594,8 +607,11 @@ int modelota_init(modelota_updater* u, const modelota_config* cfg) {
     if (!cfg->verify_only && t->ram == NULL && (t->read == NULL || t->write == NULL)) {
         return MODELOTA_INVALID_ARGUMENT;
     }
-    if (!cfg->verify_only && cfg->backup.image == NULL && cfg->backup.read == NULL) {
+    if (!cfg->verify_only && source_image(&cfg->backup) == NULL && cfg->backup.read == NULL) {
         return MODELOTA_INVALID_ARGUMENT;
+    }
+    if (!cfg->verify_only && cfg->backup.size != 0 && cfg->backup.size < t->size) {
+        return MODELOTA_INVALID_ARGUMENT; /* a restore would read past the backup's end */
     }
     if (cfg->verify_only && t->ram == NULL && t->read == NULL) {
         return MODELOTA_INVALID_ARGUMENT;
@@ -720,6 +736,109 @@ int modelota_weights_intact(const modelota_updater* u) {
 int modelota_memory_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len) {
     memcpy(dst, static_cast<const uint8_t*>(ctx) + offset, static_cast<size_t>(len));
     return 0;
+}
+
+/* ---- backup sources and the usual configuration ------------------------ */
+
+#if defined(__AVR__)
+/* Reads AVR program memory at byte address offset (base + i): ELPM, so any
+ * of the Mega's 256 KiB; a near PROGMEM pointer is the same address. */
+static int flash_read(void*, uint32_t offset, uint8_t* dst, uint32_t len) {
+    memcpy_PF(dst, static_cast<uint_farptr_t>(offset), static_cast<size_t>(len));
+    return 0;
+}
+
+modelota_source modelota_backup_flash_far(uint32_t address, uint32_t len, uint32_t version) {
+    modelota_source s = modelota_backup_callback(flash_read, NULL, len, version);
+    s.base = address;
+    return s;
+}
+
+modelota_source modelota_backup_flash(const uint8_t* weights, uint32_t len, uint32_t version) {
+    return modelota_backup_flash_far(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(weights)),
+                                     len, version);
+}
+
+modelota_source modelota_backup_ram(const uint8_t* weights, uint32_t len, uint32_t version) {
+    modelota_source s;
+    memset(&s, 0, sizeof(s));
+    s.ram = weights;
+    s.size = len;
+    s.version = version;
+    return s;
+}
+#else
+modelota_source modelota_backup_image(const uint8_t* weights, uint32_t len, uint32_t version) {
+    modelota_source s;
+    memset(&s, 0, sizeof(s));
+    s.image = weights;
+    s.size = len;
+    s.version = version;
+    return s;
+}
+
+modelota_source modelota_backup_flash(const uint8_t* weights, uint32_t len, uint32_t version) {
+    return modelota_backup_image(weights, len, version); /* const data is memory-mapped */
+}
+
+modelota_source modelota_backup_ram(const uint8_t* weights, uint32_t len, uint32_t version) {
+    return modelota_backup_image(weights, len, version);
+}
+#endif
+
+modelota_source modelota_backup_callback(modelota_read_fn read, void* ctx, uint32_t len,
+                                         uint32_t version) {
+    modelota_source s;
+    memset(&s, 0, sizeof(s));
+    s.read = read;
+    s.ctx = ctx;
+    s.size = len;
+    s.version = version;
+    return s;
+}
+
+int modelota_source_read(const modelota_source* src, uint32_t offset, uint8_t* dst,
+                         uint32_t len) {
+    const uint8_t* image = source_image(src);
+    if (image != NULL) {
+        memcpy(dst, image + offset, sz(len));
+        return MODELOTA_OK;
+    }
+    if (src->read == NULL) {
+        return MODELOTA_INVALID_ARGUMENT;
+    }
+    return src->read(src->ctx, src->base + offset, dst, len) == 0 ? MODELOTA_OK
+                                                                  : MODELOTA_STORAGE_IO;
+}
+
+modelota_target modelota_target_ram(uint8_t* weights, uint32_t size) {
+    modelota_target t;
+    memset(&t, 0, sizeof(t));
+    t.ram = weights;
+    t.size = size;
+    return t;
+}
+
+modelota_target modelota_target_callbacks(modelota_read_fn read, modelota_write_fn write,
+                                          void* ctx, uint32_t size) {
+    modelota_target t;
+    memset(&t, 0, sizeof(t));
+    t.read = read;
+    t.write = write;
+    t.ctx = ctx;
+    t.size = size;
+    return t;
+}
+
+void modelota_config_init(modelota_config* cfg, modelota_target target, modelota_source backup,
+                          const uint8_t* fingerprint, uint8_t* buffer, uint32_t buffer_len) {
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->target = target;
+    cfg->backup = backup;
+    cfg->fingerprint = fingerprint;
+    cfg->current_version = backup.version;
+    cfg->buffer = buffer;
+    cfg->buffer_len = buffer_len;
 }
 
 uint32_t modelota_min_version(const modelota_updater* u) { return u->min_version; }

@@ -52,16 +52,69 @@ typedef struct modelota_target {
     int (*commit)(void* ctx, uint32_t version);
 } modelota_target;
 
-/* Where the last good weights can be read back from: a directly addressable
- * image (the const factory array in memory-mapped flash), or a read callback
- * (AVR PROGMEM, EEPROM, an SD file, a flash partition). `version` says which
- * model version those bytes are. */
+/* Where the last good weights can be read back from. Build it with the
+ * constructor that names the kind of memory those bytes are in (below);
+ * the fields are theirs to fill.
+ *
+ * On AVR, flash is not in the data address space: a PROGMEM array read
+ * through a plain pointer gives other bytes, with no error. So there the
+ * memory-mapped kind does not exist (no `image` field, no
+ * modelota_backup_image): a factory array in flash is
+ * modelota_backup_flash(), an array in RAM modelota_backup_ram(), and
+ * code written for the old `backup.image` field stops at compile time. */
 typedef struct modelota_source {
-    const uint8_t* image;
-    modelota_read_fn read;
+#if defined(__AVR__)
+    const uint8_t* ram;   /* bytes in RAM (modelota_backup_ram) */
+#else
+    const uint8_t* image; /* memory-mapped bytes: RAM or flash (XIP) */
+#endif
+    modelota_read_fn read; /* otherwise read through this, at offset base + i */
     void* ctx;
-    uint32_t version;
+    uint32_t version; /* the model version those bytes are */
+    uint32_t base;    /* added to every offset passed to `read` */
+    uint32_t size;    /* bytes the source holds (>= target.size); 0: not said */
 } modelota_source;
+
+/* Keeps a const array in flash: PROGMEM on AVR (where a plain const array
+ * is copied into RAM at boot), nothing elsewhere (const data stays in
+ * flash). Declare factory weights with it and pass them to
+ * modelota_backup_flash():
+ *   const uint8_t factory[1024] MODELOTA_FLASH = {...}; */
+#ifndef MODELOTA_FLASH
+#if defined(__AVR__)
+#define MODELOTA_FLASH __attribute__((__progmem__))
+#else
+#define MODELOTA_FLASH
+#endif
+#endif
+
+/* Factory weights declared MODELOTA_FLASH (or PROGMEM): on AVR read from
+ * program memory (memcpy_PF, any address the 16-bit pointer can hold);
+ * elsewhere a memory-mapped image. `version`: the model version they are. */
+modelota_source modelota_backup_flash(const uint8_t* weights, uint32_t len, uint32_t version);
+
+/* Bytes in RAM (a copy kept by the application). */
+modelota_source modelota_backup_ram(const uint8_t* weights, uint32_t len, uint32_t version);
+
+#if defined(__AVR__)
+/* AVR flash above 64 KiB, where a 16-bit pointer cannot reach:
+ *   modelota_backup_flash_far(pgm_get_far_address(factory), sizeof(factory), 1) */
+modelota_source modelota_backup_flash_far(uint32_t address, uint32_t len, uint32_t version);
+#else
+/* Memory-mapped bytes: RAM, or a const array in flash the CPU reads in
+ * place (Cortex-M, ESP32, RISC-V). Not on AVR: see modelota_backup_flash. */
+modelota_source modelota_backup_image(const uint8_t* weights, uint32_t len, uint32_t version);
+#endif
+
+/* Anything else (EEPROM, an SD file, a flash partition, a Store): `read`
+ * fetches bytes [offset, offset + len) of the backup. */
+modelota_source modelota_backup_callback(modelota_read_fn read, void* ctx, uint32_t len,
+                                         uint32_t version);
+
+/* Reads bytes [offset, offset + len) of a backup source, whatever its kind:
+ * MODELOTA_OK, MODELOTA_STORAGE_IO when its callback failed,
+ * MODELOTA_INVALID_ARGUMENT when it has no way to be read. */
+int modelota_source_read(const modelota_source* src, uint32_t offset, uint8_t* dst, uint32_t len);
 
 /* Signature check of a signed payload (docs/FORMAT.md, "Signature block"):
  * returns 1 when sig (MODELOTA_SIGNATURE_LEN bytes) is a valid signature of
@@ -114,6 +167,24 @@ typedef struct modelota_config {
     /* Optional: the only bytes a payload may change (see modelota_writable). */
     modelota_writable writable;
 } modelota_config;
+
+/* A weight region in RAM. */
+modelota_target modelota_target_ram(uint8_t* weights, uint32_t size);
+/* A weight region reached through callbacks (flash, external memory). */
+modelota_target modelota_target_callbacks(modelota_read_fn read, modelota_write_fn write,
+                                          void* ctx, uint32_t size);
+
+/* The usual configuration in one call, every other field zero (no
+ * signatures, no rollback floor, no commit hook; set them afterwards):
+ *
+ *   modelota_config_init(&cfg, modelota_target_ram(weights, sizeof(weights)),
+ *                        modelota_backup_flash(factory, sizeof(factory), 1),
+ *                        fingerprint, chunk_buf, sizeof(chunk_buf));
+ *
+ * current_version is the backup's version: the region holds those bytes
+ * at boot (copy them in with modelota_source_read). */
+void modelota_config_init(modelota_config* cfg, modelota_target target, modelota_source backup,
+                          const uint8_t* fingerprint, uint8_t* buffer, uint32_t buffer_len);
 
 typedef enum modelota_state {
     MODELOTA_STATE_IDLE = 0,      /* initialised, not started */
@@ -232,6 +303,27 @@ modelota_verifier modelota_ed25519_verifier(const uint8_t* public_key);
 
 #ifdef __cplusplus
 } /* extern "C" */
+
+/* The same constructors taking the array itself, so its length cannot be
+ * given wrong:  modelota_backup_flash(factory, 1) */
+template <size_t N>
+modelota_source modelota_backup_flash(const uint8_t (&weights)[N], uint32_t version) {
+    return modelota_backup_flash(weights, static_cast<uint32_t>(N), version);
+}
+template <size_t N>
+modelota_source modelota_backup_ram(const uint8_t (&weights)[N], uint32_t version) {
+    return modelota_backup_ram(weights, static_cast<uint32_t>(N), version);
+}
+#if !defined(__AVR__)
+template <size_t N>
+modelota_source modelota_backup_image(const uint8_t (&weights)[N], uint32_t version) {
+    return modelota_backup_image(weights, static_cast<uint32_t>(N), version);
+}
+#endif
+template <size_t N>
+modelota_target modelota_target_ram(uint8_t (&weights)[N]) {
+    return modelota_target_ram(weights, static_cast<uint32_t>(N));
+}
 
 namespace modelota {
 

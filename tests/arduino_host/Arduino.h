@@ -17,7 +17,22 @@
 class Print {
 public:
     virtual ~Print() {}
+    int getWriteError() { return write_error_; }
+    void clearWriteError() { write_error_ = 0; }
     virtual size_t write(uint8_t) = 0;
+    virtual size_t write(const uint8_t* buffer, size_t size) {
+        size_t n = 0;
+        while (size-- > 0 && write(*buffer++) == 1) {
+            ++n;
+        }
+        return n;
+    }
+
+protected:
+    void setWriteError(int err = 1) { write_error_ = err; }
+
+private:
+    int write_error_ = 0;
 };
 
 class Stream : public Print {
@@ -38,7 +53,22 @@ private:
     std::string s_;
 };
 
+#define SS 53 /* a Mega's SPI chip select, for the SD stand-in */
+
 unsigned long millis(void);
 void yield(void);
+/* delayMicroseconds() busy-waits on a board (it counts cycles). Here it
+ * calls the driver's hook when one is set (glue_driver.cpp advances its
+ * fake clock), and returns at once otherwise. */
+typedef void (*arduino_host_delay_fn)(unsigned int us);
+inline arduino_host_delay_fn& arduino_host_delay_hook() {
+    static arduino_host_delay_fn hook = nullptr;
+    return hook;
+}
+inline void delayMicroseconds(unsigned int us) {
+    if (arduino_host_delay_hook() != nullptr) {
+        arduino_host_delay_hook()(us);
+    }
+}
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * Runs src/ModelOTA.cpp's pull loop on the host (tests/test_arduino_glue.py).
  *
- *   glue_driver FACTORY PAYLOAD MODE TIMEOUT_MS AT [store]
+ *   glue_driver FACTORY PAYLOAD MODE TIMEOUT_MS AT [store|sketch]
  *
  * FACTORY: the weights at boot (also the restore source); PAYLOAD: what the
  * stream carries. MODE says how the stream misbehaves from byte AT on:
@@ -10,11 +10,16 @@
  *   eof      same, for a finite stream (use TIMEOUT_MS 0)
  *   badread  available() says 1 but read() returns -1 from byte AT on
  *   trickle  one byte per available(), and 5 fake ms between bytes
- * The clock is fake: millis() advances 1 ms per yield() and per 64 reads.
- * Without `store` the ModelOTA class runs the update (factory weights as the
- * backup); with it, modelota_pull() runs it with ModelOTAPull.store set, on
- * a Store (RAM-backed storage, 64-byte blocks) formatted with FACTORY and
- * attached with modelota_store_attach_ram. Prints key=value lines.
+ *   pause    like full, with 1000 fake ms of silence before byte AT
+ * The clock is fake: it advances 1 ms per 64 reads and per 1000 us of
+ * delayMicroseconds() (what the pull counts silence in); yield() is counted.
+ * Without a last argument the ModelOTA class runs one update (factory
+ * weights as the backup); with `sketch` it runs updates the way a sketch's
+ * loop() does, while the stream has bytes, printing each status (line=...);
+ * with `store`, modelota_pull() runs it with ModelOTAPull.store set, on a
+ * Store (RAM-backed storage, 64-byte blocks) formatted with FACTORY and
+ * attached with modelota_store_attach_ram. Prints key=value lines; written=
+ * is what the glue wrote back to the stream, in hex.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +33,13 @@ namespace {
 
 unsigned long g_now = 0;
 unsigned long g_yields = 0;
+unsigned long g_us = 0; /* delayMicroseconds not yet worth a whole fake ms */
+
+void fake_delay(unsigned int us) {
+    g_us += us;
+    g_now += g_us / 1000u;
+    g_us %= 1000u;
+}
 
 const uint8_t kFingerprint[16] = {'m', 'o', 'd', 'e', 'l', 'o', 't', 'a',
                                   '-', 't', 'e', 's', 't', '-', 'f', 'p'};
@@ -39,10 +51,20 @@ public:
         stall_ = strcmp(mode, "stall") == 0 || strcmp(mode, "eof") == 0;
         badread_ = strcmp(mode, "badread") == 0;
         trickle_ = strcmp(mode, "trickle") == 0;
+        pause_ = strcmp(mode, "pause") == 0;
+        resume_at_ = 0;
     }
     int available() override {
         if ((stall_ || badread_) && pos_ >= at_) {
             return badread_ ? 1 : 0;
+        }
+        if (pause_ && pos_ == at_) {
+            if (resume_at_ == 0) {
+                resume_at_ = g_now + 1000u; /* silent for 1 s from now */
+            }
+            if (g_now < resume_at_) {
+                return 0;
+            }
         }
         if (trickle_) {
             return pos_ < data_.size() && g_now >= next_byte_at_ ? 1 : 0;
@@ -61,7 +83,11 @@ public:
         return data_[pos_++];
     }
     int peek() override { return available() > 0 ? data_[pos_] : -1; }
-    size_t write(uint8_t) override { return 0; }
+    size_t write(uint8_t b) override {
+        written_.push_back(b);
+        return 1;
+    }
+    const std::vector<uint8_t>& written() const { return written_; }
     size_t consumed() const { return pos_; }
     size_t left() const { return data_.size() - pos_; }
     unsigned long last_byte_at() const { return last_byte_at_; }
@@ -76,6 +102,9 @@ private:
     bool stall_;
     bool badread_;
     bool trickle_;
+    bool pause_;
+    unsigned long resume_at_;
+    std::vector<uint8_t> written_;
 };
 
 struct Progress {
@@ -138,10 +167,7 @@ modelota_store_config store_layout(uint32_t region_size) {
 }  // namespace
 
 unsigned long millis(void) { return g_now; }
-void yield(void) {
-    ++g_yields;
-    ++g_now;
-}
+void yield(void) { ++g_yields; }
 
 int main(int argc, char** argv) {
     if (argc != 6 && argc != 7) {
@@ -154,11 +180,14 @@ int main(int argc, char** argv) {
     size_t at = static_cast<size_t>(strtoul(argv[5], NULL, 10));
 
     bool with_store = argc == 7 && strcmp(argv[6], "store") == 0;
+    bool as_sketch = argc == 7 && strcmp(argv[6], "sketch") == 0;
+    arduino_host_delay_hook() = fake_delay;
 
     std::vector<uint8_t> weights(factory.size(), 0xA5);
     static uint8_t chunk_buffer[512];
-    ModelOTA ota(weights.data(), static_cast<uint32_t>(weights.size()), kFingerprint, 1,
-                 factory.data(), chunk_buffer, sizeof(chunk_buffer));
+    ModelOTA ota(weights.data(), static_cast<uint32_t>(weights.size()), kFingerprint,
+                 modelota_backup_ram(factory.data(), static_cast<uint32_t>(factory.size()), 1),
+                 chunk_buffer, sizeof(chunk_buffer));
     int st = ota.restoreFactory();
     printf("restore_factory=%s\n", ModelOTA::statusName(st));
     printf("boot_crc=%08x\n", static_cast<unsigned>(modelota_crc32(0, weights.data(),
@@ -197,6 +226,19 @@ int main(int argc, char** argv) {
         opt.progress_ctx = &progress;
         st = modelota_pull(&u, in, opt);
         up = &u;
+    } else if (as_sketch) {
+        /* loop() { if (Serial.available()) { st = ota.update(Serial, t); println(...); } } */
+        unsigned long lines = 0;
+        for (unsigned long spins = 0; in.left() > 0 && lines < 100000 && spins < 100000; ++spins) {
+            if (in.available() == 0) {
+                delayMicroseconds(1000); /* loop() runs the model meanwhile */
+                continue;
+            }
+            st = ota.update(in, timeout_ms, on_progress, &progress);
+            printf("line=%s\n", ModelOTA::statusName(st));
+            ++lines;
+        }
+        printf("lines=%lu\n", lines);
     } else {
         st = ota.update(in, timeout_ms, on_progress, &progress);
         printf("error=%s\n", ota.error());
@@ -216,6 +258,11 @@ int main(int argc, char** argv) {
     printf("progress_last=%u,%u,%u\n", static_cast<unsigned>(progress.bytes_in),
            static_cast<unsigned>(progress.applied), static_cast<unsigned>(progress.total));
     printf("progress_monotonic=%d\n", progress.monotonic ? 1 : 0);
+    printf("written=");
+    for (size_t i = 0; i < in.written().size(); ++i) {
+        printf("%02x", static_cast<unsigned>(in.written()[i]));
+    }
+    printf("\n");
     if (with_store) {
         printf("store_state=%d\n", modelota_store_state_of(&store)); /* 1: CLEAN */
         /* what a reboot finds: a fresh store over the same storage */

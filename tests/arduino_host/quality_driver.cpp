@@ -54,8 +54,9 @@ int main(int argc, char** argv) {
     std::vector<uint8_t> payload = slurp(argv[2]);
     std::vector<uint8_t> weights(factory.size());
     static uint8_t chunk[512];
-    ModelOTA ota(weights.data(), static_cast<uint32_t>(weights.size()), kFingerprint, 1,
-                 factory.data(), chunk, sizeof(chunk));
+    ModelOTA ota(weights.data(), static_cast<uint32_t>(weights.size()), kFingerprint,
+                 modelota_backup_ram(factory.data(), static_cast<uint32_t>(factory.size()), 1),
+                 chunk, sizeof(chunk));
     ota.restoreFactory();
     ModelOTAQuality quality(ota, 4, 5);
     ModelOTAQuality bad(ota, 0, 5);

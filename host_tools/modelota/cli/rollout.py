@@ -80,15 +80,15 @@ def describe(r: dict[str, Any]) -> str:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    import json
-    import sys
+    import http.client
 
-    from ..fleet.client import AdminClient, FleetClientError
-    from .fleet import _token
+    from ..fleet.client import AdminClient, FleetClientError, FleetURLError
+    from .common import print_json
+    from .fleet import _token, net_error
 
-    admin = AdminClient(args.server, _token(args, True))
     out: Any
     try:
+        admin = AdminClient(args.server, _token(args, True), cacert=args.cacert)
         if args.action == "create":
             policy: dict[str, Any] = {}
             for key in ("waves", "success", "error", "soak", "min_inferences",
@@ -105,13 +105,14 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             out = admin.rollout(args.id)
         else:
             out = admin.rollout_action(args.id, args.action, args.note or "")
-    except FleetClientError as e:
+    except FleetURLError as e:
         raise CliError(str(e)) from e
-    except OSError as e:
+    except FleetClientError as e:
         raise CliError(f"{args.server}: {e}") from e
+    except (OSError, http.client.HTTPException) as e:
+        raise net_error(args.server, e) from e
     if args.json:
-        json.dump(out, sys.stdout, indent=2)
-        print()
+        print_json(out)
     elif isinstance(out, list):
         for r in out:
             print(describe(r | {"events": []}))
@@ -123,12 +124,18 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
+    from .fleet import client_options
+
     sp = sub.add_parser("rollout")
-    sp.add_argument("--server", default="http://127.0.0.1:8080")
-    sp.add_argument("--token", help="admin bearer token (default: $MODELOTA_TOKEN)")
-    sp.add_argument("--json", action="store_true", help="print the server's JSON")
-    acts = sp.add_subparsers(dest="action", required=True)
-    a = acts.add_parser("create", help="a staged rollout of a line's version to a group")
+    client_options(sp, top=True)
+    acts = sp.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, help: str) -> Any:
+        a = acts.add_parser(name, help=help, description=help, formatter_class=sp.formatter_class)
+        client_options(a, top=False)
+        return a
+
+    a = action("create", "a staged rollout of a line's version to a group")
     a.add_argument("line")
     a.add_argument("version", type=int)
     a.add_argument("--group", required=True)
@@ -150,16 +157,16 @@ def add_commands(sub: Any) -> None:
     a.add_argument("--max-acc-drop", type=float,
                    help="pause when accuracy on labelled inferences drops more (default 0.05)")
     a.add_argument("--start", action="store_true", help="start it now")
-    acts.add_parser("list", help="every rollout with its waves")
-    a = acts.add_parser("show", help="a rollout: waves, what it waits for, every decision")
+    action("list", "every rollout with its waves")
+    a = action("show", "a rollout: waves, what it waits for, every decision")
     a.add_argument("id", type=int)
-    for action, text in (
+    for name, text in (
         ("start", "start a created rollout"),
         ("pause", "stop offering the new version (devices that have it keep it)"),
         ("resume", "go on (the wave's soak and failure count start anew)"),
         ("abort", "end it; the group stays on the version it ran before"),
     ):
-        a = acts.add_parser(action, help=text)
+        a = action(name, text)
         a.add_argument("id", type=int)
         a.add_argument("--note", help="why (recorded with the event)")
     sp.set_defaults(func=cmd_rollout)

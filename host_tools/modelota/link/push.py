@@ -9,6 +9,7 @@ frames with go-back-N on NAK or ack timeout, COMMIT -> RESULT.
 
 from __future__ import annotations
 
+import re
 import struct
 import time
 import zlib
@@ -18,7 +19,7 @@ from typing import Any
 
 import serial
 
-from ..status import CliError
+from ..status import CliError, Status
 from .arq import (  # noqa: F401  (frame types and NAK reasons are part of this module's API)
     ABORT,
     ACK,
@@ -151,6 +152,47 @@ class PushResult:
     frame_sizes: tuple[int, ...] = ()  # DATA frame sizes used, largest first
 
 
+RAW_SKETCH_HINT = (
+    "the device reads raw payloads, not the link protocol (it refused push's HELLO as"
+    " BadMagic{how}): send the file as plain bytes (`stty -F PORT 115200 raw -hupcl &&"
+    " cat FILE > PORT`) or flash examples/SerialUpdate to use `modelota push`"
+)
+
+
+def not_a_link(answer: tuple[int, bytes] | None, heard: bytes) -> str | None:
+    """What a device that gave no INFO after a HELLO is running, when that is
+    clear: a sketch that reads raw payloads (ModelOTA::update(Serial),
+    modelota_pull(), examples/Quickstart) answers the HELLO frame with a
+    link RESULT{BadMagic} (src/ModelOTA.cpp); one on the bare core
+    (examples/CApi) prints the status name. ``answer`` is a frame the device
+    sent instead of INFO, ``heard`` the raw bytes it sent. None: not clear."""
+    if (
+        answer is not None
+        and answer[0] == RESULT
+        and answer[1][:1]
+        and struct.unpack_from("<b", answer[1])[0] == Status.BadMagic
+    ):
+        return RAW_SKETCH_HINT.format(how="")
+    if Status.BadMagic.name.encode() in heard:
+        return RAW_SKETCH_HINT.format(how=", in text")
+    return None
+
+
+def explain_silence(heard: bytes) -> str:
+    """The one line for a device that never answered HELLO with INFO: what
+    it printed, if it printed text (runs of 8+ printable characters, 5+ of
+    them letters: line noise rarely has those), or that it said nothing."""
+    runs = [r.decode().strip() for r in re.findall(rb"[\x20-\x7e]{8,}", heard)]
+    said = [r for r in runs if sum(c.isalpha() for c in r) >= 5]
+    if said:
+        text = said[0] if len(said[0]) <= 60 else said[0][:57] + "..."
+        return (
+            f"the device sends text, not ModelOTA link frames (it said {text!r}): it is not"
+            " running a sketch with the link (examples/SerialUpdate), or the baud rate differs"
+        )
+    return "no answer from the device (is it running the ModelOTA link, examples/SerialUpdate?)"
+
+
 class Session:
     """Frames over an open pyserial port."""
 
@@ -160,6 +202,7 @@ class Session:
         self.pending: list[tuple[int, bytes]] = []
         self.last_rx = 0.0
         self.rtt = 0.0  # round trip of the last request answered
+        self.heard = bytearray()  # the last raw bytes received (what a non-link device said)
 
     def send(self, ftype: int, body: bytes = b"") -> None:
         try:
@@ -181,6 +224,8 @@ class Session:
             now = time.monotonic()
             if data:
                 self.last_rx = now
+                self.heard += data
+                del self.heard[:-1024]
                 self.pending += self.reader.feed(data)
             elif len(self.reader.buf) >= 2 and now - self.last_rx >= GAP_S:
                 self.pending += self.reader.skip()
@@ -213,10 +258,20 @@ class Session:
         return None
 
     def hello(self, timeout: float, retries: int) -> Info:
-        got = self.request(HELLO, b"", {INFO}, timeout, retries, first=REPEAT_FIRST)
-        if got is None:
-            raise CliError("no answer from the device (is it running the ModelOTA link?)")
-        return Info.decode(got[1])
+        """HELLO -> INFO, retried (the first wait REPEAT_FIRST, doubled up to
+        ``timeout``: on a noisy line a lost HELLO costs a short wait); stops at
+        the first sign that the device runs a sketch without the link
+        (:func:`not_a_link`)."""
+        wait = min(REPEAT_FIRST, timeout)
+        for _ in range(retries + 1):
+            got = self.request(HELLO, b"", {INFO, RESULT}, wait, 0)
+            wait = min(wait * 2, timeout)
+            if got is not None and got[0] == INFO:
+                return Info.decode(got[1])
+            hint = not_a_link(got, bytes(self.heard))
+            if hint is not None:
+                raise CliError(hint)
+        raise CliError(explain_silence(bytes(self.heard)))
 
 
 def check_payload(payload: bytes, info: Info) -> None:

@@ -1975,16 +1975,13 @@ String ei_update_weights(Stream& in) {
 String ei_update_weights(Stream& in, uint32_t timeout_ms) {
     uint8_t buffer[MODELOTA_EI_CHUNK_BUFFER];
     modelota_config cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.target.read = ram_read;
-    cfg.target.write = ram_write;
-    cfg.target.size = MODELOTA_EI_REGION_SIZE;
-    cfg.backup.read = factory_read;
-    cfg.backup.version = MODELOTA_EI_MODEL_VERSION;
-    cfg.fingerprint = modelota_ei_fingerprint;
+    modelota_config_init(&cfg,
+                         modelota_target_callbacks(ram_read, ram_write, nullptr,
+                                                   MODELOTA_EI_REGION_SIZE),
+                         modelota_backup_callback(factory_read, nullptr, MODELOTA_EI_REGION_SIZE,
+                                                  MODELOTA_EI_MODEL_VERSION),
+                         modelota_ei_fingerprint, buffer, sizeof(buffer));
     cfg.current_version = g_version;
-    cfg.buffer = buffer;
-    cfg.buffer_len = sizeof(buffer);
     cfg.writable.ranges = modelota_ei_writable;
     cfg.writable.count = @WRITABLE_COUNT@u;
     modelota_updater u;

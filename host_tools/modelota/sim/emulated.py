@@ -298,19 +298,24 @@ def build_m4(
     return Firmware(elf, (out / "build.log").read_text())
 
 
-def build_avr(resume_timeout_ms: int | None = None, sketch: str = "SerialUpdate") -> Firmware:
+def build_avr(
+    resume_timeout_ms: int | None = None,
+    sketch: str = "SerialUpdate",
+    defines: tuple[str, ...] = (),
+) -> Firmware:
     """Compiles examples/SerialUpdate for the Mega 2560 with arduino-builder
     (cached); ``resume_timeout_ms`` overrides the sketch's RESUME_TIMEOUT_MS.
-    ``sketch`` names another sketch of examples/ (``SampleLogger``)."""
+    ``sketch`` names another sketch of examples/ (``SampleLogger``);
+    ``defines`` (``"NAME=VALUE"``) go to every compile."""
     sketch_path = _avr_sketch(sketch)
     builder = _need("arduino-builder")
     _need("avr-gcc")
     if not (ARDUINO_BUILDER_PLATFORM / "platform.txt").is_file():
         raise BoardUnavailable(f"{ARDUINO_BUILDER_PLATFORM}/platform.txt is missing")
-    files = _sources() + [sketch_path] + [p for p in (ROOT / "src").rglob("*") if p.is_file()]
-    defines: tuple[str, ...] = ()
+    sketch_files = [p for p in sketch_path.parent.rglob("*") if p.is_file()]  # .ino, .c, .h...
+    files = _sources() + sketch_files + [p for p in (ROOT / "src").rglob("*") if p.is_file()]
     if resume_timeout_ms is not None:
-        defines = (f"RESUME_TIMEOUT_MS={int(resume_timeout_ms)}u",)
+        defines = (*defines, f"RESUME_TIMEOUT_MS={int(resume_timeout_ms)}u")
     key = _hash(files, [FQBN, *defines])
     out = cache_dir() / f"avr-{key}"
     elf = out / f"{sketch_path.name}.elf"
@@ -321,8 +326,7 @@ def build_avr(resume_timeout_ms: int | None = None, sketch: str = "SerialUpdate"
     libraries.mkdir()
     (libraries / "ModelOTA").symlink_to(ROOT, target_is_directory=True)
     sketch_copy = tmp / sketch_path.parent.name / sketch_path.name
-    sketch_copy.parent.mkdir()
-    shutil.copy(sketch_path, sketch_copy)
+    shutil.copytree(sketch_path.parent, sketch_copy.parent)  # with its other tabs (examples/CApi)
     build = tmp / "build"
     build.mkdir()
     (tmp / "core-cache").mkdir()
@@ -347,11 +351,12 @@ def _avr_sketch(name: str) -> Path:
 
 def build(kind: Kind, **model: Any) -> Firmware:
     """Builds a board's firmware; ``model`` holds build_m4's arguments (the
-    avr board takes only ``resume_timeout_ms``: its model is the sketch's)."""
+    avr board takes ``resume_timeout_ms``, ``sketch`` and ``defines``: its model is the
+    sketch's)."""
     if kind == "m4":
         return build_m4(**model)
     if kind == "avr":
-        if set(model) - {"resume_timeout_ms", "sketch"}:
+        if set(model) - {"resume_timeout_ms", "sketch", "defines"}:
             raise ValueError("the avr board runs the fixed 512-byte SerialUpdate model")
         return build_avr(**model)
     raise ValueError(f"unknown board {kind!r} (m4 or avr)")

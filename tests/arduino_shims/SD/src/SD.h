@@ -1,12 +1,25 @@
 /*
- * Compile-only stand-in for the Arduino SD library (arduino-libraries/SD).
+ * Stand-in for the Arduino SD library (arduino-libraries/SD 1.2, with its
+ * bundled SdFat): same names, namespace, constants and signatures, so a
+ * sketch that compiles against this compiles against the real one, and on
+ * the host the same behaviour for what ModelOTA's SD port uses
+ * (docs/ports/sd_file.h, tests/test_porting_doc.py):
  *
- * tests/test_arduino_examples.py uses it to compile examples/UpdateFromSD
- * when the real library is not installed (Debian does not package it and
- * the tests download nothing). The declarations follow the official SD.h:
- * same names, namespace, constants and signatures, so a sketch that compiles
- * against this compiles against the real one. There is no card driver:
- * SD.begin() returns false and open() returns a closed File.
+ *   - open() needs O_CREAT to create a file; FILE_WRITE is
+ *     O_READ | O_WRITE | O_CREAT | O_APPEND and starts at the end;
+ *   - with O_APPEND every write goes to the end of the file, whatever
+ *     seek() said (SdFile::write: "if O_APPEND, seekEnd() first");
+ *   - seek() past the end of the file fails; reads stop at the end;
+ *   - writes go through SdFat's one 512-byte block cache: a block reaches
+ *     the card when another block is touched, on flush() and on close();
+ *     the file's size reaches the card (its directory entry) only on flush()
+ *     and close(). A power cut loses the rest.
+ *
+ * tests/test_arduino_examples.py compiles examples/UpdateFromSD against it
+ * for the Mega when the real library is not installed (Debian does not
+ * package it and the tests download nothing); there (on AVR) there is no
+ * card: SD.begin() returns false. On the host the card is in RAM: 4 files
+ * of up to 64 KiB, 8.3 names.
  */
 #ifndef MODELOTA_SD_SHIM_H
 #define MODELOTA_SD_SHIM_H
@@ -57,7 +70,8 @@ public:
     using Print::write;
 
 private:
-    char name_[13];
+    friend class SDClass;
+    int8_t handle_; /* open-file slot shared by copies, as the real File shares its SdFile */
 };
 
 class SDClass {
@@ -81,6 +95,14 @@ public:
 };
 
 extern SDClass SD;
+
+/* Test side (host): the power gets cut or comes back. Cutting drops what
+ * SdFat still held in RAM (the cached block, sizes not yet flushed) and
+ * closes every File; the card keeps the rest. */
+namespace shim {
+void power_cycle();
+void wipe(); /* a freshly formatted, empty card */
+}  // namespace shim
 
 }  // namespace SDLib
 
