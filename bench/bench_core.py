@@ -40,7 +40,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware_lib"
-CORE_SOURCES = ("crc32.cpp", "status.cpp", "updater.cpp")
+CORE_SOURCES = ("crc32.cpp", "status.cpp", "decode.cpp", "updater.cpp")
 
 try:
     import modelota  # noqa: F401  (installed editable in the venv)

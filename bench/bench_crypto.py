@@ -251,18 +251,17 @@ class M4Result:
     text: int
 
 
-def build_m4(tmp: Path, opt: str) -> Path:
+def link_m4(out: Path, units: list[Path], flags: list[str], name: str) -> Path:
+    """Compiles ``units`` (.c and .cpp) for the mps2-an386 board with the
+    board's flags plus ``flags`` and links ``out/name.elf``. bench_size's
+    decode benchmark builds with it too."""
     from modelota.sim import emulated as boards
 
     gcc, gxx = shutil.which("arm-none-eabi-gcc"), shutil.which("arm-none-eabi-g++")
     if gcc is None or gxx is None:
         raise FileNotFoundError("arm-none-eabi-gcc")
-    out = tmp / f"m4{opt}"
-    out.mkdir(exist_ok=True)
-    (out / "vectors.h").write_text(vectors_header()[0])
-    flags = [*boards.M4_CFLAGS, opt, f'-DCRYPTO_BENCH_VECTORS="{out / "vectors.h"}"']
+    flags = [*boards.M4_CFLAGS, *flags]
     objs = []
-    units = [M4_DIR / "startup.c", M4_DIR / "crypto_bench.cpp", *(MODELOTA / s for s in SOURCES)]
     for src in units:
         obj = out / (src.stem + ".o")
         if src.suffix == ".c":
@@ -270,25 +269,40 @@ def build_m4(tmp: Path, opt: str) -> Path:
         else:
             run([gxx, *flags, *boards.M4_CXXFLAGS, "-c", str(src), "-o", str(obj)])
         objs.append(str(obj))
-    elf = out / "crypto_bench.elf"
+    elf = out / f"{name}.elf"
     run([gcc, *boards.M4_CFLAGS[:2], *boards.M4_LDFLAGS, *objs, "-o", str(elf)])
     return elf
 
 
-def run_m4(elf: Path) -> dict[str, int]:
+def build_m4(tmp: Path, opt: str) -> Path:
+    out = tmp / f"m4{opt}"
+    out.mkdir(exist_ok=True)
+    (out / "vectors.h").write_text(vectors_header()[0])
+    units = [M4_DIR / "startup.c", M4_DIR / "crypto_bench.cpp", *(MODELOTA / s for s in SOURCES)]
+    return link_m4(out, units, [opt, f'-DCRYPTO_BENCH_VECTORS="{out / "vectors.h"}"'],
+                   "crypto_bench")  # fmt: skip
+
+
+def qemu_m4(elf: Path, timeout: float = 300) -> str:
+    """What the program prints on the board's UART under -icount shift=0
+    (1 ns of virtual time per instruction); it must end with "done"."""
     qemu = shutil.which("qemu-system-arm")
     if qemu is None:
         raise FileNotFoundError("qemu-system-arm")
     cmd = [qemu, "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "stdio",
            "-semihosting", "-icount", "shift=0", "-kernel", str(elf)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if "done" not in proc.stdout:
+        raise RuntimeError(f"the M4 benchmark did not finish:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def run_m4(elf: Path) -> dict[str, int]:
     values = {}
-    for line in proc.stdout.splitlines():
+    for line in qemu_m4(elf).splitlines():
         m = re.fullmatch(r"(\w+)=(\d+)", line.strip())
         if m:
             values[m.group(1)] = int(m.group(2))
-    if "done" not in proc.stdout:
-        raise RuntimeError(f"the M4 benchmark did not finish:\n{proc.stdout}\n{proc.stderr}")
     return values
 
 

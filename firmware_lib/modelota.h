@@ -6,6 +6,7 @@
 #include "modelota/status.h"
 #include "modelota/crc32.h"
 #include "modelota/format.h"
+#include "modelota/decode.h"
 #include "modelota/updater.h"
 #include "modelota/storage.h"
 #include "modelota/store.h"

@@ -13,13 +13,30 @@ if command -v clang >/dev/null 2>&1; then
 fi
 log "ruff"
 ruff check host_tools sim tests bench
-log "pytest"
-set +e
-python -m pytest "$@"
-rc=$?
-set -e
-if [ "$rc" -eq 5 ]; then
-    echo "pytest collected no tests: treating as failure" >&2
-    exit 1
-fi
-exit "$rc"
+# The whole suite, then the files that share emulated boards, servers and
+# ports run again each on its own: each must pass alone as well as in the
+# suite (docs/DESIGN.md). Every run counts; pytest's 5 (no test collected)
+# is a failure.
+status=0
+run_pytest() {
+    local rc
+    set +e
+    python -m pytest "$@"
+    rc=$?
+    set -e
+    if [ "$rc" -eq 5 ]; then
+        echo "pytest collected no tests ($*): treating as failure" >&2
+    fi
+    [ "$rc" -eq 0 ] || status=1
+}
+slow=()
+for arg in "$@"; do
+    [ "$arg" = "--run-slow" ] && slow=(--run-slow)
+done
+log "pytest: the whole suite"
+run_pytest "$@"
+for file in tests/hil/test_link.py tests/test_fleet_server.py; do
+    log "pytest: $file alone"
+    run_pytest "${slow[@]}" "$file"
+done
+exit "$status"

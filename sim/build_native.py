@@ -24,7 +24,7 @@ SIM = ROOT / "sim"
 
 CORE_SOURCES = [
     FIRMWARE / "modelota" / n
-    for n in ("crc32.cpp", "status.cpp", "updater.cpp", "store.cpp", "link.cpp")
+    for n in ("crc32.cpp", "status.cpp", "decode.cpp", "updater.cpp", "store.cpp", "link.cpp")
 ]
 SIM_SOURCES = [SIM / "sim_storage.cpp", SIM / "sim_flash.cpp"]
 
@@ -176,6 +176,12 @@ int modelota_store_commit_hook(void* ctx, uint32_t version);
 void modelota_store_attach_ram(modelota_config* cfg, modelota_store* st, uint8_t* ram);
 void modelota_store_attach_flash(modelota_config* cfg, modelota_store* st);
 int sim_region_read(void* ctx, uint32_t offset, uint8_t* dst, uint32_t len);
+typedef struct modelota_decoder { uint16_t lit[256]; uint16_t lane[128]; ...; } modelota_decoder;
+void modelota_decoder_reset(modelota_decoder* d);
+void modelota_decode_begin(modelota_decoder* d, uint8_t enc, uint32_t offset, uint32_t length);
+uint32_t modelota_decode(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* out,
+                         uint32_t from, uint32_t to);
+uint32_t modelota_decoded(const modelota_decoder* d);
 
 typedef struct modelota_link_io {
     void* ctx;
@@ -342,7 +348,7 @@ QUALITY_INCLUDE = '#include "modelota/quality.h"\n'
 def header_constants() -> list[str]:
     """Every MODELOTA_* enum constant and integer #define in the core headers."""
     names: list[str] = []
-    for header in ("status.h", "updater.h", "format.h", "store.h", "link.h"):
+    for header in ("status.h", "updater.h", "format.h", "decode.h", "store.h", "link.h"):
         text = (FIRMWARE / "modelota" / header).read_text()
         names += re.findall(r"^\s*(MODELOTA_[A-Z0-9_]+)\s*=", text, flags=re.M)
         names += re.findall(

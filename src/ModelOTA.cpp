@@ -7,6 +7,7 @@
  */
 #include "../firmware_lib/modelota/crc32.cpp"
 #include "../firmware_lib/modelota/status.cpp"
+#include "../firmware_lib/modelota/decode.cpp"
 #include "../firmware_lib/modelota/updater.cpp"
 /* SHA-256 digests and the built-in Ed25519 verifier, as config.h switches
  * them (off on AVR by default; docs/SECURITY.md) */
@@ -247,6 +248,11 @@ int ModelOTA::requireSignature(const modelota_verifier& verifier) {
 
 int ModelOTA::setMinVersion(uint32_t min_version) {
     cfg_.min_version = min_version;
+    return reconfigure();
+}
+
+int ModelOTA::setWritableRanges(const modelota_writable& ranges) {
+    cfg_.writable = ranges;
     return reconfigure();
 }
 

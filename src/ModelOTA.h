@@ -113,8 +113,13 @@ int modelota_pull(modelota_updater* u, Stream& in, uint32_t timeout_ms,
  * read them: modelota_backup_flash (an array declared MODELOTA_FLASH or
  * PROGMEM), modelota_backup_ram, modelota_backup_callback (EEPROM, a file).
  * Its version is the version the array holds at boot. The fingerprint must
- * be in RAM (16 bytes), not PROGMEM. The object must not be copied: the
- * Updater points at the configuration inside it.
+ * be in RAM (16 bytes), not PROGMEM. A .tflite model also gets its writable
+ * ranges, so no payload can change its structure (examples/TfliteModel):
+ *
+ *   ota.setWritableRanges(modelota_writable_flash(MODEL_WRITABLE_RANGES));
+ *
+ * The object must not be copied: the Updater points at the configuration
+ * inside it.
  */
 class ModelOTA {
 public:
@@ -158,6 +163,35 @@ public:
      * with "Rollback", also after a factory restore. Keep it across reboots
      * yourself (EEPROM...); the Store does it for modelota_pull users. */
     int setMinVersion(uint32_t min_version);
+    /* Only the model's writable ranges may change (docs/FORMAT.md, "Writable
+     * ranges"): a payload that would change any other byte (a Reshape
+     * shape, the .tflite's structure) is refused with "WrongModel" before
+     * that chunk is written, and the weights are put back as they were.
+     *   ota.setWritableRanges(modelota_writable_flash(MODEL_WRITABLE_RANGES));
+     * (the table `modelota fingerprint model.tflite` prints, declared
+     * MODELOTA_FLASH: PROGMEM on AVR, read from there; for a table in RAM,
+     * modelota_writable_ram). It is read at every chunk: keep it for the
+     * object's lifetime. "InvalidArgument" (and every update refused until
+     * a good table is set) when the pairs are not ascending, disjoint and
+     * inside the weights. Call before update(). */
+    int setWritableRanges(const modelota_writable& ranges);
+    /* A bare table does not say which memory it is in (on AVR a PROGMEM one
+     * read as RAM gives other numbers): name it, as for the factory weights. */
+    template <size_t N>
+    int setWritableRanges(const uint32_t (&)[N]) {
+        static_assert(N == 0, "say where the table is: setWritableRanges("
+                              "modelota_writable_flash(table)) for a MODELOTA_FLASH/PROGMEM"
+                              " array, modelota_writable_ram(table) for one in RAM");
+        return MODELOTA_INVALID_ARGUMENT;
+    }
+    template <typename Word>
+    int setWritableRanges(const Word*, uint32_t) {
+        static_assert(sizeof(Word) == 0, "say where the table is: setWritableRanges("
+                                         "modelota_writable_flash(table, pairs)) for a"
+                                         " MODELOTA_FLASH/PROGMEM array,"
+                                         " modelota_writable_ram(table, pairs) for one in RAM");
+        return MODELOTA_INVALID_ARGUMENT;
+    }
 
     /* Result of the last update (or of the configuration check). */
     int lastStatus() const { return last_; }
@@ -167,8 +201,12 @@ public:
     const char* error() const { return statusName(last_); }
     static const char* statusName(int status) { return modelota_status_str(status); }
 
-    /* Version of the weights in the array now. */
-    uint32_t version() const { return modelota_current_version(&u_); }
+    /* Version of the weights in the array now (also after a setting the
+     * Updater refused: the version it had reached is kept in the config). */
+    uint32_t version() const {
+        return last_ == MODELOTA_INVALID_ARGUMENT ? cfg_.current_version
+                                                  : modelota_current_version(&u_);
+    }
     /* Payload bytes read by the last update. */
     uint32_t bytesIn() const { return modelota_bytes_in(&u_); }
     /* false only when a failed update could not put the old weights back

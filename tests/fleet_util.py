@@ -108,13 +108,20 @@ def _pg_bin() -> Path | None:
 
 
 @contextmanager
-def postgres_server(root: Path) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL server (Debian's postgresql package) on a free
-    loopback port, run as the `postgres` user; yields its base URL."""
+    loopback port, run as the `postgres` user; yields its base URL.
+
+    Its directory is a fresh ``/tmp/modelota-pg-*`` of its own, owned by
+    postgres and removed afterwards: not under pytest's temporary root, which
+    pytest keeps private to this user (mode 0700, reset on every run), so the
+    server user could not reach it; and one per run, so two test runs on one
+    machine each have their own server."""
     import os
     import pwd
     import shutil
     import subprocess
+    import tempfile
 
     import pytest
 
@@ -129,30 +136,36 @@ def postgres_server(root: Path) -> Iterator[str]:
         pw = pwd.getpwnam("postgres")
     except KeyError:
         pytest.skip("no postgres user to run the server as")
-    root.mkdir(parents=True, exist_ok=True)
-    os.chown(root, pw.pw_uid, pw.pw_gid)
-    for parent in [root, *root.parents]:  # the server user must reach its directory
-        if parent == Path("/"):
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o011)
-    data = root / "pgdata"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
 
-    def as_pg(*cmd: str, check: bool = True) -> None:
+    def as_pg(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         runuser = shutil.which("runuser") or "runuser"
-        subprocess.run([runuser, "-u", "postgres", "--", *cmd], check=check,
-                       capture_output=True, timeout=120)  # fmt: skip
+        return subprocess.run([runuser, "-u", "postgres", "--", *cmd], check=check,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
 
-    as_pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-    as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-          f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")  # fmt: skip
+    root = Path(tempfile.mkdtemp(prefix="modelota-pg-", dir="/tmp"))
+    data = root / "pgdata"
+    started = False
     try:
+        os.chown(root, pw.pw_uid, pw.pw_gid)  # 0700, the server user's alone
+        as_pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+        last = ""
+        for _attempt in range(3):  # the free port may be taken before the server binds it
+            port = free_port()
+            r = as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w",
+                      "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+                      "start", check=False)  # fmt: skip
+            if r.returncode == 0:
+                started = True
+                break
+            log = root / "log"
+            last = r.stdout + r.stderr + (log.read_text(errors="replace") if log.exists() else "")
+        if not started:
+            raise AssertionError(f"PostgreSQL did not start:\n{last}")
         yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
-        # best effort: the server may already be gone (killed with the session)
-        as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop", check=False)
+        if started:  # best effort: the server may already be gone
+            as_pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop", check=False)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def fresh_database(base_url: str) -> str:

@@ -25,6 +25,7 @@ class Case:
     delta: bool
     current_version: int
     new_version: int
+    format_version: int = 2
 
     def payload(self) -> Payload:
         if self.delta:
@@ -35,8 +36,15 @@ class Case:
                 chunk_size=self.chunk_size,
                 base=self.old,
                 base_version=self.current_version,
+                format_version=self.format_version,
             )
-        return pack(self.new, fingerprint=FP, version=self.new_version, chunk_size=self.chunk_size)
+        return pack(
+            self.new,
+            fingerprint=FP,
+            version=self.new_version,
+            chunk_size=self.chunk_size,
+            format_version=self.format_version,
+        )
 
     def device(self, **kw: object) -> Updater:
         kw.setdefault("buffer_len", max(96, self.chunk_size))
@@ -52,27 +60,47 @@ class Case:
         return apply_reference(stream, dev).status
 
 
+# weight-like bytes (v2 compresses them) are range coded by the pure-Python
+# packer and reference at ~100 KB/s: keep them smaller than random ones
+WEIGHT_LIKE_MAX = 12_000
+
+
 @st.composite
 def weight_pairs(draw: st.DrawFn, max_size: int = 70_000) -> tuple[bytes, bytes]:
-    """Old and new weights of one size: random, or new = old with a few changed runs."""
-    size = draw(st.one_of(st.integers(0, 300), st.integers(0, max_size)))
-    seed = draw(st.integers(0, 2**32 - 1))
+    """Old and new weights of one size: random bytes, or bytes shaped like a
+    quantized model (so v2 payloads carry raw, runs and range-coded chunks);
+    new is unrelated to old, or old with a few runs rewritten or nudged by
+    one (a fine-tune: v2 ships those as differences)."""
     import random
 
+    from modelota.sim.sweep import weights_like
+
+    like = draw(st.booleans())
+    top = min(max_size, WEIGHT_LIKE_MAX) if like else max_size
+    size = draw(st.one_of(st.integers(0, 300), st.integers(0, top)))
+    seed = draw(st.integers(0, 2**32 - 1))
     rnd = random.Random(seed)
-    old = rnd.randbytes(size)
+
+    def fresh(n: int) -> bytes:
+        return weights_like(rnd, n) if like else rnd.randbytes(n)
+
+    old = fresh(size)
     if draw(st.booleans()) or size == 0:
-        return old, rnd.randbytes(size)
+        return old, fresh(size)
     new = bytearray(old)
     for _ in range(draw(st.integers(1, 8))):
         start = rnd.randrange(size)
         length = min(size - start, rnd.choice([1, 2, 5, 40, 300, 5000, 70_000]))
-        new[start : start + length] = rnd.randbytes(length)
+        if like and rnd.random() < 0.5:
+            new[start : start + length] = bytes((b + rnd.choice((1, 255))) & 0xFF
+                                                for b in new[start : start + length])  # fmt: skip
+        else:
+            new[start : start + length] = fresh(length)
     return old, bytes(new)
 
 
 @st.composite
-def cases(draw: st.DrawFn, max_size: int = 70_000) -> Case:
+def cases(draw: st.DrawFn, max_size: int = 70_000, formats: tuple[int, ...] = (1, 2)) -> Case:
     old, new = draw(weight_pairs(max_size))
     chunk = draw(
         st.one_of(st.sampled_from([1, 2, 7, 64, 96, 255, 256, 1024, 4096]), st.integers(1, 4096))
@@ -81,7 +109,8 @@ def cases(draw: st.DrawFn, max_size: int = 70_000) -> Case:
     chunk = max(chunk, len(new) // 4000 + 1)
     current = draw(st.integers(0, 2**32 - 2))
     new_version = draw(st.integers(current + 1, 2**32 - 1))
-    return Case(old, new, chunk, draw(st.booleans()), current, new_version)
+    fmt = draw(st.sampled_from(formats))
+    return Case(old, new, chunk, draw(st.booleans()), current, new_version, fmt)
 
 
 @st.composite
@@ -105,3 +134,14 @@ def modelota(*args: str | Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def every_encoding_payload(seed: int = 1, **kw: object) -> tuple[bytes, bytes, Payload]:
+    """(old, new, payload): a v2 delta for FP with one chunk in every encoding
+    (EVERY_ENCODING; modelota.sim.sweep builds it), base version 1, version 2."""
+    from modelota.sim import sweep
+
+    return sweep.every_encoding_payload(seed, fingerprint=FP, **kw)  # type: ignore[arg-type]
+
+
+from modelota.sim.sweep import EVERY_ENCODING  # noqa: E402,F401

@@ -57,7 +57,14 @@ WIFI_SHIM = ROOT / "tests" / "arduino_shims" / "WiFi"
 HARDWARE = Path("/usr/share/arduino/hardware")
 AVR_PLATFORM = HARDWARE / "arduino" / "avr"
 FQBN = "arduino:avr:mega:cpu=atmega2560"
-REQUIRED_EXAMPLES = ("Quickstart", "CApi", "UpdateFromSerial", "UpdateFromSD", "SampleLogger")
+REQUIRED_EXAMPLES = (
+    "Quickstart",
+    "CApi",
+    "UpdateFromSerial",
+    "UpdateFromSD",
+    "SampleLogger",
+    "TfliteModel",
+)
 
 BUILDER = shutil.which("arduino-builder")
 pytestmark = pytest.mark.skipif(BUILDER is None, reason="arduino-builder is not installed")
@@ -299,6 +306,7 @@ def test_a_broken_sketch_fails_to_compile(sketchbook: Sketchbook, tmp_path: Path
 PROGMEM_SKETCH = """#include <ModelOTA.h>
 const uint8_t factory[64] PROGMEM = {1, 2, 3};
 const uint8_t fp[16] = {0};
+const uint32_t table[2] PROGMEM = {0, 8};
 uint8_t weights[64];
 uint8_t buf[128];
 %s
@@ -322,6 +330,17 @@ PROGMEM_MISUSES = {
         "ModelOTA ota(weights, sizeof(weights), fp, 1, factory, buf, sizeof(buf));",
         "is gone",
     ),
+    # a PROGMEM writable-range table: the same trap (numbers read from RAM)
+    "writable-ranges-field": (
+        "modelota_config cfg;\n"
+        "void configure() { cfg.writable.ranges = table; cfg.writable.count = 1; }",
+        r"has no member named .ranges.",
+    ),
+    "writable-bare-table": (
+        "ModelOTA ota(weights, fp, modelota_backup_flash(factory, 1), buf);\n"
+        "void configure() { ota.setWritableRanges(table); }",
+        "say where the table is",
+    ),
 }
 
 
@@ -342,16 +361,19 @@ def test_progmem_weights_as_a_plain_pointer_do_not_compile(
 
 def test_the_named_flash_source_compiles(sketchbook: Sketchbook, tmp_path: Path) -> None:
     """Control for the failing builds above: the same sketch saying where the
-    weights are (modelota_backup_flash, the C config init) builds cleanly."""
+    weights and the writable-range table are (modelota_backup_flash,
+    modelota_writable_flash; the class and the C config) builds cleanly."""
     d = tmp_path / "NamedFlashSource"
     d.mkdir()
     code = (
         "ModelOTA ota(weights, fp, modelota_backup_flash(factory, 1), buf);\n"
         "modelota_config cfg;\n"
         "void configure() {\n"
+        "  ota.setWritableRanges(modelota_writable_flash(table));\n"
         "  modelota_config_init(&cfg, modelota_target_ram(weights),\n"
         "                       modelota_backup_flash(factory, sizeof(factory), 1), fp,\n"
         "                       buf, sizeof(buf));\n"
+        "  cfg.writable = modelota_writable_flash(table, 1);\n"
         "}"
     )
     (d / "NamedFlashSource.ino").write_text(PROGMEM_SKETCH % code)

@@ -19,6 +19,10 @@ RESULT{BadMagic} frame; progress reports are monotonic and end at the totals. Wi
 ModelOTAPull.store set, the payload is committed to the Store only when it
 checked out, and a fresh Store over the same storage (a reboot) loads exactly
 the new weights after success and exactly the old ones after any failure.
+Given writable ranges (ModelOTA::setWritableRanges), the class refuses a
+payload that would change a byte outside them with WrongModel and keeps the
+old weights, applies one that repeats those bytes, and refuses every update
+when the table is malformed.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from modelota import pack
+from modelota import Payload, pack
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = ROOT / "tests" / "arduino_host"
@@ -99,12 +103,16 @@ def run(driver: Path, tmp_path: Path) -> Run:
         at: int = 0,
         store: bool = False,
         sketch: bool = False,
+        table: str = "",
     ) -> dict:
         p = tmp_path / "payload.bin"
         p.write_bytes(payload)
         args = [str(driver), str(factory), str(p), mode, str(timeout_ms), str(at)]
         proc = subprocess.run(
-            args + (["store"] if store else []) + (["sketch"] if sketch else []),
+            args
+            + (["store"] if store else [])
+            + (["sketch"] if sketch else [])
+            + ([table] if table else []),
             capture_output=True,
             text=True,
             timeout=20,
@@ -122,8 +130,12 @@ def run(driver: Path, tmp_path: Path) -> Run:
     return go
 
 
+def good(fingerprint: bytes = FP, version: int = 2) -> Payload:
+    return pack(NEW, fingerprint=fingerprint, version=version, chunk_size=CHUNK)
+
+
 def good_payload(fingerprint: bytes = FP, version: int = 2) -> bytes:
-    return pack(NEW, fingerprint=fingerprint, version=version, chunk_size=CHUNK).encode()
+    return good(fingerprint, version).encode()
 
 
 def assert_old_weights(res: dict[str, str]) -> None:
@@ -133,11 +145,14 @@ def assert_old_weights(res: dict[str, str]) -> None:
 
 
 def cut_points(n: int) -> list[int]:
-    """Header field boundaries, chunk boundaries and the last byte."""
-    first_chunk = 96
-    points = {0, 1, 3, 4, 5, 50, 95, 96, 97, 107, 108, 109, n // 2, n - 5, n - 4, n - 1}
-    points.update(range(first_chunk, n, 12 + CHUNK + 4))
-    return sorted(p for p in points if 0 <= p < n)
+    """Header field boundaries, chunk boundaries (and a byte into each chunk's
+    head and data) and the last byte."""
+    p = good()
+    h = p.header.length
+    points = {0, 1, 3, 4, 5, 6, h // 2, h - 1, h, h + 1, n // 2, n - 5, n - 4, n - 1}
+    for start, _end in p.chunk_spans():
+        points.update((start, start + 1, start + 4))
+    return sorted(q for q in points if 0 <= q < n)
 
 
 def test_good_payload_is_applied_and_nothing_after_it_is_read(run: Run) -> None:
@@ -197,16 +212,16 @@ def test_timeout_is_for_silence_not_the_whole_transfer(run: Run) -> None:
     assert int(res["elapsed_ms"]) > 20 * 10, "the transfer was not slow: the check proves nothing"
 
 
-def corrupt_chunk(payload: bytes, chunk: int = 3) -> tuple[bytes, int]:
+def corrupt_chunk(payload: Payload, chunk: int = 3) -> tuple[bytes, int]:
     """The payload with a data byte of `chunk` flipped, and where that chunk ends."""
-    p = bytearray(payload)
-    start = 96 + chunk * (12 + CHUNK + 4)
-    p[start + 12 + 7] ^= 0x10
-    return bytes(p), start + 12 + CHUNK + 4
+    p = bytearray(payload.encode())
+    _start, end = payload.chunk_spans()[chunk]
+    p[end - 4 - 7] ^= 0x10  # a data byte: the chunk's CRC fails
+    return bytes(p), end
 
 
 def test_corrupt_chunk_is_refused_and_the_rest_is_drained(run: Run) -> None:
-    p, end = corrupt_chunk(good_payload())
+    p, end = corrupt_chunk(good())
     res = run(p + TRAILER)
     assert res["status"] == "ChunkCrc", res
     assert_old_weights(res)
@@ -219,7 +234,7 @@ def test_corrupt_chunk_is_refused_and_the_rest_is_drained(run: Run) -> None:
 
 def test_a_file_is_not_drained(run: Run) -> None:
     """timeout 0 (a File): reading stops at the refusal, nothing is waited for."""
-    p, end = corrupt_chunk(good_payload())
+    p, end = corrupt_chunk(good())
     res = run(p + TRAILER, "full", 0)
     assert res["status"] == "ChunkCrc", res
     assert_old_weights(res)
@@ -230,8 +245,8 @@ def test_a_file_is_not_drained(run: Run) -> None:
 @pytest.mark.parametrize(
     ("payload", "status", "refused_at"),
     [
-        (lambda: good_payload(fingerprint=OTHER_FP), "WrongModel", 96),
-        (lambda: good_payload(version=1), "AlreadyCurrent", 96),
+        (lambda: good_payload(fingerprint=OTHER_FP), "WrongModel", good().header.length),
+        (lambda: good_payload(version=1), "AlreadyCurrent", good().header.length),
         (lambda: b"JUNK" + good_payload(), "BadMagic", 4),
     ],
     ids=["wrong-model", "same-version", "not-a-payload"],
@@ -250,7 +265,7 @@ def test_refused_header_stops_applying_and_drains(
 @pytest.mark.parametrize(
     "bad",
     [
-        lambda: corrupt_chunk(good_payload())[0],
+        lambda: corrupt_chunk(good())[0],
         lambda: good_payload(fingerprint=OTHER_FP),
         lambda: bytes(1088),  # not a payload: 272 x 4 bytes, the BadMagic flood of old
     ],
@@ -265,9 +280,9 @@ def test_a_sketch_prints_one_error_per_bad_payload(run: Run, bad: Callable[[], b
 
 
 def test_a_payload_after_a_quiet_gap_is_applied(run: Run) -> None:
-    bad, _ = corrupt_chunk(good_payload())
-    good = good_payload()
-    res = run(bad + good, "pause", 1000, len(bad), sketch=True)  # 1 s of silence between
+    bad, _ = corrupt_chunk(good())
+    fine = good_payload()
+    res = run(bad + fine, "pause", 1000, len(bad), sketch=True)  # 1 s of silence between
     lines = [v for k, v in (ln.split("=", 1) for ln in res["_lines"]) if k == "line"]
     assert lines == ["ChunkCrc", "Ok"], res
     assert res["version"] == "2" and int(res["crc"], 16) == zlib.crc32(NEW), res
@@ -325,3 +340,47 @@ def test_store_keeps_the_old_weights_on_a_corrupt_payload(run: Run) -> None:
     assert res["status"] == "ChunkCrc", res
     assert_old_weights(res)
     assert_reboot_finds(res, 1, OLD)
+
+
+# The driver's kWritable table: bytes [512, 640) (the 5th 128-byte chunk) may
+# not change; everything else may.
+FIXED = range(512, 640)
+
+
+def test_writable_ranges_refuse_a_payload_touching_a_fixed_byte(run: Run) -> None:
+    """NEW differs from OLD in the fixed bytes: the chunk holding them is
+    refused before it is written, and what the 4 chunks before it wrote is
+    copied back."""
+    assert NEW[FIXED.start : FIXED.stop] != OLD[FIXED.start : FIXED.stop]
+    p = good_payload()
+    res = run(p + TRAILER, table="writable")
+    assert res["set_writable"] == "Ok", res
+    assert res["status"] == "WrongModel" and res["error"] == "WrongModel", res
+    assert_old_weights(res)
+    # refused once the 5th chunk (and its CRC) is in: the rest is drained
+    assert int(res["bytes_in"]) == 96 + 5 * (12 + CHUNK + 4), res
+    assert int(res["consumed"]) == len(p) + len(TRAILER), res
+
+
+def test_writable_ranges_accept_a_payload_that_keeps_the_fixed_bytes(run: Run) -> None:
+    """The same payload with the fixed bytes as OLD has them (a full payload
+    repeats bytes it does not change): applied."""
+    new = NEW[: FIXED.start] + OLD[FIXED.start : FIXED.stop] + NEW[FIXED.stop :]
+    p = pack(new, fingerprint=FP, version=2, chunk_size=CHUNK).encode()
+    res = run(p + TRAILER, table="writable")
+    assert res["set_writable"] == "Ok", res
+    assert res["status"] == "Ok", res
+    assert res["version"] == "2" and int(res["crc"], 16) == zlib.crc32(new), res
+    assert int(res["left"]) == len(TRAILER), res
+
+
+def test_a_malformed_writable_table_refuses_every_update(run: Run) -> None:
+    """Overlapping ranges: setWritableRanges says InvalidArgument, and the
+    class applies nothing rather than run with a table it cannot trust."""
+    new = NEW[: FIXED.start] + OLD[FIXED.start : FIXED.stop] + NEW[FIXED.stop :]
+    p = pack(new, fingerprint=FP, version=2, chunk_size=CHUNK).encode()
+    res = run(p, table="overlapping")
+    assert res["set_writable"] == "InvalidArgument", res
+    assert res["status"] == "InvalidArgument", res
+    assert_old_weights(res)
+    assert int(res["consumed"]) == 0, res

@@ -18,6 +18,10 @@ weights, the version and the anti-rollback floor, and for the Store victims
 the region and both commit-record blocks on the flash, byte for byte. (The
 Store's log and journal areas are scratch space: a refused payload may have
 been logged there, which is never read without a commit record.)
+
+Every test runs with payloads of wire format v1 and of v2 (the ``fmt``
+fixture): the threats and the answers are the same, v2 chains its chunk
+CRCs from the signed header's CRC instead of seeding each with it.
 """
 
 from __future__ import annotations
@@ -32,12 +36,11 @@ from dataclasses import dataclass, replace
 import pytest
 
 from modelota import Device, Status, apply_reference, pack
+from modelota.format import codec
 from modelota.format import signing as keys
 from modelota.format.payload import (
-    HEADER_LEN,
     SIGNATURE_LEN,
     Chunk,
-    Header,
     Payload,
     crc32,
 )
@@ -55,13 +58,29 @@ L = 2**252 + 27742317777372353535851937790883648493  # Ed25519 group order
 _rnd = random.Random(2026)
 WEIGHTS = {v: _rnd.randbytes(SIZE) for v in range(1, 7)}
 EVIL = _rnd.randbytes(SIZE)
+FMT = 2  # wire format of the payloads built here; the fmt fixture sets it
+
+
+@pytest.fixture(autouse=True, params=[1, 2], ids=["v1", "v2"])
+def fmt(request: pytest.FixtureRequest) -> int:
+    global FMT
+    FMT = request.param
+    return FMT
 
 
 def signed(
     version: int, weights: bytes | None = None, key: bytes | None = VENDOR, **kw: object
 ) -> Payload:
     new = WEIGHTS[version] if weights is None else weights
-    return pack(new, fingerprint=FP, version=version, chunk_size=CHUNK, sign_key=key, **kw)  # type: ignore[arg-type]
+    return pack(
+        new, fingerprint=FP, version=version, chunk_size=CHUNK, sign_key=key,
+        format_version=FMT, **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def unsigned(weights: bytes, version: int, **kw: object) -> Payload:
+    return pack(weights, fingerprint=FP, version=version, chunk_size=CHUNK, format_version=FMT,
+                **kw)  # type: ignore[arg-type]  # fmt: skip
 
 
 def rebuild(
@@ -164,22 +183,19 @@ def refused(victim: Victim, raw: bytes, expected: Status, then_update: bool = Tr
 
 def arbitrary_payloads() -> dict[str, tuple[bytes, Status]]:
     rnd = random.Random(1)
-    unsigned = pack(EVIL, fingerprint=FP, version=9, chunk_size=CHUNK)
+    plain = unsigned(EVIL, 9)
     garbage_sig = rebuild(signed(9, EVIL), signature=rnd.randbytes(SIGNATURE_LEN))
     noise = rnd.randbytes(3000)
     return {
-        "unsigned_crc32": (unsigned.encode(), Status.Unsigned),
-        "unsigned_sha256": (
-            pack(EVIL, fingerprint=FP, version=9, chunk_size=CHUNK, digest="sha256").encode(),
-            Status.Unsigned,
-        ),
+        "unsigned_crc32": (plain.encode(), Status.Unsigned),
+        "unsigned_sha256": (unsigned(EVIL, 9, digest="sha256").encode(), Status.Unsigned),
         "signed_by_the_attackers_key": (
             signed(9, EVIL, key=ATTACKER).encode(),
             Status.BadSignature,
         ),
         "random_signature_block": (garbage_sig, Status.BadSignature),
         "random_bytes": (b"XOTA" + noise, Status.BadMagic),
-        "random_bytes_after_magic": (b"MOTA\x01" + noise, Status.BadHeaderCrc),
+        "random_bytes_after_magic": (b"MOTA" + bytes([FMT]) + noise, Status.BadHeaderCrc),
     }
 
 
@@ -197,7 +213,7 @@ def forged_signatures() -> dict[str, bytes]:
     flipped = bytes(sig[:10]) + bytes([sig[10] ^ 0x01]) + bytes(sig[11:])
     s_value = int.from_bytes(sig[32:], "little")
     malleated = bytes(sig[:32]) + (s_value + L).to_bytes(32, "little")
-    evil = pack(EVIL, fingerprint=FP, version=4, chunk_size=CHUNK, digest="sha256")
+    evil = unsigned(EVIL, 4, digest="sha256")
     return {
         # the attacker's weights under a genuine header's signature
         "tampered_digest": Payload(
@@ -290,7 +306,11 @@ def endless_payloads() -> dict[str, tuple[bytes, Status]]:
     last = raw[genuine.chunk_spans()[-1][0] :]
     u32 = 0xFFFFFFFF
     # a chunk head announcing 4 GiB of data after a valid header and signature
-    huge_chunk = raw[: HEADER_LEN + SIGNATURE_LEN] + struct.pack("<III", 0, 0, u32)
+    if FMT == 1:
+        huge_head = struct.pack("<III", 0, 0, u32)
+    else:
+        huge_head = bytes([codec.RAW]) + codec.varint(0) + codec.varint(u32)
+    huge_chunk = raw[: genuine.chunks_start] + huge_head
     return {
         "junk_after_the_last_chunk": (raw + bytes(100_000), Status.TrailingData),
         "one_chunk_more_than_declared": (raw + last, Status.TrailingData),
@@ -354,24 +374,16 @@ def mix_and_match() -> dict[str, tuple[bytes, Status]]:
     a = signed(4)
     b = signed(4, EVIL)  # same layout, other weights (say, from a compromised build box)
     c = signed(5)
-    head_a = a.encode()[: HEADER_LEN + SIGNATURE_LEN]
+    start = a.chunks_start
+    head_a = a.encode()[:start]
     # the attacker recomputes B's chunk CRCs with A's header CRC (CRCs are no secret)
-    b_rechained = b"".join(ch.encode(a.header.crc) for ch in b.chunks)
+    b_rechained = Payload(a.header, b.chunks, a.signature).encode()[start:]
     # half A's chunks, half B's, all CRCs made to match A's header
     half = len(a.chunks) // 2
-    spliced = b"".join(
-        Chunk(ch.seq, ch.offset, ch.data).encode(a.header.crc)
-        for ch in (*a.chunks[:half], *b.chunks[half:])
-    )
+    spliced = Payload(a.header, (*a.chunks[:half], *b.chunks[half:]), a.signature).encode()[start:]
     return {
-        "header_of_one_chunks_of_another": (
-            head_a + b.encode()[HEADER_LEN + SIGNATURE_LEN :],
-            Status.ChunkCrc,
-        ),
-        "chunks_of_the_next_release": (
-            head_a + c.encode()[HEADER_LEN + SIGNATURE_LEN :],
-            Status.ChunkCrc,
-        ),
+        "header_of_one_chunks_of_another": (head_a + b.encode()[start:], Status.ChunkCrc),
+        "chunks_of_the_next_release": (head_a + c.encode()[start:], Status.ChunkCrc),
         "chunk_crcs_recomputed": (head_a + b_rechained, Status.DigestMismatch),
         "half_and_half_crcs_recomputed": (head_a + spliced, Status.DigestMismatch),
     }
@@ -391,9 +403,10 @@ def test_wrong_model(victim: Victim) -> None:
     """Threat: wrong model. A genuine release of another of the vendor's
     models (other fingerprint, or other region size) is refused before the
     signature is even checked and before anything is written."""
-    other = pack(WEIGHTS[4], fingerprint=OTHER_FP, version=4, chunk_size=CHUNK, sign_key=VENDOR)
+    other = pack(WEIGHTS[4], fingerprint=OTHER_FP, version=4, chunk_size=CHUNK, sign_key=VENDOR,
+                 format_version=FMT)  # fmt: skip
     refused(victim, other.encode(), Status.WrongModel, then_update=False)
-    bigger = pack(WEIGHTS[4] + b"\0", fingerprint=FP, version=4, chunk_size=CHUNK, sign_key=VENDOR)
+    bigger = signed(4, WEIGHTS[4] + b"\0")
     refused(victim, bigger.encode(), Status.WrongSize)
 
 
@@ -422,10 +435,16 @@ def test_every_threat_has_a_test() -> None:
 
 
 def test_chunk_crc_seed_is_the_signed_header_crc() -> None:
-    """Why a plain splice fails: chunk CRCs continue the header's CRC, and the
-    header (with its CRC) is what the vendor signed."""
+    """Why a plain splice fails: chunk CRCs continue the header's CRC (v2:
+    chunk 0 continues it, each later chunk the CRC before), and the header
+    (with its CRC) is what the vendor signed."""
     p = signed(4)
-    head = Header.decode(p.encode()[:HEADER_LEN])[0]
+    raw = p.encode()
+    head_crc = crc32(raw[: p.header.length - 4])
+    assert head_crc == p.header.crc
     c = p.chunks[0]
-    assert c.crc(head.crc) == crc32(c.head() + c.data, head.crc)
-    assert c.crc(head.crc) != c.crc(signed(5).header.crc)
+    body = c.data if isinstance(c, Chunk) else c.body
+    assert c.crc(head_crc) == crc32(c.head() + body, head_crc)
+    assert c.crc(head_crc) != c.crc(signed(5).header.crc)
+    _start, end = p.chunk_spans()[0]
+    assert raw[end - 4 : end] == struct.pack("<I", c.crc(head_crc))

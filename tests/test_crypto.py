@@ -877,7 +877,8 @@ def test_sources_build_as_one_unit_with_the_core(tmp_path: Path) -> None:
     """The Arduino library compiles firmware_lib sources by #including them into one
     unit: no file-local name of the crypto files may clash with the core's."""
     unit = tmp_path / "unity.cpp"
-    names = ["crc32.cpp", "status.cpp", "updater.cpp", "sha256.cpp", "sha512.cpp", "ed25519.cpp"]
+    names = ["crc32.cpp", "status.cpp", "decode.cpp", "updater.cpp", "sha256.cpp", "sha512.cpp",
+             "ed25519.cpp"]
     unit.write_text("".join(f'#include "modelota/{n}"\n' for n in names))
     r = subprocess.run(
         ["g++", *STRICT, f"-I{ROOT / 'firmware_lib'}", f"-I{ROOT / 'firmware_lib' / 'modelota'}",

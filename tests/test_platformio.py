@@ -173,6 +173,7 @@ def test_pkg_pack_contents(tmp_path):
         "src/ModelOTA.h",
         "src/ModelOTA.cpp",
         "firmware_lib/modelota.h",
+        "firmware_lib/modelota/decode.cpp",
         "firmware_lib/modelota/updater.cpp",
         "firmware_lib/modelota/store.cpp",
         "examples/UpdateFromSerial/UpdateFromSerial.ino",

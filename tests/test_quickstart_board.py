@@ -21,8 +21,11 @@ fingerprint must be what `modelota fingerprint --model NAME --size 256`
 prints, as the sketch says. Then `modelota push` is pointed at each sketch:
 they read raw payloads, so push must stop with the one-line hint saying so
 (the class answers push's HELLO with a RESULT{BadMagic} frame; the C sketch
-prints the status name). Skipped when arduino-builder, avr-gcc or
-qemu-system-avr is not installed.
+prints the status name). examples/TfliteModel (a .tflite model, its
+writable-range table in flash, given to the class with setWritableRanges)
+refuses a payload that changes the model's RESHAPE shape with WrongModel and
+applies one that changes only learned bytes. Skipped when arduino-builder,
+avr-gcc or qemu-system-avr is not installed.
 """
 
 from __future__ import annotations
@@ -259,6 +262,72 @@ def test_a_failed_update_restores_the_factory_weights_from_flash(
         assert lines.update(good2) == ("Ok", 2, zlib.crc32(v2))  # no stray line before it
     finally:
         lines.close()
+
+
+# examples/TfliteModel: a .tflite model in RAM, its factory copy and its
+# writable-range table in flash (MODELOTA_FLASH), the table handed to the
+# class with setWritableRanges(modelota_writable_flash(...)).
+TFLITE_SKETCH = Sketch("TfliteModel", "", "model_data.h", "kModelFactory", "MODEL_FINGERPRINT")
+
+
+def test_a_structural_change_is_refused_with_the_table_in_flash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A payload with the right fingerprint and CRCs that changes one byte of
+    the model's RESHAPE shape is refused (WrongModel) on the Mega, before
+    that chunk is written, and the model is what it was; one that changes
+    only learned bytes is applied. The sketch reads the table from flash:
+    read as RAM at that address it would be other numbers (the init refuses
+    them, or they cover other bytes)."""
+    from modelota.format.payload import pack as pack_region  # the bytes as the device holds them
+    from modelota.models.tflite import read_tflite
+
+    d = ROOT / "examples" / TFLITE_SKETCH.name
+    v1 = c_array((d / TFLITE_SKETCH.source).read_text(), TFLITE_SKETCH.weights_array)
+    header = (d / "model_fingerprint.h").read_text()
+    model = tmp_path / "model.tflite"
+    model.write_bytes(v1)
+    assert main(["fingerprint", str(model)]) == 0
+    printed = capsys.readouterr().out.splitlines(keepends=True)
+    assert header == "".join(printed[1:]), "model_fingerprint.h is not what the CLI prints"
+    m = read_tflite(v1)
+    fp = m.fingerprint()
+    assert c_array(header, TFLITE_SKETCH.fingerprint_array) == fp
+    writable = {i for o, n in m.writable_ranges() for i in range(o, o + n)}
+    assert 0 < len(writable) < len(v1)
+    v2 = bytes(b ^ 0x5A if i in writable else b for i, b in enumerate(v1))  # "retrained"
+    (shape,) = [t for t in m.tensors if t.constant and t.name.endswith("shape")]
+    assert shape.data_offset is not None and shape.data_offset not in writable
+    reshaped = bytearray(v2)
+    reshaped[shape.data_offset] ^= 0x01  # [1, 1, 3] becomes [0, 1, 3]: another graph
+    chunks = len(v1) // CHUNK
+    assert 0 < shape.data_offset // CHUNK < chunks, "earlier chunks must write first"
+    good2 = pack_region(v2, fingerprint=fp, version=2, chunk_size=CHUNK).encode()
+    wrong2 = pack_region(bytes(reshaped), fingerprint=fp, version=2, chunk_size=CHUNK).encode()
+    wrong3 = pack_region(bytes(reshaped), fingerprint=fp, version=3, chunk_size=CHUNK).encode()
+
+    fw = firmware(TFLITE_SKETCH)
+    nm = shutil.which("avr-nm")
+    if nm is not None:  # the table and the factory copy are in flash, not in RAM
+        syms = subprocess.run([nm, "-C", str(fw.elf)], capture_output=True, text=True).stdout
+        kinds = {p[2]: p[1] for p in (ln.split() for ln in syms.splitlines()) if len(p) == 3}
+        assert kinds.get("MODEL_WRITABLE_RANGES") in ("t", "T"), kinds
+        assert kinds.get("kModelFactory") in ("t", "T"), kinds
+    board = start_qemu(fw.elf, tmp_path)
+    uart = Uart(board)
+    try:
+        assert uart.next() == "writable ranges: Ok"
+        assert uart.model() == (1, zlib.crc32(v1)), "boot: not the factory model"
+        # its learned bytes were written, then the shape's chunk was refused:
+        # the touched bytes are copied back from flash
+        assert uart.update(wrong2) == ("WrongModel", 1, zlib.crc32(v1))
+        assert uart.update(good2) == ("Ok", 2, zlib.crc32(v2))
+        # while v2 runs: the whole model reloaded from the factory copy
+        assert uart.update(wrong3) == ("WrongModel", 1, zlib.crc32(v1))
+    finally:
+        uart.close()
+        board.proc.kill()
+        board.proc.wait(timeout=10)
 
 
 @pytest.fixture(params=sorted(SKETCHES))

@@ -53,6 +53,7 @@ def signed(case: Case) -> Payload:
         version=case.new_version,
         chunk_size=case.chunk_size,
         sign_key=SEED,
+        format_version=case.format_version,
         **base,  # type: ignore[arg-type]
     )
 
@@ -87,7 +88,8 @@ def small() -> st.SearchStrategy[Case]:
 
 
 def test_signed_layout_header_signature_then_chunks() -> None:
-    p = pack(bytes(range(200)), fingerprint=FP, version=3, chunk_size=64, sign_key=SEED)
+    p = pack(bytes(range(200)), fingerprint=FP, version=3, chunk_size=64, sign_key=SEED,
+             format_version=1)  # fmt: skip
     raw = p.encode()
     h, _ = Header.decode(raw[:HEADER_LEN])
     assert h.digest_type == DIGEST_SHA256 and h.flags & FLAG_SIGNED
@@ -98,12 +100,32 @@ def test_signed_layout_header_signature_then_chunks() -> None:
     assert parse(raw, PUB).signature == raw[HEADER_LEN : HEADER_LEN + SIGNATURE_LEN]
 
 
+def test_signed_v2_layout_header_signature_then_chunks() -> None:
+    """v2: the signature signs the header_len header bytes and follows them;
+    the key id is the header's last field before its CRC."""
+    p = pack(bytes(range(200)), fingerprint=FP, version=3, chunk_size=64, sign_key=SEED)
+    raw = p.encode()
+    n = raw[5]
+    assert raw[4] == 2 and n == p.header.length and raw[6] == DIGEST_SHA256
+    assert raw[7] == FLAG_SIGNED
+    assert raw[n - 8 : n - 4] == keys.key_id(PUB)
+    assert raw[n - 40 : n - 8] == hashlib.sha256(bytes(range(200))).digest()
+    assert keys.verify(PUB, raw[:n], raw[n : n + SIGNATURE_LEN])
+    assert p.chunk_spans()[0][0] == n + SIGNATURE_LEN
+    assert parse(raw, PUB).signature == raw[n : n + SIGNATURE_LEN]
+
+
 def test_unsigned_crc32_payloads_are_unchanged_byte_for_byte() -> None:
-    """The default stays format v1 as before: CRC32, no flag, no signature block."""
-    p = pack(bytes(range(100)), fingerprint=FP, version=2, chunk_size=40)
+    """Format v1 is still written byte for byte as before when asked for:
+    CRC32, no flag, no signature block; v2 (the default) likewise has none."""
+    p = pack(bytes(range(100)), fingerprint=FP, version=2, chunk_size=40, format_version=1)
     raw = p.encode()
     assert raw[5] == 1 and raw[6:8] == b"\0\0" and raw[88:92] == bytes(4)
     assert len(raw) == HEADER_LEN + 3 * 16 + 100
+    p2 = pack(bytes(range(100)), fingerprint=FP, version=2, chunk_size=40)
+    v2 = p2.encode()
+    assert v2[4:8] == bytes([2, 37, 1, 0])  # 37-byte header, CRC32, no flags
+    assert p2.chunk_spans()[0][0] == 37  # chunk 0 right after it: no signature block
 
 
 def test_seal_equals_packing_signed() -> None:
@@ -170,13 +192,16 @@ def test_a_device_without_a_key_skips_the_signature_block(case: Case) -> None:
 
 
 def region(payload: Payload, pos: int) -> set[Status]:
+    n = payload.header.length
     if pos < 4:
         return {Status.BadMagic}
     if pos == 4:
         return {Status.UnsupportedVersion}
-    if pos < HEADER_LEN:
+    if pos == 5 and payload.v2:  # the header length: another length, another CRC
+        return {Status.BadHeaderCrc, Status.Truncated}
+    if pos < n:
         return {Status.BadHeaderCrc}
-    if pos < HEADER_LEN + SIGNATURE_LEN:
+    if pos < n + SIGNATURE_LEN:
         return {Status.BadSignature}
     return {
         Status.ChunkCrc,
@@ -228,10 +253,12 @@ def test_init_refuses_a_buffer_too_small_for_header_and_signature() -> None:
 
 def test_pluggable_verifier_sees_the_header_before_any_write() -> None:
     """A port's own crypto through modelota_config.verifier: called once, with
-    the 96 header bytes and the signature, while nothing has been written."""
+    the header bytes and the signature, while nothing has been written."""
     rnd = random.Random(5)
     old, new = rnd.randbytes(2000), rnd.randbytes(2000)
-    raw = pack(new, fingerprint=FP, version=2, chunk_size=256, sign_key=SEED).encode()
+    p = pack(new, fingerprint=FP, version=2, chunk_size=256, sign_key=SEED)
+    raw = p.encode()
+    n = p.header.length
     calls: list[tuple[bytes, bytes, int]] = []
     holder: list[Updater] = []
 
@@ -250,7 +277,7 @@ def test_pluggable_verifier_sees_the_header_before_any_write() -> None:
     holder.append(dev)
     assert dev.apply(raw, list(range(1, len(raw)))) == Status.Ok  # one byte at a time
     assert bytes(dev.weights) == new
-    assert calls == [(raw[:HEADER_LEN], raw[HEADER_LEN : HEADER_LEN + SIGNATURE_LEN], 0)]
+    assert calls == [(raw[:n], raw[n : n + SIGNATURE_LEN], 0)]
 
     dev = Updater(
         bytearray(old),
@@ -499,7 +526,7 @@ def test_signatures_build_and_link_for_the_boards(
         "  return modelota_feed(&u, buf, sizeof(buf));\n"
         "}\n"
     )
-    sources = ["crc32", "status", "updater", "store", "sha256", "sha512", "ed25519"]
+    sources = ["crc32", "status", "decode", "updater", "store", "sha256", "sha512", "ed25519"]
     cmd = [
         cxx, "-std=c++11", "-Os", "-Wall", "-Wextra", "-Werror", "-Wconversion",
         "-fno-exceptions", "-fno-rtti", "-ffunction-sections", "-fdata-sections",

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from modelota import Status
 from modelota.sim.native import Faults, Updater
-from payloads import FP, Case, cases
+from payloads import FP, Case, cases, every_encoding_payload
 
 RESTORE_NONE, RESTORE_RANGES, RESTORE_FULL, RESTORE_FAILED = 0, 1, 2, 3
 
@@ -43,6 +43,25 @@ def test_stop_at_every_byte_restores_then_retry_succeeds(case: Case, reason: Sta
         # the device is still updatable
         assert dev.apply(raw) == Status.Ok, stop
         assert bytes(dev.weights) == case.new
+
+
+@pytest.mark.parametrize("reason", [Status.Timeout, Status.Aborted])
+def test_stop_at_every_byte_of_a_payload_in_every_encoding(reason: Status) -> None:
+    """Exhaustive over a v2 delta with one chunk in each encoding: wherever the
+    stream stops, mid-varint, mid-range-coder, the old weights come back and
+    the whole update then goes through."""
+    old, new, payload = every_encoding_payload(9)
+    raw = payload.encode()
+    for stop in range(len(raw) + 1):
+        dev = Updater(bytearray(old), fingerprint=FP, current_version=1,
+                      target_mode="callback" if stop % 2 else "ram")  # fmt: skip
+        assert dev.begin() == Status.Ok
+        assert dev.feed(raw[:stop]) == Status.Ok
+        assert dev.abort(reason) == reason, stop
+        assert bytes(dev.weights) == old, f"stop at byte {stop}: weights not restored"
+        assert dev.weights_intact
+        assert dev.apply(raw) == Status.Ok, stop
+        assert bytes(dev.weights) == new
 
 
 @given(data=st.data(), case=cases(max_size=20_000))

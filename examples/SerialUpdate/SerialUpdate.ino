@@ -123,8 +123,22 @@ static void pickClock() {
 }
 
 static uint32_t nowMs(void*) { return timer1Clock ? timer1Millis() : millis(); }
+
+/* Under the emulator only: qemu-system-avr 7.2 looks for a pending interrupt
+ * when one is raised and after a RETI, not when SEI or a restored SREG turns
+ * interrupts back on. A byte that arrives while Serial.write() holds
+ * interrupts off (it does, around each byte it queues) would stay unread
+ * until some other interrupt comes: on an idle board, never, so a host that
+ * answers a reply at once found the board deaf. One RETI per loop() takes
+ * it. (On hardware the pending interrupt runs after SREG is restored.) */
+static void takePendingInterrupts() {
+    if (timer1Clock) {
+        __asm__ __volatile__("rcall 1f\n\trjmp 2f\n1:\treti\n2:\n" ::: "memory");
+    }
+}
 #else
 static void pickClock() {}
+static void takePendingInterrupts() {}
 static uint32_t nowMs(void*) { return millis(); }
 #endif
 
@@ -164,4 +178,5 @@ void loop() {
         modelota_link_rx(&otaLink, &b, 1);
     }
     modelota_link_poll(&otaLink);
+    takePendingInterrupts();
 }

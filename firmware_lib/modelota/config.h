@@ -65,10 +65,17 @@
 #error "MODELOTA_SIGNATURES needs MODELOTA_SHA256: a signed payload's digest is SHA-256"
 #endif
 
-/* Hard cap on the Updater's own state, checked with static_assert. The
- * caller lends the chunk buffer separately. */
+/* Hard cap on the Updater's own state without its v2 chunk decoder (which
+ * MODELOTA_MAX_DECODER_BYTES caps), checked with static_assert. The caller
+ * lends the chunk buffer separately. */
 #ifndef MODELOTA_MAX_UPDATER_BYTES
 #define MODELOTA_MAX_UPDATER_BYTES 256
+#endif
+
+/* Hard cap on the v2 chunk decoder's state (modelota_decoder, inside the
+ * Updater and on the Store's stack while it applies a logged payload). */
+#ifndef MODELOTA_MAX_DECODER_BYTES
+#define MODELOTA_MAX_DECODER_BYTES 1024
 #endif
 
 #endif /* MODELOTA_CONFIG_H */

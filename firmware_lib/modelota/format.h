@@ -1,7 +1,7 @@
 /*
- * Wire format v1 constants. docs/FORMAT.md is the specification; this file
- * and host_tools/modelota/format.py mirror it field for field, and the
- * static_asserts in format.cpp pin every offset.
+ * Wire format constants (v1 and v2). docs/FORMAT.md is the specification;
+ * this file and host_tools/modelota/format/ mirror it field for field, and
+ * the static_asserts below pin every fixed offset.
  */
 #ifndef MODELOTA_FORMAT_H
 #define MODELOTA_FORMAT_H
@@ -12,7 +12,9 @@
 extern "C" {
 #endif
 
-#define MODELOTA_FORMAT_VERSION 1u
+#define MODELOTA_FORMAT_V1 1u
+#define MODELOTA_FORMAT_V2 2u
+#define MODELOTA_FORMAT_VERSION 2u /* the newest version this build reads */
 #define MODELOTA_FINGERPRINT_LEN 16u
 #define MODELOTA_DIGEST_LEN 32u
 
@@ -56,9 +58,40 @@ typedef struct modelota_header_layout {
 #define MODELOTA_HEADER_LEN 96u
 #define MODELOTA_HEADER_CRC_OFFSET 92u
 
-/* Chunk framing: seq, offset, length (u32 each), data, CRC32. */
+/* v1 chunk framing: seq, offset, length (u32 each), data, CRC32. */
 #define MODELOTA_CHUNK_HEAD_LEN 12u
 #define MODELOTA_CHUNK_TAIL_LEN 4u
+
+/* ---- format v2 ----------------------------------------------------------
+ * Header: magic, version 2, header_len, digest_type, flags (one byte), the
+ * fingerprint at the same offset as v1, then varints and the optional
+ * fields (docs/FORMAT.md, "Header (v2)"); header_crc is its last 4 bytes. */
+#define MODELOTA_V2_LEN_OFFSET 5u
+#define MODELOTA_V2_DIGEST_TYPE_OFFSET 6u
+#define MODELOTA_V2_FLAGS_OFFSET 7u
+#define MODELOTA_V2_FIXED_LEN 24u      /* up to and including the fingerprint */
+#define MODELOTA_V2_MIN_HEADER_LEN 37u /* 1-byte varints, CRC32 digest */
+#define MODELOTA_V2_MAX_HEADER_LEN MODELOTA_HEADER_LEN
+#define MODELOTA_VARINT_MAX 5u
+/* v2 chunk: enc byte, gap, length, [size] varints, encoded bytes, CRC32 of
+ * all of them seeded with the previous chunk's CRC (chunk 0: header_crc). */
+#define MODELOTA_V2_MAX_CHUNK_HEAD (1u + 3u * MODELOTA_VARINT_MAX)
+/* Chunk encodings: method in bits 0-1, flags above. */
+#define MODELOTA_ENC_RAW 0u
+#define MODELOTA_ENC_RUNS 1u
+#define MODELOTA_ENC_RC 2u
+#define MODELOTA_ENC_METHOD 0x03u
+#define MODELOTA_ENC_DIFF 0x04u  /* decoded bytes are added to the base bytes */
+#define MODELOTA_ENC_LANES 0x08u /* RC: bytes at offsets 3 mod 4 start in tree B */
+#define MODELOTA_ENC_KNOWN 0x0Fu
+#define MODELOTA_RUNS_TOKEN_MAX 3u /* RUNS token varint bytes */
+/* RC: LZMA's literal coder with 16-bit probabilities of a 0 bit, moved
+ * 1/32 per bit; bound = (range >> 16) * p (one 16 x 16-bit multiply). */
+#define MODELOTA_RC_PROB_BITS 16u
+#define MODELOTA_RC_MOVE_BITS 5u
+#define MODELOTA_RC_TOP 0x01000000u
+#define MODELOTA_RC_LIT_NODES 256u  /* tree A: nodes 1..255 */
+#define MODELOTA_RC_LANE_NODES 128u /* tree B: nodes 1..127 */
 
 static inline uint32_t modelota_load_u32le(const uint8_t* p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
@@ -87,6 +120,11 @@ static_assert(offsetof(modelota_header_layout, digest) == 56, "digest at 56");
 static_assert(offsetof(modelota_header_layout, reserved) == 88, "reserved at 88");
 static_assert(offsetof(modelota_header_layout, header_crc) == MODELOTA_HEADER_CRC_OFFSET,
               "header_crc at 92");
+static_assert(MODELOTA_V2_FIXED_LEN == offsetof(modelota_header_layout, fingerprint) +
+                                           MODELOTA_FINGERPRINT_LEN,
+              "v2 keeps the fingerprint at offset 8");
+static_assert(MODELOTA_V2_MIN_HEADER_LEN == MODELOTA_V2_FIXED_LEN + 5u + 4u + 4u,
+              "five 1-byte varints, a CRC32 digest and the header CRC");
 #endif
 
 #endif /* MODELOTA_FORMAT_H */

@@ -1371,7 +1371,7 @@ extern "C" int modelota_http_check(modelota_http* h, const modelota_updater* u) 
     if (st < 0) {
         return st;
     }
-    if (h->m.url[0] != '/' || h->m.size < MODELOTA_HEADER_LEN) {
+    if (h->m.url[0] != '/' || h->m.size < MODELOTA_V2_MIN_HEADER_LEN) { /* shortest payload */
         return MODELOTA_HTTP_BAD_MANIFEST; /* only server-relative URLs are followed */
     }
     if (!wanted(&h->m, u)) {

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "crc32.h"
+#include "decode.h"
 #include "format.h"
 #include "updater.h"
 #if MODELOTA_SHA256
@@ -332,45 +333,159 @@ int flush_block(Apply* a) {
     return modelota_crc32(0, c->block_buf, sz(bs)) == new_crc ? MODELOTA_OK : MODELOTA_STORAGE_IO;
 }
 
-/* Walks the chunks of the logged payload (already verified) and calls
- * `visit(ctx, offset, log_pos, len)` for each piece that falls in one
- * region block, in ascending order. */
-typedef int (*piece_fn)(void* ctx, uint32_t offset, uint32_t log_pos, uint32_t len);
+/* What finishing a logged payload needs from its header (v1 or v2). */
+struct LogHeader {
+    uint32_t chunk_count;
+    uint32_t chunks_start; /* after the header and a signature block */
+    uint32_t digest_len;
+    uint8_t format_version;
+    uint8_t flags;
+    uint8_t digest_type;
+    uint8_t digest[MODELOTA_DIGEST_LEN];
+};
 
-int walk_log(modelota_store* st, piece_fn visit, void* ctx) {
+int read_log_header(const modelota_store* st, LogHeader* out) {
+    uint8_t h[MODELOTA_HEADER_LEN];
+    if (st->log_len < 6u) {
+        return MODELOTA_STORAGE_IO;
+    }
+    TRY(area_read(st, st->cfg->log_block, 0, h, 6u));
+    uint32_t len = h[4] == MODELOTA_FORMAT_V2 ? h[MODELOTA_V2_LEN_OFFSET] : MODELOTA_HEADER_LEN;
+    if (len < MODELOTA_V2_MIN_HEADER_LEN || len > MODELOTA_HEADER_LEN || len > st->log_len) {
+        return MODELOTA_STORAGE_IO;
+    }
+    TRY(area_read(st, st->cfg->log_block, 0, h, len));
+    modelota_header_info info;
+    if (modelota_header_parse(h, len, &info) < 0) {
+        return MODELOTA_STORAGE_IO;
+    }
+    out->chunk_count = info.chunk_count;
+    bool signed_payload = (info.flags & MODELOTA_FLAG_SIGNED) != 0;
+    out->chunks_start = len + (signed_payload ? MODELOTA_SIGNATURE_LEN : 0u);
+    out->format_version = info.format_version;
+    out->flags = static_cast<uint8_t>(info.flags);
+    out->digest_type = info.digest_type;
+    out->digest_len = info.digest_len;
+    memcpy(out->digest, info.digest, sz(info.digest_len));
+    return MODELOTA_OK;
+}
+
+/* Produces a chunk's new bytes piece by piece: copied from the log (RAW) or
+ * decoded from its encoded bytes there (v2 RUNS, RC, DIFF), in order. */
+struct Source {
+    const modelota_store* st;
+    modelota_decoder* dec;
+    uint32_t pos;  /* next encoded byte in the log */
+    uint32_t end;  /* end of the chunk's encoded bytes */
+    uint32_t done; /* decoded bytes of the chunk delivered so far */
+    uint8_t enc;
+};
+
+/* The chunk's next `len` bytes into dst (DIFF: dst holds the base bytes).
+ * `skip`: the bytes are not needed (a block already rewritten), but a coded
+ * chunk is still decoded: the range coder's model carries on. */
+int source_fill(Source* s, uint8_t* dst, uint32_t len, bool skip) {
+    const uint32_t log = s->st->cfg->log_block;
+    if (s->enc == MODELOTA_ENC_RAW) {
+        if (!skip) {
+            TRY(area_read(s->st, log, s->pos, dst, len));
+        }
+        s->pos += len;
+        s->done += len;
+        return MODELOTA_OK;
+    }
+    uint8_t in[16];
+    const uint32_t from = s->done;
+    const uint32_t to = s->done + len;
+    /* each pass consumes input or completes the piece: at most one per byte */
+    for (uint32_t left = s->end - s->pos + 1u; left > 0 && modelota_decoded(s->dec) < to; --left) {
+        if (s->pos == s->end) {
+            modelota_decode(s->dec, NULL, 0, dst, from, to); /* zeros past the end */
+            break;
+        }
+        uint32_t k = s->end - s->pos < sizeof(in) ? s->end - s->pos : sizeof(in);
+        TRY(area_read(s->st, log, s->pos, in, k));
+        s->pos += modelota_decode(s->dec, in, k, dst, from, to);
+    }
+    s->done = to;
+    return modelota_decoded(s->dec) == to ? MODELOTA_OK : MODELOTA_STORAGE_IO;
+}
+
+/* Walks the chunks of the logged payload (already verified) and calls
+ * `visit(ctx, offset, len, source)` for each piece that falls in one region
+ * block, in ascending order. `dec` (NULL when no piece is filled) decodes
+ * v2 chunks. */
+typedef int (*piece_fn)(void* ctx, uint32_t offset, uint32_t len, Source* src);
+
+int walk_log(modelota_store* st, piece_fn visit, void* ctx, modelota_decoder* dec) {
     const modelota_store_config* c = st->cfg;
-    uint8_t head[MODELOTA_CHUNK_HEAD_LEN];
-    TRY(area_read(st, c->log_block, 6, head, 2));
-    bool signed_payload = (modelota_load_u16le(head) & MODELOTA_FLAG_SIGNED) != 0;
-    TRY(area_read(st, c->log_block, 44, head, 4));
-    uint32_t chunks = modelota_load_u32le(head);
-    /* chunks start after the signature block of a signed payload */
-    uint32_t pos = MODELOTA_HEADER_LEN + (signed_payload ? MODELOTA_SIGNATURE_LEN : 0u);
+    LogHeader lh;
+    TRY(read_log_header(st, &lh));
+    const bool v2 = lh.format_version == MODELOTA_FORMAT_V2;
+    if (dec != NULL) {
+        modelota_decoder_reset(dec);
+    }
+    uint32_t pos = lh.chunks_start;
+    uint32_t write_end = 0;
     uint32_t bs = bsize(st);
-    for (uint32_t i = 0; i < chunks; ++i) {
-        if (st->log_len - pos < MODELOTA_CHUNK_HEAD_LEN + MODELOTA_CHUNK_TAIL_LEN) {
+    for (uint32_t i = 0; i < lh.chunk_count; ++i) {
+        uint8_t head[MODELOTA_V2_MAX_CHUNK_HEAD];
+        uint32_t off, len, size, head_len;
+        uint8_t enc = MODELOTA_ENC_RAW;
+        if (pos > st->log_len || st->log_len - pos < MODELOTA_CHUNK_TAIL_LEN + 1u) {
             return MODELOTA_STORAGE_IO;
         }
-        TRY(area_read(st, c->log_block, pos, head, MODELOTA_CHUNK_HEAD_LEN));
-        uint32_t off = modelota_load_u32le(head + 4);
-        uint32_t len = modelota_load_u32le(head + 8);
-        pos += MODELOTA_CHUNK_HEAD_LEN;
-        if (len > st->log_len - pos || off > c->region_size || len > c->region_size - off) {
+        if (v2) {
+            uint32_t k = st->log_len - pos < sizeof(head) ? st->log_len - pos : sizeof(head);
+            TRY(area_read(st, c->log_block, pos, head, k));
+            modelota_chunk_head ch;
+            memset(&ch, 0, sizeof(ch));
+            if (modelota_chunk_head_parse(head, k, (lh.flags & MODELOTA_FLAG_DELTA) != 0, &ch) !=
+                    1 ||
+                ch.gap > c->region_size - write_end) {
+                return MODELOTA_STORAGE_IO;
+            }
+            off = write_end + ch.gap;
+            len = ch.length;
+            size = ch.size;
+            enc = ch.enc;
+            head_len = ch.head_len;
+        } else {
+            if (st->log_len - pos < MODELOTA_CHUNK_HEAD_LEN + MODELOTA_CHUNK_TAIL_LEN) {
+                return MODELOTA_STORAGE_IO;
+            }
+            TRY(area_read(st, c->log_block, pos, head, MODELOTA_CHUNK_HEAD_LEN));
+            off = modelota_load_u32le(head + 4);
+            len = modelota_load_u32le(head + 8);
+            size = len;
+            head_len = MODELOTA_CHUNK_HEAD_LEN;
+        }
+        pos += head_len;
+        if (size > st->log_len - pos || st->log_len - pos - size < MODELOTA_CHUNK_TAIL_LEN ||
+            off > c->region_size || len > c->region_size - off) {
             return MODELOTA_STORAGE_IO;
         }
+        Source src = {st, dec, pos, pos + size, 0, enc};
+        if (enc != MODELOTA_ENC_RAW) {
+            if (dec == NULL) {
+                src.enc = MODELOTA_ENC_RAW; /* counting: nothing is filled */
+            } else {
+                modelota_decode_begin(dec, enc, off, len);
+            }
+        }
+        write_end = off + len;
         while (len > 0) {
             uint32_t take = bs - off % bs < len ? bs - off % bs : len;
-            TRY(visit(ctx, off, pos, take));
+            TRY(visit(ctx, off, take, &src));
             off += take;
-            pos += take;
             len -= take;
         }
-        pos += MODELOTA_CHUNK_TAIL_LEN;
+        pos += size + MODELOTA_CHUNK_TAIL_LEN;
     }
     return MODELOTA_OK;
 }
 
-int apply_piece(void* ctx, uint32_t offset, uint32_t log_pos, uint32_t len) {
+int apply_piece(void* ctx, uint32_t offset, uint32_t len, Source* src) {
     Apply* a = static_cast<Apply*>(ctx);
     uint32_t bs = bsize(a->st);
     uint32_t b = offset / bs;
@@ -380,11 +495,7 @@ int apply_piece(void* ctx, uint32_t offset, uint32_t log_pos, uint32_t len) {
         }
         TRY(start_block(a, b));
     }
-    if (a->skip) {
-        return MODELOTA_OK;
-    }
-    return area_read(a->st, a->st->cfg->log_block, log_pos, a->st->cfg->block_buf + offset % bs,
-                     len);
+    return source_fill(src, a->st->cfg->block_buf + offset % bs, len, a->skip);
 }
 
 struct Count {
@@ -393,7 +504,7 @@ struct Count {
     uint32_t bs;
 };
 
-int count_piece(void* ctx, uint32_t offset, uint32_t, uint32_t) {
+int count_piece(void* ctx, uint32_t offset, uint32_t, Source*) {
     Count* k = static_cast<Count*>(ctx);
     uint32_t b = offset / k->bs;
     if (k->blocks == 0 || b != k->last) {
@@ -407,10 +518,10 @@ int count_piece(void* ctx, uint32_t offset, uint32_t, uint32_t) {
  * SHA-256, in one pass) and gives its CRC32 for the CLEAN record. */
 int check_region_digest(modelota_store* st, uint32_t* region_crc) {
     const modelota_store_config* c = st->cfg;
-    uint8_t digest[MODELOTA_DIGEST_LEN];
-    uint8_t type = 0;
-    TRY(area_read(st, c->log_block, 5, &type, 1));
-    TRY(area_read(st, c->log_block, 56, digest, MODELOTA_DIGEST_LEN));
+    LogHeader lh;
+    TRY(read_log_header(st, &lh));
+    const uint8_t type = lh.digest_type;
+    const uint8_t* digest = lh.digest;
 #if MODELOTA_SHA256
     modelota_sha256 sha;
     modelota_sha256_init(&sha);
@@ -455,7 +566,8 @@ int finish_pending(modelota_store* st) {
     memset(&a, 0, sizeof(a));
     a.st = st;
     TRY(journal_scan(st, &a.next_free, &a.last, &a.have_last));
-    TRY(walk_log(st, apply_piece, &a));
+    modelota_decoder dec; /* v2 chunks are decoded from the log as the blocks are rebuilt */
+    TRY(walk_log(st, apply_piece, &a, &dec));
     if (a.active) {
         TRY(flush_block(&a));
     }
@@ -649,13 +761,13 @@ int modelota_store_commit(modelota_store* st, uint32_t version) {
     }
     TRY(sync(st));
     st->log_len = payload_len;
-    if (payload_len < MODELOTA_HEADER_LEN) {
+    if (payload_len < MODELOTA_V2_MIN_HEADER_LEN) {
         modelota_store_cancel(st);
         return MODELOTA_TRUNCATED;
     }
     /* the journal must hold one entry per block this update rewrites */
     Count k = {0, 0, bsize(st)};
-    int rc = walk_log(st, count_piece, &k);
+    int rc = walk_log(st, count_piece, &k, NULL);
     if (rc < 0 || k.blocks + kJournalSpare > journal_capacity(st)) {
         modelota_store_cancel(st);
         return rc < 0 ? rc : MODELOTA_TOO_LARGE;

@@ -21,7 +21,9 @@
  * layout.
  *
  * RAM: the caller lends one block-sized buffer; the store's own state is a
- * few dozen bytes. No heap.
+ * few dozen bytes. No heap. Applying a logged format-v2 payload decodes its
+ * chunks again from the log, with a modelota_decoder (decode.h, about 800
+ * bytes) on the stack of modelota_store_commit / modelota_store_recover.
  */
 #ifndef MODELOTA_STORE_H
 #define MODELOTA_STORE_H

@@ -9,9 +9,11 @@
 #include "ed25519.h"
 #endif
 
-static_assert(sizeof(modelota_updater) <= MODELOTA_MAX_UPDATER_BYTES,
+static_assert(sizeof(modelota_updater) - sizeof(modelota_decoder) <= MODELOTA_MAX_UPDATER_BYTES,
               "Updater state exceeds MODELOTA_MAX_UPDATER_BYTES");
+static_assert(MODELOTA_CHUNK_HEAD_LEN <= MODELOTA_V2_MAX_CHUNK_HEAD, "a v1 head fits field[]");
 static_assert(MODELOTA_CHUNK_TAIL_LEN <= MODELOTA_CHUNK_HEAD_LEN, "tail reuses field[]");
+static_assert(MODELOTA_V2_MAX_HEADER_LEN <= 0xFFu, "header_len fits a byte");
 #if MODELOTA_SHA256
 static_assert(MODELOTA_SHA256_LEN == MODELOTA_DIGEST_LEN, "a SHA-256 digest fills the field");
 #endif
@@ -201,89 +203,75 @@ int fail(modelota_updater* u, int status) {
 
 /* ---- header ------------------------------------------------------------ */
 
-/* The header is gathered in three steps, stopping after the magic (byte 4)
- * and the format version (byte 5) so a wrong stream is refused at once. */
-uint32_t header_want(uint32_t pos) {
-    return pos < 4u ? 4u : (pos < 5u ? 5u : MODELOTA_HEADER_LEN);
+/* The header is gathered in steps, stopping after the magic (byte 4), the
+ * format version (byte 5) and, in v2, the header length (byte 6), so a
+ * wrong stream is refused at once (modelota_header_want). */
+uint32_t header_want(const modelota_updater* u) {
+    return modelota_header_want(u->cfg->buffer, u->pos);
 }
 
-bool digest_type_known(uint8_t type) {
-#if MODELOTA_SHA256
-    if (type == MODELOTA_DIGEST_SHA256) {
-        return true;
-    }
-#endif
-    return type == MODELOTA_DIGEST_CRC32;
-}
+bool is_signed(const modelota_updater* u) { return (u->flags & MODELOTA_FLAG_SIGNED) != 0; }
 
-bool is_signed(const modelota_updater* u) {
-    return (modelota_load_u16le(u->cfg->buffer + 6) & MODELOTA_FLAG_SIGNED) != 0;
-}
+bool is_v2(const modelota_updater* u) { return u->format_version == MODELOTA_FORMAT_V2; }
 
-/* Everything the 96 header bytes can tell on their own, in the order of
+/* Everything the header bytes can tell on their own, in the order of
  * docs/FORMAT.md. The delta base is checked after the signature block
  * (check_base): no region read before the signature is verified. */
 int check_header(modelota_updater* u) {
     const modelota_config* c = u->cfg;
     const uint8_t* h = c->buffer;
-    /* magic and format version were checked as their bytes arrived */
-    u->header_crc = modelota_load_u32le(h + MODELOTA_HEADER_CRC_OFFSET);
-    if (modelota_crc32(0, h, MODELOTA_HEADER_CRC_OFFSET) != u->header_crc) {
+    /* magic, format version and (v2) header length were checked as their
+     * bytes arrived; u->pos is the header's length */
+    uint32_t len = u->pos;
+    u->header_len = static_cast<uint8_t>(len);
+    u->header_crc = modelota_load_u32le(h + len - 4u);
+    if (modelota_crc32(0, h, sz(len - 4u)) != u->header_crc) {
         return MODELOTA_BAD_HEADER_CRC;
     }
-    uint8_t digest_type = h[5];
-    uint16_t flags = modelota_load_u16le(h + 6);
-    uint32_t base_version = modelota_load_u32le(h + 28);
-    uint32_t base_crc = modelota_load_u32le(h + 32);
-    bool delta = (flags & MODELOTA_FLAG_DELTA) != 0;
-    bool sig = (flags & MODELOTA_FLAG_SIGNED) != 0;
-    if (!digest_type_known(digest_type) || (flags & ~MODELOTA_KNOWN_FLAGS) != 0 ||
-        (sig && digest_type != MODELOTA_DIGEST_SHA256) ||
-        (!sig && modelota_load_u32le(h + 88) != 0) ||
-        (!delta && (base_version != 0 || base_crc != 0))) {
-        return MODELOTA_UNSUPPORTED;
+    modelota_header_info info;
+    int st = modelota_header_parse(h, len, &info);
+    if (st < 0) {
+        return st;
     }
-    if (digest_type == MODELOTA_DIGEST_CRC32) {
-        for (uint32_t i = 4; i < MODELOTA_DIGEST_LEN; ++i) {
-            if (h[56 + i] != 0) { /* CRC32 digest uses the first 4 bytes only */
-                return MODELOTA_UNSUPPORTED;
-            }
-        }
-    }
+    bool sig = (info.flags & MODELOTA_FLAG_SIGNED) != 0;
     if (c->verifier.verify != NULL && !sig) {
         return MODELOTA_UNSIGNED;
     }
-    u->digest_type = digest_type;
-    if (memcmp(h + 8, c->fingerprint, MODELOTA_FINGERPRINT_LEN) != 0) {
+    u->digest_type = info.digest_type;
+    u->format_version = info.format_version;
+    u->flags = static_cast<uint8_t>(info.flags);
+    if (memcmp(info.fingerprint, c->fingerprint, MODELOTA_FINGERPRINT_LEN) != 0) {
         return MODELOTA_WRONG_MODEL;
     }
-    if (modelota_load_u32le(h + 36) != c->target.size) {
+    if (info.weights_size != c->target.size) {
         return MODELOTA_WRONG_SIZE;
     }
-    u->new_version = modelota_load_u32le(h + 24);
+    u->new_version = info.model_version;
     if (u->new_version < u->current_version || u->new_version < u->min_version) {
         return MODELOTA_ROLLBACK;
     }
     if (u->new_version == u->current_version) {
         return MODELOTA_ALREADY_CURRENT;
     }
-    u->data_size = modelota_load_u32le(h + 40);
-    u->chunk_count = modelota_load_u32le(h + 44);
-    u->segment_count = modelota_load_u32le(h + 48);
-    u->max_chunk = modelota_load_u32le(h + 52);
+    u->data_size = info.data_size;
+    u->chunk_count = info.chunk_count;
+    u->segment_count = info.segment_count;
+    u->max_chunk = info.max_chunk;
     if (u->data_size > c->target.size || u->max_chunk > c->buffer_len) {
         return MODELOTA_TOO_LARGE;
     }
     /* every chunk carries at least one byte and no more than max_chunk;
-     * every segment holds at least one chunk */
+     * every segment (v1) holds at least one chunk */
     bool empty = u->chunk_count == 0;
-    if (empty != (u->data_size == 0) || empty != (u->segment_count == 0) ||
+    bool v1 = !is_v2(u);
+    if (empty != (u->data_size == 0) || (v1 && empty != (u->segment_count == 0)) ||
         empty != (u->max_chunk == 0) || u->chunk_count > u->data_size ||
-        u->segment_count > u->chunk_count ||
+        (v1 && u->segment_count > u->chunk_count) ||
         (!empty && (u->data_size - 1u) / u->max_chunk >= u->chunk_count)) {
         return MODELOTA_LAYOUT_MISMATCH;
     }
-    memcpy(u->digest, h + 56, MODELOTA_DIGEST_LEN);
+    memset(u->digest, 0, MODELOTA_DIGEST_LEN);
+    memcpy(u->digest, info.digest, sz(info.digest_len));
     return MODELOTA_OK;
 }
 
@@ -291,14 +279,15 @@ int check_header(modelota_updater* u) {
  * header is still at the start of the buffer (the signature went after it);
  * this is its last use: reading a region that is not in RAM reuses the buffer. */
 int check_base(modelota_updater* u) {
-    const uint8_t* h = u->cfg->buffer;
-    if ((modelota_load_u16le(h + 6) & MODELOTA_FLAG_DELTA) == 0) {
+    if ((u->flags & MODELOTA_FLAG_DELTA) == 0) {
         return MODELOTA_OK;
     }
-    if (modelota_load_u32le(h + 28) != u->current_version) {
+    modelota_header_info info;
+    (void)modelota_header_parse(u->cfg->buffer, u->header_len, &info); /* parsed before */
+    if (info.base_version != u->current_version) {
         return MODELOTA_WRONG_BASE;
     }
-    uint32_t base_crc = modelota_load_u32le(h + 32);
+    uint32_t base_crc = info.base_crc32;
     uint32_t crc = 0;
     int st = region_crc(u->cfg, &crc);
     if (st < 0) {
@@ -309,20 +298,51 @@ int check_base(modelota_updater* u) {
 
 /* ---- writable ranges --------------------------------------------------- */
 
+/* One (offset, length) pair of the table. */
+struct Range {
+    uint32_t off;
+    uint32_t len;
+};
+static_assert(sizeof(Range) == 2u * sizeof(uint32_t), "a pair is two table words");
+
+/* Pair k of the table, read the way its memory needs (see modelota_writable).
+ * The table is addressable, so 2k fits size_t. */
+#if defined(__AVR__)
+const uint32_t* table_of(const modelota_writable* w) { return w->flash != NULL ? w->flash : w->ram; }
+void range_at(const modelota_writable* w, uint32_t k, Range* r) {
+    const uint32_t* at = table_of(w) + sz(2u * k);
+    if (w->flash != NULL) {
+        memcpy_P(r, at, sizeof(*r));
+    } else {
+        memcpy(r, at, sizeof(*r));
+    }
+}
+#else
+const uint32_t* table_of(const modelota_writable* w) { return w->ranges; }
+void range_at(const modelota_writable* w, uint32_t k, Range* r) {
+    memcpy(r, w->ranges + sz(2u * k), sizeof(*r));
+}
+#endif
+
 /* 1 when cfg->writable is absent or holds ascending, disjoint pairs inside
  * a region of `size` bytes. */
 bool writable_valid(const modelota_writable* w, uint32_t size) {
-    if (w->ranges == NULL) {
+#if defined(__AVR__)
+    if (w->ram != NULL && w->flash != NULL) {
+        return false; /* one table, in one memory */
+    }
+#endif
+    if (table_of(w) == NULL) {
         return w->count == 0;
     }
     uint32_t end = 0;
     for (uint32_t i = 0; i < w->count; ++i) {
-        uint32_t off = w->ranges[2u * i];
-        uint32_t len = w->ranges[2u * i + 1u];
-        if (len == 0 || off < end || off > size || len > size - off) {
+        Range r;
+        range_at(w, i, &r);
+        if (r.len == 0 || r.off < end || r.off > size || r.len > size - r.off) {
             return false;
         }
-        end = off + len;
+        end = r.off + r.len;
     }
     return true;
 }
@@ -354,7 +374,7 @@ int same_as_region(const modelota_config* c, uint32_t chunk_at, uint32_t lo, uin
  * byte outside the writable ranges (checked before anything is written). */
 int check_writable(const modelota_config* c, uint32_t off, uint32_t len) {
     const modelota_writable* w = &c->writable;
-    if (w->ranges == NULL) {
+    if (table_of(w) == NULL) {
         return MODELOTA_OK;
     }
     uint32_t end = off + len;
@@ -364,15 +384,19 @@ int check_writable(const modelota_config* c, uint32_t off, uint32_t len) {
     uint32_t hi = w->count;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2u;
-        if (w->ranges[2u * mid] + w->ranges[2u * mid + 1u] <= off) {
+        Range r;
+        range_at(w, mid, &r);
+        if (r.off + r.len <= off) {
             lo = mid + 1u;
         } else {
             hi = mid;
         }
     }
     for (uint32_t i = lo; i < w->count && pos < end; ++i) {
-        uint32_t r_off = w->ranges[2u * i];
-        uint32_t r_end = r_off + w->ranges[2u * i + 1u];
+        Range r;
+        range_at(w, i, &r);
+        uint32_t r_off = r.off;
+        uint32_t r_end = r.off + r.len;
         if (r_off >= end) {
             break;
         }
@@ -390,7 +414,7 @@ int check_writable(const modelota_config* c, uint32_t off, uint32_t len) {
 /* ---- chunks ------------------------------------------------------------ */
 
 int finalize(modelota_updater* u) {
-    if (u->data_seen != u->data_size || u->segments_seen != u->segment_count) {
+    if (u->data_seen != u->data_size || (!is_v2(u) && u->segments_seen != u->segment_count)) {
         return MODELOTA_LAYOUT_MISMATCH;
     }
     int st;
@@ -407,6 +431,65 @@ int finalize(modelota_updater* u) {
         return MODELOTA_DIGEST_MISMATCH;
     }
     u->state = MODELOTA_STATE_VERIFIED;
+    return MODELOTA_OK;
+}
+
+/* Gathers bytes into dst (or drops them when dst is NULL) until `want` are
+ * there. Returns bytes taken. */
+uint32_t gather(modelota_updater* u, uint8_t* dst, uint32_t want, const uint8_t* src, size_t n) {
+    uint32_t room = want - u->pos;
+    uint32_t take = n < room ? (uint32_t)n : room;
+    if (dst != NULL) {
+        memcpy(dst + u->pos, src, sz(take));
+    }
+    u->pos += take;
+    return take;
+}
+
+/* DIFF: the chunk's base bytes go into the buffer first; decoded values are
+ * added to them. Chunks ascend and never overlap, so the region still holds
+ * the base there. */
+int load_base(const modelota_updater* u) {
+    const modelota_config* c = u->cfg;
+    if (c->target.ram != NULL) {
+        memcpy(c->buffer, c->target.ram + u->chunk_offset, sz(u->chunk_len));
+        return MODELOTA_OK;
+    }
+    return c->target.read(c->target.ctx, u->chunk_offset, c->buffer, u->chunk_len) == 0
+               ? MODELOTA_OK
+               : MODELOTA_STORAGE_IO;
+}
+
+/* The head of a chunk passed its checks: prepare the buffer for its data.
+ * The chunk CRC starts with the head bytes, seeded with header_crc (v1) or
+ * the previous chunk's CRC (v2, kept in header_crc). */
+int start_chunk(modelota_updater* u, uint32_t head_len) {
+    u->running_crc = modelota_crc32(u->header_crc, u->field, sz(head_len));
+    u->pos = 0;
+    u->state = MODELOTA_STATE_CHUNK_DATA;
+    if (u->cfg->verify_only) {
+        /* the current bytes between the previous chunk and this one are part
+         * of the final region: hash them now, while the buffer is free */
+        int st = region_digest_range(u, u->digest_pos, u->chunk_offset);
+        u->digest_pos = u->chunk_offset;
+        if (st < 0) {
+            return st;
+        }
+    }
+    if (u->enc == MODELOTA_ENC_RAW) {
+        return MODELOTA_OK; /* gathered straight into the buffer */
+    }
+    if ((u->enc & MODELOTA_ENC_DIFF) != 0) {
+        int st = load_base(u);
+        if (st < 0) {
+            return st;
+        }
+    }
+    modelota_decode_begin(&u->dec, u->enc, u->chunk_offset, u->chunk_len);
+    if (u->chunk_size == 0) { /* nothing encoded: decode on zeros */
+        modelota_decode(&u->dec, NULL, 0, u->cfg->buffer, 0, u->chunk_len);
+        u->state = MODELOTA_STATE_CHUNK_TAIL;
+    }
     return MODELOTA_OK;
 }
 
@@ -430,20 +513,70 @@ int check_chunk_head(modelota_updater* u) {
     }
     u->chunk_offset = off;
     u->chunk_len = len;
-    u->running_crc = modelota_crc32(u->header_crc, f, MODELOTA_CHUNK_HEAD_LEN);
-    if (u->cfg->verify_only) {
-        /* the current bytes between the previous chunk and this one are part
-         * of the final region: hash them now, while the buffer is free */
-        int st = region_digest_range(u, u->digest_pos, off);
-        u->digest_pos = off;
-        return st;
+    u->chunk_size = len;
+    u->enc = MODELOTA_ENC_RAW;
+    return start_chunk(u, MODELOTA_CHUNK_HEAD_LEN);
+}
+
+/* v2: one more head byte is in field[]; checks run once the head is whole,
+ * in the order of docs/FORMAT.md (Python: format/payload.py _walk_chunks_v2). */
+int check_chunk_head_v2(modelota_updater* u) {
+    modelota_chunk_head head;
+    memset(&head, 0, sizeof(head));
+    int r = modelota_chunk_head_parse(u->field, u->pos, (u->flags & MODELOTA_FLAG_DELTA) != 0,
+                                      &head);
+    if (r <= 0) {
+        return r; /* 0: more head bytes; or MODELOTA_BAD_CHUNK */
     }
-    return MODELOTA_OK;
+    uint32_t size = u->cfg->target.size;
+    bool coded = (head.enc & MODELOTA_ENC_METHOD) != MODELOTA_ENC_RAW;
+    if (head.length == 0 || head.length > u->max_chunk || (coded && head.size >= head.length)) {
+        return MODELOTA_BAD_CHUNK;
+    }
+    if (head.gap > size - u->write_end || head.length > size - u->write_end - head.gap) {
+        return MODELOTA_OUT_OF_BOUNDS;
+    }
+    if (head.length > u->data_size - u->data_seen) {
+        return MODELOTA_LAYOUT_MISMATCH;
+    }
+    u->chunk_offset = u->write_end + head.gap;
+    u->chunk_len = head.length;
+    u->chunk_size = head.size;
+    u->enc = head.enc;
+    return start_chunk(u, head.head_len);
+}
+
+/* CHUNK_DATA: encoded bytes, CRC'd as they pass, decoded into the buffer. */
+uint32_t chunk_data(modelota_updater* u, const uint8_t* data, size_t n) {
+    const modelota_config* c = u->cfg;
+    uint32_t start = u->pos;
+    uint32_t took;
+    if (u->enc == MODELOTA_ENC_RAW) {
+        took = gather(u, c->buffer, u->chunk_size, data, n);
+        u->running_crc = modelota_crc32(u->running_crc, c->buffer + start, sz(took));
+    } else {
+        uint32_t room = u->chunk_size - u->pos;
+        took = n < room ? static_cast<uint32_t>(n) : room;
+        u->running_crc = modelota_crc32(u->running_crc, data, sz(took));
+        modelota_decode(&u->dec, data, took, c->buffer, 0, u->chunk_len);
+        u->pos += took;
+        if (u->pos == u->chunk_size) { /* input over: the rest decodes from zeros */
+            modelota_decode(&u->dec, NULL, 0, c->buffer, 0, u->chunk_len);
+        }
+    }
+    if (u->pos == u->chunk_size) {
+        u->pos = 0;
+        u->state = MODELOTA_STATE_CHUNK_TAIL;
+    }
+    return took;
 }
 
 int apply_chunk(modelota_updater* u) {
     if (modelota_load_u32le(u->field) != u->running_crc) {
         return MODELOTA_CHUNK_CRC;
+    }
+    if (is_v2(u)) {
+        u->header_crc = u->running_crc; /* v2 chains: the next chunk's CRC seed */
     }
     uint32_t off = u->chunk_offset;
     uint32_t len = u->chunk_len;
@@ -479,18 +612,6 @@ int apply_chunk(modelota_updater* u) {
     return MODELOTA_OK;
 }
 
-/* Gathers bytes into dst (or drops them when dst is NULL) until `want` are
- * there. Returns bytes taken. */
-uint32_t gather(modelota_updater* u, uint8_t* dst, uint32_t want, const uint8_t* src, size_t n) {
-    uint32_t room = want - u->pos;
-    uint32_t take = n < room ? (uint32_t)n : room;
-    if (dst != NULL) {
-        memcpy(dst + u->pos, src, sz(take));
-    }
-    u->pos += take;
-    return take;
-}
-
 /* The header (and its signature, when signed) passed: check the delta base,
  * then expect chunks. */
 int start_chunks(modelota_updater* u) {
@@ -501,16 +622,17 @@ int start_chunks(modelota_updater* u) {
         return st;
     }
     digest_start(u);
+    modelota_decoder_reset(&u->dec); /* v2: the range coder's model lives for the payload */
     return u->chunk_count == 0 ? finalize(u) : MODELOTA_OK;
 }
 
-/* The signature block is in: with a verifier, it must sign the 96 header
+/* The signature block is in: with a verifier, it must sign the header
  * bytes still at the start of the buffer. Nothing has been written yet. */
 int check_signature(modelota_updater* u) {
     const modelota_config* c = u->cfg;
     if (c->verifier.verify != NULL &&
-        c->verifier.verify(c->verifier.ctx, c->buffer, MODELOTA_HEADER_LEN,
-                           c->buffer + MODELOTA_HEADER_LEN) != 1) {
+        c->verifier.verify(c->verifier.ctx, c->buffer, u->header_len,
+                           c->buffer + u->header_len) != 1) {
         return MODELOTA_BAD_SIGNATURE;
     }
     return start_chunks(u);
@@ -524,12 +646,17 @@ uint32_t step(modelota_updater* u, const uint8_t* data, size_t n, int* st) {
     *st = MODELOTA_OK;
     switch (u->state) {
     case MODELOTA_STATE_HEADER: {
-        took = gather(u, c->buffer, header_want(u->pos), data, n);
+        took = gather(u, c->buffer, header_want(u), data, n);
         if (u->pos == 4u && memcmp(c->buffer, kMagic, 4) != 0) {
             *st = MODELOTA_BAD_MAGIC;
-        } else if (u->pos == 5u && c->buffer[4] != MODELOTA_FORMAT_VERSION) {
+        } else if (u->pos == 5u && c->buffer[4] != MODELOTA_FORMAT_V1 &&
+                   c->buffer[4] != MODELOTA_FORMAT_V2) {
             *st = MODELOTA_UNSUPPORTED_VERSION;
-        } else if (u->pos == MODELOTA_HEADER_LEN) {
+        } else if (u->pos == 6u && c->buffer[4] == MODELOTA_FORMAT_V2 &&
+                   (c->buffer[MODELOTA_V2_LEN_OFFSET] < MODELOTA_V2_MIN_HEADER_LEN ||
+                    c->buffer[MODELOTA_V2_LEN_OFFSET] > MODELOTA_V2_MAX_HEADER_LEN)) {
+            *st = MODELOTA_BAD_HEADER_CRC; /* no valid header has that length */
+        } else if (u->pos > 6u && u->pos == header_want(u)) {
             *st = check_header(u);
             if (*st == MODELOTA_OK && is_signed(u)) {
                 u->pos = 0;
@@ -542,7 +669,7 @@ uint32_t step(modelota_updater* u, const uint8_t* data, size_t n, int* st) {
     }
     case MODELOTA_STATE_SIGNATURE: {
         /* kept after the header only when there is a verifier to check it */
-        uint8_t* dst = c->verifier.verify != NULL ? c->buffer + MODELOTA_HEADER_LEN : NULL;
+        uint8_t* dst = c->verifier.verify != NULL ? c->buffer + u->header_len : NULL;
         took = gather(u, dst, MODELOTA_SIGNATURE_LEN, data, n);
         if (u->pos == MODELOTA_SIGNATURE_LEN) {
             *st = check_signature(u);
@@ -550,23 +677,19 @@ uint32_t step(modelota_updater* u, const uint8_t* data, size_t n, int* st) {
         break;
     }
     case MODELOTA_STATE_CHUNK_HEAD:
+        if (is_v2(u)) { /* variable length: one byte at a time */
+            took = gather(u, u->field, u->pos + 1u, data, n);
+            *st = check_chunk_head_v2(u);
+            break;
+        }
         took = gather(u, u->field, MODELOTA_CHUNK_HEAD_LEN, data, n);
         if (u->pos == MODELOTA_CHUNK_HEAD_LEN) {
             *st = check_chunk_head(u);
-            u->pos = 0;
-            u->state = MODELOTA_STATE_CHUNK_DATA;
         }
         break;
-    case MODELOTA_STATE_CHUNK_DATA: {
-        uint32_t start = u->pos;
-        took = gather(u, c->buffer, u->chunk_len, data, n);
-        u->running_crc = modelota_crc32(u->running_crc, c->buffer + start, sz(took));
-        if (u->pos == u->chunk_len) {
-            u->pos = 0;
-            u->state = MODELOTA_STATE_CHUNK_TAIL;
-        }
+    case MODELOTA_STATE_CHUNK_DATA:
+        took = chunk_data(u, data, n);
         break;
-    }
     case MODELOTA_STATE_CHUNK_TAIL:
         took = gather(u, u->field, MODELOTA_CHUNK_TAIL_LEN, data, n);
         if (u->pos == MODELOTA_CHUNK_TAIL_LEN) {
@@ -713,10 +836,10 @@ uint32_t modelota_data_total(const modelota_updater* u) { return u->data_size; }
 uint32_t modelota_bytes_wanted(const modelota_updater* u) {
     switch (u->state) {
     case MODELOTA_STATE_HEADER:
-        return header_want(u->pos) - u->pos;
+        return header_want(u) - u->pos;
     case MODELOTA_STATE_SIGNATURE: return MODELOTA_SIGNATURE_LEN - u->pos;
-    case MODELOTA_STATE_CHUNK_HEAD: return MODELOTA_CHUNK_HEAD_LEN - u->pos;
-    case MODELOTA_STATE_CHUNK_DATA: return u->chunk_len - u->pos;
+    case MODELOTA_STATE_CHUNK_HEAD: return is_v2(u) ? 1u : MODELOTA_CHUNK_HEAD_LEN - u->pos;
+    case MODELOTA_STATE_CHUNK_DATA: return u->chunk_size - u->pos;
     case MODELOTA_STATE_CHUNK_TAIL: return MODELOTA_CHUNK_TAIL_LEN - u->pos;
     default: return 0;
     }
@@ -785,6 +908,35 @@ modelota_source modelota_backup_ram(const uint8_t* weights, uint32_t len, uint32
     return modelota_backup_image(weights, len, version);
 }
 #endif
+
+modelota_writable modelota_writable_flash(const uint32_t* ranges, uint32_t count) {
+    modelota_writable w;
+    memset(&w, 0, sizeof(w));
+#if defined(__AVR__)
+    if (count <= 0xFFFFu) {
+        w.flash = ranges;
+        w.count = static_cast<uint16_t>(count);
+    } else {
+        w.count = 1u; /* more pairs than the field holds: a table modelota_init
+                         refuses (no pointer, count 1), never a shorter one */
+    }
+#else
+    w.ranges = ranges;
+    w.count = count;
+#endif
+    return w;
+}
+
+modelota_writable modelota_writable_ram(const uint32_t* ranges, uint32_t count) {
+#if defined(__AVR__)
+    modelota_writable w = modelota_writable_flash(ranges, count);
+    w.ram = w.flash;
+    w.flash = NULL;
+    return w;
+#else
+    return modelota_writable_flash(ranges, count); /* one address space */
+#endif
+}
 
 modelota_source modelota_backup_callback(modelota_read_fn read, void* ctx, uint32_t len,
                                          uint32_t version) {

@@ -7,14 +7,15 @@
  *   while (bytes arrive) { st = modelota_feed(&u, bytes, n); if (st < 0) stop; }
  *   st = modelota_finish(&u);            // MODELOTA_OK: new weights committed
  *
- * Every chunk's CRC32 is checked before its bytes touch the region; the
- * digest of the whole region (CRC32 or SHA-256) is checked after the last
- * chunk. A device given a verifier accepts only signed payloads and checks
+ * Reads format v1 and v2 (docs/FORMAT.md). Every chunk's CRC32 is checked
+ * before its bytes touch the region (v2: over the encoded bytes, while they
+ * are decoded into the lent buffer; decode.h); the digest of the whole
+ * region (CRC32 or SHA-256) is checked after the last chunk. A device given a verifier accepts only signed payloads and checks
  * the signature of the header before any chunk is written. On any failure
  * (and on modelota_abort) the bytes written so far are restored from the
  * caller's backup source, so the region ends with exactly the old weights.
  * No heap, no second RAM copy of the model: the only buffer is the chunk
- * buffer the caller lends.
+ * buffer the caller lends (it holds a chunk's decoded bytes).
  */
 #ifndef MODELOTA_UPDATER_H
 #define MODELOTA_UPDATER_H
@@ -24,6 +25,7 @@
 
 #include "config.h"
 #include "crc32.h"
+#include "decode.h"
 #include "format.h"
 #include "status.h"
 #if MODELOTA_SHA256
@@ -130,18 +132,44 @@ typedef struct modelota_verifier {
 } modelota_verifier;
 
 /* Which bytes of the region a payload may change: `count` (offset, length)
- * pairs in `ranges` (2 * count values), ascending and not overlapping, as
- * `modelota fingerprint model.tflite` and `modelota prepare-ei` print them
- * next to the fingerprint (docs/FORMAT.md, "Writable ranges"). A chunk that
- * would change a byte outside them is refused with MODELOTA_WRONG_MODEL
- * before it is written (bytes it repeats unchanged are fine). The device
- * cannot recompute a fingerprint; this is how it refuses a payload that
- * rewrites a model's structure (a Reshape shape, a Pad's paddings...) under
- * the right fingerprint. ranges NULL: every byte is writable. */
+ * pairs, ascending and not overlapping, as `modelota fingerprint
+ * model.tflite` and `modelota prepare-ei` print them next to the
+ * fingerprint (docs/FORMAT.md, "Writable ranges"). A chunk that would change
+ * a byte outside them is refused with MODELOTA_WRONG_MODEL before it is
+ * written (bytes it repeats unchanged are fine). The device cannot
+ * recompute a fingerprint; this is how it refuses a payload that rewrites a
+ * model's structure (a Reshape shape, a Pad's paddings...) under the right
+ * fingerprint. No table (every pointer NULL, count 0): every byte is
+ * writable.
+ *
+ * Build it with the constructor that names the memory the table is in,
+ * modelota_writable_flash() (declared MODELOTA_FLASH, as `modelota
+ * fingerprint` prints it) or modelota_writable_ram(). The Updater reads the
+ * table at every chunk, so it must outlive the Updater. As with backups, on
+ * AVR a table in flash read through a plain pointer gives other numbers: there
+ * the fields name the memory (`ram`, `flash`; no `ranges`), so code written
+ * for the memory-mapped field stops at compile time, and a table holds at
+ * most 65535 pairs (more does not fit the Mega's memory anyway). */
 typedef struct modelota_writable {
-    const uint32_t* ranges;
+#if defined(__AVR__)
+    const uint32_t* ram;   /* 2 * count values in RAM (modelota_writable_ram) */
+    const uint32_t* flash; /* ... or in program memory (modelota_writable_flash) */
+    uint16_t count;
+#else
+    const uint32_t* ranges; /* 2 * count memory-mapped values: RAM or flash */
     uint32_t count;
+#endif
 } modelota_writable;
+
+/* A table declared MODELOTA_FLASH (or PROGMEM): on AVR read from program
+ * memory (pgm_read_dword, any address the 16-bit pointer can hold);
+ * elsewhere memory-mapped. `count` is the number of (offset, length) pairs.
+ * On AVR a count above 65535 gives a table modelota_init refuses. */
+modelota_writable modelota_writable_flash(const uint32_t* ranges, uint32_t count);
+
+/* A table in RAM (built at run time, or a plain const array on AVR, which
+ * the C runtime copies into RAM at boot). */
+modelota_writable modelota_writable_ram(const uint32_t* ranges, uint32_t count);
 
 typedef struct modelota_config {
     modelota_target target;
@@ -225,7 +253,8 @@ typedef struct modelota_updater {
     uint32_t data_seen;
     uint32_t segments_seen;
     uint32_t chunk_offset;
-    uint32_t chunk_len;
+    uint32_t chunk_len;  /* decoded bytes of the current chunk */
+    uint32_t chunk_size; /* its encoded bytes (v1 and RAW: chunk_len) */
     uint32_t pos;        /* bytes gathered in the current field */
     uint32_t total_in;   /* payload bytes consumed since begin */
     uint32_t min_version;/* anti-rollback floor: cfg->min_version, raised by each commit */
@@ -237,11 +266,16 @@ typedef struct modelota_updater {
 #endif
     } run;
     uint8_t digest[MODELOTA_DIGEST_LEN];
-    uint8_t field[MODELOTA_CHUNK_HEAD_LEN]; /* chunk head, then chunk CRC */
+    uint8_t field[MODELOTA_V2_MAX_CHUNK_HEAD]; /* chunk head, then chunk CRC */
     uint8_t state;       /* modelota_state */
     uint8_t restore;     /* modelota_restore of the last failure */
     int8_t status;       /* last result */
     uint8_t digest_type; /* MODELOTA_DIGEST_* of the payload */
+    uint8_t format_version;
+    uint8_t header_len;  /* 96 (v1) or 37..96 (v2) */
+    uint8_t flags;       /* MODELOTA_FLAG_* of the payload */
+    uint8_t enc;         /* MODELOTA_ENC_* of the current chunk (v1: RAW) */
+    modelota_decoder dec; /* v2 chunk decoder: the range coder's probabilities */
 } modelota_updater;
 
 /* Checks the configuration; MODELOTA_INVALID_ARGUMENT if a pointer is
@@ -320,6 +354,19 @@ modelota_source modelota_backup_image(const uint8_t (&weights)[N], uint32_t vers
     return modelota_backup_image(weights, static_cast<uint32_t>(N), version);
 }
 #endif
+/* The writable-range constructors taking the array itself: the count of
+ * (offset, length) pairs comes from its type.
+ *   cfg.writable = modelota_writable_flash(MODEL_WRITABLE_RANGES); */
+template <size_t N>
+modelota_writable modelota_writable_flash(const uint32_t (&ranges)[N]) {
+    static_assert(N % 2u == 0u, "a writable-range table holds (offset, length) pairs");
+    return modelota_writable_flash(ranges, static_cast<uint32_t>(N / 2u));
+}
+template <size_t N>
+modelota_writable modelota_writable_ram(const uint32_t (&ranges)[N]) {
+    static_assert(N % 2u == 0u, "a writable-range table holds (offset, length) pairs");
+    return modelota_writable_ram(ranges, static_cast<uint32_t>(N / 2u));
+}
 template <size_t N>
 modelota_target modelota_target_ram(uint8_t (&weights)[N]) {
     return modelota_target_ram(weights, static_cast<uint32_t>(N));

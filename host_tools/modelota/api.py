@@ -145,6 +145,7 @@ def pack(
     segments: list[tuple[int, int]] | None = None,
     digest: str = "crc32",
     sign_key: bytes | None = None,
+    format_version: int = 2,
 ) -> Payload:
     """A payload that turns a device's weights into ``new``.
 
@@ -159,7 +160,8 @@ def pack(
     With a ``.tflite`` model as ``new`` (a path or its bytes), ``base`` is the
     model the devices run (required: the payload is laid out on its bytes);
     the fingerprint is the graph's. ``.encode()`` or ``bytes()`` of the result
-    is the payload to send; ``.save(path)`` writes it.
+    is the payload to send; ``.save(path)`` writes it. ``format_version`` 2
+    (compressed chunks, the default) or 1 for devices built before it.
     """
     from .format import payload as fmt
 
@@ -176,7 +178,7 @@ def pack(
 
         p = pack_tflite(
             base_bytes, new_bytes, version=version, base_version=base_version,
-            delta=base_version is not None, chunk_size=chunk_size,
+            delta=base_version is not None, chunk_size=chunk_size, format_version=format_version,
         )  # fmt: skip
         if digest == "crc32" and sign_key is None:
             return p
@@ -189,7 +191,32 @@ def pack(
     return fmt.pack(
         new_bytes, fingerprint=fp, version=version, chunk_size=chunk_size, base=base_bytes,
         base_version=base_version, segments=segments, digest=digest, sign_key=sign_key,
+        format_version=format_version,
     )  # fmt: skip
+
+
+def describe_encodings(payload: Payload) -> dict[str, dict[str, int]]:
+    """Bytes over the air per chunk encoding (docs/FORMAT.md), largest first:
+    {"rc+diff": {"chunks": 12, "bytes": 459, "weight_bytes": 4096}, ...};
+    "header" is the header and the signature block."""
+    stats = payload.encoding_stats()
+    return {
+        name: {"chunks": n, "bytes": wire, "weight_bytes": data}
+        for name, (n, wire, data) in sorted(stats.items(), key=lambda kv: -kv[1][1])
+    }
+
+
+def encodings_text(payload: Payload) -> str:
+    """One line: "rc+diff 459 B (12 chunks, 4096 weight bytes), header 45 B"."""
+    parts = []
+    for name, e in describe_encodings(payload).items():
+        if name == "header":
+            parts.append(f"header {e['bytes']} B")
+        else:
+            n = e["chunks"]
+            parts.append(f"{name} {e['bytes']} B ({n} chunk{'s' if n != 1 else ''},"
+                         f" {e['weight_bytes']} weight bytes)")  # fmt: skip
+    return ", ".join(parts)
 
 
 def describe_payload(payload: Payload, size: int) -> dict[str, object]:
@@ -208,8 +235,9 @@ def describe_payload(payload: Payload, size: int) -> dict[str, object]:
         "data_size": h.data_size,
         "chunk_count": h.chunk_count,
         "max_chunk": h.max_chunk,
-        "segment_count": h.segment_count,
+        "segment_count": len(payload.segments),
         "segments": [[off, length] for off, length in payload.segments],
+        "encodings": describe_encodings(payload),
         "digest": {"type": DIGEST_NAMES[h.digest_type], "value": digest},
         "signed": h.is_signed,
         "key_id": h.key_id.hex() if h.is_signed else None,

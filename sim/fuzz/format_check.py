@@ -13,19 +13,20 @@ documentation promises:
   payload whose signature verifies.
 
 Inputs are those of fuzz_updater.cpp (4 control bytes, then a payload:
-byte 0 bit 2 picks the keyed device, byte 2 the floor, as there).
+byte 0 bit 2 picks the keyed device, byte 2 the floor, as there). With
+byte 3 bit 7 the bytes are chunks for the decoder alone, as there: each
+decodes (:mod:`modelota.format.codec`) to exactly its length, never raising.
 """
 
 from __future__ import annotations
 
 from make_corpus import FP, FUZZ_PUBLIC_KEY, REGION, factory
 
+from modelota.format import codec
 from modelota.format import signing as keys
 from modelota.format.payload import (
-    HEADER_LEN,
     SIGNATURE_LEN,
     Device,
-    Header,
     apply_reference,
     final_digest,
     parse,
@@ -39,6 +40,9 @@ def check(data: bytes) -> None:
     if len(data) < 4:
         return
     control, stream = data[:4], data[4:]
+    if control[3] & 0x80:
+        check_decoder(stream)
+        return
     keyed = bool(control[0] & 4)
     key = FUZZ_PUBLIC_KEY if keyed else None
     for k in (None, FUZZ_PUBLIC_KEY):
@@ -53,9 +57,28 @@ def check(data: bytes) -> None:
     if walk.status != Status.Ok:
         assert bytes(dev.weights) == FACTORY, "a refused payload changed the weights"
         return
-    h, _ = Header.decode(stream[:HEADER_LEN])
+    h = walk.header
+    assert h is not None
     assert len(dev.weights) == REGION and h.model_version > 1 and h.model_version >= floor
     assert final_digest(h.digest_type, bytes(dev.weights)) == h.digest
     if keyed:
-        sig = stream[HEADER_LEN : HEADER_LEN + SIGNATURE_LEN]
-        assert h.is_signed and keys.verify(FUZZ_PUBLIC_KEY, stream[:HEADER_LEN], sig)
+        n = h.length
+        sig = stream[n : n + SIGNATURE_LEN]
+        assert h.is_signed and keys.verify(FUZZ_PUBLIC_KEY, stream[:n], sig)
+
+
+def check_decoder(stream: bytes) -> None:
+    """fuzz_decoder's input format: enc, length - 1, offset, body length, body."""
+    model = codec.Model()
+    pos = 0
+    for _ in range(64):
+        if len(stream) - pos < 4:
+            return
+        enc = stream[pos] & codec.KNOWN_ENC
+        if enc & codec.METHOD_MASK > codec.RC:
+            enc &= ~codec.METHOD_MASK
+        length, offset, size = stream[pos + 1] + 1, stream[pos + 2], stream[pos + 3]
+        body = stream[pos + 4 : pos + 4 + size]
+        pos += 4 + len(body)
+        out = codec.decode(enc, body, length, offset, model)
+        assert len(out) == length

@@ -19,7 +19,8 @@
  *        bits 4-5  chunk buffer: 160, 256, 600 or 1024 bytes
  *   c[1]           seed of the feed split (1..64-byte pieces, or one piece)
  *   c[2]           anti-rollback floor: c[2] % 4
- *   c[3]           unused (kept so seeds stay valid when it gets a meaning)
+ *   c[3]  bit 7    the bytes go straight to the v2 chunk decoder instead
+ *                  (fuzz_decoder below): no header, no CRC in the way
  *
  * Invariants checked after every input (any violation aborts, so libFuzzer
  * keeps the input as a crash):
@@ -31,7 +32,10 @@
  *   - accepted: the region's CRC32/SHA-256 is the header's digest, the
  *     version is the header's and is above the old one and at or above the
  *     floor; a device with a key accepted only a header whose signature
- *     verifies; the Store commits it and a reboot finds exactly it.
+ *     verifies; the Store commits it and a reboot finds exactly it;
+ *   - decoder (c[3] bit 7): every chunk decodes to exactly its length,
+ *     writes stay inside the output window, and decoding in random pieces
+ *     and windows gives the same bytes and the same model as in one go.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -91,18 +95,18 @@ int region_write(void* ctx, uint32_t off, const uint8_t* src, uint32_t len) {
 }
 
 /* The accepted region must carry the header's digest. */
-void check_digest(const uint8_t* header, const uint8_t* region) {
-    if (header[5] == MODELOTA_DIGEST_CRC32) {
-        CHECK(modelota_crc32(0, region, kRegion) == modelota_load_u32le(header + 56));
+void check_digest(const modelota_header_info& info, const uint8_t* region) {
+    if (info.digest_type == MODELOTA_DIGEST_CRC32) {
+        CHECK(modelota_crc32(0, region, kRegion) == modelota_load_u32le(info.digest));
         return;
     }
-    CHECK(header[5] == MODELOTA_DIGEST_SHA256);
+    CHECK(info.digest_type == MODELOTA_DIGEST_SHA256);
     modelota_sha256 sha;
     uint8_t out[32];
     modelota_sha256_init(&sha);
     modelota_sha256_update(&sha, region, kRegion);
     modelota_sha256_final(&sha, out);
-    CHECK(memcmp(out, header + 56, 32) == 0);
+    CHECK(memcmp(out, info.digest, 32) == 0);
 }
 
 struct Split {
@@ -169,16 +173,19 @@ void check_verdict(int rc, const modelota_updater* u, const uint8_t* p, size_t n
         CHECK(modelota_min_version(u) == floor);
         return;
     }
-    CHECK(rc == MODELOTA_OK && n >= MODELOTA_HEADER_LEN);
-    uint32_t version = modelota_load_u32le(p + 24);
+    CHECK(rc == MODELOTA_OK && n >= 6);
+    uint32_t hlen = p[4] == MODELOTA_FORMAT_V2 ? p[MODELOTA_V2_LEN_OFFSET] : MODELOTA_HEADER_LEN;
+    CHECK(n >= hlen);
+    modelota_header_info info;
+    CHECK(modelota_header_parse(p, hlen, &info) == MODELOTA_OK);
+    uint32_t version = info.model_version;
     CHECK(version > kVersion && version >= floor);
     CHECK(modelota_current_version(u) == version && modelota_min_version(u) == version);
-    check_digest(p, region);
-    bool is_signed = (modelota_load_u16le(p + 6) & MODELOTA_FLAG_SIGNED) != 0;
+    check_digest(info, region);
+    bool is_signed = (info.flags & MODELOTA_FLAG_SIGNED) != 0;
     if (keyed) {
-        CHECK(is_signed && n >= MODELOTA_HEADER_LEN + MODELOTA_SIGNATURE_LEN);
-        CHECK(modelota_ed25519_verify(p + MODELOTA_HEADER_LEN, p, MODELOTA_HEADER_LEN,
-                                      kPublicKey) == 1);
+        CHECK(is_signed && n >= hlen + MODELOTA_SIGNATURE_LEN);
+        CHECK(modelota_ed25519_verify(p + hlen, p, hlen, kPublicKey) == 1);
     }
 }
 
@@ -307,6 +314,68 @@ void fuzz_store(const uint8_t* c, const uint8_t* p, size_t n) {
     free(buffer);
 }
 
+/* The v2 chunk decoder alone: p = a sequence of chunks, each
+ * enc u8, length u8 (1..256), offset u8, body length u8, body. Decoded once
+ * in one call and once in random input pieces and output windows, from the
+ * same model: same bytes, same model, exactly `length` bytes each time. */
+void fuzz_decoder(const uint8_t* c, const uint8_t* p, size_t n) {
+    static modelota_decoder one, split;
+    modelota_decoder_reset(&one);
+    modelota_decoder_reset(&split);
+    Split rnd = {0x2545F491u ^ c[1], false};
+    size_t pos = 0;
+    for (int chunk = 0; chunk < 64 && n - pos >= 4; ++chunk) {
+        uint8_t enc = static_cast<uint8_t>(p[pos] & MODELOTA_ENC_KNOWN);
+        if ((enc & MODELOTA_ENC_METHOD) > MODELOTA_ENC_RC) {
+            enc = static_cast<uint8_t>(enc & ~MODELOTA_ENC_METHOD);
+        }
+        uint32_t length = p[pos + 1] + 1u;
+        uint32_t offset = p[pos + 2];
+        size_t body_len = p[pos + 3];
+        pos += 4;
+        if (body_len > n - pos) {
+            body_len = n - pos;
+        }
+        const uint8_t* body = p + pos;
+        pos += body_len;
+        /* exact-size buffers: ASan sees any write outside */
+        uint8_t* a = static_cast<uint8_t*>(malloc(length));
+        uint8_t* b = static_cast<uint8_t*>(malloc(length));
+        for (uint32_t i = 0; i < length; ++i) {
+            a[i] = b[i] = static_cast<uint8_t>(i * 7u); /* the "base" for DIFF */
+        }
+        uint32_t in_len = static_cast<uint32_t>(body_len);
+        modelota_decode_begin(&one, enc, offset, length);
+        uint32_t used = modelota_decode(&one, body, in_len, a, 0, length);
+        CHECK(used <= in_len);
+        modelota_decode(&one, NULL, 0, a, 0, length);
+        CHECK(modelota_decoded(&one) == length);
+        /* pieces: random input slices, random output windows (a window is
+         * written through a pointer to its own first byte) */
+        modelota_decode_begin(&split, enc, offset, length);
+        uint32_t at = 0;
+        for (uint32_t guard = 0; guard < 4u * (in_len + length) + 8u; ++guard) {
+            uint32_t done = modelota_decoded(&split);
+            if (done == length) {
+                break;
+            }
+            uint32_t to = done + 1u + static_cast<uint32_t>(rnd.next(length - done) - 1u);
+            if (at == in_len) {
+                modelota_decode(&split, NULL, 0, b + done, done, to);
+                continue;
+            }
+            uint32_t k = static_cast<uint32_t>(rnd.next(in_len - at));
+            at += modelota_decode(&split, body + at, k, b + done, done, to);
+        }
+        CHECK(modelota_decoded(&split) == length);
+        CHECK(memcmp(a, b, length) == 0);
+        CHECK(memcmp(&one.lit, &split.lit, sizeof(one.lit)) == 0);
+        CHECK(memcmp(&one.lane, &split.lane, sizeof(one.lane)) == 0);
+        free(a);
+        free(b);
+    }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -321,7 +390,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         return 0;
     }
     const uint8_t* c = data;
-    if ((c[0] & 3u) < 2u) {
+    if ((c[3] & 0x80u) != 0) {
+        fuzz_decoder(c, data + 4, size - 4);
+    } else if ((c[0] & 3u) < 2u) {
         fuzz_memory(c, data + 4, size - 4);
     } else {
         fuzz_store(c, data + 4, size - 4);

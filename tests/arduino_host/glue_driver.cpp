@@ -1,7 +1,7 @@
 /*
  * Runs src/ModelOTA.cpp's pull loop on the host (tests/test_arduino_glue.py).
  *
- *   glue_driver FACTORY PAYLOAD MODE TIMEOUT_MS AT [store|sketch]
+ *   glue_driver FACTORY PAYLOAD MODE TIMEOUT_MS AT [store|sketch|writable|overlapping]
  *
  * FACTORY: the weights at boot (also the restore source); PAYLOAD: what the
  * stream carries. MODE says how the stream misbehaves from byte AT on:
@@ -18,8 +18,11 @@
  * loop() does, while the stream has bytes, printing each status (line=...);
  * with `store`, modelota_pull() runs it with ModelOTAPull.store set, on a
  * Store (RAM-backed storage, 64-byte blocks) formatted with FACTORY and
- * attached with modelota_store_attach_ram. Prints key=value lines; written=
- * is what the glue wrote back to the stream, in hex.
+ * attached with modelota_store_attach_ram. With `writable`, the class gets
+ * kWritable (bytes 512-639 of a 1 KiB model may not change) through
+ * setWritableRanges(modelota_writable_flash(...)) before its one update;
+ * with `overlapping`, a table whose ranges overlap. Prints key=value lines;
+ * written= is what the glue wrote back to the stream, in hex.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,6 +129,11 @@ void on_progress(void* ctx, uint32_t bytes_in, uint32_t applied, uint32_t total)
     p->total = total;
 }
 
+/* Bytes 0-511 and 640-1023 may change; 512-639 (one 128-byte chunk) may
+ * not. In flash where flash is not RAM, as `modelota fingerprint` declares it. */
+const uint32_t kWritable[4] MODELOTA_FLASH = {0u, 512u, 640u, 384u};
+const uint32_t kOverlapping[4] = {0u, 600u, 512u, 128u};
+
 /* ---- a Store on RAM "EEPROM": 64-byte blocks, byte programming --------- */
 const uint32_t kBlock = 64;
 const uint32_t kBlocks = 64;
@@ -171,7 +179,7 @@ void yield(void) { ++g_yields; }
 
 int main(int argc, char** argv) {
     if (argc != 6 && argc != 7) {
-        fprintf(stderr, "usage: glue_driver FACTORY PAYLOAD MODE TIMEOUT_MS AT [store]\n");
+        fprintf(stderr, "usage: glue_driver FACTORY PAYLOAD MODE TIMEOUT_MS AT [store|sketch|...]\n");
         return 2;
     }
     std::vector<uint8_t> factory = slurp(argv[1]);
@@ -181,6 +189,8 @@ int main(int argc, char** argv) {
 
     bool with_store = argc == 7 && strcmp(argv[6], "store") == 0;
     bool as_sketch = argc == 7 && strcmp(argv[6], "sketch") == 0;
+    bool writable = argc == 7 && strcmp(argv[6], "writable") == 0;
+    bool overlapping = argc == 7 && strcmp(argv[6], "overlapping") == 0;
     arduino_host_delay_hook() = fake_delay;
 
     std::vector<uint8_t> weights(factory.size(), 0xA5);
@@ -192,6 +202,11 @@ int main(int argc, char** argv) {
     printf("restore_factory=%s\n", ModelOTA::statusName(st));
     printf("boot_crc=%08x\n", static_cast<unsigned>(modelota_crc32(0, weights.data(),
                                                                      weights.size())));
+    if (writable || overlapping) {
+        st = writable ? ota.setWritableRanges(modelota_writable_flash(kWritable))
+                      : ota.setWritableRanges(modelota_writable_ram(kOverlapping));
+        printf("set_writable=%s\n", ModelOTA::statusName(st));
+    }
 
     modelota_store_config layout = store_layout(static_cast<uint32_t>(factory.size()));
     modelota_store store;
@@ -245,7 +260,8 @@ int main(int argc, char** argv) {
     }
 
     printf("status=%s\n", ModelOTA::statusName(st));
-    printf("version=%u\n", static_cast<unsigned>(modelota_current_version(up)));
+    printf("version=%u\n",
+           static_cast<unsigned>(with_store ? modelota_current_version(up) : ota.version()));
     printf("intact=%d\n", modelota_weights_intact(up));
     printf("crc=%08x\n", static_cast<unsigned>(modelota_crc32(0, weights.data(), weights.size())));
     printf("consumed=%u\n", static_cast<unsigned>(in.consumed()));

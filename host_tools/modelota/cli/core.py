@@ -185,6 +185,7 @@ def _pack(args: argparse.Namespace) -> int:
             base_version=args.base_version,
             digest=args.digest,
             sign_key=seed,
+            format_version=args.format_version,
         )
     except ValueError as e:
         raise CliError(str(e)) from e
@@ -203,13 +204,17 @@ def _pack(args: argparse.Namespace) -> int:
                 chunk_size=args.chunk_size,
                 digest=args.digest,
                 sign_key=seed,
+                format_version=args.format_version,
             ).encode()
         )
+    from ..api import encodings_text
+
     print(
         f"{out}: {kind} payload v{h.model_version}, {len(data)} bytes, {h.data_size} of"
-        f" {h.weights_size} weight bytes in {h.segment_count} segment(s), {h.chunk_count} chunk(s),"
-        f" {seal_note(payload)}"
+        f" {h.weights_size} weight bytes in {len(payload.segments)} segment(s),"
+        f" {h.chunk_count} chunk(s), {seal_note(payload)}"
     )
+    print(f"bytes over the air (format v{h.format_version}): {encodings_text(payload)}")
     if h.is_delta:
         saved = full - len(data)
         pct = 100.0 * saved / max(full, 1)
@@ -314,6 +319,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             elif key == "digest":
                 name = DIGEST_NAMES[payload.header.digest_type]
                 print(f"{'digest':>14}: {name} {digest_text(payload)}")
+            elif key == "encodings":
+                from ..api import encodings_text
+
+                print(f"{'encodings':>14}: {encodings_text(payload)}")
             elif value is not None:
                 print(f"{key:>14}: {value}")
     if tensors:
@@ -370,6 +379,14 @@ def add_commands(sub: Any) -> None:
         type=int,
         default=1024,
         help="bytes per chunk; the device's chunk buffer must be at least this",
+    )
+    sp.add_argument(
+        "--format-version",
+        type=int,
+        choices=[1, 2],
+        default=2,
+        help="wire format: 2 compresses each chunk (docs/FORMAT.md); 1 for devices whose"
+        " firmware predates it",
     )
     sp.add_argument(
         "--base",

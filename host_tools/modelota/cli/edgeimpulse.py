@@ -47,8 +47,9 @@ def cmd_pack_ei(args: argparse.Namespace) -> int:
         old = read_export(paths[0])
         new = read_export(paths[1])
         payload = pack_ei(
-            old, new, version=version, delta=delta, chunk_size=chunk, base_version=base_version
-        )
+            old, new, version=version, delta=delta, chunk_size=chunk, base_version=base_version,
+            format_version=getattr(args, "format_version", 2),
+        )  # fmt: skip
     except (EIExportError, ValueError) as e:
         raise error(str(e)) from e
     data = payload.encode()
@@ -59,10 +60,13 @@ def cmd_pack_ei(args: argparse.Namespace) -> int:
     base = f" over v{h.base_version}" if h.is_delta else ""
     print(
         f"{out}: {kind} payload v{h.model_version}{base}, {len(data)} bytes, {h.data_size} of"
-        f" {h.weights_size} weight bytes in {h.chunk_count} chunks ({h.segment_count}"
+        f" {h.weights_size} weight bytes in {h.chunk_count} chunks ({len(payload.segments)}"
         f" segments), models {', '.join(m.name for m in old.models)},"
         f" fingerprint {h.fingerprint.hex()}"
     )
+    from ..api import encodings_text
+
+    print(f"bytes over the air (format v{h.format_version}): {encodings_text(payload)}")
     return 0
 
 

@@ -126,9 +126,11 @@ def describe_tflite(path: str | Path) -> str:
 
 
 def writable_array(name: str, ranges: list[tuple[int, int]]) -> str:
-    """The writable ranges as the C array ``modelota_config.writable`` points at."""
+    """The writable ranges as the C array ``modelota_config.writable`` points at,
+    kept in flash (``MODELOTA_FLASH``: PROGMEM on AVR) and handed over with
+    ``modelota_writable_flash``, which reads it from there."""
     body = ", ".join(f"{o}u, {n}u" for o, n in ranges)
-    return f"const uint32_t {name}[{2 * len(ranges)}] = {{{body}}};"
+    return f"const uint32_t {name}[{2 * len(ranges)}] MODELOTA_FLASH = {{{body}}};"
 
 
 def print_fingerprint(args: argparse.Namespace) -> int:
@@ -143,8 +145,9 @@ def print_fingerprint(args: argparse.Namespace) -> int:
     print(c_array("MODEL_FINGERPRINT", fp))
     print(
         f"/* {sum(n for _, n in ranges)} of {len(data)} bytes in {len(ranges)} range(s) may"
-        " change: cfg.writable.ranges = MODEL_WRITABLE_RANGES;"
-        f" cfg.writable.count = {len(ranges)}; */"
+        " change: cfg.writable = modelota_writable_flash(MODEL_WRITABLE_RANGES), or"
+        " ota.setWritableRanges(modelota_writable_flash(MODEL_WRITABLE_RANGES)) with the"
+        " ModelOTA class; include modelota.h or ModelOTA.h first */"
     )
     print(writable_array("MODEL_WRITABLE_RANGES", ranges))
     return 0
@@ -154,7 +157,7 @@ def _sizes(payload: Payload) -> str:
     h = payload.header
     return (
         f"{len(payload.encode())} bytes, {h.data_size} of {h.weights_size} file bytes in"
-        f" {h.segment_count} segment(s), {h.chunk_count} chunk(s)"
+        f" {len(payload.segments)} segment(s), {h.chunk_count} chunk(s)"
     )
 
 
@@ -201,6 +204,7 @@ def cmd_pack_tflite(args: argparse.Namespace) -> int:
     old_bytes, old = load(args.base)
     new_bytes, new = load(weights[0])
     _same_architecture(args.base, old, weights[0], new)
+    fmt = getattr(args, "format_version", 2)
     try:
         payload = pack_tflite(
             old_bytes,
@@ -209,9 +213,16 @@ def cmd_pack_tflite(args: argparse.Namespace) -> int:
             base_version=base_version,
             delta=delta,
             chunk_size=chunk_size,
+            format_version=fmt,
         )
         full = (
-            pack_tflite(old_bytes, new_bytes, version=args.version, chunk_size=chunk_size)
+            pack_tflite(
+                old_bytes,
+                new_bytes,
+                version=args.version,
+                chunk_size=chunk_size,
+                format_version=fmt,
+            )
             if delta
             else payload
         )
@@ -225,6 +236,9 @@ def cmd_pack_tflite(args: argparse.Namespace) -> int:
         f"{out}: {kind} payload v{args.version} for {args.base}"
         f" (fingerprint {old.fingerprint().hex()}), {_sizes(payload)}"
     )
+    from ..api import encodings_text
+
+    print(f"bytes over the air (format v{fmt}): {encodings_text(payload)}")
     changed = diff_models(old, new)
     n_weighted = sum(1 for t in old.tensors if t.weight_bytes)
     print(
@@ -249,8 +263,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
     diffs = diff_models(old, new, include_unchanged=args.all)
     all_diffs = diffs if args.all else diff_models(old, new, include_unchanged=True)
     n_changed = sum(1 for d in all_diffs if d.changed)
-    full = pack_tflite(old_bytes, new_bytes, version=1)
-    delta = pack_tflite(old_bytes, new_bytes, version=1, base_version=0, delta=True)
+    from ..api import describe_encodings, encodings_text
+
+    # bytes over the air, both wire formats (v2 is what pack writes by default)
+    sent = {
+        (kind, fmt): pack_tflite(old_bytes, new_bytes, version=1, base_version=0 if delta else None,
+                                 delta=delta, format_version=fmt)
+        for kind, delta in (("full", False), ("delta", True)) for fmt in (1, 2)
+    }  # fmt: skip
+    full, delta = sent[("full", 2)], sent[("delta", 2)]
     if args.json:
         from .common import print_json
 
@@ -271,7 +292,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
             "changed_bytes": sum(d.changed for d in all_diffs),
             "full_payload_bytes": len(full.encode()),
             "delta_payload_bytes": len(delta.encode()),
-            "delta_segments": delta.header.segment_count,
+            "delta_segments": len(delta.segments),
+            "over_the_air": {
+                kind: {"v1": len(sent[(kind, 1)].encode()), "v2": len(sent[(kind, 2)].encode()),
+                       "v2_encodings": describe_encodings(sent[(kind, 2)])}
+                for kind in ("full", "delta")
+            },
         })  # fmt: skip
         return 0
     print(
@@ -302,8 +328,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
     )
     print(
         f"payload: full {len(full.encode())} bytes, delta {len(delta.encode())} bytes"
-        f" ({changed_bytes} bytes in {delta.header.segment_count} segment(s))"
+        f" ({changed_bytes} bytes in {len(delta.segments)} segment(s))"
     )
+    print("bytes over the air:")
+    for kind in ("full", "delta"):
+        v1, v2 = (len(sent[(kind, f)].encode()) for f in (1, 2))
+        print(f"  {kind:<5}  v1 {v1} B, v2 {v2} B ({v2 / max(v1, 1):.0%} of v1):"
+              f" {encodings_text(sent[(kind, 2)])}")  # fmt: skip
     return 0
 
 

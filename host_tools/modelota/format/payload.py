@@ -1,17 +1,20 @@
-"""Wire format v1: the Python mirror of docs/FORMAT.md and firmware_lib/modelota/format.h.
+"""Wire formats v1 and v2: the Python mirror of docs/FORMAT.md and firmware_lib/modelota.
 
 Three jobs live here, all following the specification field for field:
 
-* :func:`pack` builds a payload (full or delta) from weight bytes;
+* :func:`pack` builds a payload (full or delta) from weight bytes; v2 (the
+  default) chooses each chunk's encoding (raw, runs, range coder; for a
+  delta, the difference with the base) by measured size;
 * :func:`parse` reads a payload without a device and checks everything that can
   be checked without one (used by ``modelota inspect``);
 * :func:`apply_reference` applies a payload to a weight buffer exactly as the
   C++ Updater does, returning the same status for every input. Tests hold the
   two implementations against each other.
 
-Signed payloads (``FLAG_SIGNED``) carry a 64-byte Ed25519 signature of the 96
+Signed payloads (``FLAG_SIGNED``) carry a 64-byte Ed25519 signature of the
 header bytes right after the header; they need the SHA-256 digest type. The
-signing and checking itself lives in :mod:`modelota.format.signing`.
+signing and checking itself lives in :mod:`modelota.format.signing`; the v2
+chunk encodings in :mod:`modelota.format.codec`.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import hashlib
 import os
 import struct
 import zlib
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from ..status import ModelOTAError, Status
+from . import codec
 from .constants import (
     CHUNK_HEAD_LEN,
     CHUNK_OVERHEAD,
@@ -34,7 +39,10 @@ from .constants import (
     FINGERPRINT_LEN,
     FLAG_DELTA,
     FLAG_SIGNED,
+    FORMAT_V1,
+    FORMAT_V2,
     FORMAT_VERSION,
+    FORMAT_VERSIONS,
     HEADER_CRC_OFFSET,
     HEADER_LEN,
     KNOWN_FLAGS,
@@ -42,6 +50,9 @@ from .constants import (
     PUBLIC_KEY_LEN,
     SIGNATURE_LEN,
     U32_MAX,
+    V2_FIXED_LEN,
+    V2_MAX_HEADER_LEN,
+    V2_MIN_HEADER_LEN,
 )
 
 # magic, format_version, digest_type, flags, fingerprint, model_version,
@@ -53,15 +64,29 @@ _U32 = struct.Struct("<I")
 assert _HEADER.size == HEADER_CRC_OFFSET
 assert HEADER_CRC_OFFSET + 4 == HEADER_LEN
 
+# what the v2 packer may use besides raw: the RUNS and RC methods, the DIFF
+# flag (deltas) and the LANES flag (RC)
+ENCODINGS = ("raw", "runs", "rc", "diff", "lanes")
+
 
 def crc32(data: bytes, start: int = 0) -> int:
     """CRC-32/IEEE, the same function as the device's ``modelota_crc32``."""
     return zlib.crc32(data, start) & U32_MAX
 
 
+def _digest_len(digest_type: int) -> int:
+    """Bytes of the v2 ``digest`` field: 4 for CRC32, 32 for anything else."""
+    return 4 if digest_type == DIGEST_CRC32 else DIGEST_LEN
+
+
 @dataclass(frozen=True)
 class Header:
-    """The fixed 96-byte header (see docs/FORMAT.md, "Header")."""
+    """The header (docs/FORMAT.md, "Header"): 96 fixed bytes in v1, 37..96 in v2.
+
+    The digest is kept as 32 bytes (CRC32: 4 bytes, then zeros) in both
+    versions; ``segment_count`` is v1 only (v2 has no such field: 0), and
+    ``reserved`` carries the key id of a signed payload (v2: present only then).
+    """
 
     fingerprint: bytes
     model_version: int
@@ -75,7 +100,7 @@ class Header:
     flags: int = 0
     base_version: int = 0
     base_crc32: int = 0
-    format_version: int = FORMAT_VERSION
+    format_version: int = FORMAT_V1
     reserved: int = 0
     magic: bytes = MAGIC
 
@@ -93,7 +118,9 @@ class Header:
         return _U32.pack(self.reserved)
 
     def body(self) -> bytes:
-        """The 92 bytes covered by the header CRC."""
+        """The header bytes covered by the header CRC (all but the last 4)."""
+        if self.format_version == FORMAT_V2:
+            return self._body_v2()
         return _HEADER.pack(
             self.magic,
             self.format_version,
@@ -112,9 +139,32 @@ class Header:
             self.reserved,
         )
 
+    def _body_v2(self) -> bytes:
+        v = codec.varint
+        fields = (
+            v(self.model_version)
+            + v(self.weights_size)
+            + v(self.data_size)
+            + v(self.chunk_count)
+            + v(self.max_chunk)
+        )
+        if self.is_delta:
+            fields += v(self.base_version) + _U32.pack(self.base_crc32)
+        fields += self.digest[: _digest_len(self.digest_type)]
+        if self.is_signed:
+            fields += _U32.pack(self.reserved)
+        length = V2_FIXED_LEN + len(fields) + 4
+        fixed = self.magic + bytes([self.format_version, length & 0xFF, self.digest_type])
+        return fixed + bytes([self.flags & 0xFF]) + self.fingerprint + fields
+
     @property
     def crc(self) -> int:
         return crc32(self.body())
+
+    @property
+    def length(self) -> int:
+        """Encoded size of the header in bytes."""
+        return len(self.body()) + 4
 
     def encode(self) -> bytes:
         body = self.body()
@@ -122,7 +172,7 @@ class Header:
 
     @classmethod
     def decode(cls, raw: bytes) -> tuple[Header, int]:
-        """Splits 96 bytes into fields and the stored CRC; validates nothing."""
+        """Splits 96 bytes of a v1 header into fields and the stored CRC; validates nothing."""
         if len(raw) != HEADER_LEN:
             raise ValueError(f"header is {HEADER_LEN} bytes, got {len(raw)}")
         f = _HEADER.unpack(raw[:HEADER_CRC_OFFSET])
@@ -146,15 +196,71 @@ class Header:
         )
         return header, stored
 
+    @classmethod
+    def decode_v2(cls, raw: bytes) -> Header | None:
+        """The fields of a v2 header (``raw``: all of it, CRC included), or None
+        when they do not fill it exactly (the device's ``Unsupported``)."""
+        digest_type, flags = raw[6], raw[7]
+        pos = V2_FIXED_LEN
+        end = len(raw) - 4
+        values = []
+        for _ in range(5 + (1 if flags & FLAG_DELTA else 0)):
+            value, pos, ok = codec.read_varint(raw[:end], pos)
+            if value is None or not ok:
+                return None
+            values.append(value)
+        base_crc = 0
+        if flags & FLAG_DELTA:
+            if end - pos < 4:
+                return None
+            (base_crc,) = _U32.unpack_from(raw, pos)
+            pos += 4
+        dlen = _digest_len(digest_type)
+        if end - pos < dlen:
+            return None
+        digest = raw[pos : pos + dlen] + bytes(DIGEST_LEN - dlen)
+        pos += dlen
+        key = 0
+        if flags & FLAG_SIGNED:
+            if end - pos < 4:
+                return None
+            (key,) = _U32.unpack_from(raw, pos)
+            pos += 4
+        if pos != end:
+            return None
+        return cls(
+            magic=raw[:4],
+            format_version=raw[4],
+            digest_type=digest_type,
+            flags=flags,
+            fingerprint=raw[8:24],
+            model_version=values[0],
+            weights_size=values[1],
+            data_size=values[2],
+            chunk_count=values[3],
+            segment_count=0,
+            max_chunk=values[4],
+            base_version=values[5] if flags & FLAG_DELTA else 0,
+            base_crc32=base_crc,
+            digest=digest,
+            reserved=key,
+        )
+
     def digest_crc32(self) -> int:
         return int(_U32.unpack(self.digest[:4])[0])
 
 
 @dataclass(frozen=True)
 class Chunk:
+    """A v1 chunk: sequence number, destination offset, the new bytes."""
+
     seq: int
     offset: int
     data: bytes
+
+    @property
+    def length(self) -> int:
+        return len(self.data)
 
     def head(self) -> bytes:
         return _CHUNK_HEAD.pack(self.seq, self.offset, len(self.data))
@@ -165,16 +271,78 @@ class Chunk:
     def encode(self, header_crc: int) -> bytes:
         return self.head() + self.data + _U32.pack(self.crc(header_crc))
 
+    @property
+    def wire_size(self) -> int:
+        return CHUNK_OVERHEAD + len(self.data)
+
+
+@dataclass(frozen=True)
+class Chunk2:
+    """A v2 chunk: ``length`` decoded bytes for ``offset``, as ``body`` in
+    encoding ``enc`` (method | DIFF | LANES). ``gap`` is the distance from the
+    end of the previous chunk. ``data``, the new weight bytes, is known to the
+    packer and after applying; :func:`parse` leaves it None (a DIFF chunk's
+    bytes depend on the base, and decoding needs every earlier chunk)."""
+
+    offset: int
+    length: int
+    enc: int
+    body: bytes
+    gap: int
+    data: bytes | None = field(default=None, compare=False)
+
+    @property
+    def method(self) -> int:
+        return self.enc & codec.METHOD_MASK
+
+    @property
+    def encoding(self) -> str:
+        """E.g. "rc+diff+lanes"."""
+        name = codec.METHODS.get(self.method, f"method{self.method}")
+        if self.enc & codec.DIFF:
+            name += "+diff"
+        if self.enc & codec.LANES:
+            name += "+lanes"
+        return name
+
+    def head(self) -> bytes:
+        v = codec.varint
+        size = v(len(self.body)) if self.method != codec.RAW else b""
+        return bytes([self.enc]) + v(self.gap) + v(self.length) + size
+
+    def crc(self, seed: int) -> int:
+        """CRC32 of head and body, seeded with the previous chunk's CRC (chunk 0: header CRC)."""
+        return crc32(self.body, crc32(self.head(), seed))
+
+    def encode(self, seed: int) -> bytes:
+        return self.head() + self.body + _U32.pack(self.crc(seed))
+
+    @property
+    def wire_size(self) -> int:
+        return len(self.head()) + len(self.body) + CHUNK_TAIL_LEN
+
+
+AnyChunk = Chunk | Chunk2
+
 
 @dataclass(frozen=True)
 class Payload:
     header: Header
-    chunks: tuple[Chunk, ...]
+    chunks: tuple[AnyChunk, ...]
     signature: bytes = b""  # SIGNATURE_LEN bytes when the header has FLAG_SIGNED
 
+    @property
+    def v2(self) -> bool:
+        return self.header.format_version == FORMAT_V2
+
     def encode(self) -> bytes:
-        hcrc = self.header.crc
-        return self.header.encode() + self.signature + b"".join(c.encode(hcrc) for c in self.chunks)
+        seed = self.header.crc
+        parts = [self.header.encode(), self.signature]
+        for c in self.chunks:
+            parts.append(c.encode(seed))
+            if isinstance(c, Chunk2):
+                seed = c.crc(seed)  # v2 chains each chunk to the one before
+        return b"".join(parts)
 
     def __bytes__(self) -> bytes:
         return self.encode()
@@ -189,14 +357,14 @@ class Payload:
     @property
     def chunks_start(self) -> int:
         """Position of chunk 0 in the encoded payload (after the signature block)."""
-        return HEADER_LEN + len(self.signature)
+        return self.header.length + len(self.signature)
 
     def chunk_spans(self) -> list[tuple[int, int]]:
         """(start, end) byte positions of each chunk inside the encoded payload."""
         spans = []
         pos = self.chunks_start
         for c in self.chunks:
-            end = pos + CHUNK_OVERHEAD + len(c.data)
+            end = pos + c.wire_size
             spans.append((pos, end))
             pos = end
         return spans
@@ -205,15 +373,27 @@ class Payload:
     def segments(self) -> list[tuple[int, int]]:
         return segments_of(self.chunks)
 
+    def encoding_stats(self) -> dict[str, tuple[int, int, int]]:
+        """Bytes over the air per chunk encoding: name -> (chunks, bytes on the
+        wire, weight bytes they carry). "header" counts the header and the
+        signature block; a chunk's framing counts with its encoding (v1
+        chunks are all "raw")."""
+        out = {"header": (0, self.header.length + len(self.signature), 0)}
+        for c in self.chunks:
+            name = c.encoding if isinstance(c, Chunk2) else "raw"
+            n, wire, data = out.get(name, (0, 0, 0))
+            out[name] = (n + 1, wire + c.wire_size, data + c.length)
+        return out
 
-def segments_of(chunks: tuple[Chunk, ...] | list[Chunk]) -> list[tuple[int, int]]:
+
+def segments_of(chunks: Sequence[AnyChunk]) -> list[tuple[int, int]]:
     """Maximal runs of contiguous chunks as (offset, length)."""
     segs: list[tuple[int, int]] = []
     for c in chunks:
         if segs and segs[-1][0] + segs[-1][1] == c.offset:
-            segs[-1] = (segs[-1][0], segs[-1][1] + len(c.data))
+            segs[-1] = (segs[-1][0], segs[-1][1] + c.length)
         else:
-            segs.append((c.offset, len(c.data)))
+            segs.append((c.offset, c.length))
     return segs
 
 
@@ -224,7 +404,7 @@ def diff_ranges(old: bytes, new: bytes, merge_gap: int = CHUNK_OVERHEAD) -> list
     """Changed byte ranges of ``new`` against ``old`` (same length) as (offset, length).
 
     Two changed runs separated by at most ``merge_gap`` equal bytes are merged:
-    starting a new chunk costs CHUNK_OVERHEAD bytes, so shipping a short gap is
+    starting a new chunk costs framing bytes, so shipping a short gap is
     cheaper than splitting around it.
     """
     if len(old) != len(new):
@@ -251,6 +431,80 @@ def split_chunks(new: bytes, segments: list[tuple[int, int]], chunk_size: int) -
     return chunks
 
 
+def _pieces(segments: list[tuple[int, int]], chunk_size: int) -> list[tuple[int, int]]:
+    return [
+        (start, min(start + chunk_size, off + length) - start)
+        for off, length in segments
+        for start in range(off, off + length, chunk_size)
+    ]
+
+
+def _entropy(data: bytes, corrected: bool = False) -> float:
+    """Order-0 entropy of ``data`` in bytes (what an adaptive coder approaches).
+    ``corrected``: plus the Miller-Madow term (a sample underestimates it)."""
+    import numpy as np
+
+    if not data:
+        return 0.0
+    counts = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
+    nz = counts[counts > 0]
+    p = nz / len(data)
+    bits = float(-(p * np.log2(p)).sum() * len(data))
+    if corrected:
+        bits += (len(nz) - 1) / (2 * np.log(2))
+    return bits / 8
+
+
+def _lane_entropy(data: bytes, offset: int) -> float:
+    """Entropy with bytes at offsets 3 mod 4 counted apart (the LANES model),
+    each part with the Miller-Madow term: splitting a sample always lowers its
+    plain entropy, the term charges the extra statistics a second tree learns."""
+    k = (3 - offset) % 4
+    rest = b"".join(data[j::4] for j in range(4) if j != k)
+    return _entropy(data[k::4], corrected=True) + _entropy(rest, corrected=True)
+
+
+class _Encoder:
+    """Chooses each v2 chunk's encoding by measured size, carrying the range
+    coder's probabilities from chunk to chunk as the device does."""
+
+    def __init__(self, allowed: Collection[str]) -> None:
+        unknown = set(allowed) - set(ENCODINGS)
+        if unknown:
+            raise ValueError(f"unknown encodings {sorted(unknown)}; choose from {ENCODINGS}")
+        self.allowed = set(allowed)
+        self.model = codec.Model()
+
+    def encode(self, offset: int, new: bytes, base: bytes | None, gap: int) -> Chunk2:
+        n = len(new)
+        best = (codec.RAW, new)
+        streams = [(0, new)]
+        if base is not None and "diff" in self.allowed:
+            streams.append((codec.DIFF, codec.sub_base(new, base)))
+        if "runs" in self.allowed:
+            for flag, stream in streams:
+                body = codec.runs_encode(stream)
+                if len(body) < len(best[1]):
+                    best = (codec.RUNS | flag, body)
+        model = None
+        flag, stream = min(streams, key=lambda s: _entropy(s[1]))
+        # bytes this close to noise never range-code much below raw (the adaptive
+        # coder does worse than the entropy of a sample): skip the trial
+        noise = n >= 64 and _entropy(stream, corrected=True) > 0.96 * n
+        if "rc" in self.allowed and not noise:
+            # one trial encoding: the stream and lane split with the lower entropy
+            split = _lane_entropy(stream, offset) if n >= 16 else float("inf")
+            lanes = "lanes" in self.allowed and split < 0.98 * _entropy(stream, corrected=True)
+            enc = codec.RC | flag | (codec.LANES if lanes else 0)
+            trial = self.model.copy()
+            body = codec.rc_encode(stream, offset, lanes, trial)
+            if len(body) < len(best[1]):
+                best, model = (enc, body), trial
+        if model is not None:
+            self.model = model
+        return Chunk2(offset, n, best[0], bytes(best[1]), gap, data=bytes(new))
+
+
 def pack(
     new: bytes,
     *,
@@ -262,6 +516,9 @@ def pack(
     segments: list[tuple[int, int]] | None = None,
     digest: str = "crc32",
     sign_key: bytes | None = None,
+    format_version: int = FORMAT_VERSION,
+    encodings: Collection[str] = ENCODINGS,
+    merge_gap: int | None = None,
 ) -> Payload:
     """Builds a payload that turns a device's weights into ``new``.
 
@@ -273,9 +530,20 @@ def pack(
     ``digest`` is "crc32" or "sha256" (the digest of the final weights).
     ``sign_key`` (a 32-byte Ed25519 private seed, :mod:`modelota.format.signing`) signs
     the header and implies "sha256": a CRC32 digest could be forged.
+
+    ``format_version`` 2 (default) or 1 (devices built before v2).
+    ``chunk_size`` is the largest chunk (decoded bytes): the device's chunk
+    buffer must hold it. v2 only: ``encodings`` is what the packer may use
+    besides raw: methods "runs" and "rc", flags "diff" (a delta's chunks may
+    carry the difference with the base) and "lanes" (float32 sign-and-exponent
+    bytes apart); each chunk gets the smallest of its candidates. ``merge_gap``:
+    unchanged bytes between two changed ranges shipped rather than split
+    around (default: 16 in v1; in v2 chosen from the data).
     """
     if digest not in ("crc32", "sha256"):
         raise ValueError(f"digest must be crc32 or sha256, got {digest!r}")
+    if format_version not in FORMAT_VERSIONS:
+        raise ValueError(f"format version must be 1 or 2, got {format_version}")
     if sign_key is not None:
         digest = "sha256"
     if len(fingerprint) != FINGERPRINT_LEN:
@@ -286,6 +554,7 @@ def pack(
         raise ValueError(f"chunk size must be at least 1, got {chunk_size}")
     if len(new) > U32_MAX:
         raise ValueError("weight region larger than 4 GiB")
+    v2 = format_version == FORMAT_V2
     flags = 0
     base_crc = 0
     if base is not None:
@@ -299,10 +568,25 @@ def pack(
         flags |= FLAG_DELTA
         base_crc = crc32(base)
         if segments is None:
-            segments = diff_ranges(base, new)
+            gap = merge_gap
+            if gap is None:
+                diff_ok = "diff" in encodings and ("rc" in encodings or "runs" in encodings)
+                gap = _v2_merge_gap(base, new) if v2 and diff_ok else _V2_GAP_PLAIN
+            segments = diff_ranges(base, new, gap)
     elif segments is None:
         segments = [(0, len(new))] if new else []
-    chunks = split_chunks(new, segments, chunk_size)
+    chunks: list[AnyChunk]
+    if v2:
+        enc = _Encoder(encodings)
+        chunks = []
+        end = 0
+        for off, n in _pieces(segments, chunk_size):
+            piece = bytes(new[off : off + n])
+            old = bytes(base[off : off + n]) if base is not None else None
+            chunks.append(enc.encode(off, piece, old, off - end))
+            end = off + n
+    else:
+        chunks = list(split_chunks(new, segments, chunk_size))
     if digest == "sha256":
         digest_type = DIGEST_SHA256
         digest_bytes = hashlib.sha256(new).digest()
@@ -317,19 +601,44 @@ def pack(
         fingerprint=bytes(fingerprint),
         model_version=version,
         weights_size=len(new),
-        data_size=sum(len(c.data) for c in chunks),
+        data_size=sum(c.length for c in chunks),
         chunk_count=len(chunks),
-        segment_count=len(segments_of(chunks)),
-        max_chunk=max((len(c.data) for c in chunks), default=0),
+        segment_count=0 if v2 else len(segments_of(chunks)),
+        max_chunk=max((c.length for c in chunks), default=0),
         digest=digest_bytes,
         digest_type=digest_type,
         flags=flags,
         base_version=base_version if base is not None and base_version is not None else 0,
         base_crc32=base_crc,
         reserved=reserved,
+        format_version=format_version,
     )
+    if header.length > V2_MAX_HEADER_LEN:
+        raise ValueError(f"the v2 header would be {header.length} bytes (at most 96): use v1")
     signature = b"" if sign_key is None else _sign(sign_key, header.encode())
     return Payload(header, tuple(chunks), signature)
+
+
+# A new v2 chunk costs about 12 bytes (head, CRC, range coder flush): merge
+# changed ranges closer than what shipping the gap costs. When the changes are
+# small differences (a fine-tune), unchanged bytes are zero differences and
+# cost a fraction of a bit each; when they are unrelated values, a byte each.
+_V2_GAP_DIFF = 256
+_V2_GAP_PLAIN = 16
+
+
+def _v2_merge_gap(base: bytes, new: bytes) -> int:
+    import numpy as np
+
+    a = np.frombuffer(base, dtype=np.uint8)
+    b = np.frombuffer(new, dtype=np.uint8)
+    changed = np.flatnonzero(a != b)
+    if changed.size == 0:
+        return _V2_GAP_PLAIN
+    sample = changed[:: max(1, changed.size // 65536)]
+    plain = _entropy(b[sample].tobytes())
+    diff = _entropy((b[sample] - a[sample]).astype(np.uint8).tobytes())
+    return _V2_GAP_DIFF if diff < plain else _V2_GAP_PLAIN
 
 
 def _key_id_field(seed: bytes) -> int:
@@ -344,6 +653,26 @@ def _sign(seed: bytes, message: bytes) -> bytes:
     from . import signing as keys
 
     return keys.sign(seed, message)
+
+
+def final_weights(payload: Payload, region: bytes) -> bytes:
+    """``region`` (the weights before the update) with every chunk applied."""
+    final = bytearray(region)
+    model = codec.Model()
+    for c in payload.chunks:
+        if isinstance(c, Chunk):
+            final[c.offset : c.offset + c.length] = c.data
+            continue
+        final[c.offset : c.offset + c.length] = _decode_chunk(c, final, model)
+    return bytes(final)
+
+
+def _decode_chunk(c: Chunk2, region: bytes | bytearray, model: codec.Model) -> bytes:
+    """The new bytes of v2 chunk ``c`` over ``region`` (its base)."""
+    out = codec.decode(c.enc, c.body, c.length, c.offset, model)
+    if c.enc & codec.DIFF:
+        return codec.apply_diff(out, region[c.offset : c.offset + c.length])
+    return bytes(out)
 
 
 def seal(
@@ -361,9 +690,7 @@ def seal(
     h = payload.header
     if len(region) != h.weights_size:
         raise ValueError(f"region is {len(region)} bytes, the payload's {h.weights_size}")
-    final = bytearray(region)
-    for c in payload.chunks:
-        final[c.offset : c.offset + len(c.data)] = c.data
+    final = final_weights(payload, region)
     if sign_key is not None:
         digest = "sha256"
     digest_type = DIGEST_SHA256 if digest == "sha256" else DIGEST_CRC32
@@ -376,7 +703,7 @@ def seal(
         **{
             **h.__dict__,
             "digest_type": digest_type,
-            "digest": final_digest(digest_type, bytes(final)),
+            "digest": final_digest(digest_type, final),
             "flags": flags,
             "reserved": reserved,
         }
@@ -419,7 +746,7 @@ class Walk:
     message: str = ""
     header: Header | None = None
     header_crc_stored: int = 0
-    chunks: list[Chunk] = field(default_factory=list)
+    chunks: list[AnyChunk] = field(default_factory=list)
     consumed: int = 0
     verified: bool = False
     signature: bytes = b""
@@ -435,42 +762,63 @@ class _Fail(Exception):
 
 def _layout_problem(h: Header) -> str | None:
     empty = h.chunk_count == 0
+    v1 = h.format_version == FORMAT_V1
     if (
         empty != (h.data_size == 0)
-        or empty != (h.segment_count == 0)
+        or (v1 and empty != (h.segment_count == 0))
         or empty != (h.max_chunk == 0)
         or h.chunk_count > h.data_size
-        or h.segment_count > h.chunk_count
+        or (v1 and h.segment_count > h.chunk_count)
         or (not empty and (h.data_size - 1) // h.max_chunk >= h.chunk_count)
     ):
+        segs = f", {h.segment_count} segments" if v1 else ""
         return (
-            f"counts disagree: {h.chunk_count} chunks, {h.segment_count} segments,"
+            f"counts disagree: {h.chunk_count} chunks{segs},"
             f" {h.data_size} bytes, max chunk {h.max_chunk}"
         )
+    return None
+
+
+def _header_problem(h: Header, v1: bool) -> str | None:
+    """What makes a CRC-valid header ``Unsupported`` (device order)."""
+    if h.digest_type not in DIGEST_NAMES:
+        return f"digest type {h.digest_type} not supported"
+    if h.flags & ~KNOWN_FLAGS:
+        return f"unknown flags 0x{h.flags:04x}"
+    if h.is_signed and h.digest_type != DIGEST_SHA256:
+        return "a signed payload needs the SHA-256 digest"
+    if v1 and h.reserved != 0 and not h.is_signed:
+        return "reserved field is not zero"
+    if v1 and not h.is_delta and (h.base_version or h.base_crc32):
+        return "base fields set on a full (non-delta) payload"
+    if v1 and h.digest_type == DIGEST_CRC32 and any(h.digest[4:]):
+        return "CRC32 digest has non-zero padding"
     return None
 
 
 def _check_header(raw: bytes, dev: Device | None, key: bytes | None) -> tuple[Header, int]:
     """Header checks in the device's order (firmware_lib check_header), up to
     the layout; the delta base is checked after the signature block."""
-    h, stored = Header.decode(raw)
-    computed = crc32(raw[:HEADER_CRC_OFFSET])
+    v1 = raw[4] == FORMAT_V1
+    stored = int(_U32.unpack_from(raw, len(raw) - 4)[0])
+    computed = crc32(raw[:-4])
     if computed != stored:
         raise _Fail(
             Status.BadHeaderCrc, f"header CRC stored 0x{stored:08x}, computed 0x{computed:08x}"
         )
-    if h.digest_type not in DIGEST_NAMES:
-        raise _Fail(Status.Unsupported, f"digest type {h.digest_type} not supported")
-    if h.flags & ~KNOWN_FLAGS:
-        raise _Fail(Status.Unsupported, f"unknown flags 0x{h.flags:04x}")
-    if h.is_signed and h.digest_type != DIGEST_SHA256:
-        raise _Fail(Status.Unsupported, "a signed payload needs the SHA-256 digest")
-    if h.reserved != 0 and not h.is_signed:
-        raise _Fail(Status.Unsupported, "reserved field is not zero")
-    if not h.is_delta and (h.base_version or h.base_crc32):
-        raise _Fail(Status.Unsupported, "base fields set on a full (non-delta) payload")
-    if h.digest_type == DIGEST_CRC32 and any(h.digest[4:]):
-        raise _Fail(Status.Unsupported, "CRC32 digest has non-zero padding")
+    if v1:
+        h, _ = Header.decode(raw)
+        problem = _header_problem(h, True)
+    else:
+        # digest type and flags sit at fixed offsets: refused before the fields are read
+        probe = Header(raw[8:24], 0, 0, 0, 0, 0, 0, bytes(32), raw[6], raw[7], format_version=2)
+        problem = _header_problem(probe, False)
+        parsed = Header.decode_v2(raw) if problem is None else None
+        if problem is None and parsed is None:
+            problem = "header fields do not fill the header exactly (bad varint or length)"
+        h = parsed or probe
+    if problem:
+        raise _Fail(Status.Unsupported, problem)
     if key is not None and not h.is_signed:
         raise _Fail(Status.Unsigned, "payload is not signed; a signature is required")
     if dev is not None:
@@ -531,6 +879,32 @@ def _check_signature(raw_header: bytes, h: Header, signature: bytes, key: bytes)
         raise _Fail(Status.BadSignature, why)
 
 
+def _header_len(stream: bytes, n: int, w: Walk) -> int:
+    """Bytes of the header, checking magic, version and (v2) the length byte
+    as the device does, one field at a time."""
+    if n >= 4 and stream[:4] != MAGIC:
+        w.consumed = 4
+        raise _Fail(Status.BadMagic, f"magic is {stream[:4]!r}, expected {MAGIC!r}")
+    if n >= 5 and stream[4] not in FORMAT_VERSIONS:
+        w.consumed = 5
+        raise _Fail(Status.UnsupportedVersion, f"format version {stream[4]} (this reads 1 and 2)")
+    if n >= 6 and stream[4] == FORMAT_V2:
+        length = stream[5]
+        if not V2_MIN_HEADER_LEN <= length <= V2_MAX_HEADER_LEN:
+            w.consumed = 6
+            raise _Fail(
+                Status.BadHeaderCrc,
+                f"header length {length} outside {V2_MIN_HEADER_LEN}..{V2_MAX_HEADER_LEN}",
+            )
+        want = length
+    else:
+        want = HEADER_LEN if n >= 5 else 6
+    if n < want:
+        w.consumed = n
+        raise _Fail(Status.Truncated, f"stream ends inside the header ({n} bytes)")
+    return want
+
+
 def _walk(stream: bytes, dev: Device | None, public_key: bytes | None = None) -> Walk:
     """Walks ``stream`` in the order the device consumes it.
 
@@ -542,19 +916,11 @@ def _walk(stream: bytes, dev: Device | None, public_key: bytes | None = None) ->
     w = Walk(Status.Ok)
     n = len(stream)
     try:
-        if n >= 4 and stream[:4] != MAGIC:
-            w.consumed = 4
-            raise _Fail(Status.BadMagic, f"magic is {stream[:4]!r}, expected {MAGIC!r}")
-        if n >= 5 and stream[4] != FORMAT_VERSION:
-            w.consumed = 5
-            raise _Fail(Status.UnsupportedVersion, f"format version {stream[4]} (this reads 1)")
-        if n < HEADER_LEN:
-            w.consumed = n
-            raise _Fail(Status.Truncated, f"stream ends inside the header ({n} bytes)")
-        w.consumed = HEADER_LEN
-        h, w.header_crc_stored = _check_header(stream[:HEADER_LEN], dev, key)
+        hlen = _header_len(stream, n, w)
+        w.consumed = hlen
+        h, w.header_crc_stored = _check_header(stream[:hlen], dev, key)
         w.header = h
-        pos = HEADER_LEN
+        pos = hlen
         if h.is_signed:
             if n - pos < SIGNATURE_LEN:
                 w.consumed = n
@@ -563,57 +929,12 @@ def _walk(stream: bytes, dev: Device | None, public_key: bytes | None = None) ->
             pos += SIGNATURE_LEN
             w.consumed = pos
             if key is not None:
-                _check_signature(stream[:HEADER_LEN], h, w.signature, key)
+                _check_signature(stream[:hlen], h, w.signature, key)
                 w.signature_checked = True
         if dev is not None and h.is_delta:
             _check_base(h, dev)
-        write_end = 0
-        data_seen = 0
-        limit = len(dev.weights) if dev is not None else h.weights_size
-        for seq in range(h.chunk_count):
-            if n - pos < CHUNK_HEAD_LEN:
-                w.consumed = n
-                raise _Fail(Status.Truncated, f"stream ends inside chunk {seq}")
-            got_seq, off, length = _CHUNK_HEAD.unpack_from(stream, pos)
-            w.consumed = pos + CHUNK_HEAD_LEN
-            if got_seq != seq:
-                raise _Fail(Status.BadSequence, f"chunk {seq} carries sequence number {got_seq}")
-            if length == 0 or length > h.max_chunk:
-                raise _Fail(Status.BadChunk, f"chunk {seq} length {length} (max {h.max_chunk})")
-            if off < write_end or off > limit or length > limit - off:
-                raise _Fail(
-                    Status.OutOfBounds,
-                    f"chunk {seq} [{off}, {off + length}) overlaps earlier data or leaves"
-                    f" the {limit}-byte region",
-                )
-            if length > h.data_size - data_seen:
-                raise _Fail(Status.LayoutMismatch, f"chunk {seq} exceeds the announced data size")
-            end = pos + CHUNK_HEAD_LEN + length + CHUNK_TAIL_LEN
-            if end > n:
-                w.consumed = n
-                raise _Fail(Status.Truncated, f"stream ends inside chunk {seq}")
-            w.consumed = end
-            data = stream[pos + CHUNK_HEAD_LEN : end - CHUNK_TAIL_LEN]
-            chunk = Chunk(seq, off, data)
-            (stored,) = _U32.unpack_from(stream, end - CHUNK_TAIL_LEN)
-            computed = chunk.crc(w.header_crc_stored)
-            if stored != computed:
-                raise _Fail(
-                    Status.ChunkCrc,
-                    f"chunk {seq} CRC stored 0x{stored:08x}, computed 0x{computed:08x}",
-                )
-            if dev is not None:
-                dev.weights[off : off + length] = data
-            w.chunks.append(chunk)
-            write_end = off + length
-            data_seen += length
-            pos = end
-        if data_seen != h.data_size or len(segments_of(w.chunks)) != h.segment_count:
-            raise _Fail(
-                Status.LayoutMismatch,
-                f"chunks carry {data_seen} bytes in {len(segments_of(w.chunks))} segments,"
-                f" header says {h.data_size} in {h.segment_count}",
-            )
+        walk_chunks = _walk_chunks_v2 if h.format_version == FORMAT_V2 else _walk_chunks_v1
+        pos = walk_chunks(stream, pos, h, dev, w)
         if dev is not None:
             got = final_digest(h.digest_type, bytes(dev.weights))
             if got != h.digest:
@@ -632,12 +953,170 @@ def _walk(stream: bytes, dev: Device | None, public_key: bytes | None = None) ->
     return w
 
 
+def _walk_chunks_v1(stream: bytes, pos: int, h: Header, dev: Device | None, w: Walk) -> int:
+    n = len(stream)
+    write_end = 0
+    data_seen = 0
+    limit = len(dev.weights) if dev is not None else h.weights_size
+    chunks: list[Chunk] = []
+    for seq in range(h.chunk_count):
+        if n - pos < CHUNK_HEAD_LEN:
+            w.consumed = n
+            raise _Fail(Status.Truncated, f"stream ends inside chunk {seq}")
+        got_seq, off, length = _CHUNK_HEAD.unpack_from(stream, pos)
+        w.consumed = pos + CHUNK_HEAD_LEN
+        if got_seq != seq:
+            raise _Fail(Status.BadSequence, f"chunk {seq} carries sequence number {got_seq}")
+        if length == 0 or length > h.max_chunk:
+            raise _Fail(Status.BadChunk, f"chunk {seq} length {length} (max {h.max_chunk})")
+        if off < write_end or off > limit or length > limit - off:
+            raise _Fail(
+                Status.OutOfBounds,
+                f"chunk {seq} [{off}, {off + length}) overlaps earlier data or leaves"
+                f" the {limit}-byte region",
+            )
+        if length > h.data_size - data_seen:
+            raise _Fail(Status.LayoutMismatch, f"chunk {seq} exceeds the announced data size")
+        end = pos + CHUNK_HEAD_LEN + length + CHUNK_TAIL_LEN
+        if end > n:
+            w.consumed = n
+            raise _Fail(Status.Truncated, f"stream ends inside chunk {seq}")
+        w.consumed = end
+        data = stream[pos + CHUNK_HEAD_LEN : end - CHUNK_TAIL_LEN]
+        chunk = Chunk(seq, off, data)
+        (stored,) = _U32.unpack_from(stream, end - CHUNK_TAIL_LEN)
+        computed = chunk.crc(w.header_crc_stored)
+        if stored != computed:
+            raise _Fail(
+                Status.ChunkCrc,
+                f"chunk {seq} CRC stored 0x{stored:08x}, computed 0x{computed:08x}",
+            )
+        if dev is not None:
+            dev.weights[off : off + length] = data
+        w.chunks.append(chunk)
+        chunks.append(chunk)
+        write_end = off + length
+        data_seen += length
+        pos = end
+    if data_seen != h.data_size or len(segments_of(chunks)) != h.segment_count:
+        raise _Fail(
+            Status.LayoutMismatch,
+            f"chunks carry {data_seen} bytes in {len(segments_of(chunks))} segments,"
+            f" header says {h.data_size} in {h.segment_count}",
+        )
+    return pos
+
+
+def _chunk_head_v2(
+    stream: bytes, pos: int, seq: int, h: Header, w: Walk
+) -> tuple[int, int, int, int, int]:
+    """Reads a v2 chunk head at ``pos`` byte by byte, refusing as the device
+    does at the byte that shows the problem. Returns (enc, gap, length, size, end)."""
+    n = len(stream)
+    if pos >= n:
+        w.consumed = n
+        raise _Fail(Status.Truncated, f"stream ends inside chunk {seq}")
+    enc = stream[pos]
+    w.consumed = pos + 1
+    method = enc & codec.METHOD_MASK
+    if (
+        enc & ~codec.KNOWN_ENC
+        or method not in codec.METHODS
+        or (enc & codec.DIFF and not h.is_delta)
+        or (enc & codec.LANES and method != codec.RC)
+    ):
+        raise _Fail(Status.BadChunk, f"chunk {seq} has encoding 0x{enc:02x}")
+    values = []
+    p = pos + 1
+    for _ in range(2 if method == codec.RAW else 3):
+        value, nxt, ok = codec.read_varint(stream, p)
+        if not ok:
+            w.consumed = nxt
+            raise _Fail(Status.BadChunk, f"chunk {seq} head has a malformed varint")
+        if value is None:
+            w.consumed = n
+            raise _Fail(Status.Truncated, f"stream ends inside chunk {seq}")
+        values.append(value)
+        p = nxt
+    w.consumed = p
+    gap, length = values[0], values[1]
+    size = values[2] if method != codec.RAW else length
+    return enc, gap, length, size, p
+
+
+def _walk_chunks_v2(stream: bytes, pos: int, h: Header, dev: Device | None, w: Walk) -> int:
+    n = len(stream)
+    write_end = 0
+    data_seen = 0
+    limit = len(dev.weights) if dev is not None else h.weights_size
+    seed = w.header_crc_stored
+    model = codec.Model()
+    for seq in range(h.chunk_count):
+        enc, gap, length, size, p = _chunk_head_v2(stream, pos, seq, h, w)
+        if length == 0 or length > h.max_chunk:
+            raise _Fail(Status.BadChunk, f"chunk {seq} length {length} (max {h.max_chunk})")
+        if enc & codec.METHOD_MASK != codec.RAW and size >= length:
+            raise _Fail(Status.BadChunk, f"chunk {seq}: {size} encoded bytes for {length}")
+        if gap > limit - write_end or length > limit - write_end - gap:
+            raise _Fail(
+                Status.OutOfBounds,
+                f"chunk {seq} [{write_end + gap}, {write_end + gap + length}) leaves"
+                f" the {limit}-byte region",
+            )
+        if length > h.data_size - data_seen:
+            raise _Fail(Status.LayoutMismatch, f"chunk {seq} exceeds the announced data size")
+        off = write_end + gap
+        end = p + size + CHUNK_TAIL_LEN
+        if end > n:
+            w.consumed = n
+            raise _Fail(Status.Truncated, f"stream ends inside chunk {seq}")
+        w.consumed = end
+        chunk = Chunk2(off, length, enc, stream[p : p + size], gap)
+        (stored,) = _U32.unpack_from(stream, end - CHUNK_TAIL_LEN)
+        computed = crc32(stream[pos : p + size], seed)
+        if stored != computed:
+            raise _Fail(
+                Status.ChunkCrc,
+                f"chunk {seq} CRC stored 0x{stored:08x}, computed 0x{computed:08x}",
+            )
+        if dev is not None:
+            data = _decode_chunk(chunk, dev.weights, model)
+            dev.weights[off : off + length] = data
+            chunk = Chunk2(off, length, enc, chunk.body, gap, data=data)
+        w.chunks.append(chunk)
+        seed = stored
+        write_end = off + length
+        data_seen += length
+        pos = end
+    if data_seen != h.data_size:
+        raise _Fail(
+            Status.LayoutMismatch,
+            f"chunks carry {data_seen} bytes, header says {h.data_size}",
+        )
+    return pos
+
+
+def peek_header(data: bytes) -> Header | None:
+    """The header at the start of ``data`` (v1 or v2), read without any check,
+    or None when the bytes are not one (too short, not MOTA, unknown version,
+    malformed v2 fields). For tools that route or pre-check a payload."""
+    if len(data) < 6 or data[:4] != MAGIC or data[4] not in FORMAT_VERSIONS:
+        return None
+    if data[4] == FORMAT_V1:
+        return Header.decode(data[:HEADER_LEN])[0] if len(data) >= HEADER_LEN else None
+    n = data[5]
+    if not V2_MIN_HEADER_LEN <= n <= len(data):
+        return None
+    return Header.decode_v2(data[:n])
+
+
 def parse(data: bytes, public_key: bytes | None = None) -> Payload:
     """Reads and checks a payload on its own; raises ModelOTAError on any defect.
 
     With ``public_key`` (32 bytes) the payload must be signed by that key
     (``Unsigned`` / ``BadSignature`` otherwise); without one a signature is
-    read but not checked."""
+    read but not checked. v2 chunks are checked (framing, CRC) but not
+    decoded: their ``data`` stays None."""
     if public_key is not None and len(public_key) != PUBLIC_KEY_LEN:
         raise ValueError(f"public key must be {PUBLIC_KEY_LEN} bytes, got {len(public_key)}")
     w = _walk(data, None, public_key)

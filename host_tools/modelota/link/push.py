@@ -56,10 +56,12 @@ REPEAT_FIRST = 0.25
 
 
 def transfer_id(payload: bytes) -> int:
-    """Names a transfer: CRC32 of header bytes 0..91 (the header's own CRC
-    field). Not the CRC of all 96 bytes: a block followed by its own CRC32
-    always has the same CRC (0x2144DF1C), whatever the block."""
-    return zlib.crc32(payload[: HEADER_LEN - 4])
+    """Names a transfer: CRC32 of the header bytes before its CRC field (v1:
+    bytes 0..91; v2: 0..header_len-5), which is the header's own CRC. Not the
+    CRC of a fixed prefix: a block followed by its own CRC32 always has the
+    same CRC (0x2144DF1C), so two v2 payloads of one layout would share it."""
+    n = payload[5] if len(payload) > 5 and payload[4] == 2 else HEADER_LEN
+    return zlib.crc32(payload[: n - 4])
 
 
 def frame(ftype: int, body: bytes = b"") -> bytes:
@@ -276,11 +278,12 @@ class Session:
 
 def check_payload(payload: bytes, info: Info) -> None:
     """Refuses a payload the device would refuse, before any DATA is sent."""
-    if len(payload) < HEADER_LEN or payload[:4] != b"MOTA":
+    from ..format.payload import peek_header
+
+    h = peek_header(payload)
+    if h is None:
         raise CliError("not a ModelOTA payload (no MOTA header)")
-    fp = payload[8:24]
-    (version,) = struct.unpack_from("<I", payload, 24)
-    (size,) = struct.unpack_from("<I", payload, 36)
+    fp, version, size = h.fingerprint, h.model_version, h.weights_size
     if fp != info.fingerprint:
         raise CliError(
             f"wrong model: the payload is for model {fp.hex()}, the device runs"
@@ -297,8 +300,7 @@ def check_payload(payload: bytes, info: Info) -> None:
         )
     if version == info.version:
         raise CliError(f"already current: the device already runs version {version}")
-    (flags,) = struct.unpack_from("<H", payload, 6)
-    base_version, base_crc = struct.unpack_from("<II", payload, 28)
+    flags, base_version, base_crc = h.flags, h.base_version, h.base_crc32
     if flags & 1 and base_version != info.version:
         raise CliError(
             f"wrong base: the delta applies to version {base_version}, the device runs"

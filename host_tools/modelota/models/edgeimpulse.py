@@ -1427,13 +1427,15 @@ def pack_ei(
     delta: bool = False,
     chunk_size: int = DEFAULT_CHUNK,
     base_version: int | None = None,
+    format_version: int = 2,
 ) -> Payload:
     """A payload that turns a device built from ``old_export`` into ``new_export``'s weights.
 
     Refuses (EIArchitectureError, naming the first difference) unless both are
     the same architecture. ``delta`` ships only the changed byte ranges; the
     device must then run exactly the old weights at ``base_version`` (default:
-    the version a prepared old export was built with).
+    the version a prepared old export was built with). ``format_version``:
+    the wire format (docs/FORMAT.md), 2 or 1 for devices built before it.
     """
     old = _as_export(old_export)
     new = _as_export(new_export)
@@ -1464,6 +1466,7 @@ def pack_ei(
             version=version,
             chunk_size=chunk_size,
             segments=segments,
+            format_version=format_version,
         )
     if base_version is None:
         base_version = old.prepared_version
@@ -1481,6 +1484,7 @@ def pack_ei(
         chunk_size=chunk_size,
         base=old_region,
         base_version=base_version,
+        format_version=format_version,
     )
 
 
@@ -1982,8 +1986,7 @@ String ei_update_weights(Stream& in, uint32_t timeout_ms) {
                                                   MODELOTA_EI_MODEL_VERSION),
                          modelota_ei_fingerprint, buffer, sizeof(buffer));
     cfg.current_version = g_version;
-    cfg.writable.ranges = modelota_ei_writable;
-    cfg.writable.count = @WRITABLE_COUNT@u;
+    cfg.writable = modelota_writable_flash(modelota_ei_writable, @WRITABLE_COUNT@u);
     modelota_updater u;
     int status = modelota_init(&u, &cfg);
     if (status == MODELOTA_OK) {
@@ -2037,8 +2040,9 @@ def _glue_source(exp: EIExport) -> str:
         + ", ".join(f"0x{b:02x}" for b in fp)
         + "};",
         "/* The only bytes a payload may change: learned parameters and quantization",
-        " * arrays (a payload touching anything else is refused with WrongModel). */",
-        f"static const uint32_t modelota_ei_writable[{2 * len(writable) or 2}] = {{"
+        " * arrays (a payload touching anything else is refused with WrongModel). In",
+        " * flash (PROGMEM on AVR), read from there by modelota_writable_flash. */",
+        f"static const uint32_t modelota_ei_writable[{2 * len(writable) or 2}] MODELOTA_FLASH = {{"
         + (", ".join(f"{o}u, {n}u" for o, n in writable) or "0u, 0u")
         + "};",
     ]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ import tflite
 from flatbuffers.table import Table as _Table
 from tflite.utils import BUILTIN_OPCODE2NAME
 
+from ..format.constants import FORMAT_VERSION
 from ..format.payload import CHUNK_OVERHEAD, FINGERPRINT_LEN, Payload, pack
 from .roles import learned_tensors
 
@@ -1032,6 +1033,8 @@ def pack_tflite(
     base_version: int | None = None,
     delta: bool = False,
     chunk_size: int = 1024,
+    format_version: int = FORMAT_VERSION,
+    encodings: Collection[str] | None = None,
 ) -> Payload:
     """A payload that turns a device's copy of ``old_bytes`` into the new model.
 
@@ -1039,12 +1042,15 @@ def pack_tflite(
     ranges of the old layout (merged when contiguous or at most 16 bytes
     apart), so the payload carries every weight but no structure. Delta
     (needs ``base_version``): only the bytes that change; the device refuses
-    it unless it holds exactly ``old_bytes``.
+    it unless it holds exactly ``old_bytes``. ``format_version``: 2 (chunks
+    compressed, docs/FORMAT.md) or 1 (devices built before it); ``encodings``
+    limits what v2 may use (see :func:`modelota.format.payload.pack`).
     """
     old = read_tflite(old_bytes)
     new = read_tflite(new_bytes)
     target = rebase(old, new)
     fp = old.fingerprint()
+    options: dict[str, Any] = {} if encodings is None else {"encodings": encodings}
     if delta:
         if base_version is None:
             raise ValueError("a delta needs base_version: the version the devices run")
@@ -1057,6 +1063,8 @@ def pack_tflite(
             chunk_size=chunk_size,
             base=bytes(old_bytes),
             base_version=base_version,
+            format_version=format_version,
+            **options,
         )
     return pack(
         target,
@@ -1064,6 +1072,8 @@ def pack_tflite(
         version=version,
         chunk_size=chunk_size,
         segments=merge_ranges(old.weight_ranges()),
+        format_version=format_version,
+        **options,
     )
 
 

@@ -94,6 +94,7 @@ M4_LDFLAGS = [
 M4_CORE = (
     "crc32.cpp",
     "status.cpp",
+    "decode.cpp",
     "updater.cpp",
     "store.cpp",
     "link.cpp",

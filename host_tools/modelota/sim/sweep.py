@@ -1,11 +1,17 @@
 """Power-cut sweeps over the native Store (MCUboot / littlefs style).
 
 For one scenario (geometry, model size, full or delta payload, flash or RAM
-model): count the storage operations N of a clean update; then for every
+model, wire format v1 or v2): count the storage operations N of a clean update; then for every
 i in 1..N cut power during operation i (lost, or torn), optionally cut again
 during the recovery at the next boot, reboot, and check that the device holds
 exactly the old or exactly the new weights with the matching version, and
 that a following update succeeds.
+
+The weights look like a quantized model (peaked int8 values, zero runs, a
+stretch of noise), and the delta changes some bytes by one and rewrites
+others, so a v2 payload carries every chunk encoding (raw, runs, range coder,
+differences with the base): the Store decodes them again from its log while
+it rewrites the region, and recovery does it once more after a cut.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..format.payload import pack
+from ..format.payload import Payload, pack
 from ..status import Status
 from .device import FlashModelDevice, Layout, RamModelDevice
 from .flash import SimFlash
@@ -47,10 +53,12 @@ class Scenario:
     delta: bool
     mode: str  # "flash" or "ram"
     seed: int = 0
+    format_version: int = 2
+    every_encoding: bool = False  # the delta is every_encoding_payload (delta, v2)
 
     def __str__(self) -> str:
-        kind = "delta" if self.delta else "full"
-        return f"{self.mode} {self.geometry} {self.model_size}B {kind}"
+        kind = "every-encoding delta" if self.every_encoding else "delta" if self.delta else "full"
+        return f"{self.mode} {self.geometry} {self.model_size}B {kind} v{self.format_version}"
 
 
 @dataclass
@@ -69,6 +77,140 @@ class Report:
         return self.mixed == 0 and self.bricked == 0
 
 
+def weights_like(rnd: random.Random, size: int) -> bytes:
+    """Bytes shaped like a quantized model: mostly small signed int8 values
+    (a peaked distribution), a run of zeros (padding, a zero bias) and a
+    stretch of noise (a float tensor), in random proportions."""
+    out = bytearray()
+    while len(out) < size:
+        kind = rnd.random()
+        n = rnd.randint(16, 600)
+        if kind < 0.6:
+            out += bytes(int(rnd.gauss(0, 6)) & 0xFF for _ in range(n))
+        elif kind < 0.8:
+            out += bytes(n)
+        else:
+            out += rnd.randbytes(n)
+    return bytes(out[:size])
+
+
+def successor(rnd: random.Random, old: bytes, block: int) -> bytes:
+    """A retrained ``old``: some stretches nudged by one (a fine-tune, shipped
+    as differences), some rewritten (new values)."""
+    new = bytearray(old)
+    size = len(old)
+    for i in range(4):
+        at = rnd.randrange(size)
+        run = min(size - at, rnd.choice([1, 7, 60, block + 3, 400]))
+        if i % 2:
+            step = rnd.choice((1, 255))
+            new[at : at + run] = bytes((b + step) & 0xFF for b in new[at : at + run])
+        else:
+            new[at : at + run] = weights_like(rnd, run)
+    return bytes(new)
+
+
+# Every v2 chunk encoding (method and flags) in one delta payload, chunk by
+# chunk as given: the packer chooses by size, so the sweep and the tests that
+# must meet each encoding build it this way (the codec and the packer's framing).
+EVERY_ENCODING = (
+    ("raw", 0x00),
+    ("raw+diff", 0x04),
+    ("runs", 0x01),
+    ("runs+diff", 0x05),
+    ("rc", 0x02),
+    ("rc+lanes", 0x0A),
+    ("rc+diff", 0x06),
+    ("rc+diff+lanes", 0x0E),
+)
+
+
+def _pieces_for(rnd: object, name: str, piece: int) -> tuple[bytes, bytes]:
+    """(old, new) bytes of one chunk that the named encoding compresses."""
+    import struct
+
+    r = rnd  # random.Random
+
+    def int8s(n: int) -> bytes:
+        return bytes(int(r.gauss(0, 6)) & 0xFF for _ in range(n))  # type: ignore[attr-defined]
+
+    def floats(n: int) -> bytes:  # float32 weights on a 1/256 grid: low mantissa bytes zero
+        values = (round(r.gauss(0, 12)) / 256 for _ in range(n // 4))  # type: ignore[attr-defined]
+        return struct.pack(f"<{n // 4}f", *values) + bytes(n % 4)
+
+    if name.startswith("runs"):
+        old = int8s(piece)
+        if name == "runs":  # pruned: mostly zeros
+            new = bytes(b if r.random() < 0.1 else 0 for b in int8s(piece))  # type: ignore[attr-defined]
+        else:  # a few bytes moved: differences are mostly zero runs
+            new = bytes((b + 1) & 0xFF if r.random() < 0.05 else b for b in old)  # type: ignore[attr-defined]
+        return old, new
+    if "lanes" in name:
+        old = floats(piece)
+        if "diff" in name:  # a fine-tune: the low mantissa bytes move
+            new = bytes((b + r.choice((0, 1, 255))) & 0xFF if i % 4 == 0 else b  # type: ignore[attr-defined]
+                        for i, b in enumerate(old))  # fmt: skip
+        else:
+            new = floats(piece)
+        return old, new
+    old = int8s(piece)
+    if "diff" in name:
+        return old, bytes((b + r.choice((0, 0, 1, 255))) & 0xFF for b in old)  # type: ignore[attr-defined]
+    return old, int8s(piece) if name.startswith("rc") else r.randbytes(piece)  # type: ignore[attr-defined]
+
+
+def every_encoding_payload(
+    seed: int = 1,
+    piece: int = 256,
+    gap: int = 5,
+    digest: str = "crc32",
+    fingerprint: bytes = FP,
+    base_version: int = 1,
+    version: int = 2,
+) -> tuple[bytes, bytes, Payload]:
+    """(old, new, payload): a v2 delta with one chunk in each encoding of
+    EVERY_ENCODING (built with the codec and the packer's framing), ``gap``
+    unchanged bytes between chunks; the bytes are shaped so each encoding
+    compresses (int8 weights, float32 weights, pruned zeros, fine-tunes)."""
+    import random
+
+    from ..format import codec
+    from ..format.payload import Chunk2, Header, crc32, final_digest
+
+    rnd = random.Random(seed)
+    old = bytearray(rnd.randbytes(gap))
+    new = bytearray(old)
+    model = codec.Model()
+    chunks = []
+    for name, enc in EVERY_ENCODING:
+        at = len(old)
+        o, n = _pieces_for(rnd, name, piece)
+        old += o
+        new += n
+        stream = codec.sub_base(n, o) if enc & codec.DIFF else n
+        method = enc & codec.METHOD_MASK
+        if method == codec.RC:
+            body = codec.rc_encode(stream, at, bool(enc & codec.LANES), model)
+        elif method == codec.RUNS:
+            body = codec.runs_encode(stream)
+        else:
+            body = stream
+        if len(n) != piece or (method != codec.RAW and len(body) >= piece):
+            raise AssertionError(f"{name}: {len(body)} encoded bytes for {len(n)}")
+        chunks.append(Chunk2(at, piece, enc, body, gap, data=n))
+        tail = rnd.randbytes(gap)
+        old += tail
+        new += tail
+    digest_type = 2 if digest == "sha256" else 1
+    header = Header(
+        fingerprint=fingerprint, model_version=version, weights_size=len(new),
+        data_size=piece * len(chunks), chunk_count=len(chunks), segment_count=0, max_chunk=piece,
+        digest=final_digest(digest_type, bytes(new)), digest_type=digest_type, flags=1,
+        base_version=base_version, base_crc32=crc32(bytes(old)), format_version=2,
+    )  # fmt: skip
+    return bytes(old), bytes(new), Payload(header, tuple(chunks))
+
+
 class _Bench:
     """Builds devices for one scenario over one simulated flash."""
 
@@ -76,24 +218,35 @@ class _Bench:
         g = sc.geometry
         rnd = random.Random(sc.seed)
         self.sc = sc
-        self.v1 = rnd.randbytes(sc.model_size)
-        self.v2 = rnd.randbytes(sc.model_size)
-        if sc.delta:
-            v3 = bytearray(self.v2)
-            for _ in range(3):
-                at = rnd.randrange(sc.model_size)
-                run = min(sc.model_size - at, rnd.choice([1, 7, 60, g.block_size + 3]))
-                v3[at : at + run] = rnd.randbytes(run)
-            self.v3 = bytes(v3)
+        fmt = sc.format_version
+        self.v1 = weights_like(rnd, sc.model_size)
+        self.v2 = weights_like(rnd, sc.model_size)
+        if sc.every_encoding:
+            piece = min(1000, max(16, (sc.model_size - 5) // len(EVERY_ENCODING) - 5))
+            self.v2, self.v3, every = every_encoding_payload(
+                sc.seed, piece, fingerprint=FP, base_version=2, version=3
+            )
+            self.v1 = weights_like(rnd, len(self.v2))
+            self.payload = every.encode()
+        elif sc.delta:
+            self.v3 = successor(rnd, self.v2, g.block_size)
             self.payload = pack(
-                self.v3, fingerprint=FP, version=3, chunk_size=200, base=self.v2, base_version=2
-            ).encode()
+                self.v3, fingerprint=FP, version=3, chunk_size=200, base=self.v2, base_version=2,
+                format_version=fmt,
+            ).encode()  # fmt: skip
         else:
-            self.v3 = rnd.randbytes(sc.model_size)
-            self.payload = pack(self.v3, fingerprint=FP, version=3, chunk_size=200).encode()
-        v2 = pack(self.v2, fingerprint=FP, version=2, chunk_size=200).encode()
-        largest = max(len(v2), len(self.payload))
-        self.layout = Layout.plan(g.block_size, g.prog_size, sc.model_size, largest)
+            self.v3 = weights_like(rnd, sc.model_size)
+            self.payload = pack(
+                self.v3, fingerprint=FP, version=3, chunk_size=200, format_version=fmt
+            ).encode()
+        v2 = pack(self.v2, fingerprint=FP, version=2, chunk_size=200, format_version=fmt).encode()
+        # the update after a recovery that ended on v3
+        self.v4 = bytes(x ^ 0x5A for x in self.v3)
+        self.v4_payload = pack(
+            self.v4, fingerprint=FP, version=4, chunk_size=200, format_version=fmt
+        ).encode()
+        largest = max(len(v2), len(self.payload), len(self.v4_payload))
+        self.layout = Layout.plan(g.block_size, g.prog_size, len(self.v2), largest)
         self.flash = SimFlash(g.block_size, self.layout.block_count, g.prog_size, g.erased_value)
         if sc.mode == "flash":
             self.flash.load(0, self.v1)  # the factory model flashed with the firmware
@@ -192,9 +345,8 @@ def _one(
         expect = b.v3
     elif (weights, version) == (b.v3, 3):
         rep.ended_new += 1
-        v4 = bytes(x ^ 0x5A for x in b.v3)
-        follow = dev.update(pack(v4, fingerprint=FP, version=4, chunk_size=200).encode())
-        expect = v4
+        follow = dev.update(b.v4_payload)
+        expect = b.v4
     else:
         rep.mixed += 1
         rep.failures.append(f"cut {i} tear={tear}: version {version}, weights neither old nor new")

@@ -25,55 +25,13 @@
  * BENCH_MSG_LEN, BENCH_HASH_LEN. */
 #include CRYPTO_BENCH_VECTORS
 
+#include "bench_io.h"
+
 namespace {
 
-volatile uint16_t g_overflows = 0;
 uint8_t g_buf[BENCH_HASH_LEN];
 const uint8_t kPaint = 0xA5u;
 const uint16_t kPaintBytes = 3072u;
-
-void put(char c) {
-    while (!(UCSR0A & (1u << UDRE0))) {
-    }
-    UDR0 = static_cast<uint8_t>(c);
-}
-
-void put_str(const char* s) {
-    while (*s != 0) {
-        put(*s++);
-    }
-}
-
-void put_u32(uint32_t v) {
-    char tmp[11];
-    uint8_t n = 0;
-    do {
-        tmp[n++] = static_cast<char>('0' + static_cast<uint8_t>(v % 10u));
-        v /= 10u;
-    } while (v != 0u);
-    while (n > 0) {
-        put(tmp[--n]);
-    }
-}
-
-void put_kv(const char* key, uint32_t v) {
-    put_str(key);
-    put('=');
-    put_u32(v);
-    put('\n');
-}
-
-uint32_t now() {
-    uint8_t s = SREG;
-    cli();
-    uint16_t t = TCNT1;
-    uint16_t o = g_overflows;
-    if ((TIFR1 & (1u << TOV1)) && t < 0x8000u) {
-        ++o; /* overflowed between the reads, ISR not run yet */
-    }
-    SREG = s;
-    return (static_cast<uint32_t>(o) << 16) | t;
-}
 
 __attribute__((noinline)) void paint(uint8_t* lo, uint16_t n) {
     for (uint16_t i = 0; i < n; ++i) {
@@ -91,15 +49,8 @@ __attribute__((noinline)) uint16_t painted_used(const uint8_t* lo, uint16_t n) {
 
 }  // namespace
 
-ISR(TIMER1_OVF_vect) { g_overflows = static_cast<uint16_t>(g_overflows + 1u); }
-
 int main(void) {
-    UBRR0 = 8u;
-    UCSR0B = (1u << TXEN0);
-    TCCR1A = 0;
-    TCCR1B = (1u << CS11) | (1u << CS10); /* clk / 64 */
-    TIMSK1 = (1u << TOIE1);
-    sei();
+    bench_io_start((1u << CS11) | (1u << CS10)); /* Timer1 at clk / 64 */
 
     for (uint16_t i = 0; i < sizeof(g_buf); ++i) {
         g_buf[i] = static_cast<uint8_t>(i * 131u + 7u);
@@ -136,11 +87,7 @@ int main(void) {
     put_kv("sha512_first_word", (static_cast<uint32_t>(digest[0]) << 24) |
                                     (static_cast<uint32_t>(digest[1]) << 16) |
                                     (static_cast<uint32_t>(digest[2]) << 8) | digest[3]);
-    put_str("done\n");
-    while (!(UCSR0A & (1u << TXC0))) {
-    }
-    cli();
-    sleep_cpu(); /* simavr stops on sleep with interrupts off */
+    bench_io_stop();
     for (;;) {
     }
 }

@@ -22,61 +22,14 @@
  * BENCH_MSG_LEN, BENCH_HASH_LEN. */
 #include CRYPTO_BENCH_VECTORS
 
+#include "bench_io.h"
+
 namespace {
-
-struct BenchUart {
-    volatile uint32_t data;
-    volatile uint32_t state; /* bit0 TX full */
-    volatile uint32_t ctrl;  /* bit0 TX enable */
-    volatile uint32_t intstatus;
-    volatile uint32_t bauddiv;
-};
-BenchUart* const BENCH_UART0 = reinterpret_cast<BenchUart*>(0x40004000u);
-
-volatile uint32_t* const BENCH_SYST_CSR = reinterpret_cast<volatile uint32_t*>(0xE000E010u);
-volatile uint32_t* const BENCH_SYST_RVR = reinterpret_cast<volatile uint32_t*>(0xE000E014u);
-volatile uint32_t* const BENCH_SYST_CVR = reinterpret_cast<volatile uint32_t*>(0xE000E018u);
 
 const uint32_t kPaint = 0xA5C3E1F0u;
 const uint32_t kPaintWords = 4096u; /* 16 KiB below the caller's frame */
 
 uint8_t g_buf[BENCH_HASH_LEN];
-
-void put(char c) {
-    while (BENCH_UART0->state & 1u) {
-    }
-    BENCH_UART0->data = static_cast<uint8_t>(c);
-}
-
-void put_str(const char* s) {
-    while (*s != 0) {
-        put(*s++);
-    }
-}
-
-void put_u32(uint32_t v) {
-    char tmp[11];
-    unsigned n = 0;
-    do {
-        tmp[n++] = static_cast<char>('0' + v % 10u);
-        v /= 10u;
-    } while (v != 0u);
-    while (n > 0) {
-        put(tmp[--n]);
-    }
-}
-
-void put_kv(const char* key, uint32_t v) {
-    put_str(key);
-    put('=');
-    put_u32(v);
-    put('\n');
-}
-
-/* SysTick counts down from 0xFFFFFF; one interval must stay below 2^24
- * ticks (671 M instructions at 40 per tick). */
-uint32_t now() { return *BENCH_SYST_CVR; }
-uint32_t ticks_since(uint32_t start) { return (start - *BENCH_SYST_CVR) & 0xFFFFFFu; }
 
 __attribute__((noinline)) uint32_t stack_pointer() {
     uint32_t sp;
@@ -99,23 +52,10 @@ __attribute__((noinline)) uint32_t painted_used(const uint32_t* lo, uint32_t wor
     return (words - i) * 4u;
 }
 
-void semihost_exit(uint32_t code) {
-    register uint32_t r0 __asm__("r0") = 0x18u;    /* SYS_EXIT */
-    register uint32_t r1 __asm__("r1") = 0x20026u; /* ADP_Stopped_ApplicationExit */
-    (void)code;
-    __asm__ volatile("bkpt 0xab" : : "r"(r0), "r"(r1) : "memory");
-}
-
 }  // namespace
 
-extern "C" void SysTick_Handler(void) {}
-
 int main(void) {
-    BENCH_UART0->bauddiv = 16u;
-    BENCH_UART0->ctrl = 1u;
-    *BENCH_SYST_RVR = 0xFFFFFFu;
-    *BENCH_SYST_CVR = 0u;
-    *BENCH_SYST_CSR = 5u; /* core clock, no interrupt, enabled */
+    bench_io_start();
 
     for (uint32_t i = 0; i < sizeof(g_buf); ++i) {
         g_buf[i] = static_cast<uint8_t>(i * 131u + 7u);

@@ -1,0 +1,3 @@
+const uint8_t MODEL_FINGERPRINT[16] = {0x75, 0x50, 0x3f, 0x28, 0x6d, 0x25, 0x96, 0xa9, 0xc7, 0x45, 0x67, 0x81, 0x04, 0x6d, 0x19, 0x53};
+/* 228 of 1808 bytes in 28 range(s) may change: cfg.writable = modelota_writable_flash(MODEL_WRITABLE_RANGES), or ota.setWritableRanges(modelota_writable_flash(MODEL_WRITABLE_RANGES)) with the ModelOTA class; include modelota.h or ModelOTA.h first */
+const uint32_t MODEL_WRITABLE_RANGES[56] MODELOTA_FLASH = {536u, 4u, 544u, 4u, 552u, 8u, 564u, 4u, 704u, 4u, 712u, 4u, 720u, 8u, 732u, 4u, 832u, 8u, 844u, 4u, 944u, 8u, 960u, 4u, 1056u, 4u, 1064u, 4u, 1072u, 8u, 1084u, 4u, 1184u, 8u, 1196u, 4u, 1320u, 8u, 1332u, 4u, 1456u, 4u, 1464u, 4u, 1472u, 8u, 1488u, 4u, 1616u, 12u, 1648u, 24u, 1696u, 32u, 1760u, 32u};

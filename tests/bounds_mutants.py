@@ -1,0 +1,473 @@
+"""Mutation proof of the bounds tests (tests/test_bounds.py).
+
+Every bounds check of the Updater, the Store and the link (and the Python
+mirror of the Updater's, format/payload.py) is moved by one, in each
+direction where that changes anything, and the named test that guards the
+edge must then fail. ``MUTANTS`` is the table; docs/DESIGN.md ("Bounds checks
+and their tests") is the same table for readers.
+
+C++ mutants are compiled into ONE native module: each checked expression
+``old`` becomes ``(modelota_mutant == k ? (new) : (old))``, and the global
+``modelota_mutant`` picks the mutant at run time (0: none, the core as it
+is). One build (~15 s) serves them all, so the whole proof takes a minute.
+Python mutants are the mirror's source with ``old`` replaced, loaded as a
+separate module that the tests call instead of the real one.
+
+    python tests/bounds_mutants.py              # every mutant
+    python tests/bounds_mutants.py updater.chunk-end+1 ...
+
+Prints one line per mutant and exits 1 if any survives (its tests all
+pass), if a listed ``old`` text is no longer in the source once (the table
+must follow the code), or if the unmutated instrumented core fails a test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+T = "tests/test_bounds.py::"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    file: str  # under firmware_lib/, or host_tools/... for the Python mirror
+    old: str  # the checked expression, exactly once in the file
+    new: str  # the same check moved by one
+    tests: tuple[str, ...]  # node ids (under tests/test_bounds.py) that must fail
+
+    @property
+    def python(self) -> bool:
+        return self.file.endswith(".py")
+
+
+def m(id_: str, file: str, old: str, new: str, *tests: str) -> Mutant:
+    return Mutant(id_, file, old, new, tuple(T + t for t in tests))
+
+
+UPD = "modelota/updater.cpp"
+STO = "modelota/store.cpp"
+LNK = "modelota/link.cpp"
+PAY = "host_tools/modelota/format/payload.py"
+BUF_MIN = "cfg->buffer == NULL ||\n        cfg->buffer_len < MODELOTA_HEADER_LEN"
+SILENCE = "static_cast<uint32_t>(now(l) - l->last_rx_ms)"
+CHUNK_LEN = "len == 0 || len > u->max_chunk"
+CHUNK = "off < u->write_end || off > size || len > size - off"
+WVALID = "r.len == 0 || r.off < end || r.off > size || r.len > size - r.off"
+
+MUTANTS: tuple[Mutant, ...] = (
+    # ---- Updater: chunk against the region (check_chunk_head)
+    m("updater.chunk-end+1", UPD, CHUNK, "off < u->write_end || off > size || len > size + 1 - off",
+      "test_updater_chunk_ending_one_past_region_end_is_refused"),
+    m("updater.chunk-end-1", UPD, CHUNK, "off < u->write_end || off > size || len >= size - off",
+      "test_updater_chunk_ending_exactly_at_region_end_is_applied"),
+    m("updater.chunk-offset+1", UPD, CHUNK,
+      "off < u->write_end || off > size + 1 || len > size - off",
+      "test_updater_chunk_starting_past_region_end_is_refused[size+1]"),
+    m("updater.chunk-overlap+1", UPD, CHUNK,
+      "off + 1 < u->write_end || off > size || len > size - off",
+      "test_updater_chunk_overlapping_previous_by_one_byte_is_refused"),
+    m("updater.chunk-overlap-1", UPD, CHUNK,
+      "off <= u->write_end || off > size || len > size - off",
+      "test_updater_chunk_starting_at_previous_chunk_end_is_applied"),
+    # ---- Updater: chunk length
+    m("updater.chunk-len-0", UPD, CHUNK_LEN, "len > u->max_chunk",
+      "test_updater_zero_length_chunk_is_refused"),
+    m("updater.max-chunk+1", UPD, CHUNK_LEN, "len == 0 || len > u->max_chunk + 1",
+      "test_updater_chunk_one_byte_over_max_chunk_is_refused"),
+    m("updater.max-chunk-1", UPD, CHUNK_LEN, "len == 0 || len >= u->max_chunk",
+      "test_updater_chunk_of_max_chunk_bytes_is_applied"),
+    m("updater.remaining+1", UPD, "len > u->data_size - u->data_seen",
+      "len > u->data_size + 1 - u->data_seen",
+      "test_updater_chunk_carrying_one_byte_more_than_announced_is_refused"),
+    m("updater.remaining-1", UPD, "len > u->data_size - u->data_seen",
+      "len >= u->data_size - u->data_seen",
+      "test_updater_chunk_carrying_exactly_the_remaining_data_is_applied"),
+    # ---- Updater: header sizes and layout (check_header)
+    m("updater.data-size+1", UPD, "u->data_size > c->target.size",
+      "u->data_size > c->target.size + 1",
+      "test_updater_data_size_over_region_is_refused[size+1]"),
+    m("updater.data-size-1", UPD, "u->data_size > c->target.size",
+      "u->data_size >= c->target.size", "test_updater_data_size_equal_to_region_is_applied"),
+    m("updater.buffer+1", UPD, "u->max_chunk > c->buffer_len", "u->max_chunk > c->buffer_len + 1",
+      "test_updater_max_chunk_over_buffer_is_refused[buffer+1]"),
+    m("updater.buffer-1", UPD, "u->max_chunk > c->buffer_len", "u->max_chunk >= c->buffer_len",
+      "test_updater_max_chunk_equal_to_buffer_is_applied"),
+    m("updater.chunks-per-byte+1", UPD, "u->chunk_count > u->data_size",
+      "u->chunk_count > u->data_size + 1", "test_updater_more_chunks_than_data_bytes_is_refused"),
+    m("updater.chunks-per-byte-1", UPD, "u->chunk_count > u->data_size",
+      "u->chunk_count >= u->data_size",
+      "test_updater_one_byte_chunks_as_many_as_data_bytes_are_applied"),
+    m("updater.segments+1", UPD, "u->segment_count > u->chunk_count",
+      "u->segment_count > u->chunk_count + 1",
+      "test_updater_more_segments_than_chunks_is_refused"),
+    m("updater.segments-1", UPD, "u->segment_count > u->chunk_count",
+      "u->segment_count >= u->chunk_count",
+      "test_updater_one_byte_chunks_as_many_as_data_bytes_are_applied"),
+    m("updater.fewest-chunks+1", UPD, "(u->data_size - 1u) / u->max_chunk >= u->chunk_count",
+      "(u->data_size - 1u) / u->max_chunk > u->chunk_count",
+      "test_updater_one_chunk_fewer_than_max_chunk_allows_is_refused"),
+    m("updater.fewest-chunks-1", UPD, "(u->data_size - 1u) / u->max_chunk >= u->chunk_count",
+      "(u->data_size - 1u) / u->max_chunk + 1u >= u->chunk_count",
+      "test_updater_fewest_chunks_max_chunk_allows_are_applied"),
+    m("updater.buffer-min+1", UPD, BUF_MIN,
+      "cfg->buffer == NULL || cfg->buffer_len < MODELOTA_HEADER_LEN - 1u",
+      "test_updater_buffer_of_header_size_is_accepted_one_less_refused"),
+    m("updater.buffer-min-1", UPD, BUF_MIN,
+      "cfg->buffer == NULL || cfg->buffer_len <= MODELOTA_HEADER_LEN",
+      "test_updater_buffer_of_header_size_is_accepted_one_less_refused"),
+    m("updater.padding-first", UPD, "h[56 + i] != 0", "i > 4 && h[56 + i] != 0",
+      "test_updater_crc32_digest_padding_byte_set_is_refused[first]"),
+    m("updater.padding-last", UPD, "i < MODELOTA_DIGEST_LEN", "i < MODELOTA_DIGEST_LEN - 1u",
+      "test_updater_crc32_digest_padding_byte_set_is_refused[last]"),
+    # ---- Updater: versions
+    m("updater.rollback+1", UPD, "u->new_version < u->current_version",
+      "u->new_version + 1u < u->current_version",
+      "test_updater_version_edges[current-1]"),
+    m("updater.floor-1", UPD, "u->new_version < u->min_version", "u->new_version <= u->min_version",
+      "test_updater_version_edges[at-floor]"),
+    m("updater.floor+1", UPD, "u->new_version < u->min_version",
+      "u->new_version + 1u < u->min_version", "test_updater_version_edges[floor-1]"),
+    m("updater.current+1", UPD, "u->new_version == u->current_version",
+      "u->new_version == u->current_version + 1u",
+      "test_updater_version_edges[current+1]", "test_updater_version_edges[current]"),
+    # ---- Updater: writable ranges (writable_valid, check_writable)
+    m("updater.writable-end+1", UPD, WVALID,
+      "r.len == 0 || r.off < end || r.off > size || r.len > size + 1 - r.off",
+      "test_updater_writable_range_ending_one_past_region_end_is_refused"),
+    m("updater.writable-end-1", UPD, WVALID,
+      "r.len == 0 || r.off < end || r.off > size || r.len >= size - r.off",
+      "test_updater_writable_range_ending_at_region_end_is_accepted"),
+    m("updater.writable-offset+1", UPD, WVALID,
+      "r.len == 0 || r.off < end || r.off > size + 1 || r.len > size - r.off",
+      "test_updater_writable_range_starting_past_region_end_is_refused[size+1]"),
+    m("updater.writable-overlap+1", UPD, WVALID,
+      "r.len == 0 || r.off + 1 < end || r.off > size || r.len > size - r.off",
+      "test_updater_writable_ranges_overlapping_by_one_byte_are_refused"),
+    m("updater.writable-overlap-1", UPD, WVALID,
+      "r.len == 0 || r.off <= end || r.off > size || r.len > size - r.off",
+      "test_updater_writable_ranges_adjacent_are_accepted"),
+    m("updater.writable-len-0", UPD, WVALID, "r.off < end || r.off > size || r.len > size - r.off",
+      "test_updater_empty_writable_range_is_refused"),
+    m("updater.writable-search+1", UPD, "r.off + r.len <= off", "r.off + r.len <= off + 1u",
+      "test_updater_chunk_starting_at_the_last_byte_of_a_writable_range_is_applied"),
+    m("updater.writable-next+1", UPD, "r_off >= end", "r_off + 1u >= end",
+      "test_updater_chunk_ending_at_the_first_byte_of_a_writable_range_is_applied"),
+    m("updater.writable-gap+1", UPD, "r_off > pos", "r_off > pos + 1u",
+      "test_updater_chunk_changing_the_byte_between_two_writable_ranges_is_refused"),
+    m("updater.writable-tail+1", UPD, "pos < end ? same_as_region(c, off, pos, end) : MODELOTA_OK",
+      "pos + 1u < end ? same_as_region(c, off, pos, end) : MODELOTA_OK",
+      "test_updater_chunk_changing_the_byte_after_the_last_writable_range_is_refused"),
+    # ---- Store: log and journal capacity
+    m("store.log+1", STO, "n > capacity - st->log_len - st->tail_len",
+      "n > capacity + 1 - st->log_len - st->tail_len",
+      "test_store_log_one_byte_over_is_refused"),
+    m("store.log-1", STO, "n > capacity - st->log_len - st->tail_len",
+      "n >= capacity - st->log_len - st->tail_len", "test_store_log_exactly_full_is_accepted"),
+    m("store.journal+1", STO, "k.blocks + kJournalSpare > journal_capacity(st)",
+      "k.blocks + kJournalSpare > journal_capacity(st) + 1u",
+      "test_store_journal_one_entry_over_is_refused"),
+    m("store.journal-1", STO, "k.blocks + kJournalSpare > journal_capacity(st)",
+      "k.blocks + kJournalSpare >= journal_capacity(st)",
+      "test_store_journal_exactly_full_commits"),
+    m("store.journal-slot+1", STO, "slot >= journal_capacity(st)",
+      "slot > journal_capacity(st)",
+      "test_store_recovery_one_entry_past_the_journal_stops_before_writing_it"),
+    m("store.journal-slot-1", STO, "slot >= journal_capacity(st)",
+      "slot + 1u >= journal_capacity(st)",
+      "test_store_recovery_with_its_last_entry_in_the_last_journal_slot_completes"),
+    # ---- Store: the log's chunks (walk_log)
+    m("store.walk-head+tail-1", STO,
+      "st->log_len - pos < MODELOTA_CHUNK_HEAD_LEN + MODELOTA_CHUNK_TAIL_LEN",
+      "st->log_len - pos <= MODELOTA_CHUNK_HEAD_LEN + MODELOTA_CHUNK_TAIL_LEN",
+      "test_store_log_holding_exactly_a_chunk_head_and_tail_commits"),
+    m("store.walk-head+tail+1", STO,
+      "st->log_len - pos < MODELOTA_CHUNK_HEAD_LEN + MODELOTA_CHUNK_TAIL_LEN",
+      "st->log_len - pos < MODELOTA_CHUNK_HEAD_LEN + MODELOTA_CHUNK_TAIL_LEN - 1u",
+      "test_store_log_one_byte_short_of_a_chunk_head_and_tail_is_refused"),
+    m("store.walk-tail", STO, "len > st->log_len - pos - MODELOTA_CHUNK_TAIL_LEN",
+      "len > st->log_len - pos",  # the bound as it was before the fix
+      "test_store_log_chunk_tail_one_byte_past_the_log_is_refused"),
+    m("store.walk-tail-1", STO, "len > st->log_len - pos - MODELOTA_CHUNK_TAIL_LEN",
+      "len >= st->log_len - pos - MODELOTA_CHUNK_TAIL_LEN",
+      "test_store_log_chunk_ending_at_region_end_commits"),
+    m("store.walk-offset+1", STO, "off > c->region_size", "off > c->region_size + 1u",
+      "test_store_log_chunk_starting_past_region_end_is_refused"),
+    m("store.walk-end+1", STO, "len > c->region_size - off", "len > c->region_size + 1u - off",
+      "test_store_log_chunk_ending_one_past_region_end_is_refused"),
+    m("store.walk-end-1", STO, "len > c->region_size - off", "len >= c->region_size - off",
+      "test_store_log_chunk_ending_at_region_end_commits"),
+    # ---- Store: region reads
+    m("store.read-offset+1", STO, "offset > st->cfg->region_size",
+      "offset > st->cfg->region_size + 1u",
+      "test_store_region_read_past_region_is_refused[offset size+1]"),
+    m("store.read-end+1", STO, "len > st->cfg->region_size - offset",
+      "len > st->cfg->region_size + 1u - offset",
+      "test_store_region_read_past_region_is_refused[end size+1]",
+      "test_store_region_read_past_region_is_refused[len size+1]"),
+    m("store.read-end-1", STO, "len > st->cfg->region_size - offset",
+      "len >= st->cfg->region_size - offset", "test_store_region_read_edges"),
+    # ---- Store: layout (modelota_store_init)
+    m("store.area-end+1", STO, "count[i] > s->block_count - first[i]",
+      "count[i] > s->block_count + 1u - first[i]",
+      "test_store_area_ending_at_the_last_block_is_accepted_one_past_refused"),
+    m("store.area-end-1", STO, "count[i] > s->block_count - first[i]",
+      "count[i] >= s->block_count - first[i]",
+      "test_store_area_ending_at_the_last_block_is_accepted_one_past_refused"),
+    m("store.overlap-start+1", STO, "first[i] < first[j] + count[j]",
+      "first[i] + 1u < first[j] + count[j]",
+      "test_store_adjacent_areas_are_accepted_overlapping_by_one_block_refused"),
+    m("store.overlap-start-1", STO, "first[i] < first[j] + count[j]",
+      "first[i] <= first[j] + count[j]",
+      "test_store_adjacent_areas_are_accepted_overlapping_by_one_block_refused"),
+    m("store.overlap-end+1", STO, "first[j] < first[i] + count[i]",
+      "first[j] + 1u < first[i] + count[i]",
+      "test_store_adjacent_areas_are_accepted_overlapping_by_one_block_refused"),
+    m("store.overlap-end-1", STO, "first[j] < first[i] + count[i]",
+      "first[j] <= first[i] + count[i]",
+      "test_store_adjacent_areas_are_accepted_overlapping_by_one_block_refused"),
+    m("store.prog+1", STO, "s->prog_size > MODELOTA_MAX_PROG_SIZE",
+      "s->prog_size > MODELOTA_MAX_PROG_SIZE + 1u",
+      "test_store_prog_size_at_the_maximum_is_accepted_one_over_refused"),
+    m("store.prog-1", STO, "s->prog_size > MODELOTA_MAX_PROG_SIZE",
+      "s->prog_size >= MODELOTA_MAX_PROG_SIZE",
+      "test_store_prog_size_at_the_maximum_is_accepted_one_over_refused"),
+    m("store.block+1", STO, "s->block_size < 2u * MODELOTA_RECORD_LEN",
+      "s->block_size < 2u * MODELOTA_RECORD_LEN - 1u",
+      "test_store_block_of_two_records_is_accepted_one_byte_less_refused"),
+    m("store.block-1", STO, "s->block_size < 2u * MODELOTA_RECORD_LEN",
+      "s->block_size <= 2u * MODELOTA_RECORD_LEN",
+      "test_store_block_of_two_records_is_accepted_one_byte_less_refused"),
+    # ---- link
+    m("link.body+1", LNK, "len > max_body", "len > max_body + 1u",
+      "test_link_frame_one_byte_over_max_body_is_dropped"),
+    m("link.body-1", LNK, "len > max_body", "len >= max_body",
+      "test_link_data_frame_of_max_data_bytes_is_acked"),
+    m("link.body-cap+1", LNK, "body > 0xFFFFu", "body > 0x10000u",
+      "test_link_max_data_is_capped_at_a_16_bit_body"),
+    m("link.frame-buf+1", LNK, "c->frame_buf_len < MODELOTA_LINK_MIN_FRAME_BUF",
+      "c->frame_buf_len < MODELOTA_LINK_MIN_FRAME_BUF - 1u",
+      "test_link_smallest_frame_buffer_is_accepted_one_less_refused"),
+    m("link.frame-buf-1", LNK, "c->frame_buf_len < MODELOTA_LINK_MIN_FRAME_BUF",
+      "c->frame_buf_len <= MODELOTA_LINK_MIN_FRAME_BUF",
+      "test_link_smallest_frame_buffer_is_accepted_one_less_refused"),
+    m("link.start+1", LNK, "len < 8u", "len < 7u",
+      "test_link_start_of_eight_bytes_is_acked_seven_refused"),
+    m("link.start-1", LNK, "len < 8u", "len <= 8u",
+      "test_link_start_of_eight_bytes_is_acked_seven_refused"),
+    m("link.data-head+1", LNK, "len < MODELOTA_LINK_DATA_HEAD",
+      "len < MODELOTA_LINK_DATA_HEAD - 1u",
+      "test_link_data_of_offset_only_is_acked_shorter_refused"),
+    m("link.data-head-1", LNK, "len < MODELOTA_LINK_DATA_HEAD", "len <= MODELOTA_LINK_DATA_HEAD",
+      "test_link_data_of_offset_only_is_acked_shorter_refused"),
+    m("link.gap+1", LNK, "offset > l->acked", "offset > l->acked + 1u",
+      "test_link_data_at_the_acked_offset_is_taken_one_past_is_a_gap"),
+    m("link.gap-1", LNK, "offset > l->acked", "offset >= l->acked",
+      "test_link_data_at_the_acked_offset_is_taken_one_past_is_a_gap"),
+    m("link.range+1", LNK, "n > l->total_len - offset", "n > l->total_len + 1u - offset",
+      "test_link_data_ending_at_the_total_is_taken_one_past_is_out_of_range"),
+    m("link.range-1", LNK, "n > l->total_len - offset", "n >= l->total_len - offset",
+      "test_link_data_ending_at_the_total_is_taken_one_past_is_out_of_range"),
+    m("link.duplicate+1", LNK, "skip >= n", "skip + 1u >= n",
+      "test_link_duplicate_ending_at_acked_is_ignored_one_more_byte_is_fed"),
+    m("link.commit-1", LNK, "l->acked != l->total_len", "l->acked + 1u < l->total_len",
+      "test_link_commit_after_every_byte_succeeds_one_short_is_incomplete"),
+    m("link.gap-ms+1", LNK,
+      "static_cast<uint32_t>(t - l->last_byte_ms) >= static_cast<uint32_t>(MODELOTA_LINK_GAP_MS)",
+      "static_cast<uint32_t>(t - l->last_byte_ms) > static_cast<uint32_t>(MODELOTA_LINK_GAP_MS)",
+      "test_link_frame_resumed_just_before_the_gap_completes_at_the_gap_is_forgotten"),
+    m("link.gap-ms-1", LNK,
+      "static_cast<uint32_t>(t - l->last_byte_ms) >= static_cast<uint32_t>(MODELOTA_LINK_GAP_MS)",
+      "static_cast<uint32_t>(t - l->last_byte_ms) + 1u >= "
+      "static_cast<uint32_t>(MODELOTA_LINK_GAP_MS)",
+      "test_link_frame_resumed_just_before_the_gap_completes_at_the_gap_is_forgotten"),
+    m("link.timeout+1", LNK, f"{SILENCE} >= l->c.resume_timeout_ms",
+      f"{SILENCE} > l->c.resume_timeout_ms",
+      "test_link_transfer_open_until_the_resume_timeout_ends_at_it"),
+    m("link.timeout-1", LNK, f"{SILENCE} >= l->c.resume_timeout_ms",
+      f"{SILENCE} + 1u >= l->c.resume_timeout_ms",
+      "test_link_transfer_open_until_the_resume_timeout_ends_at_it"),
+    # ---- the Python mirror (format/payload.py _walk, _check_header, _layout_problem)
+    m("python.chunk-end+1", PAY, "length > limit - off", "length > limit + 1 - off",
+      "test_updater_chunk_ending_one_past_region_end_is_refused"),
+    m("python.chunk-end-1", PAY, "length > limit - off", "length >= limit - off",
+      "test_updater_chunk_ending_exactly_at_region_end_is_applied"),
+    m("python.overlap+1", PAY, "off < write_end", "off + 1 < write_end",
+      "test_updater_chunk_overlapping_previous_by_one_byte_is_refused"),
+    m("python.max-chunk+1", PAY, "length > h.max_chunk", "length > h.max_chunk + 1",
+      "test_updater_chunk_one_byte_over_max_chunk_is_refused"),
+    m("python.remaining+1", PAY, "length > h.data_size - data_seen",
+      "length > h.data_size + 1 - data_seen",
+      "test_updater_chunk_carrying_one_byte_more_than_announced_is_refused"),
+    m("python.data-size+1", PAY, "h.data_size > size_limit", "h.data_size > size_limit + 1",
+      "test_updater_data_size_over_region_is_refused[size+1]"),
+    m("python.buffer+1", PAY, "h.max_chunk > dev.buffer_len", "h.max_chunk > dev.buffer_len + 1",
+      "test_updater_max_chunk_over_buffer_is_refused[buffer+1]"),
+    m("python.fewest-chunks+1", PAY, "(h.data_size - 1) // h.max_chunk >= h.chunk_count",
+      "(h.data_size - 1) // h.max_chunk > h.chunk_count",
+      "test_updater_one_chunk_fewer_than_max_chunk_allows_is_refused"),
+)  # fmt: skip
+
+# The default suite's sample: the off-by-one that once survived everything.
+DEFAULT = ("updater.chunk-end+1",)
+
+PRELUDE = (
+    "\n/* bounds_mutants.py: each check below picks its mutant at run time */\n"
+    'extern "C" int modelota_mutant;\n'
+    "#define MODELOTA_MUT(k, mutated, original) "
+    "(modelota_mutant == (k) ? (mutated) : (original))\n"
+)
+
+
+def _number(mutant: Mutant) -> int:
+    return MUTANTS.index(mutant) + 1
+
+
+def instrumented_sources() -> dict[str, str]:
+    """firmware_lib files with every C++ mutant site switchable. Raises
+    LookupError when a site's text is not in its file exactly once."""
+    texts: dict[str, str] = {}
+    sites: dict[tuple[str, str], list[Mutant]] = {}
+    for mu in MUTANTS:
+        if not mu.python:
+            sites.setdefault((mu.file, mu.old), []).append(mu)
+    for (file, old), group in sites.items():
+        text = texts.get(file) or (ROOT / "firmware_lib" / file).read_text()
+        if text.count(old) != 1:
+            raise LookupError(f"firmware_lib/{file}: {old!r} occurs {text.count(old)} times")
+        expr = f"({old})"
+        for mu in group:
+            expr = f"MODELOTA_MUT({_number(mu)}, ({mu.new}), {expr})"
+        texts[file] = text.replace(old, expr)
+    for file, text in texts.items():
+        first = text.index("#include")
+        end = text.index("\n", first) + 1
+        texts[file] = text[:end] + PRELUDE + text[end:]
+    texts[UPD] += '\nextern "C" {\nint modelota_mutant = 0;\n}\n'
+    header = (ROOT / "firmware_lib" / "modelota.h").read_text()
+    texts["modelota.h"] = header + '\n#ifdef __cplusplus\nextern "C" int modelota_mutant;\n#endif\n'
+    return texts
+
+
+def build() -> Path:
+    sys.path.insert(0, str(HERE))
+    from native_variants import build_patched
+
+    return build_patched("_modelota_mutants", instrumented_sources(),
+                         "\nextern int modelota_mutant;\n")  # fmt: skip
+
+
+def _python_mirror(mutant: Mutant) -> types.ModuleType:
+    path = ROOT / mutant.file
+    text = path.read_text()
+    if text.count(mutant.old) != 1:
+        raise LookupError(f"{mutant.file}: {mutant.old!r} occurs {text.count(mutant.old)} times")
+    mod = types.ModuleType("modelota.format._payload_mutant")
+    mod.__package__ = "modelota.format"
+    mod.__file__ = str(path)
+    sys.modules[mod.__name__] = mod  # dataclasses look their module up
+    exec(compile(text.replace(mutant.old, mutant.new), str(path), "exec"), mod.__dict__)
+    return mod
+
+
+class _Failures:
+    """pytest plugin: node ids that failed (setup or call)."""
+
+    def __init__(self) -> None:
+        self.failed: set[str] = set()
+        self.passed: set[str] = set()
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.failed:
+            self.failed.add(report.nodeid)
+        elif report.when == "call" and report.passed:
+            self.passed.add(report.nodeid)
+
+
+def _pytest(nodeids: list[str]) -> _Failures:
+    import pytest
+
+    plugin = _Failures()
+    args = ["-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=", *nodeids]
+    with open(os.devnull, "w") as null:
+        saved = sys.stdout
+        sys.stdout = null
+        try:
+            pytest.main(args, plugins=[plugin])
+        finally:
+            sys.stdout = saved
+    return plugin
+
+
+def run_in_process(ids: list[str]) -> int:
+    """Runs the mutants (this process has MODELOTA_NATIVE set to the
+    instrumented module). Returns the number of problems."""
+    os.chdir(ROOT)
+    sys.path.insert(0, str(HERE))
+    import test_bounds
+
+    from modelota.sim.native import load
+
+    lib = load().lib
+    problems = 0
+    lib.modelota_mutant = 0
+    sane = _pytest(["tests/test_bounds.py"])
+    if sane.failed or not sane.passed:
+        print(f"unmutated instrumented core: {len(sane.failed)} tests fail: {sorted(sane.failed)}")
+        return 1
+    print(f"unmutated instrumented core: {len(sane.passed)} bounds tests pass")
+    chosen = [mu for mu in MUTANTS if not ids or mu.id in ids]
+    for mu in chosen:
+        real = test_bounds.apply_reference
+        try:
+            if mu.python:
+                test_bounds.apply_reference = _python_mirror(mu).apply_reference  # type: ignore[attr-defined]
+            else:
+                lib.modelota_mutant = _number(mu)
+            got = _pytest(list(mu.tests))
+        except LookupError as e:
+            print(f"STALE     {mu.id}: {e}")
+            problems += 1
+            continue
+        finally:
+            lib.modelota_mutant = 0
+            test_bounds.apply_reference = real
+        missing = [t for t in mu.tests if not any(f == t or f.startswith(t + "[")
+                                                  for f in got.failed)]  # fmt: skip
+        verdict = "killed" if not missing else "SURVIVED"
+        problems += bool(missing)
+        where = f"{mu.file}: {' '.join(mu.old.split())}  ->  {mu.new}"
+        print(f"{verdict:9} {mu.id:28} {where}")
+        for t in missing:
+            print(f"          passed: {t}")
+    print(f"{len(chosen)} mutants, {problems} survived or stale")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    if os.environ.get("MODELOTA_MUTANT"):
+        return 1 if run_in_process(argv) else 0
+    known = {mu.id for mu in MUTANTS}
+    unknown = [a for a in argv if a not in known]
+    if unknown:
+        print(f"unknown mutants: {unknown}", file=sys.stderr)
+        return 2
+    try:
+        module = build()
+    except LookupError as e:
+        print(f"STALE: {e}")
+        return 1
+    env = dict(os.environ, MODELOTA_NATIVE=str(module), MODELOTA_MUTANT="1")
+    return subprocess.run([sys.executable, __file__, *argv], env=env, cwd=ROOT).returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

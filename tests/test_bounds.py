@@ -1,0 +1,868 @@
+"""Every bounds check of the Updater, the Store and the link at its edge.
+
+Each check gets a pair of named tests: the last value it lets through and
+the first it refuses (a chunk ending exactly at the region's end and one
+byte past it, ``offset == size``, lengths 0, the maximum and u32 max, a log
+or journal exactly full and one over). So moving any check by one fails a
+test with the check's name in it: tests/test_bounds_mutants.py builds the
+native core with each check moved by one and proves it (docs/DESIGN.md,
+"Bounds checks and their tests", lists them).
+
+Payloads are packed by hand here (the packer refuses to build a chunk
+outside the region). The Updater tests run the native C++ core and the
+Python mirror (``format.payload.apply_reference``) on the same bytes and
+require the same status, the old weights back after a refusal, and the
+refusal at the expected byte of the stream.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import zlib
+from dataclasses import dataclass, replace
+
+import pytest
+
+from modelota.format.payload import HEADER_LEN, Device, Header, apply_reference, crc32
+from modelota.link.push import (
+    ACK,
+    COMMIT,
+    DATA,
+    HELLO,
+    INFO,
+    NAK,
+    RESULT,
+    START,
+    FrameReader,
+    Info,
+    frame,
+)
+from modelota.sim.board import SimBoard, demo_model
+from modelota.sim.device import Layout, _StoreHandle
+from modelota.sim.flash import SimFlash
+from modelota.sim.native import Updater, load
+from modelota.status import Status
+
+U32_MAX = 0xFFFF_FFFF
+SIZE = 1000  # weight region of the Updater tests
+OLD = random.Random(1).randbytes(SIZE)
+FP = b"bounds-test-fp!!"
+V_OLD, V_NEW = 3, 4
+CHUNK_HEAD, CHUNK_TAIL = 12, 4
+
+# ---------------------------------------------------------------- Updater
+
+
+def raw_chunk(hcrc: int, seq: int, off: int, data: bytes, length: int | None = None) -> bytes:
+    """One chunk as the wire carries it; ``length`` may lie about len(data)."""
+    head = struct.pack("<III", seq, off, len(data) if length is None else length)
+    return head + data + struct.pack("<I", crc32(data, crc32(head, hcrc)))
+
+
+def segments(chunks: list[tuple[int, bytes]]) -> int:
+    n, end = 0, -1
+    for off, data in chunks:
+        n += off != end
+        end = off + len(data)
+    return n
+
+
+def stream(
+    chunks: list[tuple[int, bytes]], *, lengths: dict[int, int] | None = None, **fields: object
+) -> bytes:
+    """A payload of ``chunks`` ((offset, bytes) in order) over OLD, header
+    fields derived from them unless given; the digest is of OLD with the
+    chunks laid over, clipped to the region."""
+    final = bytearray(OLD)
+    for off, data in chunks:
+        end = min(off + len(data), SIZE)
+        if off < end:
+            final[off:end] = data[: end - off]
+    h = Header(
+        fingerprint=FP,
+        model_version=V_NEW,
+        weights_size=SIZE,
+        data_size=sum(len(d) for _, d in chunks),
+        chunk_count=len(chunks),
+        segment_count=segments(chunks),
+        max_chunk=max((len(d) for _, d in chunks), default=0),
+        digest=struct.pack("<I", crc32(bytes(final))) + bytes(28),
+    )
+    h = replace(h, **fields)  # type: ignore[arg-type]
+    hcrc = h.crc
+    lengths = lengths or {}
+    body = b"".join(raw_chunk(hcrc, i, o, d, lengths.get(i)) for i, (o, d) in enumerate(chunks))
+    return h.encode() + body
+
+
+def at_chunk(chunks: list[tuple[int, bytes]], i: int, part: str = "head") -> int:
+    """Stream position just after chunk i's head (or its tail)."""
+    pos = HEADER_LEN + sum(CHUNK_HEAD + len(d) + CHUNK_TAIL for _, d in chunks[:i])
+    return pos + CHUNK_HEAD + (len(chunks[i][1]) + CHUNK_TAIL if part == "tail" else 0)
+
+
+@dataclass
+class Outcome:
+    status: Status
+    consumed: int  # bytes the C++ Updater took, up to and including the refused field
+    weights: bytes
+
+
+def run(
+    payload: bytes,
+    *,
+    buffer_len: int = 1024,
+    current: int = V_OLD,
+    min_version: int = 0,
+) -> Outcome:
+    """The native Updater and the Python mirror on the same stream: same
+    status, and after a refusal both hold the old weights."""
+    dev = Updater(bytearray(OLD), fingerprint=FP, current_version=current,
+                  buffer_len=buffer_len, min_version=min_version)  # fmt: skip
+    assert dev.init_status == Status.Ok
+    st = dev.apply(payload)
+    ref = Device(FP, current, bytearray(OLD), buffer_len, min_version=min_version)
+    walk = apply_reference(payload, ref)
+    assert walk.status == st, f"C++ says {st.name}, the Python mirror {walk.status.name}"
+    assert walk.consumed == dev.bytes_in, "C++ and the Python mirror stop at different bytes"
+    if st != Status.Ok:
+        assert bytes(dev.weights) == OLD and bytes(ref.weights) == OLD
+        assert dev.weights_intact
+    else:
+        assert bytes(dev.weights) == bytes(ref.weights)
+    return Outcome(st, dev.bytes_in, bytes(dev.weights))
+
+
+def applied(chunks: list[tuple[int, bytes]], **kw: object) -> None:
+    out = run(stream(chunks), **kw)  # type: ignore[arg-type]
+    final = bytearray(OLD)
+    for off, data in chunks:
+        final[off : off + len(data)] = data
+    assert out.status == Status.Ok and out.weights == bytes(final)
+
+
+def new_bytes(n: int, seed: int = 2) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+# chunk offset and length against the region: updater.cpp check_chunk_head
+# `off < u->write_end || off > size || len > size - off`
+
+
+def test_updater_chunk_ending_exactly_at_region_end_is_applied() -> None:
+    applied([(SIZE - 10, new_bytes(10))])
+
+
+def test_updater_chunk_ending_one_past_region_end_is_refused() -> None:
+    chunks = [(SIZE - 10, new_bytes(11))]
+    out = run(stream(chunks))
+    assert (out.status, out.consumed) == (Status.OutOfBounds, at_chunk(chunks, 0))
+
+
+def test_updater_chunk_starting_at_region_end_is_refused() -> None:
+    chunks = [(SIZE, new_bytes(1))]
+    out = run(stream(chunks))
+    assert (out.status, out.consumed) == (Status.OutOfBounds, at_chunk(chunks, 0))
+
+
+@pytest.mark.parametrize("off", [SIZE + 1, U32_MAX], ids=["size+1", "u32max"])
+def test_updater_chunk_starting_past_region_end_is_refused(off: int) -> None:
+    chunks = [(off, new_bytes(1))]
+    out = run(stream(chunks))
+    assert (out.status, out.consumed) == (Status.OutOfBounds, at_chunk(chunks, 0))
+
+
+def test_updater_chunk_starting_at_previous_chunk_end_is_applied() -> None:
+    applied([(100, new_bytes(50)), (150, new_bytes(50, 3))])
+
+
+def test_updater_chunk_overlapping_previous_by_one_byte_is_refused() -> None:
+    chunks = [(100, new_bytes(50)), (149, new_bytes(50, 3))]
+    out = run(stream(chunks))
+    assert (out.status, out.consumed) == (Status.OutOfBounds, at_chunk(chunks, 1))
+
+
+# chunk length: `len == 0 || len > u->max_chunk`
+
+
+def test_updater_zero_length_chunk_is_refused() -> None:
+    chunks = [(0, new_bytes(10)), (10, b"")]
+    out = run(stream(chunks, chunk_count=2, max_chunk=10))
+    assert (out.status, out.consumed) == (Status.BadChunk, at_chunk(chunks, 1))
+
+
+def test_updater_chunk_of_max_chunk_bytes_is_applied() -> None:
+    applied([(0, new_bytes(100)), (100, new_bytes(1, 3))])
+
+
+def test_updater_chunk_one_byte_over_max_chunk_is_refused() -> None:
+    chunks = [(0, new_bytes(101)), (101, new_bytes(1, 3))]
+    out = run(stream(chunks, max_chunk=100))  # 102 bytes in 2 chunks of <= 100: a valid header
+    assert (out.status, out.consumed) == (Status.BadChunk, at_chunk(chunks, 0))
+
+
+def test_updater_chunk_length_u32_max_is_refused() -> None:
+    chunks = [(0, new_bytes(10))]
+    out = run(stream(chunks, lengths={0: U32_MAX}))
+    assert (out.status, out.consumed) == (Status.BadChunk, at_chunk(chunks, 0))
+
+
+# chunk length against the data the header announced: `len > data_size - data_seen`
+
+
+def test_updater_chunk_carrying_exactly_the_remaining_data_is_applied() -> None:
+    applied([(0, new_bytes(30)), (500, new_bytes(20, 3))])
+
+
+def test_updater_chunk_carrying_one_byte_more_than_announced_is_refused() -> None:
+    chunks = [(0, new_bytes(30)), (500, new_bytes(21, 3))]
+    out = run(stream(chunks, data_size=50))
+    assert (out.status, out.consumed) == (Status.LayoutMismatch, at_chunk(chunks, 1))
+
+
+# header sizes: check_header `data_size > target.size || max_chunk > buffer_len`
+
+
+def test_updater_data_size_equal_to_region_is_applied() -> None:
+    applied([(0, new_bytes(SIZE // 2)), (SIZE // 2, new_bytes(SIZE // 2, 3))])
+
+
+@pytest.mark.parametrize("data_size", [SIZE + 1, U32_MAX], ids=["size+1", "u32max"])
+def test_updater_data_size_over_region_is_refused(data_size: int) -> None:
+    out = run(stream([(0, new_bytes(SIZE))], data_size=data_size))
+    assert (out.status, out.consumed) == (Status.TooLarge, HEADER_LEN)
+
+
+def test_updater_max_chunk_equal_to_buffer_is_applied() -> None:
+    applied([(0, new_bytes(128)), (128, new_bytes(5, 3))], buffer_len=128)
+
+
+@pytest.mark.parametrize("max_chunk", [129, U32_MAX], ids=["buffer+1", "u32max"])
+def test_updater_max_chunk_over_buffer_is_refused(max_chunk: int) -> None:
+    out = run(stream([(0, new_bytes(129))], max_chunk=max_chunk), buffer_len=128)
+    assert (out.status, out.consumed) == (Status.TooLarge, HEADER_LEN)
+
+
+def test_updater_buffer_of_header_size_is_accepted_one_less_refused() -> None:
+    for buffer_len, expected in ((HEADER_LEN, Status.Ok), (HEADER_LEN - 1, Status.InvalidArgument)):
+        dev = Updater(bytearray(OLD), fingerprint=FP, current_version=V_OLD, buffer_len=buffer_len)
+        assert dev.init_status == expected, buffer_len
+
+
+# header layout: chunk_count <= data_size, segment_count <= chunk_count,
+# chunk_count >= ceil(data_size / max_chunk)
+
+
+def test_updater_one_byte_chunks_as_many_as_data_bytes_are_applied() -> None:
+    applied([(i, new_bytes(1, i)) for i in range(0, 20, 2)])  # 10 chunks, 10 segments
+
+
+def test_updater_more_chunks_than_data_bytes_is_refused() -> None:
+    chunks = [(i, new_bytes(1, i)) for i in range(10)]
+    out = run(stream(chunks, chunk_count=11, data_size=10))
+    assert (out.status, out.consumed) == (Status.LayoutMismatch, HEADER_LEN)
+
+
+def test_updater_more_segments_than_chunks_is_refused() -> None:
+    chunks = [(i, new_bytes(1, i)) for i in range(0, 20, 2)]
+    out = run(stream(chunks, segment_count=11))
+    assert (out.status, out.consumed) == (Status.LayoutMismatch, HEADER_LEN)
+
+
+def test_updater_fewest_chunks_max_chunk_allows_are_applied() -> None:
+    applied([(0, new_bytes(100)), (100, new_bytes(100, 3)), (200, new_bytes(1, 4))])
+
+
+def test_updater_one_chunk_fewer_than_max_chunk_allows_is_refused() -> None:
+    chunks = [(0, new_bytes(100)), (100, new_bytes(101, 3))]
+    out = run(stream(chunks, max_chunk=100))  # 201 bytes cannot come in 2 chunks of 100
+    assert (out.status, out.consumed) == (Status.LayoutMismatch, HEADER_LEN)
+
+
+# CRC32 digest padding: `for (i = 4; i < MODELOTA_DIGEST_LEN; ++i) h[56 + i] != 0`
+
+
+@pytest.mark.parametrize("index", [4, 31], ids=["first", "last"])
+def test_updater_crc32_digest_padding_byte_set_is_refused(index: int) -> None:
+    chunks = [(0, new_bytes(10))]
+    digest = bytearray(Header.decode(stream(chunks)[:HEADER_LEN])[0].digest)
+    digest[index] = 1
+    out = run(stream(chunks, digest=bytes(digest)))
+    assert (out.status, out.consumed) == (Status.Unsupported, HEADER_LEN)
+
+
+# versions: `new < current || new < min_version` Rollback, `new == current` AlreadyCurrent
+
+
+@pytest.mark.parametrize(
+    ("version", "current", "floor", "expected"),
+    [
+        (V_OLD + 1, V_OLD, 0, Status.Ok),
+        (V_OLD, V_OLD, 0, Status.AlreadyCurrent),
+        (V_OLD - 1, V_OLD, 0, Status.Rollback),
+        (10, V_OLD, 10, Status.Ok),
+        (9, V_OLD, 10, Status.Rollback),
+        (U32_MAX, U32_MAX - 1, 0, Status.Ok),
+    ],
+    ids=["current+1", "current", "current-1", "at-floor", "floor-1", "u32max"],
+)
+def test_updater_version_edges(version: int, current: int, floor: int, expected: Status) -> None:
+    out = run(stream([(0, new_bytes(10))], model_version=version), current=current,
+              min_version=floor)  # fmt: skip
+    assert out.status == expected
+    if expected != Status.Ok:
+        assert out.consumed == HEADER_LEN
+
+
+def test_updater_one_byte_after_the_last_chunk_is_refused() -> None:
+    pl = stream([(0, new_bytes(10))])
+    assert run(pl).status == Status.Ok
+    out = run(pl + b"\0")
+    assert (out.status, out.consumed) == (Status.TrailingData, len(pl) + 1)
+
+
+# writable ranges (cfg.writable; native only, the Python mirror has none):
+# writable_valid `len == 0 || off < end || off > size || len > size - off`,
+# check_writable: the bytes of a chunk outside the ranges repeat the region's
+
+WRITABLE = [(100, 10), (111, 9)]  # [100, 110) and [111, 120): byte 110 between them
+
+
+def writable_status(ranges: list[tuple[int, int]]) -> Status:
+    return Updater(bytearray(OLD), fingerprint=FP, current_version=V_OLD,
+                   writable=ranges).init_status  # fmt: skip
+
+
+def test_updater_writable_range_ending_at_region_end_is_accepted() -> None:
+    assert writable_status([(SIZE - 10, 10)]) == Status.Ok
+
+
+def test_updater_writable_range_ending_one_past_region_end_is_refused() -> None:
+    assert writable_status([(SIZE - 10, 11)]) == Status.InvalidArgument
+
+
+@pytest.mark.parametrize("off", [SIZE + 1, U32_MAX], ids=["size+1", "u32max"])
+def test_updater_writable_range_starting_past_region_end_is_refused(off: int) -> None:
+    assert writable_status([(off, 1)]) == Status.InvalidArgument
+
+
+def test_updater_writable_ranges_adjacent_are_accepted() -> None:
+    assert writable_status([(0, 10), (10, 5)]) == Status.Ok
+
+
+def test_updater_writable_ranges_overlapping_by_one_byte_are_refused() -> None:
+    assert writable_status([(0, 10), (9, 5)]) == Status.InvalidArgument
+
+
+def test_updater_empty_writable_range_is_refused() -> None:
+    assert writable_status([(5, 0)]) == Status.InvalidArgument
+
+
+def writable_run(off: int, end: int, changed: list[int]) -> Status:
+    """A chunk over [off, end) that repeats OLD except at ``changed``,
+    applied by a device with WRITABLE; on refusal nothing was written."""
+    data = bytearray(OLD[off:end])
+    for i in changed:
+        data[i - off] ^= 0xFF
+    dev = Updater(bytearray(OLD), fingerprint=FP, current_version=V_OLD, writable=WRITABLE)
+    st = dev.apply(stream([(off, bytes(data))]))
+    if st != Status.Ok:
+        assert bytes(dev.weights) == OLD
+    return st
+
+
+def test_updater_chunk_changing_every_writable_byte_is_applied() -> None:
+    writable_bytes = [*range(100, 110), *range(111, 120)]
+    assert writable_run(90, 130, writable_bytes) == Status.Ok
+
+
+def test_updater_chunk_changing_the_byte_before_a_writable_range_is_refused() -> None:
+    assert writable_run(90, 130, [99]) == Status.WrongModel
+
+
+def test_updater_chunk_changing_the_byte_between_two_writable_ranges_is_refused() -> None:
+    assert writable_run(90, 130, [110]) == Status.WrongModel
+
+
+def test_updater_chunk_changing_the_byte_after_the_last_writable_range_is_refused() -> None:
+    assert writable_run(90, 130, [120]) == Status.WrongModel
+    assert writable_run(90, 121, [120]) == Status.WrongModel  # the chunk's last byte
+
+
+def test_updater_chunk_ending_at_the_first_byte_of_a_writable_range_is_applied() -> None:
+    assert writable_run(90, 101, [100]) == Status.Ok
+
+
+def test_updater_chunk_starting_at_the_last_byte_of_a_writable_range_is_applied() -> None:
+    assert writable_run(109, 111, [109]) == Status.Ok
+
+
+# ---------------------------------------------------------------- Store
+
+BS = 256  # block size of the Store tests
+
+
+def store_for(layout: Layout, prog: int = 4) -> tuple[SimFlash, _StoreHandle]:
+    flash = SimFlash(BS, layout.block_count, prog)
+    st = _StoreHandle(flash, layout)
+    assert st.init_status == Status.Ok
+    assert st.recover() == Status.Ok
+    return flash, st
+
+
+def log(st: _StoreHandle, data: bytes) -> Status:
+    n = load()
+    return Status(n.lib.modelota_store_log(st.st, n.ffi.from_buffer(data), len(data)))
+
+
+def begin(st: _StoreHandle) -> Status:
+    return Status(load().lib.modelota_store_begin(st.st))
+
+
+def commit(st: _StoreHandle, version: int) -> Status:
+    return Status(load().lib.modelota_store_commit(st.st, version))
+
+
+def region_read(st: _StoreHandle, off: int, n: int) -> Status:
+    lib = load().lib
+    buf = load().ffi.new("uint8_t[]", max(n, 1))
+    return Status(lib.modelota_store_region_read(st.st, off, buf, n))
+
+
+# log capacity: modelota_store_log `n > capacity - log_len - tail_len`
+
+
+def logging_store(first: int) -> tuple[_StoreHandle, int]:
+    """A store logging, ``first`` bytes in; returns it and the bytes left."""
+    layout = Layout.plan(BS, 4, 512, 2 * BS)
+    _, st = store_for(layout)
+    assert st.format(None, 1) == Status.Ok and begin(st) == Status.Ok
+    assert log(st, bytes(first)) == Status.Ok
+    return st, layout.log_blocks * BS - first
+
+
+@pytest.mark.parametrize("first", [0, 1, 4], ids=["empty", "tail", "prog-unit"])
+def test_store_log_exactly_full_is_accepted(first: int) -> None:
+    st, left = logging_store(first)
+    assert log(st, bytes(left)) == Status.Ok
+
+
+@pytest.mark.parametrize("first", [0, 1, 4], ids=["empty", "tail", "prog-unit"])
+def test_store_log_one_byte_over_is_refused(first: int) -> None:
+    st, left = logging_store(first)
+    assert log(st, bytes(left + 1)) == Status.TooLarge
+    assert log(st, bytes(left)) == Status.Ok  # the refused call wrote nothing
+
+
+def test_store_log_u32_max_is_refused() -> None:
+    st, _ = logging_store(0)
+    n = load()
+    one = n.ffi.new("uint8_t[1]")  # never read: the length is refused first
+    assert Status(n.lib.modelota_store_log(st.st, one, U32_MAX)) == Status.TooLarge
+
+
+# journal capacity: modelota_store_commit `blocks + kJournalSpare > journal_capacity`
+# (prog 16: one 16-byte slot per prog unit, 16 slots in a block; 8 spare)
+
+
+JOURNAL_SLOTS, JOURNAL_SPARE = 16, 8
+
+
+def journal_setup(touched_blocks: int) -> tuple[SimFlash, Layout, _StoreHandle, bytes, bytes]:
+    """A store whose journal is one block of 16 slots, logging (not yet
+    committed) a payload that rewrites ``touched_blocks`` region blocks."""
+    region = 12 * BS
+    layout = replace(Layout.plan(BS, 16, region, region + 2048), journal_blocks=1)
+    flash, st = store_for(layout, prog=16)
+    old = random.Random(5).randbytes(region)
+    assert st.format(old, 1) == Status.Ok
+    new = bytearray(old)
+    chunks = []
+    for b in range(touched_blocks):
+        data = random.Random(b).randbytes(8)
+        new[b * BS : b * BS + 8] = data
+        chunks.append((b * BS, data))
+    h = Header(FP, 2, region, 8 * touched_blocks, touched_blocks, touched_blocks, 8,
+               struct.pack("<I", crc32(bytes(new))) + bytes(28))  # fmt: skip
+    payload = h.encode() + b"".join(raw_chunk(h.crc, i, o, d) for i, (o, d) in enumerate(chunks))
+    assert begin(st) == Status.Ok and log(st, payload) == Status.Ok
+    return flash, layout, st, old, bytes(new)
+
+
+def journal_case(touched_blocks: int) -> tuple[_StoreHandle, bytes, bytes, Status]:
+    _, _, st, old, new = journal_setup(touched_blocks)
+    return st, old, new, commit(st, 2)
+
+
+def test_store_journal_exactly_full_commits() -> None:
+    st, _, new, status = journal_case(JOURNAL_SLOTS - JOURNAL_SPARE)
+    assert status == Status.Ok
+    assert st.read_region() == new and st.version == 2
+
+
+def test_store_journal_one_entry_over_is_refused() -> None:
+    st, old, _, status = journal_case(JOURNAL_SLOTS - JOURNAL_SPARE + 1)
+    assert status == Status.TooLarge
+    assert st.read_region() == old and st.version == 1
+
+
+# journal slots during recovery: journal_append `slot >= journal_capacity`.
+# Each power cut during an entry write may spoil a slot; past the spare
+# slots the last entry would land outside the journal (on the log).
+
+
+def recovery_after_spoilt_slots(spoilt: int, touched: int = 8) -> tuple[Status, bool, bytes]:
+    """Commits, cut by a power loss right after the COMMITTED record (nothing
+    of the region rewritten yet); ``spoilt`` journal slots then hold torn
+    entries; recovery runs. Returns its status, whether the region holds the
+    new weights, and the log area afterwards."""
+    for at in range(16):
+        flash, layout, st, _, new = journal_setup(touched)
+        flash.strict = False  # NOR semantics: programming over data ANDs bits
+        flash.cut_power(flash.ops + at, tear=False)
+        assert commit(st, 2) != Status.Ok
+        flash.reboot()
+        again = _StoreHandle(flash, layout)
+        if again.state == load().lib.MODELOTA_STORE_PENDING:
+            break
+    else:
+        raise AssertionError("no cut left the commit record alone")
+    first = layout.journal_block * BS
+    assert flash.data[first : first + BS] == b"\xff" * BS  # no entry written yet
+    flash.load(first, bytes(range(16 * spoilt)))  # torn entries: CRCs do not match
+    log_area = slice(layout.log_block * BS, (layout.log_block + layout.log_blocks) * BS)
+    before = flash.data[log_area]
+    status = again.recover()
+    region = flash.data[: len(new)]
+    assert flash.data[log_area] == before or status == Status.Ok, "an entry went onto the log"
+    return status, region == new, before
+
+
+def test_store_recovery_with_its_last_entry_in_the_last_journal_slot_completes() -> None:
+    status, is_new, _ = recovery_after_spoilt_slots(JOURNAL_SLOTS - 8, touched=8)
+    assert status == Status.Ok and is_new
+
+
+def test_store_recovery_one_entry_past_the_journal_stops_before_writing_it() -> None:
+    status, is_new, _ = recovery_after_spoilt_slots(JOURNAL_SLOTS - 8 + 1, touched=8)
+    assert status == Status.StorageIo and not is_new
+
+
+# the log's chunks against the region and the log: walk_log (commit and recovery)
+# `log_len - pos < head + tail`, `len + tail > log_len - pos`,
+# `off > region_size || len > region_size - off`
+
+
+def store_log_case(
+    chunks: list[tuple[int, bytes]], *, cut: int = 0, count: int | None = None
+) -> tuple[_StoreHandle, bytes, Status]:
+    """Logs a hand-made payload (the Store trusts the Updater for CRCs, not
+    for bounds) of ``chunks``, ``cut`` bytes short, and commits it."""
+    region = 4 * BS
+    _, st = store_for(Layout.plan(BS, 4, region, 2048))
+    old = random.Random(6).randbytes(region)
+    assert st.format(old, 1) == Status.Ok
+    final = bytearray(old)
+    for off, data in chunks:
+        end = min(off + len(data), region)
+        final[off:end] = data[: max(0, end - off)]
+    digest = struct.pack("<I", crc32(bytes(final))) + bytes(28)
+    h = Header(FP, 2, region, sum(len(d) for _, d in chunks),
+               len(chunks) if count is None else count, segments(chunks),
+               max(len(d) for _, d in chunks), digest)  # fmt: skip
+    payload = h.encode() + b"".join(raw_chunk(h.crc, i, o, d) for i, (o, d) in enumerate(chunks))
+    assert begin(st) == Status.Ok and log(st, payload[: len(payload) - cut]) == Status.Ok
+    return st, old, commit(st, 2)
+
+
+def test_store_log_chunk_ending_at_region_end_commits() -> None:
+    st, _, status = store_log_case([(4 * BS - 8, bytes(range(8)))])
+    assert status == Status.Ok and st.read_region()[-8:] == bytes(range(8))
+
+
+def test_store_log_chunk_ending_one_past_region_end_is_refused() -> None:
+    st, old, status = store_log_case([(4 * BS - 8, bytes(range(9)))])
+    assert status == Status.StorageIo
+    assert st.read_region() == old and st.version == 1
+
+
+def test_store_log_chunk_starting_past_region_end_is_refused() -> None:
+    st, old, status = store_log_case([(4 * BS + 1, b"\1")])
+    assert status == Status.StorageIo and st.read_region() == old
+
+
+def test_store_log_chunk_tail_one_byte_past_the_log_is_refused() -> None:
+    """The last chunk's data fits the log, its CRC does not: the log ends
+    inside the chunk. (A chunk's data must leave room for its tail.)"""
+    st, old, status = store_log_case([(0, bytes(range(16))), (100, bytes(range(20)))], cut=1)
+    assert status == Status.StorageIo and st.read_region() == old
+
+
+def test_store_log_ending_inside_a_chunk_head_is_refused() -> None:
+    st, old, status = store_log_case([(0, bytes(range(16)))], count=2)
+    assert status == Status.StorageIo and st.read_region() == old
+
+
+def test_store_log_holding_exactly_a_chunk_head_and_tail_commits() -> None:
+    """The last chunk carries no data: its head and CRC end the log exactly."""
+    st, _, status = store_log_case([(0, bytes(range(16))), (100, b"")])
+    assert status == Status.Ok and st.read_region()[:16] == bytes(range(16))
+
+
+def test_store_log_one_byte_short_of_a_chunk_head_and_tail_is_refused() -> None:
+    st, old, status = store_log_case([(0, bytes(range(16))), (100, bytes(range(20)))],
+                                     cut=20 + 1)  # fmt: skip
+    assert status == Status.StorageIo and st.read_region() == old
+
+
+# region reads: modelota_store_region_read `offset > region_size || len > region_size - offset`
+
+
+def test_store_region_read_edges() -> None:
+    _, st = store_for(Layout.plan(BS, 4, 1000, 2048))
+    assert st.format(None, 1) == Status.Ok
+    assert region_read(st, 0, 1000) == Status.Ok
+    assert region_read(st, 990, 10) == Status.Ok
+    assert region_read(st, 1000, 0) == Status.Ok
+
+
+@pytest.mark.parametrize(
+    ("off", "n"), [(0, 1001), (991, 10), (1001, 0), (U32_MAX, 1), (1, U32_MAX)],
+    ids=["len size+1", "end size+1", "offset size+1", "offset u32max", "len u32max"],
+)  # fmt: skip
+def test_store_region_read_past_region_is_refused(off: int, n: int) -> None:
+    _, st = store_for(Layout.plan(BS, 4, 1000, 2048))
+    assert st.format(None, 1) == Status.Ok
+    lib, ffi = load().lib, load().ffi
+    buf = ffi.new("uint8_t[]", 2048)  # room enough that a wrong check would not crash
+    assert Status(lib.modelota_store_region_read(st.st, off, buf, n)) == Status.StorageIo
+
+
+# areas against the storage: modelota_store_init
+# `first > block_count || count > block_count - first`, overlaps, prog/block sizes
+
+
+def init_status(layout: Layout, block_count: int, prog: int = 4, bs: int = BS) -> Status:
+    return _StoreHandle(SimFlash(bs, block_count, prog), layout).init_status
+
+
+def test_store_area_ending_at_the_last_block_is_accepted_one_past_refused() -> None:
+    layout = Layout.plan(BS, 4, 1000, 2048)
+    assert init_status(layout, layout.block_count) == Status.Ok
+    assert init_status(layout, layout.block_count - 1) == Status.InvalidArgument
+
+
+def test_store_adjacent_areas_are_accepted_overlapping_by_one_block_refused() -> None:
+    layout = Layout.plan(BS, 4, 1000, 2048)
+    spread = replace(layout, log_block=layout.log_block + 1)  # a free block before the log
+    assert init_status(spread, spread.block_count) == Status.Ok
+    # an area that starts one block before another ends, or ends one block
+    # after another starts (the region moved to the end to make room before it)
+    moved = replace(layout, region_block=40, meta_block=0, backup_block=39, journal_block=2,
+                    log_block=2 + layout.journal_blocks)  # fmt: skip
+    assert init_status(moved, 44) == Status.Ok
+    for base, name, value in (
+        (layout, "log_block", layout.journal_block + layout.journal_blocks - 1),
+        (layout, "journal_blocks", layout.journal_blocks + 1),
+        (layout, "backup_block", layout.meta_block + 1),
+        (layout, "meta_block", layout.region_block + 3),  # the region's last block (1000 B)
+        (moved, "backup_block", 40),  # the region's first block
+    ):
+        bad = replace(base, **{name: value})
+        assert init_status(bad, 64) == Status.InvalidArgument, name
+
+
+def test_store_prog_size_at_the_maximum_is_accepted_one_over_refused() -> None:
+    max_prog = int(load().lib.MODELOTA_MAX_PROG_SIZE)
+    layout = Layout.plan(BS, max_prog, 1000, 2048)
+    assert init_status(layout, layout.block_count, prog=max_prog) == Status.Ok
+    # the simulated flash needs prog to divide the block: 256 is not a multiple of 33
+    big = Layout.plan(33 * 8, max_prog + 1, 1000, 2048)
+    assert init_status(big, big.block_count, prog=max_prog + 1, bs=33 * 8) == Status.InvalidArgument
+
+
+def test_store_block_of_two_records_is_accepted_one_byte_less_refused() -> None:
+    record = int(load().lib.MODELOTA_RECORD_LEN)
+    for bs, expected in ((2 * record, Status.Ok), (2 * record - 1, Status.InvalidArgument)):
+        layout = Layout.plan(bs, 1, 200, 300)
+        assert init_status(layout, layout.block_count, prog=1, bs=bs) == expected, bs
+
+
+# ---------------------------------------------------------------- link
+
+LINK_SIZE = 600
+FRAME_DATA = 64  # DATA bytes a frame of the test board carries
+
+
+class Link:
+    """The native link (link.cpp) driven frame by frame, on a hand clock."""
+
+    def __init__(self, frame_data: int = FRAME_DATA, timeout_ms: int = 2000) -> None:
+        self.weights, self.fp = demo_model(LINK_SIZE, seed=3)
+        self.board = SimBoard(self.weights, fingerprint=self.fp, version=1,
+                              frame_data=frame_data, resume_timeout_ms=timeout_ms)  # fmt: skip
+        self.board.record = True
+        self.board.fake_ms = 1000
+        self.reader = FrameReader()
+        new = bytes((b + 1) % 256 for b in self.weights)
+        from modelota import pack
+
+        self.payload = pack(new, fingerprint=self.fp, version=2, chunk_size=100).encode()
+        self.new = new
+
+    def raw(self, data: bytes) -> list[tuple[int, bytes]]:
+        self.board.sent.clear()
+        self.board.rx(data)
+        return self.reader.feed(bytes(self.board.sent))
+
+    def send(self, ftype: int, body: bytes = b"") -> list[tuple[int, bytes]]:
+        return self.raw(frame(ftype, body))
+
+    def start(self, total: int | None = None) -> None:
+        total = len(self.payload) if total is None else total
+        assert self.send(START, struct.pack("<II", total, 77)) == [ack(0)]
+
+    def data(self, off: int, n: int) -> list[tuple[int, bytes]]:
+        return self.send(DATA, struct.pack("<I", off) + self.payload[off : off + n])
+
+    def feed_to(self, end: int) -> None:
+        for off in range(0, end, FRAME_DATA):
+            n = min(FRAME_DATA, end - off)
+            assert self.data(off, n) == [ack(off + n)]
+
+
+def ack(off: int) -> tuple[int, bytes]:
+    return (ACK, struct.pack("<Ib", off, 0))
+
+
+def nak(off: int, reason: int) -> tuple[int, bytes]:
+    return (NAK, struct.pack("<IB", off, reason))
+
+
+NAK_GAP, NAK_RANGE, NAK_INCOMPLETE, NAK_MALFORMED = 2, 4, 5, 6
+
+
+# frame length: modelota_link_rx `len > max_body` (max_body = max data + 4)
+
+
+def test_link_data_frame_of_max_data_bytes_is_acked() -> None:
+    d = Link()
+    d.start()
+    assert d.data(0, FRAME_DATA) == [ack(FRAME_DATA)]
+
+
+def test_link_frame_one_byte_over_max_body_is_dropped() -> None:
+    d = Link()
+    d.start()
+    over = frame(DATA, struct.pack("<I", 0) + d.payload[: FRAME_DATA + 1])
+    assert d.raw(over) == [] and d.board.frames_bad == 1 and d.board.acked == 0
+    assert d.data(0, FRAME_DATA) == [ack(FRAME_DATA)]  # the receiver hunted on
+
+
+def test_link_max_data_is_capped_at_a_16_bit_body() -> None:
+    """A frame buffer larger than 3 + 0xFFFF bytes still announces bodies of
+    at most 0xFFFF bytes (the length field is 16 bits)."""
+    for frame_data, max_data in ((0xFFFF - 4, 0xFFFF - 4), (0xFFFF - 3, 0xFFFF - 4)):
+        d = Link(frame_data=frame_data)
+        [(kind, body)] = d.send(HELLO)
+        assert kind == INFO and Info.decode(body).max_data == max_data, frame_data
+
+
+def test_link_smallest_frame_buffer_is_accepted_one_less_refused() -> None:
+    least = int(load().lib.MODELOTA_LINK_MIN_FRAME_BUF) - 7  # SimBoard adds 7 to frame_data
+    Link(frame_data=least)
+    with pytest.raises(ValueError, match="modelota_link_init"):
+        Link(frame_data=least - 1)
+
+
+# body lengths: on_start `len < 8`, on_data `len < MODELOTA_LINK_DATA_HEAD`
+
+
+def test_link_start_of_eight_bytes_is_acked_seven_refused() -> None:
+    d = Link()
+    assert d.send(START, bytes(7)) == [nak(0, NAK_MALFORMED)]
+    assert d.send(START, struct.pack("<II", len(d.payload), 5)) == [ack(0)]
+
+
+def test_link_data_of_offset_only_is_acked_shorter_refused() -> None:
+    d = Link()
+    d.start()
+    assert d.send(DATA, bytes(3)) == [nak(0, NAK_MALFORMED)]
+    assert d.send(DATA, bytes(4)) == [ack(0)]  # no bytes: nothing new, acked as is
+
+
+# DATA offsets: on_data `offset > acked` (gap), `n > total - offset` (range),
+# `skip >= n` (duplicate)
+
+
+def test_link_data_at_the_acked_offset_is_taken_one_past_is_a_gap() -> None:
+    d = Link()
+    d.start()
+    d.feed_to(128)
+    assert d.data(129, 10) == [nak(128, NAK_GAP)]
+    assert d.data(128, 10) == [ack(138)]
+
+
+def test_link_data_ending_at_the_total_is_taken_one_past_is_out_of_range() -> None:
+    d = Link()
+    total = len(d.payload)
+    d.start()
+    d.feed_to(total - 10)
+    over = d.send(DATA, struct.pack("<I", total - 10) + d.payload[total - 10 :] + b"\0")
+    assert over == [nak(total - 10, NAK_RANGE)]
+    assert d.data(total - 10, 10) == [ack(total)]
+
+
+def test_link_duplicate_ending_at_acked_is_ignored_one_more_byte_is_fed() -> None:
+    d = Link()
+    d.start()
+    d.feed_to(128)
+    assert d.data(100, 28) == [ack(128)] and d.board.acked == 128  # all old: nothing fed
+    assert d.data(100, 29) == [ack(129)] and d.board.acked == 129  # one new byte
+
+
+# COMMIT: on_commit `acked != total_len`
+
+
+def test_link_commit_after_every_byte_succeeds_one_short_is_incomplete() -> None:
+    d = Link()
+    total = len(d.payload)
+    d.start()
+    d.feed_to(total - 1)
+    assert d.send(COMMIT) == [nak(total - 1, NAK_INCOMPLETE)]
+    assert d.data(total - 1, 1) == [ack(total)]
+    [(kind, body)] = d.send(COMMIT)
+    assert kind == RESULT and struct.unpack_from("<bII", body) == (0, 2, zlib.crc32(d.new))
+
+
+# clocks: modelota_link_rx `t - last_byte_ms >= MODELOTA_LINK_GAP_MS` (a cut
+# frame is forgotten), modelota_link_poll `now - last_rx_ms >= resume_timeout_ms`
+
+
+def test_link_frame_resumed_just_before_the_gap_completes_at_the_gap_is_forgotten() -> None:
+    gap = int(load().lib.MODELOTA_LINK_GAP_MS)
+    for wait, answered in ((gap - 1, True), (gap, False)):
+        d = Link()
+        hello = frame(HELLO)
+        assert d.raw(hello[:3]) == []
+        d.board.fake_ms += wait
+        got = d.raw(hello[3:])
+        assert (got != []) == answered, wait
+        if not answered:
+            assert d.board.frames_bad == 1
+
+
+def test_link_transfer_open_until_the_resume_timeout_ends_at_it() -> None:
+    d = Link(timeout_ms=2000)
+    d.start()
+    d.feed_to(64)
+    d.board.fake_ms += 1999
+    d.board.sent.clear()
+    d.board.poll()
+    assert d.board.busy and d.board.sent == b""
+    d.board.fake_ms += 1
+    d.board.poll()
+    [(kind, body)] = d.reader.feed(bytes(d.board.sent))
+    assert kind == RESULT and body[0] == 256 + Status.Timeout and not d.board.busy
+    assert bytes(d.board.weights) == d.weights
