@@ -72,7 +72,8 @@ for line in sys.stdin:
     weights, fp = demo_model(job["size"])
     v = job["version"]
     new = bytes((b * 7 + v) % 256 for b in weights)
-    payload = pack(new, fingerprint=fp, version=v, chunk_size=1024).encode()
+    kw = {"format_version": job["format"]} if "format" in job else {}
+    payload = pack(new, fingerprint=fp, version=v, chunk_size=1024, **kw).encode()
     try:
         r = push_mod.push(job["url"], payload, baud=job["baud"])
         out = {"ok": True, "seconds": r.seconds, "data": r.data_seconds, "bytes": len(payload)}
@@ -191,8 +192,9 @@ class Cell:
 
 
 def series(host: Tree, dev: Tree, *, size: int, baud: int, rtt: float, ber: float, runs: int,
-           nagle: bool = False) -> Cell:  # fmt: skip
-    """``runs`` pushes from ``host``'s code to a board running ``dev``'s."""
+           nagle: bool = False, fmt: int | None = None) -> Cell:  # fmt: skip
+    """``runs`` pushes from ``host``'s code to a board running ``dev``'s; ``fmt``: the
+    payload format the host packs (its packer's default when None)."""
     cell = Cell()
     driver = Driver(host, nagle)
     try:
@@ -201,7 +203,8 @@ def series(host: Tree, dev: Tree, *, size: int, baud: int, rtt: float, ber: floa
             for i in range(runs):
                 v = version + 1
                 with LinkSim(addr, baud=baud, rtt=rtt, ber=ber, seed=1000 + i, lifetime=600) as sim:
-                    got = driver.push(url=sim.url, size=size, version=v, baud=baud)
+                    job = {"format": fmt} if fmt is not None else {}
+                    got = driver.push(url=sim.url, size=size, version=v, baud=baud, **job)
                 info = settled_info(addr)
                 allowed = {(u, zlib.crc32(weights_of(size, u))) for u in (1, version, v)}
                 if (info.version, info.weights_crc) not in allowed or info.state != 0:
@@ -219,6 +222,16 @@ def series(host: Tree, dev: Tree, *, size: int, baud: int, rtt: float, ber: floa
     finally:
         driver.close()
     return cell
+
+
+def payload_sizes(size: int) -> str:
+    """This tree's payload bytes of one pushed update, per format."""
+    from modelota.format.payload import pack
+
+    _, fp = demo_model(size)
+    sizes = [len(pack(weights_of(size, 2), fingerprint=fp, version=2, chunk_size=1024,
+                      format_version=f).encode()) for f in (2, 1)]  # fmt: skip
+    return f"payload {sizes[0]} B in format v2, {sizes[1]} B in v1"
 
 
 def windows_table(size: int, baud: int, rtt: float) -> None:
@@ -260,7 +273,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-link-"))
     try:
         old = build_ref(a.ref, tmp / "ref") if a.ref else None
-        print(f"a {a.size}-byte model, RTT {a.rtt * 1000:.0f} ms, {a.runs} pushes per cell"
+        print(f"a {a.size}-byte model ({payload_sizes(a.size)}),"
+              f" RTT {a.rtt * 1000:.0f} ms, {a.runs} pushes per cell"
               f" (seeds 1000..{999 + a.runs}); cell: completed/runs, rate, data-phase rate"
               " (fractions of the line rate)")  # fmt: skip
         cols = [new.name] + ([old.name] if old else [])
@@ -281,9 +295,11 @@ def main() -> int:
                            nagle=True)  # fmt: skip
                 print(f"{baud:>8} {0:>7g}  {c.text():>20}  (TCP_NODELAY off on the host)")
         if old:
-            print(f"\ncompatibility at BER 1e-4, 115200 baud ({a.runs} pushes each)")
+            print(f"\ncompatibility at BER 1e-4, 115200 baud ({a.runs} pushes each;"
+                  " format v1 payloads: a version 1 device reads no other)")
             for host, dev in ((old, new), (new, old)):
-                c = series(host, dev, size=a.size, baud=115200, rtt=a.rtt, ber=1e-4, runs=a.runs)
+                c = series(host, dev, size=a.size, baud=115200, rtt=a.rtt, ber=1e-4, runs=a.runs,
+                           fmt=1 if dev is old else None)  # fmt: skip
                 print(f"  host {host.name:>9} -> device {dev.name:>9}: {c.text()}", flush=True)
         if a.windows:
             windows_table(65536, 115200, a.rtt)
