@@ -211,7 +211,11 @@ ModelOTA::ModelOTA(uint8_t* weights, uint32_t size, const uint8_t* fingerprint,
 }
 
 int ModelOTA::restoreFactory() {
-    if (last_ == MODELOTA_INVALID_ARGUMENT) {
+    /* Not gated on last_: a refused setting must not leave the model without
+     * its factory weights. Only what the copy itself needs is checked. */
+    if (cfg_.target.ram == nullptr || cfg_.target.size == 0u ||
+        cfg_.backup.size < cfg_.target.size) {
+        last_ = MODELOTA_INVALID_ARGUMENT;
         return last_;
     }
     int rc = modelota_source_read(&cfg_.backup, 0, cfg_.target.ram, cfg_.target.size);

@@ -144,7 +144,10 @@ public:
     }
 
     /* Copies the factory weights into the array and makes their version
-     * current again. For boot (before the model runs) or a factory reset. */
+     * current again. For boot (before the model runs) or a factory reset.
+     * The weights are copied even after a refused setting (a malformed
+     * writable table, say): it then returns that InvalidArgument, and
+     * updates stay refused, but the model runs its known-good weights. */
     int restoreFactory();
 
     /* Pulls one payload from `in` and applies it (see modelota_pull). */

@@ -101,7 +101,7 @@ INCLUDES = [
               ROOT / "firmware_lib", CORE)
 ]  # fmt: skip
 WARN = ["-Wall", "-Wextra", "-Werror", "-Wconversion", "-O1"]
-CORE_UNITS = ("crc32", "status", "updater", "store", "sha256", "sha512", "ed25519")
+CORE_UNITS = ("crc32", "status", "decode", "updater", "store", "sha256", "sha512", "ed25519")
 
 
 def compile_unit(src: Path, obj: Path) -> str:

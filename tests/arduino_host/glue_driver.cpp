@@ -21,7 +21,8 @@
  * attached with modelota_store_attach_ram. With `writable`, the class gets
  * kWritable (bytes 512-639 of a 1 KiB model may not change) through
  * setWritableRanges(modelota_writable_flash(...)) before its one update;
- * with `overlapping`, a table whose ranges overlap. Prints key=value lines;
+ * with `overlapping`, a table whose ranges overlap; with `overlapping-first`,
+ * that table is set before restoreFactory. Prints key=value lines;
  * written= is what the glue wrote back to the stream, in hex.
  */
 #include <stdio.h>
@@ -191,6 +192,7 @@ int main(int argc, char** argv) {
     bool as_sketch = argc == 7 && strcmp(argv[6], "sketch") == 0;
     bool writable = argc == 7 && strcmp(argv[6], "writable") == 0;
     bool overlapping = argc == 7 && strcmp(argv[6], "overlapping") == 0;
+    bool overlapping_first = argc == 7 && strcmp(argv[6], "overlapping-first") == 0;
     arduino_host_delay_hook() = fake_delay;
 
     std::vector<uint8_t> weights(factory.size(), 0xA5);
@@ -198,7 +200,12 @@ int main(int argc, char** argv) {
     ModelOTA ota(weights.data(), static_cast<uint32_t>(weights.size()), kFingerprint,
                  modelota_backup_ram(factory.data(), static_cast<uint32_t>(factory.size()), 1),
                  chunk_buffer, sizeof(chunk_buffer));
-    int st = ota.restoreFactory();
+    int st = MODELOTA_OK;
+    if (overlapping_first) {
+        st = ota.setWritableRanges(modelota_writable_ram(kOverlapping));
+        printf("set_writable=%s\n", ModelOTA::statusName(st));
+    }
+    st = ota.restoreFactory();
     printf("restore_factory=%s\n", ModelOTA::statusName(st));
     printf("boot_crc=%08x\n", static_cast<unsigned>(modelota_crc32(0, weights.data(),
                                                                      weights.size())));
