@@ -295,8 +295,10 @@ def main() -> int:
                            nagle=True)  # fmt: skip
                 print(f"{baud:>8} {0:>7g}  {c.text():>20}  (TCP_NODELAY off on the host)")
         if old:
-            print(f"\ncompatibility at BER 1e-4, 115200 baud ({a.runs} pushes each;"
-                  " format v1 payloads: a version 1 device reads no other)")
+            print(
+                f"\ncompatibility at BER 1e-4, 115200 baud ({a.runs} pushes each;"
+                " format v1 payloads: a version 1 device reads no other)"
+            )
             for host, dev in ((old, new), (new, old)):
                 c = series(host, dev, size=a.size, baud=115200, rtt=a.rtt, ber=1e-4, runs=a.runs,
                            fmt=1 if dev is old else None)  # fmt: skip
