@@ -19,6 +19,7 @@ from modelota.link.push import (
     NAK,
     RESULT,
     START,
+    STATUS,
     FrameReader,
     Info,
     frame,
@@ -74,10 +75,11 @@ def test_info_describes_the_board() -> None:
     d = Dev(window=3)
     [(t, body)] = d.send(HELLO)
     info = Info.decode(body)
-    assert t == INFO and info.proto == 1 and info.state == 0
+    assert t == INFO and info.proto == 2 and info.state == 0 and len(body) == 49
     assert info.fingerprint == d.fp and info.version == 1 and info.region_size == SIZE
     assert info.max_data == 256 and info.window == 3
     assert info.weights_crc == zlib.crc32(d.weights) and info.probe == probe_of(d.weights)
+    assert info.resume_timeout_ms == 2000  # protocol 2: the host keeps the transfer open
 
 
 def test_in_order_gap_duplicate_and_commit() -> None:
@@ -135,7 +137,34 @@ def test_cut_frame_is_forgotten_after_a_gap() -> None:
     start(d, pl)
     d.raw(frame(DATA, struct.pack("<I", 0) + pl[:200])[:50])  # the link died mid-frame
     d.board.fake_ms += 100
-    assert d.send(HELLO)[0][0] == INFO
+    got = d.send(HELLO)
+    assert got[0] == nak(0, 1)  # the cut frame was a lost one (protocol 2)
+    assert got[1][0] == INFO and len(got) == 2
+
+
+def test_cut_frame_is_naked_by_poll() -> None:
+    """A frame whose bytes stop (here: a corrupted length made the device wait
+    for more) is NAKed by poll() after MODELOTA_LINK_GAP_MS, not only when
+    the host's retransmission timeout sends more bytes."""
+    d = Dev()
+    pl = payload(d)
+    start(d, pl)
+    good = frame(DATA, struct.pack("<I", 0) + pl[:100])
+    cut = bytearray(good)
+    cut[3] = 200  # length 200 instead of 104: the device waits for 96 more bytes
+    assert d.raw(bytes(cut)) == []
+    d.board.sent.clear()
+    d.board.fake_ms += 49
+    d.board.poll()
+    assert d.board.sent == b""
+    d.board.fake_ms += 1
+    d.board.poll()
+    assert d.reader.feed(bytes(d.board.sent)) == [nak(0, 1)]
+    assert d.raw(good) == [ack(100)]  # heard at once: the receiver hunts for SYNC again
+    d.board.sent.clear()
+    d.board.fake_ms += 1000
+    d.board.poll()  # nothing pending: nothing sent
+    assert d.board.sent == b"" and d.board.frames_bad == 1
 
 
 def test_timeout_restores_and_reports() -> None:
@@ -179,3 +208,111 @@ def test_whole_update_with_and_without_store(store: bool) -> None:
     if store:
         assert d.board.store is not None and d.board.store.version == 2
         assert d.board.store.read_region() == new_of(d.weights)
+
+
+# --- protocol 2: a noisy line --------------------------------------------------
+
+
+def bad(ftype: int, body: bytes) -> bytes:
+    """The frame with one bit of its body flipped: fails its CRC."""
+    b = bytearray(frame(ftype, body))
+    b[7] ^= 0x04
+    return bytes(b)
+
+
+def test_nak_repeated_once_per_host_round() -> None:
+    """Go-back-N: the frames after a lost one are dropped without a word, but
+    when the host has gone back and its resent frame is lost as well (the
+    offsets go back), the device NAKs again instead of leaving the host to
+    its timeout (protocol 1 NAKed once per gap)."""
+    d = Dev()
+    pl = payload(d)
+    start(d, pl)
+    assert d.data(0, pl[:256]) == [ack(256)]
+    # round 1: 256 is lost, 512 and 768 arrive
+    assert d.data(512, pl[512:768]) == [nak(256, 2)]
+    assert d.data(768, pl[768:1024]) == []
+    # round 2 (the host went back to 256): 256 is corrupted, 512 arrives again
+    assert d.raw(bad(DATA, struct.pack("<I", 256) + pl[256:512])) == []
+    assert d.data(512, pl[512:768]) == [nak(256, 2)]  # offsets went back: NAK again
+    assert d.data(768, pl[768:1024]) == []
+    # round 3 arrives whole
+    assert d.data(256, pl[256:512]) == [ack(512)]
+    assert d.data(512, pl[512:768]) == [ack(768)]
+    # progress re-arms the NAK: the next loss is NAKed at once
+    assert d.raw(bad(DATA, struct.pack("<I", 768) + pl[768:1024])) == [nak(768, 1)]
+
+
+@pytest.mark.parametrize("window", [1, 2, 3])
+def test_nak_repeated_after_a_window_of_losses(window: int) -> None:
+    """With no offsets to tell rounds apart (every copy fails its CRC), the
+    NAK comes again once ``window`` more frames were lost after it than the
+    rest of one round can hold; with a window of 1 (the Mega sketch) every
+    loss is NAKed."""
+    d = Dev(window=window)
+    pl = payload(d)
+    start(d, pl)
+    copy = bad(DATA, struct.pack("<I", 0) + pl[:256])
+    got = [d.raw(copy) for _ in range(3 * window + 1)]
+    naked = [i for i, g in enumerate(got) if g]
+    assert naked == [0, window, 2 * window, 3 * window]
+    assert all(g == [nak(0, 1)] for g in got if g)
+
+
+def test_any_data_of_the_transfer_keeps_it_open() -> None:
+    """The resume timer restarts on every DATA frame of the open transfer, in
+    order or not, and on START; HELLO/STATUS (a poller that does not own the
+    transfer) do not keep a half-written model alive."""
+    d = Dev(resume_timeout_ms=1000)
+    pl = payload(d)
+    start(d, pl)
+    assert d.data(0, pl[:256]) == [ack(256)]
+    for t in (800, 1600, 2400):  # only out-of-order frames get through, for 2.4 s
+        d.board.fake_ms = t
+        d.data(768, pl[768:1024])
+        assert d.board.poll() == 0 and d.board.busy
+    d.board.fake_ms = 3200
+    start(d, pl)  # a START of the same transfer: resumes, and is a keep-alive
+    d.board.fake_ms = 4100
+    d.send(HELLO)
+    d.send(STATUS)
+    assert d.board.poll() == 0 and d.board.busy
+    d.board.fake_ms = 4200
+    assert d.board.poll() == Status.Timeout  # 1000 ms after the START
+    assert bytes(d.board.weights) == d.weights
+
+
+def test_no_nak_once_everything_is_in() -> None:
+    """With every byte acked a lost frame is a duplicate or a COMMIT the host
+    repeats: a NAK then could only be taken for an answer to COMMIT (a
+    protocol 1 host reports `did not receive the whole payload`)."""
+    d = Dev()
+    pl = payload(d)
+    start(d, pl)
+    for off in range(0, len(pl), 256):
+        d.data(off, pl[off : off + 256])
+    assert d.raw(bad(DATA, struct.pack("<I", 0) + pl[:256])) == []
+    assert d.raw(bad(COMMIT, b"")) == []
+    [(t, body)] = d.send(COMMIT)
+    assert t == RESULT and body[0] == 0
+
+
+def test_corrupt_length_is_naked_at_once() -> None:
+    d = Dev()
+    pl = payload(d)
+    start(d, pl)
+    assert d.raw(b"\xa5\x5a\x03\xff\xff") == [nak(0, 1)]  # longer than the frame buffer
+    assert d.data(0, pl[:100]) == [ack(100)]
+
+
+def test_info_v2_fields_and_tx_bound() -> None:
+    """INFO grew by the resume timeout (49 bytes); every device frame still
+    fits the 64-byte transmit buffer the host bounds lengths by."""
+    from modelota.link.push import DEVICE_MAX_BODY
+
+    d = Dev(resume_timeout_ms=12345)
+    [(t, body)] = d.send(HELLO)
+    assert t == INFO and Info.decode(body).resume_timeout_ms == 12345
+    assert len(body) <= DEVICE_MAX_BODY
+    old = Info.decode(body[:45])  # a protocol 1 INFO still decodes (timeout unknown)
+    assert old.resume_timeout_ms == 0 and old.fingerprint == d.fp

@@ -81,7 +81,61 @@ int send_info(modelota_link* l) {
     put_u32(b + 37, weights_crc(l));
     int32_t p = l->c.probe != NULL ? l->c.probe(l->c.app) : 0;
     put_u32(b + 41, static_cast<uint32_t>(p));
+    put_u32(b + 45, l->c.resume_timeout_ms);
     return send(l, MODELOTA_LINK_INFO, MODELOTA_LINK_INFO_LEN);
+}
+
+/* A frame for the open transfer was lost before `acked`: a frame failed its
+ * CRC (reason CRC), or a DATA frame at `offset` past acked arrived (GAP).
+ * Answered with NAK{acked} once per go-back-N round of the host: the frames
+ * of the round that follow a lost one are dropped silently, and the NAK is
+ * repeated only when the host has evidently gone back and lost its resent
+ * frame at acked too: a DATA frame past acked at or below the last one seen
+ * (the offsets went back: a new round), or more losses since the NAK than
+ * one round of `window` frames can hold. Nothing is NAKed once every byte
+ * is in. */
+int on_loss(modelota_link* l, uint8_t reason, uint32_t offset) {
+    if (l->acked == l->total_len) {
+        /* everything is in: what was lost is a duplicate or a COMMIT the host
+         * will repeat; a NAK could only be mistaken for an answer to COMMIT */
+        return MODELOTA_OK;
+    }
+    bool gap = reason == MODELOTA_NAK_GAP;
+    if (l->nak_sent) {
+        l->since_nak++; /* reset at each NAK, so never past window (<= 255) */
+        bool again = l->since_nak >= l->c.window || (gap && offset <= l->gap_off);
+        if (gap) {
+            l->gap_off = offset;
+        }
+        if (!again) {
+            return MODELOTA_OK;
+        }
+    }
+    l->nak_sent = 1;
+    l->since_nak = 0;
+    l->gap_off = gap ? offset : 0u; /* 0: no DATA past acked seen yet */
+    return send_nak(l, reason);
+}
+
+/* A frame failed its CRC or was cut short: counted, and a loss if a transfer is open. */
+int bad_frame(modelota_link* l) {
+    l->frames_bad++;
+    return l->open ? on_loss(l, MODELOTA_NAK_CRC, 0u) : MODELOTA_OK;
+}
+
+/* Drops the frame being gathered when its bytes stopped for GAP_MS (a cut
+ * link, or a corrupted length field that has the receiver wait for bytes
+ * that never come). A frame that had begun (SYNC seen) is a lost frame:
+ * NAKed like a CRC failure, at once rather than after the host's
+ * retransmission timeout. */
+int drop_stalled(modelota_link* l, uint32_t t) {
+    if (l->rx_state == RX_SYNC0 ||
+        static_cast<uint32_t>(t - l->last_byte_ms) < static_cast<uint32_t>(MODELOTA_LINK_GAP_MS)) {
+        return MODELOTA_OK;
+    }
+    bool begun = l->rx_state >= RX_FRAME;
+    l->rx_state = RX_SYNC0;
+    return begun ? bad_frame(l) : MODELOTA_OK;
 }
 
 /* Ends the open transfer with `status` (< 0): weights restored, store log dropped. */
@@ -151,17 +205,13 @@ int on_data(modelota_link* l, const uint8_t* body, uint32_t len) {
     uint32_t offset = modelota_load_u32le(body);
     uint32_t n = len - MODELOTA_LINK_DATA_HEAD;
     const uint8_t* bytes = body + MODELOTA_LINK_DATA_HEAD;
-    if (offset > l->acked) { /* a frame before this one was lost */
-        if (l->nak_sent) {
-            return MODELOTA_OK;
-        }
-        l->nak_sent = 1;
-        return send_nak(l, MODELOTA_NAK_GAP);
-    }
     if (offset > l->total_len || n > l->total_len - offset) {
         return send_nak(l, MODELOTA_NAK_RANGE);
     }
-    l->last_rx_ms = now(l);
+    l->last_rx_ms = now(l); /* the host is sending this transfer: keep it open */
+    if (offset > l->acked) { /* a frame before this one was lost */
+        return on_loss(l, MODELOTA_NAK_GAP, offset);
+    }
     uint32_t skip = l->acked - offset;
     if (skip >= n) {
         return send_ack(l, MODELOTA_OK); /* duplicate */
@@ -262,11 +312,7 @@ int modelota_link_rx(modelota_link* l, const uint8_t* data, uint32_t n) {
         return result;
     }
     uint32_t t = now(l);
-    if (l->rx_state != RX_SYNC0 &&
-        static_cast<uint32_t>(t - l->last_byte_ms) >= static_cast<uint32_t>(MODELOTA_LINK_GAP_MS)) {
-        l->frames_bad++; /* a frame cut short: forget it */
-        l->rx_state = RX_SYNC0;
-    }
+    result = drop_stalled(l, t); /* a frame cut short: forget it */
     l->last_byte_ms = t;
     uint8_t* f = l->c.frame_buf;
     uint32_t max_body = modelota_link_max_data(l) + MODELOTA_LINK_DATA_HEAD;
@@ -292,8 +338,11 @@ int modelota_link_rx(modelota_link* l, const uint8_t* data, uint32_t n) {
                 if (l->rx_pos == 3u && l->rx_need == 3u) {
                     uint32_t len = modelota_load_u16le(f + 1);
                     if (len > max_body) { /* corrupt length: hunt for the next SYNC */
-                        l->frames_bad++;
                         l->rx_state = RX_SYNC0;
+                        int st = bad_frame(l);
+                        if (st < 0) {
+                            result = st;
+                        }
                         break;
                     }
                     l->rx_need = 3u + len;
@@ -312,12 +361,7 @@ int modelota_link_rx(modelota_link* l, const uint8_t* data, uint32_t n) {
                 uint32_t crc = modelota_crc32(0u, f, static_cast<size_t>(l->rx_need));
                 int st;
                 if (crc != modelota_load_u32le(l->crc_bytes)) {
-                    l->frames_bad++;
-                    st = MODELOTA_OK;
-                    if (l->open && !l->nak_sent) {
-                        l->nak_sent = 1;
-                        st = send_nak(l, MODELOTA_NAK_CRC);
-                    }
+                    st = bad_frame(l);
                 } else {
                     l->frames_ok++;
                     st = dispatch(l);
@@ -336,8 +380,13 @@ int modelota_link_poll(modelota_link* l) {
     if (l == NULL) {
         return MODELOTA_INVALID_ARGUMENT;
     }
+    uint32_t t = now(l);
+    int st = drop_stalled(l, t); /* NAKed now, not when the next byte comes */
+    if (st < 0) {
+        return st;
+    }
     if (l->open && l->c.resume_timeout_ms > 0u &&
-        static_cast<uint32_t>(now(l) - l->last_rx_ms) >= l->c.resume_timeout_ms) {
+        static_cast<uint32_t>(t - l->last_rx_ms) >= l->c.resume_timeout_ms) {
         end_failed(l, MODELOTA_TIMEOUT);
         return MODELOTA_TIMEOUT;
     }

@@ -11,6 +11,11 @@
  * duplicate with ACK(acked). Every byte accepted goes to modelota_feed (and
  * to modelota_store_log first when a store is attached). A START carrying the
  * transfer_id of the open transfer resumes it at the acked offset.
+ *
+ * Protocol version 2 (a noisy line): every DATA frame of the open transfer,
+ * in order or not, keeps it alive (resume timer), and a lost frame is NAKed
+ * once per go-back-N round of the host, not once per gap; INFO also carries
+ * the resume timeout. Version 1 hosts work unchanged.
  */
 #ifndef MODELOTA_LINK_H
 #define MODELOTA_LINK_H
@@ -25,7 +30,7 @@
 extern "C" {
 #endif
 
-#define MODELOTA_LINK_PROTO_VERSION 1u
+#define MODELOTA_LINK_PROTO_VERSION 2u
 #define MODELOTA_LINK_SYNC0 0xA5u
 #define MODELOTA_LINK_SYNC1 0x5Au
 #define MODELOTA_LINK_OVERHEAD 9u  /* sync 2 + type 1 + len 2 + crc 4 */
@@ -33,7 +38,7 @@ extern "C" {
 /* frame_buf holds type, len and body of one incoming frame: 3 + body bytes. */
 #define MODELOTA_LINK_MIN_FRAME_BUF 32u
 #define MODELOTA_LINK_DEFAULT_WINDOW 4u
-#define MODELOTA_LINK_INFO_LEN 45u
+#define MODELOTA_LINK_INFO_LEN 49u /* 45 in protocol version 1 */
 #define MODELOTA_LINK_TX_LEN 64u
 /* A frame whose bytes stop for this long is dropped and the receiver hunts
  * for SYNC again: a host that lost the link mid-frame and reconnects is
@@ -83,7 +88,7 @@ typedef struct modelota_link_config {
     modelota_link_io io;
     uint8_t* frame_buf;
     uint32_t frame_buf_len;     /* >= MODELOTA_LINK_MIN_FRAME_BUF; DATA carries up to len-7 bytes */
-    uint32_t resume_timeout_ms; /* open transfer with no DATA for this long: aborted */
+    uint32_t resume_timeout_ms; /* open transfer with no START/DATA for this long: aborted */
     uint8_t window;             /* frames the host may have in flight (0: default 4) */
     uint32_t (*weights_crc)(void* app); /* optional: CRC32 of the live weights */
     int32_t (*probe)(void* app);        /* optional: a fixed inference output */
@@ -103,9 +108,11 @@ typedef struct modelota_link {
     uint32_t last_id; /* transfer_id of the last finished transfer */
     uint32_t frames_ok;
     uint32_t frames_bad;
+    uint32_t gap_off; /* offset of the last DATA past acked since the last NAK */
     uint8_t rx_state;
     uint8_t open;
-    uint8_t nak_sent; /* a GAP NAK is outstanding: do not repeat it per frame */
+    uint8_t nak_sent;  /* a NAK is outstanding for acked: repeat it once per host round */
+    uint8_t since_nak; /* frames lost since that NAK (at most window) */
     int8_t last_status;
     uint8_t crc_bytes[4];
     uint8_t tx[MODELOTA_LINK_TX_LEN];
@@ -118,7 +125,9 @@ int modelota_link_init(modelota_link* l, const modelota_link_config* c);
  * and by modelota_link_last_result(). */
 int modelota_link_rx(modelota_link* l, const uint8_t* data, uint32_t n);
 /* Aborts an open transfer silent for resume_timeout_ms (MODELOTA_TIMEOUT,
- * weights restored). Returns MODELOTA_OK or the timeout status it recorded. */
+ * weights restored), and drops (and NAKs, a transfer being open) a frame whose
+ * bytes stopped for MODELOTA_LINK_GAP_MS. Returns MODELOTA_OK, the timeout
+ * status it recorded, or MODELOTA_STORAGE_IO when io.write failed. */
 int modelota_link_poll(modelota_link* l);
 
 int modelota_link_busy(const modelota_link* l);        /* 1: a transfer is open */

@@ -6,6 +6,7 @@ region size the board reports, at versions above the one it reports.
 
 from __future__ import annotations
 
+import random
 import time
 import zlib
 
@@ -34,6 +35,8 @@ from modelota.status import CliError
 # sketch has 128 bytes).
 CHUNK = 128
 NOISE = b"\x00\xa5\x13"  # a byte, then a SYNC0 that no SYNC1 follows
+# Bytes sent up in the BER 1e-4 test: about 8 bit errors expected up alone
+NOISY_BYTES = 10_000
 
 
 def _await(s: Session, want: int, resend: bytes = b"", tries: int = 5) -> bytes:
@@ -212,6 +215,31 @@ def test_delta_update_and_wrong_base_refused(board: Board) -> None:
         push(board.url, stale)
 
 
+def test_updates_at_ber_1e4_complete(board: Board) -> None:
+    """Bit error rate 1e-4 both ways at 115200 baud with a 20 ms round trip:
+    before protocol 2 about half of such pushes ended in the device's resume
+    timeout. Pushes in a row (each a version up; at least four, and as many
+    as it takes to send NOISY_BYTES, so a board with a small weight region
+    sees bit errors too) all complete, and after each the device holds
+    exactly the new weights."""
+    ber = 1e-4
+    with LinkSim(board.addr, baud=115200, rtt=0.02, ber=ber, seed=21) as sim:
+        step = 0
+        while step < 4 or sim.stats.up_bytes < NOISY_BYTES:
+            step += 1
+            pl, v, new = payload(board, step)
+            r = push(sim.url, pl)
+            assert r.version == v and r.weights_crc == zlib.crc32(new)
+            after = read_info(board.url)
+            assert after.state == 0 and after.version == v
+            assert after.weights_crc == zlib.crc32(new)
+            if board.sim is not None:
+                assert bytes(board.sim.weights) == new
+    bits = 8 * (sim.stats.up_bytes + sim.stats.down_bytes)
+    print(f"{step} pushes, {bits} bits on the line, flipped bits: {sim.stats.flipped_bits}")
+    assert sim.stats.flipped_bits >= 2  # the line was noisy (about 8 expected)
+
+
 def test_update_over_slow_noisy_link(board: Board) -> None:
     """115200 baud, 20 ms round trip, random bit errors both ways (lost ACKs
     and NAKs too): the update still lands, bit-exact."""
@@ -222,3 +250,32 @@ def test_update_over_slow_noisy_link(board: Board) -> None:
     assert sim.stats.flipped_bits >= 1
     assert r.version == v and r.weights_crc == zlib.crc32(new)
     assert read_info(board.url).weights_crc == zlib.crc32(new)
+
+
+def peaked_weights(b: Board, version: int) -> bytes:
+    """int8 weights of the board's size as training leaves them: most values
+    near zero (order-0 entropy about 4.5 bits), different for every version."""
+    r = random.Random(version)
+    return bytes(max(-127, min(127, round(r.gauss(0, 6)))) & 0xFF for _ in range(b.size))
+
+
+def test_compressed_update_over_noisy_link(board: Board) -> None:
+    """A format v2 payload whose chunks are range coded (the packer's choice
+    for int8-like weights) over a noisy line: corrupted compressed chunks are
+    resent like any other bytes and the board decodes exactly the new
+    weights."""
+    v = board.version + 1
+    new = peaked_weights(board, v)
+    p = pack(new, fingerprint=board.fingerprint, version=v, chunk_size=CHUNK)
+    pl = p.encode()
+    assert any(name.startswith("rc") for name in p.encoding_stats())
+    assert len(pl) < 0.8 * len(new)  # compressed, header and framing included
+    ber = max(1e-4, 4 / (8 * len(pl)))  # a few flipped bits, whatever the board's size
+    with LinkSim(board.addr, baud=115200, rtt=0.02, ber=ber, seed=5) as sim:
+        r = push(sim.url, pl)
+    assert sim.stats.flipped_bits >= 1
+    assert r.version == v and r.weights_crc == zlib.crc32(new)
+    after = read_info(board.url)
+    assert after.state == 0 and after.weights_crc == zlib.crc32(new)
+    if board.sim is not None:
+        assert bytes(board.sim.weights) == new

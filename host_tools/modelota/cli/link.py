@@ -102,6 +102,7 @@ def cmd_push(args: argparse.Namespace) -> int:
             "port": args.port, "version": r.version, "weights_crc32": f"{r.weights_crc:08x}",
             "resumed_from": r.resumed_from, "data_frames": r.data_frames,
             "retransmitted_bytes": r.retransmitted_bytes, "naks": r.naks,
+            "timeouts": r.timeouts, "frame_sizes": list(r.frame_sizes),
             "seconds": round(r.seconds, 3),
         })  # fmt: skip
         return 0
@@ -121,9 +122,13 @@ def add_push(sub: Any) -> None:
                    help="DATA frames in flight (default: what the device offers)")  # fmt: skip
     p.add_argument("--max-data", type=int, default=None, metavar="BYTES",
                    help="largest DATA frame body (default: what the device offers)")  # fmt: skip
-    p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for an answer")
+    p.add_argument("--timeout", type=float, default=1.0,
+                   help="longest wait for an answer, seconds (the retransmission timeout adapts"
+                        " below it)")  # fmt: skip
     p.add_argument("--baud", type=int, default=115200, help="serial line speed")
-    p.add_argument("--retries", type=int, default=8, help="resends of an unanswered frame")
+    p.add_argument("--retries", type=int, default=8,
+                   help="resends of an unanswered HELLO/START; the push gives up after"
+                        " (retries + 1) x timeout seconds without progress")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as one JSON document")
     p.set_defaults(func=cmd_push)

@@ -20,14 +20,39 @@ from typing import Any
 import serial
 
 from ..status import CliError, Status
+from .arq import (  # noqa: F401  (frame types and NAK reasons are part of this module's API)
+    ABORT,
+    ACK,
+    COMMIT,
+    DATA,
+    HELLO,
+    INFO,
+    NAK,
+    NAK_INCOMPLETE,
+    NAK_REASONS,
+    RESULT,
+    START,
+    STATUS,
+    Rto,
+    Sender,
+    commit_wait,
+    status_text,
+)
 from .ports import open_port
 
 SYNC = b"\xa5\x5a"
-HELLO, START, DATA, COMMIT, ABORT, STATUS = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
-INFO, ACK, NAK, RESULT = 0x81, 0x82, 0x83, 0x84
-NAK_REASONS = {1: "crc", 2: "gap", 3: "no transfer", 4: "range", 5: "incomplete", 6: "malformed"}
 HEADER_LEN = 96
 OVERHEAD = 9  # sync, type, len, crc
+# A device frame fits the link's 64-byte transmit buffer (MODELOTA_LINK_TX_LEN):
+# a longer length field is a corrupted one, not a frame to wait for.
+DEVICE_MAX_BODY = 64 - OVERHEAD
+# A frame whose bytes stop arriving for this long is not a frame (a device
+# writes each answer at once): the reader forgets it and hunts for SYNC again.
+GAP_S = 0.05
+# First wait for the answer to HELLO or START, doubled on each retry up to
+# --timeout: both are harmless to repeat, and on a noisy line a lost frame
+# should cost a fraction of a second, not the whole timeout.
+REPEAT_FIRST = 0.25
 
 
 def transfer_id(payload: bytes) -> int:
@@ -79,6 +104,15 @@ class FrameReader:
             del self.buf[: 5 + n + 4]
             out.append((ftype, raw[3:]))
 
+    def skip(self) -> list[tuple[int, bytes]]:
+        """Forgets the frame being gathered (its bytes stopped: a corrupted
+        length) and hunts again in what came after its SYNC."""
+        if len(self.buf) < 2:
+            return []
+        self.bad += 1
+        del self.buf[:2]
+        return self.feed(b"")
+
 
 @dataclass(frozen=True)
 class Info:
@@ -93,6 +127,7 @@ class Info:
     acked: int
     weights_crc: int
     probe: int
+    resume_timeout_ms: int = 0  # protocol version 2; 0: not told
 
     @classmethod
     def decode(cls, body: bytes) -> Info:
@@ -101,7 +136,8 @@ class Info:
         p, st = body[0], body[1]
         fp = bytes(body[2:18])
         ver, size, mx, win, tid, acked, crc, probe = struct.unpack_from("<IIHBIIIi", body, 18)
-        return cls(p, st, fp, ver, size, mx, win, tid, acked, crc, probe)
+        (resume,) = struct.unpack_from("<I", body, 45) if len(body) >= 49 else (0,)
+        return cls(p, st, fp, ver, size, mx, win, tid, acked, crc, probe, resume)
 
 
 @dataclass(frozen=True)
@@ -114,13 +150,8 @@ class PushResult:
     naks: int
     seconds: float
     data_seconds: float
-
-
-def status_text(st: int) -> str:
-    try:
-        return Status(st).name
-    except ValueError:
-        return str(st)
+    timeouts: int = 0  # retransmission timeouts in the data phase
+    frame_sizes: tuple[int, ...] = ()  # DATA frame sizes used, largest first
 
 
 RAW_SKETCH_HINT = (
@@ -169,8 +200,10 @@ class Session:
 
     def __init__(self, port: Any) -> None:
         self.port = port
-        self.reader = FrameReader()
+        self.reader = FrameReader(DEVICE_MAX_BODY)
         self.pending: list[tuple[int, bytes]] = []
+        self.last_rx = 0.0
+        self.rtt = 0.0  # round trip of the last request answered
         self.heard = bytearray()  # the last raw bytes received (what a non-link device said)
 
     def send(self, ftype: int, body: bytes = b"") -> None:
@@ -190,27 +223,51 @@ class Session:
                 data = self.port.read(max(1, self.port.in_waiting))
             except (serial.SerialException, OSError) as e:
                 raise CliError(f"link lost: {e}") from e
+            now = time.monotonic()
             if data:
+                self.last_rx = now
                 self.heard += data
                 del self.heard[:-1024]
                 self.pending += self.reader.feed(data)
+            elif len(self.reader.buf) >= 2 and now - self.last_rx >= GAP_S:
+                self.pending += self.reader.skip()
         return self.pending.pop(0)
 
-    def request(self, ftype: int, body: bytes, want: set[int], timeout: float, retries: int) -> Any:
+    def request(
+        self,
+        ftype: int,
+        body: bytes,
+        want: set[int],
+        timeout: float,
+        retries: int,
+        first: float | None = None,
+    ) -> Any:
+        """Sends a frame until one of ``want`` answers, ``retries`` more times at
+        most. Each attempt waits ``timeout``; with ``first``, the first waits that
+        long and each next one twice as long, up to ``timeout`` (for requests that
+        are harmless to repeat: a frame lost to noise costs a short wait)."""
+        wait = min(first, timeout) if first else timeout
         for _ in range(retries + 1):
             self.send(ftype, body)
-            end = time.monotonic() + timeout
+            sent = time.monotonic()
+            end = sent + wait
+            wait = min(wait * 2, timeout)
             while (left := end - time.monotonic()) > 0:
                 got = self.recv(left)
                 if got is not None and got[0] in want:
+                    self.rtt = time.monotonic() - sent  # of the attempt answered
                     return got
         return None
 
     def hello(self, timeout: float, retries: int) -> Info:
-        """HELLO -> INFO, retried; stops at the first sign that the device
-        runs a sketch without the link (:func:`not_a_link`)."""
+        """HELLO -> INFO, retried (the first wait REPEAT_FIRST, doubled up to
+        ``timeout``: on a noisy line a lost HELLO costs a short wait); stops at
+        the first sign that the device runs a sketch without the link
+        (:func:`not_a_link`)."""
+        wait = min(REPEAT_FIRST, timeout)
         for _ in range(retries + 1):
-            got = self.request(HELLO, b"", {INFO, RESULT}, timeout, 0)
+            got = self.request(HELLO, b"", {INFO, RESULT}, wait, 0)
+            wait = min(wait * 2, timeout)
             if got is not None and got[0] == INFO:
                 return Info.decode(got[1])
             hint = not_a_link(got, bytes(self.heard))
@@ -278,6 +335,21 @@ def push(
         port.close()
 
 
+def _commit(s: Session, wait: float) -> tuple[int, bytes] | None:
+    """Sends COMMIT and waits ``wait`` seconds for RESULT or NAK{INCOMPLETE}.
+    Other NAKs are late answers to the data phase (a corrupted duplicate
+    DATA frame after the last ACK), not to COMMIT."""
+    s.send(COMMIT)
+    end = time.monotonic() + wait
+    while (left := end - time.monotonic()) > 0:
+        got = s.recv(left)
+        if got is None:
+            return None
+        if got[0] == RESULT or (got[0] == NAK and got[1][4:5] == bytes([NAK_INCOMPLETE])):
+            return got
+    return None
+
+
 def _push(
     s: Session,
     payload: bytes,
@@ -299,7 +371,9 @@ def _push(
     fsize = min(info.max_data, max_data or info.max_data)
     # never more in flight than the device says it can absorb
     win = min(window or info.window, info.window or window or 4) or 4
-    got = s.request(START, struct.pack("<II", total, tid), {ACK, RESULT}, timeout, retries)
+    # a repeated START of the same transfer is a resume: ACK{acked} again
+    got = s.request(START, struct.pack("<II", total, tid), {ACK, RESULT}, timeout, retries,
+                    first=REPEAT_FIRST)  # fmt: skip
     if got is None:
         raise CliError("the device did not answer START")
     if got[0] == RESULT:
@@ -308,72 +382,46 @@ def _push(
         )
     (base,) = struct.unpack_from("<I", got[1])
     resumed_from = base
-    # an ack takes at most the window's line time plus the round trip to come
-    ack_timeout = timeout + win * (fsize + OVERHEAD + 4) * 10 / baud
-    nxt = base
-    sent_max = base
-    frames = naks = resent = stalls = 0
+    byte_time = 10 / baud if baud else 0.0
+    # round trip of START (17 bytes) and its ACK (14): the line's latency, to start with
+    latency = max(0.0, s.rtt - 31 * byte_time)
+    # Retransmission timeout, counted from when a frame's last byte has left the host:
+    # twice the START round trip to begin with, at most the user's timeout (protocol 1's
+    # fixed timeout) and at most a third of the device's resume timeout, so a
+    # retransmission (or the START sent on a timeout) keeps the transfer open.
+    ceiling = timeout
+    if info.resume_timeout_ms:
+        ceiling = min(ceiling, info.resume_timeout_ms / 3000)
+    rto = Rto(2 * s.rtt + 0.1, lo=0.1, hi=ceiling)
+    stall = timeout * (retries + 1)
     td = time.monotonic()
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=base, unit="B", unit_scale=True, desc="push")
-    last_progress = time.monotonic()
     try:
-        while base < total:
-            while nxt < total and nxt - base < win * fsize:
-                piece = payload[nxt : nxt + fsize]
-                s.send(DATA, struct.pack("<I", nxt) + piece)
-                frames += 1
-                if nxt < sent_max:
-                    resent += len(piece)
-                nxt += len(piece)
-                sent_max = max(sent_max, nxt)
-            got = s.recv(max(0.0, last_progress + ack_timeout - time.monotonic()))
-            if got is None:
-                stalls += 1
-                if stalls > retries:
-                    raise CliError(f"the device stopped acknowledging at offset {base} of {total}")
-                nxt = base  # go back N
-                last_progress = time.monotonic()
-                continue
-            ftype, body = got
-            if ftype == ACK:
-                (off,) = struct.unpack_from("<I", body)
-                if off > base:
-                    if bar is not None:
-                        bar.update(off - base)
-                    base = off
-                    stalls = 0
-                    last_progress = time.monotonic()
-                    nxt = max(nxt, base)
-            elif ftype == NAK:
-                (off,) = struct.unpack_from("<I", body)
-                naks += 1
-                if off < base:
-                    raise CliError(f"the device lost acknowledged data (NAK at {off} < {base})")
-                if bar is not None and off > base:
-                    bar.update(off - base)
-                base = off
-                nxt = off  # go back N
-                last_progress = time.monotonic()
-            elif ftype == RESULT:
-                st = struct.unpack_from("<b", body)[0]
-                raise CliError(f"the device ended the update at offset {base}: {status_text(st)}")
+        sender = Sender(s, payload, base, transfer_id=tid, max_data=fsize, window=win, rto=rto,
+                        stall=stall, byte_time=byte_time, latency=latency,
+                        on_progress=bar.update if bar is not None else None)  # fmt: skip
+        st_ = sender.run()
         data_seconds = time.monotonic() - td
-        for _ in range(retries + 1):
-            got = s.request(COMMIT, b"", {RESULT, NAK}, timeout + 2.0, 0)
-            if got is None:
-                continue
-            if got[0] == NAK:
-                raise CliError("the device did not receive the whole payload before COMMIT")
-            st, version, crc = struct.unpack_from("<bII", got[1])
-            if st != 0:
-                raise CliError(f"the device rejected the update: {status_text(st)}")
-            return PushResult(version, crc, resumed_from, frames, resent, naks,
-                              time.monotonic() - t0, data_seconds)  # fmt: skip
-        raise CliError("no RESULT from the device after COMMIT")
+        # COMMIT is idempotent (a device with no open transfer repeats its last RESULT):
+        # resend it after a few round trips, backing off, until `stall` passes
+        wait = commit_wait(rto)
+        end = time.monotonic() + stall
+        while (got := _commit(s, wait)) is None:
+            if time.monotonic() >= end:
+                raise CliError("no RESULT from the device after COMMIT")
+            wait = min(wait * 2, timeout + 2.0)
+        if got[0] == NAK:
+            raise CliError("the device did not receive the whole payload before COMMIT")
+        st, version, crc = struct.unpack_from("<bII", got[1])
+        if st != 0:
+            raise CliError(f"the device rejected the update: {status_text(st)}")
+        return PushResult(version, crc, resumed_from, st_.frames, st_.resent_bytes, st_.naks,
+                          time.monotonic() - t0, data_seconds, st_.timeouts,
+                          tuple(sorted(st_.sizes, reverse=True)))  # fmt: skip
     finally:
         if bar is not None:
             bar.close()

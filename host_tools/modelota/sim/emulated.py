@@ -364,7 +364,9 @@ def build(kind: Kind, **model: Any) -> Firmware:
 
 
 def qemu_command(kind: Kind, elf: Path, port: int) -> list[str]:
-    serial = f"tcp:127.0.0.1:{port},server=on,wait=on"
+    # nodelay: QEMU's end of the serial socket sends each byte the firmware
+    # writes at once, as a UART would (Nagle would hold small answers back)
+    serial = f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"
     common = ["-nographic", "-monitor", "none", "-serial", serial]
     if kind == "m4":
         return [_need("qemu-system-arm"), "-M", "mps2-an386", *common, "-kernel", str(elf)]

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from serial.urlhandler.protocol_socket import Serial as SocketSerial
 
+from ...link.ports import set_nodelay
 from ..board import SimBoard, demo_model
 
 BOARDS: dict[str, Callable[[dict[str, str]], tuple[str, int]]] = {}
@@ -53,7 +54,12 @@ def board(name: str) -> SimBoard | None:
 
 
 class Serial(SocketSerial):
-    """A socket:// port whose far end is a simulated board."""
+    """A socket:// port whose far end is a simulated board, with TCP_NODELAY
+    (pyserial's socket handler leaves Nagle on, which holds back small frames)."""
+
+    def open(self) -> None:
+        super().open()
+        set_nodelay(self)
 
     def from_url(self, url: str) -> tuple[str, int]:  # type: ignore[override]
         parts = urllib.parse.urlsplit(url)
