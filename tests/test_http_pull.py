@@ -1444,24 +1444,27 @@ def wifipull(tmp_path_factory: pytest.TempPathFactory) -> Path:
         GXX, "-std=gnu++11", "-Wall", "-Wextra", "-Werror", "-g", "-O1", *SANITIZE,
         *(f"-I{d}" for d in inc), '-DFLEET_HOST="127.0.0.1"',
         '-DFLEET_PORT=atoi(getenv("MODELOTA_FLEET_PORT"))',
-        '-DFLEET_SECRET=getenv("MODELOTA_FLEET_SECRET")',
+        '-DFLEET_SECRET=getenv("MODELOTA_FLEET_SECRET")', "-DQUALITY_WINDOW=5",
+        "-DINFER_MS=0",
         "-include", "Arduino.h", "-include", "stdlib.h",
         "-include", str(HOST / "arduino" / "host_sketch.h"),
         "-x", "c++", str(SKETCH), "-x", "none", str(HOST / "sketch_main.cpp"),
         str(HOST / "wifi_posix.cpp"), *(str(ROOT / "src" / n) for n in
-        ("ModelOTA.cpp", "ModelOTAHttp.cpp", "modelota_store.cpp")), "-o", str(exe),
+        ("ModelOTA.cpp", "ModelOTAHttp.cpp", "ModelOTAQuality.cpp", "modelota_store.cpp")),
+        "-o", str(exe),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, " ".join(cmd) + "\n" + proc.stdout + proc.stderr
     return exe
 
 
-def run_sketch(exe: Path, port: int, out: Path, secret: str | None = None) -> str:
-    env = {**os.environ, "MODELOTA_HOST_MAC": SKETCH_MAC, "MODELOTA_FLEET_PORT": str(port)}
+def run_sketch(exe: Path, port: int, out: Path, secret: str | None = None, loops: int = 1,
+               mac: str = SKETCH_MAC) -> str:  # fmt: skip
+    env = {**os.environ, "MODELOTA_HOST_MAC": mac, "MODELOTA_FLEET_PORT": str(port)}
     if secret is not None:
         env["MODELOTA_FLEET_SECRET"] = secret
-    run = subprocess.run([str(exe), str(out)], capture_output=True, text=True, timeout=60,
-                         env=env, check=False)  # fmt: skip
+    run = subprocess.run([str(exe), str(out), str(loops)], capture_output=True, text=True,
+                         timeout=60, env=env, check=False)  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     print(run.stdout)
     return run.stdout
@@ -1519,6 +1522,44 @@ def test_wifi_pull_sketch_signs_its_requests_to_the_fleet_server(
     ]
     report = fleet.admin("GET", f"/admin/reports?device={SKETCH_MAC}")[0]
     assert (report["status_name"], report["version"]) == ("Ok", version + 1)
+
+
+def test_wifi_pull_sketch_posts_its_quality_summary(
+    fleet: Fleet, wifipull: Path, tmp_path: Path
+) -> None:
+    """The sketch (built with QUALITY_WINDOW 5, an inference per loop) runs
+    six loops: the first updates it to the new version, which restarts the
+    counts, and the sixth completes a window of five inferences of the new
+    model: ModelOTAHttp::postQuality sends it, signed, and /admin/quality
+    shows the numbers the sketch printed, under the new version. With
+    another secret it is refused (401) and nothing is stored."""
+    mac = "24:6F:28:00:00:02"
+    factory, fp, version = sketch_model()
+    new = bytes((b + 13 * i) & 0xFF for i, b in enumerate(factory))
+    fleet.admin("POST", "/admin/payloads?line=sketch-quality",
+                full_payload(new, version + 1, fp=fp, chunk=256))  # fmt: skip
+    key = fleet.register(mac)
+    fleet.admin("PUT", f"/admin/assignments/device/{mac}", {"line": "sketch-quality"})
+    with Proxy(fleet.port, passthrough) as px:
+        stdout = run_sketch(wifipull, px.port, tmp_path / "w.out", key, loops=6, mac=mac)
+    assert "fleet pull: Ok (HTTP 200)" in stdout, stdout
+    m = re.search(r"^quality summary: Ok \(HTTP 204\) (\{.*\})$", stdout, re.M)
+    assert m is not None, stdout
+    sent = json.loads(m[1])
+    assert (sent["version"], sent["n"], sum(sent["counts"])) == (version + 1, 5, 5), sent
+    post = px.exchanges[-1]
+    assert post.request.startswith(f"POST /v1/devices/{mac}/quality ".encode())
+    assert b"\r\nAuthorization: MOTA id=" in post.request
+    assert post.request.endswith(m[1].encode())
+    rows = quality_of(fleet, "sketch-quality")
+    assert len(rows) == 1, rows
+    assert (rows[0]["version"], rows[0]["n"], rows[0]["counts"]) == (
+        version + 1, sent["n"], sent["counts"])  # fmt: skip
+    assert rows[0]["conf"] == sent["conf_bp"] / 10000
+    before = fleet.admin("GET", "/admin/quality")
+    stdout = run_sketch(wifipull, fleet.port, tmp_path / "x.out", "55" * 32, loops=5, mac=mac)
+    assert "quality summary: HttpUnauthorized (HTTP 401) {" in stdout, stdout
+    assert fleet.admin("GET", "/admin/quality") == before
 
 
 def test_arduino_glue_builds_with_and_without_a_client_header(tmp_path: Path) -> None:

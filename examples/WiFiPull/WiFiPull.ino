@@ -90,6 +90,7 @@ ModelOTAQuality quality(ota, CLASSES, QUALITY_WINDOW);  // restarts its counts a
 
 uint32_t lastPoll = 0;
 bool polledOnce = false;
+const uint32_t kInferMs = INFER_MS;
 uint32_t lastInference = 0;
 
 static void printProgress(void* ctx, uint32_t bytes, uint32_t total) {
@@ -189,7 +190,7 @@ void setup() {
 }
 
 void loop() {
-  if (millis() - lastInference >= INFER_MS) {
+  if (millis() - lastInference >= kInferMs) {
     lastInference = millis();
     float probs[CLASSES];
     infer(probs);  // your model, reading `weights`
