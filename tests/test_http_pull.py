@@ -1190,8 +1190,9 @@ def expected_summary(version: int, classes: int = 4) -> dict[str, Any]:
     conf_sum = sum(round(conf * 10000) for _, conf, _ in INFERENCES)
     labelled = sum(1 for _, _, lab in INFERENCES if lab >= 0)
     correct = sum(1 for c, _, lab in INFERENCES if lab == c)
-    return {"format": 1, "version": version, "n": n, "counts": counts,
-            "conf_bp": (conf_sum + n // 2) // n, "labelled": labelled, "correct": correct}  # fmt: skip
+    conf_bp = (conf_sum + n // 2) // n
+    return {"format": 1, "version": version, "n": n, "counts": counts, "conf_bp": conf_bp,
+            "labelled": labelled, "correct": correct}  # fmt: skip
 
 
 def infer_args(version: int) -> list[str]:
