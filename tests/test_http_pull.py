@@ -130,14 +130,20 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 
 @dataclass
-class Result:
+class Outcome:
+    """The `result key=value ...` line a pull_main run printed."""
+
     status: int
     name: str
     fields: dict[str, str]
-    weights: bytes
 
     def __getitem__(self, key: str) -> int:
         return int(self.fields[key])
+
+
+@dataclass
+class Result(Outcome):
+    weights: bytes
 
 
 def run_device(
@@ -1152,14 +1158,8 @@ def test_fleet_server_signatures_clock_sync_and_refusals(
 
 
 @dataclass
-class Posted:
-    status: int
-    name: str
-    fields: dict[str, str]
-    json: str
-
-    def __getitem__(self, key: str) -> int:
-        return int(self.fields[key])
+class Posted(Outcome):
+    json: str  # the body the device sent
 
 
 def post_quality(built: Built, port: int, *extra: str, device: str = DEVICE) -> Posted:
@@ -1494,6 +1494,18 @@ def test_wifi_pull_sketch_runs_on_the_host(nginx: Nginx, wifipull: Path, tmp_pat
     assert len(px.payload_requests()) == 2
 
 
+def sketch_update(fleet: Fleet, line: str, mac: str, step: int) -> tuple[bytes, bytes, int, str]:
+    """Uploads new weights for the sketch's model (version + 1) to `line`,
+    registers `mac` and assigns it the line: (factory, new, version, secret)."""
+    factory, fp, version = sketch_model()
+    new = bytes((b + step * i) & 0xFF for i, b in enumerate(factory))
+    fleet.admin("POST", f"/admin/payloads?line={line}",
+                full_payload(new, version + 1, fp=fp, chunk=256))  # fmt: skip
+    key = fleet.register(mac)
+    fleet.admin("PUT", f"/admin/assignments/device/{mac}", {"line": line})
+    return factory, new, version, key
+
+
 def test_wifi_pull_sketch_signs_its_requests_to_the_fleet_server(
     fleet: Fleet, wifipull: Path, tmp_path: Path
 ) -> None:
@@ -1502,12 +1514,7 @@ def test_wifi_pull_sketch_signs_its_requests_to_the_fleet_server(
     its first request (no clock yet) gets the signed server time, every
     request is signed, the download resumes, the server records the report.
     With another secret the server refuses it and nothing changes."""
-    factory, fp, version = sketch_model()
-    new = bytes((b + 11 * i) & 0xFF for i, b in enumerate(factory))
-    fleet.admin("POST", "/admin/payloads?line=sketch-line",
-                full_payload(new, version + 1, fp=fp, chunk=256))  # fmt: skip
-    key = fleet.register(SKETCH_MAC)
-    fleet.admin("PUT", f"/admin/assignments/device/{SKETCH_MAC}", {"line": "sketch-line"})
+    factory, new, version, key = sketch_update(fleet, "sketch-line", SKETCH_MAC, 11)
     out = tmp_path / "weights.out"
     with Proxy(fleet.port, passthrough) as px:
         stdout = run_sketch(wifipull, px.port, out, "22" * 32)
@@ -1535,12 +1542,7 @@ def test_wifi_pull_sketch_posts_its_quality_summary(
     shows the numbers the sketch printed, under the new version. With
     another secret it is refused (401) and nothing is stored."""
     mac = "24:6F:28:00:00:02"
-    factory, fp, version = sketch_model()
-    new = bytes((b + 13 * i) & 0xFF for i, b in enumerate(factory))
-    fleet.admin("POST", "/admin/payloads?line=sketch-quality",
-                full_payload(new, version + 1, fp=fp, chunk=256))  # fmt: skip
-    key = fleet.register(mac)
-    fleet.admin("PUT", f"/admin/assignments/device/{mac}", {"line": "sketch-quality"})
+    _, _, version, key = sketch_update(fleet, "sketch-quality", mac, 13)
     with Proxy(fleet.port, passthrough) as px:
         stdout = run_sketch(wifipull, px.port, tmp_path / "w.out", key, loops=6, mac=mac)
     assert "fleet pull: Ok (HTTP 200)" in stdout, stdout
