@@ -22,10 +22,15 @@
  * weights stay in place on any failure. With a secret every request is
  * signed (HMAC-SHA256; the secret never travels). Protocol: docs/FLEET.md.
  *
+ *   if (quality.recordScores(output, 10) == 1) {     // a ModelOTAQuality window is full
+ *       int st = fleet.postQuality(quality);         // POST /v1/devices/<id>/quality
+ *   }
+ *
  * RAM: the object (the pull state, its configuration, the copied device id
  * and secret; sizes in docs/FLEET.md), and MODELOTA_HTTP_READ_BUFFER (64)
- * bytes of stack while pulling, plus about 250 while signing. No heap, no
- * String. Flash: http.cpp and SHA-256, sizes in docs/FLEET.md.
+ * bytes of stack while pulling, plus about 250 while signing (and
+ * MODELOTA_QUALITY_JSON_MAX, 200, in postQuality). No heap, no String.
+ * Flash: http.cpp and SHA-256, sizes in docs/FLEET.md.
  */
 #ifndef MODELOTA_HTTP_ARDUINO_H
 #define MODELOTA_HTTP_ARDUINO_H
@@ -103,6 +108,19 @@ public:
     /* Only the check: MODELOTA_OK when manifest() offers an update. */
     int check(const modelota_updater* updater);
     int check(ModelOTA& ota) { return check(ota.updater()); }
+
+    /* Sends the model-quality summary of the last complete window (the
+     * JSON quality.json() writes, built in a MODELOTA_QUALITY_JSON_MAX-byte
+     * buffer on the stack) to POST /v1/devices/<id>/quality, signed like
+     * pull()'s requests. One connection (two after a 401 that taught the
+     * device the server's time), no retry: call it again later.
+     * MODELOTA_OK: the server took it; MODELOTA_BAD_STATE: no window is
+     * complete yet (nothing sent); MODELOTA_HTTP_UNAUTHORIZED;
+     * MODELOTA_HTTP_STATUS for any other answer (httpCode(): 400, 404,
+     * 429, 503...); a network status (HttpConnect, HttpClosed...). */
+    int postQuality(const ModelOTAQuality& quality) { return postQuality(quality.core()); }
+    /* The same for the portable accumulator (firmware_lib/modelota/quality.h). */
+    int postQuality(const modelota_quality* quality);
 
     int lastStatus() const { return last_; }
     /* HTTP status of the last response (200, 204, 404...), 0 if none. */
@@ -210,6 +228,19 @@ inline int ModelOTAHttp::pull(modelota_updater* updater, modelota_store* store) 
 
 inline int ModelOTAHttp::check(const modelota_updater* updater) {
     last_ = init_ < 0 ? init_ : modelota_http_check(&h_, updater);
+    return last_;
+}
+
+inline int ModelOTAHttp::postQuality(const modelota_quality* quality) {
+    char json[MODELOTA_QUALITY_JSON_MAX];
+    int32_t n = modelota_quality_json(quality, json, sizeof(json)); /* refuses a nullptr */
+    if (init_ < 0) {
+        last_ = init_;
+    } else if (n < 0) {
+        last_ = static_cast<int>(n); /* BAD_STATE: no complete window yet */
+    } else {
+        last_ = modelota_http_post_quality(&h_, json, static_cast<uint32_t>(n));
+    }
     return last_;
 }
 

@@ -8,9 +8,12 @@
  *
  *   // after each inference: the model's output probabilities
  *   if (quality.recordScores(output, 10) == 1) {   // a window of 100 is complete
- *       char json[MODELOTA_QUALITY_JSON_MAX];
- *       if (quality.json(json, sizeof(json)) > 0) { ... POST it to /v1/devices/<id>/quality }
- *   }
+ *       int st = fleet.postQuality(quality);      // a ModelOTAHttp (ModelOTAHttp.h):
+ *   }                                             // signed POST /v1/devices/<id>/quality
+ *
+ * quality.json(buf, sizeof(buf)) writes the same summary as text, for a
+ * transport of your own. examples/WiFiPull sends it; examples/QualityReport
+ * prints it.
  *
  * The summary is for the version the ModelOTA object runs: after an update
  * (or a factory restore to another version) the counts start again, so a
@@ -49,6 +52,7 @@ public:
 
     int status() const { return status_; }
     modelota_quality* core() { return &q_; }
+    const modelota_quality* core() const { return &q_; }
 
 private:
     ModelOTAQuality(const ModelOTAQuality&); /* not copyable */

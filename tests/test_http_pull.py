@@ -130,14 +130,20 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 
 @dataclass
-class Result:
+class Outcome:
+    """The `result key=value ...` line a pull_main run printed."""
+
     status: int
     name: str
     fields: dict[str, str]
-    weights: bytes
 
     def __getitem__(self, key: str) -> int:
         return int(self.fields[key])
+
+
+@dataclass
+class Result(Outcome):
+    weights: bytes
 
 
 def run_device(
@@ -1148,6 +1154,186 @@ def test_fleet_server_signatures_clock_sync_and_refusals(
 
 
 # --------------------------------------------------------------------------
+# 3b. model-quality summaries: modelota_http_post_quality against the server
+
+
+@dataclass
+class Posted(Outcome):
+    json: str  # the body the device sent
+
+
+def post_quality(built: Built, port: int, *extra: str, device: str = DEVICE) -> Posted:
+    """pull_main quality: the real accumulator's summary (or --json's bytes)
+    through modelota_http_post_quality."""
+    cmd = [str(built.pull), "quality", "--host", "127.0.0.1", "--port", str(port),
+           "--id", device, *extra]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}"
+    lines = proc.stdout.splitlines()
+    result = next(ln for ln in lines if ln.startswith("result "))
+    f = dict(kv.split("=", 1) for kv in result.split()[1:])
+    body = next(ln for ln in lines if ln.startswith("json "))[5:]
+    return Posted(int(f["status"]), f["name"], f, body)
+
+
+# (class, confidence, label or -1): binary fractions, so each confidence is
+# an exact number of basis points in float32 as in Python
+INFERENCES = [(0, 0.75, 0), (2, 0.5, -1), (2, 0.875, 2), (1, 0.625, 0), (0, 1.0, -1),
+              (3, 0.25, 3), (2, 0.5, -1), (0, 0.9375, 1), (2, 0.75, 2)]  # fmt: skip
+
+
+def expected_summary(version: int, classes: int = 4) -> dict[str, Any]:
+    """What the device must send for INFERENCES, computed here from the
+    definition in docs/FLEET.md (not by the C++)."""
+    n = len(INFERENCES)
+    counts = [sum(1 for c, _, _ in INFERENCES if c == k) for k in range(classes)]
+    conf_sum = sum(round(conf * 10000) for _, conf, _ in INFERENCES)
+    labelled = sum(1 for _, _, lab in INFERENCES if lab >= 0)
+    correct = sum(1 for c, _, lab in INFERENCES if lab == c)
+    conf_bp = (conf_sum + n // 2) // n
+    return {"format": 1, "version": version, "n": n, "counts": counts, "conf_bp": conf_bp,
+            "labelled": labelled, "correct": correct}  # fmt: skip
+
+
+def infer_args(version: int) -> list[str]:
+    spec = ",".join(f"{c}:{conf}:{lab}" for c, conf, lab in INFERENCES)
+    return ["--infer", spec, "--classes", "4", "--version", str(version)]
+
+
+def quality_of(fleet: Fleet, line: str) -> list[dict[str, Any]]:
+    rows = fleet.admin("GET", "/admin/quality")
+    assert isinstance(rows, list), rows
+    return [r for r in rows if r["line"] == line]
+
+
+def test_a_signed_quality_summary_reaches_the_server(
+    built: Built, fleet: Fleet, tmp_path: Path
+) -> None:
+    """The C core's accumulator summarises known inferences; the device POSTs
+    the summary signed (body hash in the signature); /admin/quality then
+    shows exactly those numbers for the device's line and version. Without a
+    clock the first POST gets the server's signed time in a 401 and the
+    second goes through; with a clock one request is enough."""
+    old, _ = models(15)
+    fleet.admin("POST", "/admin/payloads?line=quality-line", full_payload(old, 3))
+    dev = "dev-quality"
+    key = fleet.register(dev)
+    fleet.admin("PUT", f"/admin/assignments/device/{dev}", {"line": "quality-line"})
+    want = expected_summary(3)
+    with Proxy(fleet.port, passthrough) as px:
+        r = post_quality(built, px.port, "--secret", key, *infer_args(3), device=dev)
+    assert (r.status, r.name, r.fields["code"]) == (OK, "Ok", "204"), r.fields
+    assert json.loads(r.json) == want and r["len"] == len(r.json)
+    assert (r["signed"], r["connects"]) == (2, 2) and abs(r["clock"] - time.time()) < 60
+    assert [e.response_head.split(b" ")[1] for e in px.exchanges] == [b"401", b"204"]
+    sent = px.exchanges[-1].request
+    head, _, body = sent.partition(b"\r\n\r\n")
+    assert head.startswith(f"POST /v1/devices/{dev}/quality HTTP/1.1\r\n".encode())
+    assert body == r.json.encode()
+    assert f'hash="{hashlib.sha256(body).hexdigest()}"'.encode() in head
+    assert b"Content-Type: application/json" in head
+    rows = quality_of(fleet, "quality-line")
+    assert len(rows) == 1, rows
+    got = rows[0]
+    assert (got["version"], got["devices"], got["n"], got["counts"]) == (
+        3, 1, want["n"], want["counts"])  # fmt: skip
+    assert got["conf"] == want["conf_bp"] / 10000
+    assert (got["labelled"], got["correct"]) == (want["labelled"], want["correct"])
+    # a device with a clock: one signed request, no 401
+    with Proxy(fleet.port, passthrough) as px:
+        r = post_quality(built, px.port, "--secret", key, "--clock", str(int(time.time())),
+                         *infer_args(3), device=dev)  # fmt: skip
+    assert (r.status, r["signed"], r["connects"]) == (OK, 1, 1), r.fields
+    assert [e.response_head.split(b" ")[1] for e in px.exchanges] == [b"204"]
+    assert quality_of(fleet, "quality-line")[0]["n"] == want["n"]  # the latest, not added up
+
+
+def test_quality_summaries_the_server_refuses_store_nothing(
+    built: Built, fleet: Fleet, tmp_path: Path
+) -> None:
+    """A wrong secret, no secret, a forged server time: HttpUnauthorized
+    (401); a summary whose counts do not add up: HttpStatus with 400; a body
+    over MODELOTA_HTTP_BODY_MAX: HttpInvalidArgument before any connection.
+    /admin/quality is the same after all of them."""
+    old, _ = models(16)
+    fleet.admin("POST", "/admin/payloads?line=quality-refused", full_payload(old, 2))
+    dev = "dev-quality-refused"
+    key = fleet.register(dev)
+    fleet.admin("PUT", f"/admin/assignments/device/{dev}", {"line": "quality-refused"})
+    before = fleet.admin("GET", "/admin/quality")
+    forged = Action(edit=(b'MOTA ts="1', b'MOTA ts="2'))
+    for extra, policy in [
+        (("--secret", "33" * 32), passthrough),
+        ((), passthrough),
+        (("--secret", key), lambda i, req: forged),
+    ]:
+        with Proxy(fleet.port, policy) as px:
+            r = post_quality(built, px.port, *extra, *infer_args(2), device=dev)
+        assert (r.status, r.name, r.fields["code"]) == (-112, "HttpUnauthorized", "401")
+        assert r["connects"] == 1 and len(px.exchanges) == 1
+    bad = json.dumps({**expected_summary(2), "n": 10}, separators=(",", ":"))
+    r = post_quality(built, fleet.port, "--secret", key, "--clock", str(int(time.time())),
+                     "--json", bad, device=dev)  # fmt: skip
+    assert (r.status, r.name, r.fields["code"]) == (HTTP_STATUS, "HttpStatus", "400")
+    big = post_quality(built, fleet.port, "--secret", key, "--json", "{" + " " * 4095 + "}",
+                       device=dev)  # fmt: skip
+    assert (big.status, big.name, big["connects"]) == (HTTP_INVALID_ARGUMENT,
+                                                       "HttpInvalidArgument", 0)  # fmt: skip
+    assert fleet.admin("GET", "/admin/quality") == before
+
+
+def one_shot_server(answer: bytes | None) -> tuple[socket.socket, threading.Thread]:
+    """Accepts one connection, reads the request, sends `answer` (None:
+    closes without a byte)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            read_request(conn)
+            if answer is not None:
+                conn.sendall(answer)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return srv, t
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "name", "code"),
+    [
+        (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", HTTP_STATUS,
+         "HttpStatus", 503),
+        (b"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\noops", HTTP_STATUS,
+         "HttpStatus", 500),
+        (None, HTTP_CLOSED, "HttpClosed", 0),
+        (b"HTTP/1.1 204 No", HTTP_CLOSED, "HttpClosed", 0),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", -104, "HttpBadResponse", 0),
+    ],
+    ids=["503", "500", "closed", "cut-status-line", "not-http"],
+)
+def test_a_failing_server_gives_a_clear_quality_status(
+    built: Built, answer: bytes | None, status: int, name: str, code: int
+) -> None:
+    srv, t = one_shot_server(answer)
+    r = post_quality(built, srv.getsockname()[1], "--secret", "44" * 32, *infer_args(1))
+    t.join(timeout=30)
+    srv.close()
+    assert (r.status, r.name, r["code"], r["connects"]) == (status, name, code, 1), r.fields
+
+
+def test_no_server_listening_is_http_connect(built: Built) -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    r = post_quality(built, port, "--secret", "44" * 32, *infer_args(1))
+    assert (r.status, r.name, r["code"]) == (-100, "HttpConnect", 0), r.fields
+
+
+# --------------------------------------------------------------------------
 # 4. cross builds: the pull code for AVR and Cortex-M4, strict flags
 
 
@@ -1259,24 +1445,27 @@ def wifipull(tmp_path_factory: pytest.TempPathFactory) -> Path:
         GXX, "-std=gnu++11", "-Wall", "-Wextra", "-Werror", "-g", "-O1", *SANITIZE,
         *(f"-I{d}" for d in inc), '-DFLEET_HOST="127.0.0.1"',
         '-DFLEET_PORT=atoi(getenv("MODELOTA_FLEET_PORT"))',
-        '-DFLEET_SECRET=getenv("MODELOTA_FLEET_SECRET")',
+        '-DFLEET_SECRET=getenv("MODELOTA_FLEET_SECRET")', "-DQUALITY_WINDOW=5",
+        "-DINFER_MS=0",
         "-include", "Arduino.h", "-include", "stdlib.h",
         "-include", str(HOST / "arduino" / "host_sketch.h"),
         "-x", "c++", str(SKETCH), "-x", "none", str(HOST / "sketch_main.cpp"),
         str(HOST / "wifi_posix.cpp"), *(str(ROOT / "src" / n) for n in
-        ("ModelOTA.cpp", "ModelOTAHttp.cpp", "modelota_store.cpp")), "-o", str(exe),
+        ("ModelOTA.cpp", "ModelOTAHttp.cpp", "ModelOTAQuality.cpp", "modelota_store.cpp")),
+        "-o", str(exe),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, " ".join(cmd) + "\n" + proc.stdout + proc.stderr
     return exe
 
 
-def run_sketch(exe: Path, port: int, out: Path, secret: str | None = None) -> str:
-    env = {**os.environ, "MODELOTA_HOST_MAC": SKETCH_MAC, "MODELOTA_FLEET_PORT": str(port)}
+def run_sketch(exe: Path, port: int, out: Path, secret: str | None = None, loops: int = 1,
+               mac: str = SKETCH_MAC) -> str:  # fmt: skip
+    env = {**os.environ, "MODELOTA_HOST_MAC": mac, "MODELOTA_FLEET_PORT": str(port)}
     if secret is not None:
         env["MODELOTA_FLEET_SECRET"] = secret
-    run = subprocess.run([str(exe), str(out)], capture_output=True, text=True, timeout=60,
-                         env=env, check=False)  # fmt: skip
+    run = subprocess.run([str(exe), str(out), str(loops)], capture_output=True, text=True,
+                         timeout=60, env=env, check=False)  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     print(run.stdout)
     return run.stdout
@@ -1305,6 +1494,18 @@ def test_wifi_pull_sketch_runs_on_the_host(nginx: Nginx, wifipull: Path, tmp_pat
     assert len(px.payload_requests()) == 2
 
 
+def sketch_update(fleet: Fleet, line: str, mac: str, step: int) -> tuple[bytes, bytes, int, str]:
+    """Uploads new weights for the sketch's model (version + 1) to `line`,
+    registers `mac` and assigns it the line: (factory, new, version, secret)."""
+    factory, fp, version = sketch_model()
+    new = bytes((b + step * i) & 0xFF for i, b in enumerate(factory))
+    fleet.admin("POST", f"/admin/payloads?line={line}",
+                full_payload(new, version + 1, fp=fp, chunk=256))  # fmt: skip
+    key = fleet.register(mac)
+    fleet.admin("PUT", f"/admin/assignments/device/{mac}", {"line": line})
+    return factory, new, version, key
+
+
 def test_wifi_pull_sketch_signs_its_requests_to_the_fleet_server(
     fleet: Fleet, wifipull: Path, tmp_path: Path
 ) -> None:
@@ -1313,12 +1514,7 @@ def test_wifi_pull_sketch_signs_its_requests_to_the_fleet_server(
     its first request (no clock yet) gets the signed server time, every
     request is signed, the download resumes, the server records the report.
     With another secret the server refuses it and nothing changes."""
-    factory, fp, version = sketch_model()
-    new = bytes((b + 11 * i) & 0xFF for i, b in enumerate(factory))
-    fleet.admin("POST", "/admin/payloads?line=sketch-line",
-                full_payload(new, version + 1, fp=fp, chunk=256))  # fmt: skip
-    key = fleet.register(SKETCH_MAC)
-    fleet.admin("PUT", f"/admin/assignments/device/{SKETCH_MAC}", {"line": "sketch-line"})
+    factory, new, version, key = sketch_update(fleet, "sketch-line", SKETCH_MAC, 11)
     out = tmp_path / "weights.out"
     with Proxy(fleet.port, passthrough) as px:
         stdout = run_sketch(wifipull, px.port, out, "22" * 32)
@@ -1334,6 +1530,39 @@ def test_wifi_pull_sketch_signs_its_requests_to_the_fleet_server(
     ]
     report = fleet.admin("GET", f"/admin/reports?device={SKETCH_MAC}")[0]
     assert (report["status_name"], report["version"]) == ("Ok", version + 1)
+
+
+def test_wifi_pull_sketch_posts_its_quality_summary(
+    fleet: Fleet, wifipull: Path, tmp_path: Path
+) -> None:
+    """The sketch (built with QUALITY_WINDOW 5, an inference per loop) runs
+    six loops: the first updates it to the new version, which restarts the
+    counts, and the sixth completes a window of five inferences of the new
+    model: ModelOTAHttp::postQuality sends it, signed, and /admin/quality
+    shows the numbers the sketch printed, under the new version. With
+    another secret it is refused (401) and nothing is stored."""
+    mac = "24:6F:28:00:00:02"
+    _, _, version, key = sketch_update(fleet, "sketch-quality", mac, 13)
+    with Proxy(fleet.port, passthrough) as px:
+        stdout = run_sketch(wifipull, px.port, tmp_path / "w.out", key, loops=6, mac=mac)
+    assert "fleet pull: Ok (HTTP 200)" in stdout, stdout
+    m = re.search(r"^quality summary: Ok \(HTTP 204\) (\{.*\})$", stdout, re.M)
+    assert m is not None, stdout
+    sent = json.loads(m[1])
+    assert (sent["version"], sent["n"], sum(sent["counts"])) == (version + 1, 5, 5), sent
+    post = px.exchanges[-1]
+    assert post.request.startswith(f"POST /v1/devices/{mac}/quality ".encode())
+    assert b"\r\nAuthorization: MOTA id=" in post.request
+    assert post.request.endswith(m[1].encode())
+    rows = quality_of(fleet, "sketch-quality")
+    assert len(rows) == 1, rows
+    assert (rows[0]["version"], rows[0]["n"], rows[0]["counts"]) == (
+        version + 1, sent["n"], sent["counts"])  # fmt: skip
+    assert rows[0]["conf"] == sent["conf_bp"] / 10000
+    before = fleet.admin("GET", "/admin/quality")
+    stdout = run_sketch(wifipull, fleet.port, tmp_path / "x.out", "55" * 32, loops=5, mac=mac)
+    assert "quality summary: HttpUnauthorized (HTTP 401) {" in stdout, stdout
+    assert fleet.admin("GET", "/admin/quality") == before
 
 
 def test_arduino_glue_builds_with_and_without_a_client_header(tmp_path: Path) -> None:

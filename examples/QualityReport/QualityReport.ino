@@ -6,7 +6,8 @@
  * `modelota push`) runs on readings of the analog pins. After each
  * inference the output probabilities go to a ModelOTAQuality; every 50
  * inferences a summary is printed as the JSON line a device POSTs to
- * /v1/devices/<id>/quality (a network sketch sends it with its HTTP client):
+ * /v1/devices/<id>/quality (a network sketch sends it, signed, with
+ * ModelOTAHttp::postQuality(quality): examples/WiFiPull):
  *
  *   {"format":1,"version":1,"n":50,"counts":[12,13,11,14],"conf_bp":4123,...}
  *

@@ -9,6 +9,12 @@
  * Range request). On any failure the weights go back to what they were.
  * There is never a second copy of the model in RAM.
  *
+ * After each inference the model's output goes to a ModelOTAQuality; every
+ * QUALITY_WINDOW inferences the board POSTs the summary (per-class counts,
+ * mean top-1 confidence) for the version it runs, signed like its other
+ * requests: the server's rollouts compare it with the previous version's
+ * and pause a worse model by themselves (docs/FLEET.md "Model quality").
+ *
  * On the host (the device id is the board's MAC address, printed at boot):
  *   modelota fingerprint --model sketch-demo --size 1024     # the array below
  *   modelota serve --data fleet-data --host 0.0.0.0 --port 8080 --token T
@@ -18,6 +24,7 @@
  *   modelota fleet register 24:6F:28:AA:01:02        # prints its secret: FLEET_SECRET
  *   modelota fleet assign --device 24:6F:28:AA:01:02 demo
  *   modelota fleet devices                           # its last check, version, report
+ *   # http://127.0.0.1:8080/dashboard plots the quality summaries per version
  *
  * Or serve a static tree (no server process): `modelota export www/` and
  * point nginx, S3 or a CDN at www/; the board reads the same paths (a
@@ -49,6 +56,13 @@
 #ifndef POLL_MINUTES
 #define POLL_MINUTES 10
 #endif
+#ifndef QUALITY_WINDOW
+#define QUALITY_WINDOW 100  // inferences per quality summary
+#endif
+#ifndef INFER_MS
+#define INFER_MS 1000       // one inference a second (a sensor reading)
+#endif
+#define CLASSES 4           // the model's output classes
 
 // The factory weights, as the firmware was built (here: a placeholder).
 // On an ESP32 a const array stays in flash; MODELOTA_FLASH (PROGMEM on AVR)
@@ -72,9 +86,12 @@ ModelOTA ota(weights, MODEL_FINGERPRINT, modelota_backup_flash(kFactoryWeights, 
 
 WiFiClient client;
 ModelOTAHttp fleet(client, FLEET_HOST, FLEET_PORT);
+ModelOTAQuality quality(ota, CLASSES, QUALITY_WINDOW);  // restarts its counts after an update
 
 uint32_t lastPoll = 0;
 bool polledOnce = false;
+const uint32_t kInferMs = INFER_MS;
+uint32_t lastInference = 0;
 
 static void printProgress(void* ctx, uint32_t bytes, uint32_t total) {
   uint32_t* lastLine = static_cast<uint32_t*>(ctx);
@@ -104,6 +121,35 @@ static bool connectWiFi() {
     delay(250);
   }
   return WiFi.status() == WL_CONNECTED;
+}
+
+// Stands in for your model (a TFLite Micro interpreter, an Edge Impulse
+// classifier...): fills the output probabilities of the CLASSES classes.
+// Here a toy that reads the weights, so the sketch runs as it is.
+static void infer(float* probs) {
+  static uint32_t step = 0;
+  uint8_t x = weights[step++ % sizeof(weights)];
+  float sum = 0.0f;
+  for (uint8_t c = 0; c < CLASSES; ++c) {
+    probs[c] = 1.0f + static_cast<float>((x >> (2 * c)) & 3u);
+    sum += probs[c];
+  }
+  for (uint8_t c = 0; c < CLASSES; ++c) {
+    probs[c] /= sum;
+  }
+}
+
+static void sendQuality() {
+  if (!connectWiFi()) {
+    return;  // the next window's summary goes out instead
+  }
+  int st = fleet.postQuality(quality);  // signed POST /v1/devices/<id>/quality
+  Serial.print(F("quality summary: "));
+  Serial.print(ModelOTAHttp::statusName(st));  // "Ok", "HttpUnauthorized", "HttpStatus"...
+  Serial.print(F(" (HTTP "));
+  Serial.print(fleet.httpCode());
+  Serial.print(F(") "));
+  quality.printTo(Serial);  // the JSON it sent
 }
 
 static void poll() {
@@ -144,7 +190,14 @@ void setup() {
 }
 
 void loop() {
-  // run inference with `weights` here
+  if (millis() - lastInference >= kInferMs) {
+    lastInference = millis();
+    float probs[CLASSES];
+    infer(probs);  // your model, reading `weights`
+    if (quality.recordScores(probs, CLASSES) == 1) {  // a window is complete
+      sendQuality();
+    }
+  }
   if (!polledOnce || millis() - lastPoll >= POLL_MINUTES * 60000UL) {
     polledOnce = true;
     lastPoll = millis();

@@ -984,6 +984,7 @@ struct Target {
  * aggregate initialiser: avr-gcc 5's LTO crashes on it) */
 const char kCheckTail[] MODELOTA_PROGMEM = "/manifest.json?fingerprint=";
 const char kReportTail[] MODELOTA_PROGMEM = "/reports";
+const char kQualityTail[] MODELOTA_PROGMEM = "/quality";
 
 void out_target(Out& o, const Target& t) {
     if (t.tail == NULL) {
@@ -1470,30 +1471,21 @@ int download(modelota_http* h, Download* d) {
     return st;
 }
 
-/* --- report --- */
+/* --- signed JSON POSTs: reports, quality summaries --- */
 
-/* `version` is the one the device runs after the event (the server records
- * it as the device's version): the new one after Ok, the old one otherwise. */
-void report_body(Out& o, const modelota_http* h, const char* event, int status, uint32_t version) {
-    out_p(o, MODELOTA_P("{\"event\":\""));
-    out_p(o, event);
-    out_p(o, MODELOTA_P("\",\"version\":"));
-    out_u32(o, version);
-    out_p(o, MODELOTA_P(",\"status\":"));
-    out_i32(o, status);
-    out_p(o, MODELOTA_P(",\"status_name\":\""));
-    out_str(o, modelota_http_status_str(status));
-    out_p(o, MODELOTA_P("\",\"bytes\":"));
-    out_u32(o, h->fed);
-    out_p(o, MODELOTA_P("}"));
-}
+/* Writes a request body into o (called twice: once counting and hashing,
+ * once sending, so both see the same bytes). */
+typedef void (*WriteFn)(Out& o, const void* ctx);
 
 int stop_head(modelota_http*, void*) { return 1; }
 
-/* Best effort: the answer is read and ignored, but a 401 that corrected
- * the clock earns one more try (a report is the device's only news). */
-void report(modelota_http* h, const char* event, int status, uint32_t version) {
-    const uint16_t code = h->code; /* the download's, not the report's, is kept */
+/* POSTs the JSON body `write` produces to <base>/v1/devices/<id><tail> (a
+ * MODELOTA_P string), signed with the body's SHA-256 when the device has a
+ * secret; a 401 that taught the device the server's time earns one more
+ * try (with a fresh nonce and the corrected time). The answer's body is
+ * not read. Returns a negative status when no answer's headers arrived,
+ * else >= 0 with the answer's status in h->code. */
+int post_json(modelota_http* h, const char* tail, WriteFn write, const void* ctx) {
     Out count = out_begin(h, true);
     const uint8_t* body_sha = NULL;
 #if MODELOTA_HTTP_AUTH
@@ -1504,26 +1496,27 @@ void report(modelota_http* h, const char* event, int status, uint32_t version) {
         count.sha = &sha;
     }
 #endif
-    report_body(count, h, event, status, version);
+    write(count, ctx);
 #if MODELOTA_HTTP_AUTH
     if (count.sha != NULL) {
         modelota_sha256_final(&sha, digest);
         body_sha = digest;
     }
 #endif
+    h->code = 0;
+    int st = MODELOTA_OK;
     for (int tries = 0; tries < 2; ++tries) {
-        if (connect_to(h) != MODELOTA_OK) {
-            disconnect(h);
-            break;
+        st = connect_to(h);
+        if (st == MODELOTA_OK) {
+            Out o = out_begin(h, false);
+            Target t = {tail, NULL, NULL};
+            out_request(o, MODELOTA_P("POST"), t, body_sha);
+            out_p(o, MODELOTA_P("Content-Type: application/json\r\nContent-Length: "));
+            out_u32(o, count.total);
+            out_p(o, MODELOTA_P("\r\n\r\n"));
+            write(o, ctx);
+            st = out_end(o);
         }
-        Out o = out_begin(h, false);
-        Target t = {kReportTail, NULL, NULL};
-        out_request(o, MODELOTA_P("POST"), t, body_sha);
-        out_p(o, MODELOTA_P("Content-Type: application/json\r\nContent-Length: "));
-        out_u32(o, count.total);
-        out_p(o, MODELOTA_P("\r\n\r\n"));
-        report_body(o, h, event, status, version);
-        int st = out_end(o);
         if (st == MODELOTA_OK) {
             st = read_response(h, stop_head, NULL, NULL);
         }
@@ -1532,7 +1525,54 @@ void report(modelota_http* h, const char* event, int status, uint32_t version) {
             break;
         }
     }
+    return st;
+}
+
+/* --- report --- */
+
+struct ReportBody {
+    const modelota_http* h;
+    const char* event; /* MODELOTA_P */
+    int status;
+    uint32_t version;
+};
+
+/* `version` is the one the device runs after the event (the server records
+ * it as the device's version): the new one after Ok, the old one otherwise. */
+void report_body(Out& o, const void* ctx) {
+    const ReportBody& r = *static_cast<const ReportBody*>(ctx);
+    out_p(o, MODELOTA_P("{\"event\":\""));
+    out_p(o, r.event);
+    out_p(o, MODELOTA_P("\",\"version\":"));
+    out_u32(o, r.version);
+    out_p(o, MODELOTA_P(",\"status\":"));
+    out_i32(o, r.status);
+    out_p(o, MODELOTA_P(",\"status_name\":\""));
+    out_str(o, modelota_http_status_str(r.status));
+    out_p(o, MODELOTA_P("\",\"bytes\":"));
+    out_u32(o, r.h->fed);
+    out_p(o, MODELOTA_P("}"));
+}
+
+/* Best effort: the answer is read and ignored, but a 401 that corrected
+ * the clock earns one more try (a report is the device's only news). */
+void report(modelota_http* h, const char* event, int status, uint32_t version) {
+    const uint16_t code = h->code; /* the download's, not the report's, is kept */
+    ReportBody r = {h, event, status, version};
+    post_json(h, kReportTail, report_body, &r);
     h->code = code;
+}
+
+/* --- quality summary --- */
+
+struct Bytes {
+    const char* data;
+    uint32_t len;
+};
+
+void bytes_body(Out& o, const void* ctx) {
+    const Bytes& b = *static_cast<const Bytes*>(ctx);
+    out_bytes(o, b.data, static_cast<size_t>(b.len)); /* <= MODELOTA_HTTP_BODY_MAX */
 }
 
 bool valid_id(const char* id) {
@@ -1662,6 +1702,24 @@ extern "C" int modelota_http_pull(modelota_http* h, modelota_updater* u, modelot
     h->etag[0] = '\0'; /* the next check starts without If-None-Match */
     h->etag_kind = ETAG_NONE;
     return st;
+}
+
+extern "C" int modelota_http_post_quality(modelota_http* h, const char* json, uint32_t len) {
+    if (h == NULL || h->cfg == NULL || json == NULL || len == 0 || len > MODELOTA_HTTP_BODY_MAX) {
+        return MODELOTA_HTTP_INVALID_ARGUMENT;
+    }
+    Bytes body = {json, len};
+    int st = post_json(h, kQualityTail, bytes_body, &body);
+    if (st < 0) {
+        return st;
+    }
+    if (h->code == 401) {
+        return MODELOTA_HTTP_UNAUTHORIZED;
+    }
+    if (h->code < 200 || h->code > 299) {
+        return MODELOTA_HTTP_STATUS;
+    }
+    return MODELOTA_OK;
 }
 
 extern "C" int modelota_http_code(const modelota_http* h) { return h->code; }

@@ -14,6 +14,7 @@
  * and on a lost connection reconnect and continue with
  * `Range: bytes=<bytes fed>-` + `If-Range: <ETag>` (a 200 instead of a 206
  * starts the payload over), then finish and POST a report.
+ * modelota_http_post_quality() sends the model-quality summary the same way.
  *
  * With a device secret (`modelota fleet register` prints it) every request
  * is signed: `Authorization: MOTA id=.., ts=.., nonce=.., [hash=..,] mac=..`,
@@ -71,6 +72,8 @@ extern "C" {
 #define MODELOTA_HTTP_READ_BUFFER 64u
 #endif
 #define MODELOTA_HTTP_ID_MAX 64u
+/* Longest body modelota_http_post_quality sends (the fleet server's limit). */
+#define MODELOTA_HTTP_BODY_MAX 4096u
 #define MODELOTA_HTTP_VERSION_STRING "0.1"
 #define MODELOTA_HTTP_NONCE_LEN 16u /* hex digits */
 #define MODELOTA_HTTP_TSM_KEPT 16u /* bytes of a server time's HMAC compared (128 bits) */
@@ -283,8 +286,27 @@ int modelota_http_pull(modelota_http* h, modelota_updater* u, modelota_store* st
  * a negative status. */
 int modelota_http_check(modelota_http* h, const modelota_updater* u);
 
-/* HTTP status code of the last check or download response (0 if none was
- * read); the report's answer is not kept. */
+/*
+ * Sends a model-quality summary (docs/FLEET.md, "Model quality"): `len`
+ * bytes of JSON, as modelota_quality_json() writes them, POSTed to
+ * <base>/v1/devices/<id>/quality, signed like every other request (the
+ * body's SHA-256 in the signature); a 401 carrying a server time that
+ * verifies sets the device's clock and the request is sent once more,
+ * with a fresh nonce. One connection otherwise: no retry on a network
+ * error (send the summary again later; the server keeps the latest per
+ * device and version). Does not touch the Updater or the pull's state.
+ *
+ * Returns MODELOTA_OK when the server took it (2xx),
+ * MODELOTA_HTTP_UNAUTHORIZED (401), MODELOTA_HTTP_STATUS for any other
+ * answer (modelota_http_code(): 400 BadQuality, 404 unknown device or a
+ * static tree, 429, 5xx...), a network status (HttpConnect, HttpSend,
+ * HttpTimeout, HttpClosed...), or MODELOTA_HTTP_INVALID_ARGUMENT (nothing
+ * sent) for a NULL or empty body or one over MODELOTA_HTTP_BODY_MAX bytes.
+ */
+int modelota_http_post_quality(modelota_http* h, const char* json, uint32_t len);
+
+/* HTTP status code of the last check, download or quality summary response
+ * (0 if none was read); the report's answer is not kept. */
 int modelota_http_code(const modelota_http* h);
 const modelota_manifest* modelota_http_manifest(const modelota_http* h);
 

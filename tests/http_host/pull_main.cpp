@@ -7,11 +7,16 @@
  *             --version N [--base PATH] [--out FILE] [--buffer N] [--attempts N]
  *             [--timeout MS] [--no-report] [--repeat K] [--store]
  *             [--secret HEX] [--clock UNIX_SECONDS]
+ *   pull_main quality --host H --port P --id ID [--secret HEX] [--clock UNIX_SECONDS]
+ *             [--timeout MS] (--infer CLS:CONF:LABEL,... --classes C --version V | --json TEXT)
  *   pull_main fuzz ITERATIONS SEED      (parser + manifest reader on garbage)
  *   pull_main sizes                     (sizeof of the public structs)
  *
  * `pull` prints one `result ...` line per run and writes the weights (as the
- * device holds them after the run) to --out.
+ * device holds them after the run) to --out. `quality` records the
+ * inferences in the real accumulator (one window of all of them; LABEL -1:
+ * unlabelled), POSTs its summary (or --json's bytes as they are) with
+ * modelota_http_post_quality and prints one `result ...` line and the JSON.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +26,7 @@
 #include <vector>
 
 #include "modelota/http.h"
+#include "modelota/quality.h"
 #include "modelota/store.h"
 #include "modelota/updater.h"
 #include "posix_transport.h"
@@ -123,8 +129,41 @@ bool flag(int argc, char** argv, const char* name) {
     return false;
 }
 
+/* The HTTP configuration both modes share: transport, host, id, and
+ * --secret: the device key `modelota fleet register` printed (signed
+ * requests); --clock: a fixed "RTC" reading (0: none, the server's time is
+ * learnt). */
+bool http_config(int argc, char** argv, modelota_http_config* hc, posix_conn* conn,
+                 uint8_t* secret, size_t secret_cap) {
+    memset(hc, 0, sizeof(*hc));
+    posix_transport(&hc->io, conn);
+    hc->host = arg(argc, argv, "--host", "127.0.0.1");
+    hc->port = static_cast<uint16_t>(atoi(arg(argc, argv, "--port", "80")));
+    hc->base_path = arg(argc, argv, "--base", "");
+    hc->device_id = arg(argc, argv, "--id", "dev-1");
+    hc->timeout_ms = static_cast<uint32_t>(atoi(arg(argc, argv, "--timeout", "3000")));
+    hc->max_attempts = static_cast<uint8_t>(atoi(arg(argc, argv, "--attempts", "5")));
+    hc->no_report = flag(argc, argv, "--no-report") ? 1 : 0;
+    const char* secret_hex = arg(argc, argv, "--secret", NULL);
+    if (secret_hex != NULL) {
+        size_t n = strlen(secret_hex) / 2;
+        if (n == 0 || n > secret_cap || !parse_hex(secret_hex, secret, n)) {
+            fprintf(stderr, "--secret takes 2..128 hex digits\n");
+            return false;
+        }
+        hc->secret = secret;
+        hc->secret_len = static_cast<uint8_t>(n);
+    }
+    static uint32_t clock_value = 0;
+    clock_value = static_cast<uint32_t>(strtoul(arg(argc, argv, "--clock", "0"), 0, 10));
+    if (flag(argc, argv, "--clock")) {
+        hc->unix_time = fixed_clock;
+        hc->unix_time_ctx = &clock_value;
+    }
+    return true;
+}
+
 int run_pull(int argc, char** argv) {
-    const char* host = arg(argc, argv, "--host", "127.0.0.1");
     const char* weights_path = arg(argc, argv, "--weights", NULL);
     const char* fp_hex = arg(argc, argv, "--fingerprint", NULL);
     const char* out_path = arg(argc, argv, "--out", NULL);
@@ -140,33 +179,9 @@ int run_pull(int argc, char** argv) {
 
     posix_conn conn;
     modelota_http_config hc;
-    memset(&hc, 0, sizeof(hc));
-    posix_transport(&hc.io, &conn);
-    hc.host = host;
-    hc.port = static_cast<uint16_t>(atoi(arg(argc, argv, "--port", "80")));
-    hc.base_path = arg(argc, argv, "--base", "");
-    hc.device_id = arg(argc, argv, "--id", "dev-1");
-    hc.timeout_ms = static_cast<uint32_t>(atoi(arg(argc, argv, "--timeout", "3000")));
-    hc.max_attempts = static_cast<uint8_t>(atoi(arg(argc, argv, "--attempts", "5")));
-    hc.no_report = flag(argc, argv, "--no-report") ? 1 : 0;
-    /* --secret: the device key `modelota fleet register` printed (signed requests);
-     * --clock: a fixed "RTC" reading (0: none, the server's time is learnt) */
-    uint8_t secret[64];
-    const char* secret_hex = arg(argc, argv, "--secret", NULL);
-    if (secret_hex != NULL) {
-        size_t n = strlen(secret_hex) / 2;
-        if (n == 0 || n > sizeof(secret) || !parse_hex(secret_hex, secret, n)) {
-            fprintf(stderr, "pull: --secret takes 2..128 hex digits\n");
-            return 2;
-        }
-        hc.secret = secret;
-        hc.secret_len = static_cast<uint8_t>(n);
-    }
-    static uint32_t clock_value = 0;
-    clock_value = static_cast<uint32_t>(strtoul(arg(argc, argv, "--clock", "0"), 0, 10));
-    if (flag(argc, argv, "--clock")) {
-        hc.unix_time = fixed_clock;
-        hc.unix_time_ctx = &clock_value;
+    static uint8_t secret[64];
+    if (!http_config(argc, argv, &hc, &conn, secret, sizeof(secret))) {
+        return 2;
     }
     Progress prog;
     memset(&prog, 0, sizeof(prog));
@@ -282,6 +297,67 @@ int run_pull(int argc, char** argv) {
     return 0;
 }
 
+/* ---- quality: one summary from the accumulator, POSTed ---- */
+
+int run_quality(int argc, char** argv) {
+    posix_conn conn;
+    modelota_http_config hc;
+    static uint8_t secret[64];
+    if (!http_config(argc, argv, &hc, &conn, secret, sizeof(secret))) {
+        return 2;
+    }
+    static char json[MODELOTA_HTTP_BODY_MAX + 2];
+    int32_t len = 0;
+    const char* raw = arg(argc, argv, "--json", NULL);
+    if (raw != NULL) { /* bytes as they are (a body the server must refuse) */
+        len = static_cast<int32_t>(strlen(raw) < sizeof(json) ? strlen(raw) : sizeof(json) - 1);
+        memcpy(json, raw, static_cast<size_t>(len));
+    } else {
+        /* --infer CLS:CONF:LABEL,...: one window of exactly these inferences */
+        const char* spec = arg(argc, argv, "--infer", "");
+        std::vector<char> buf(spec, spec + strlen(spec) + 1);
+        uint16_t window = 0;
+        for (const char* c = spec; *c != '\0'; ++c) {
+            window = static_cast<uint16_t>(window + (*c == ',' ? 1 : 0));
+        }
+        window = static_cast<uint16_t>(window + (spec[0] != '\0' ? 1 : 0));
+        modelota_quality q;
+        int st = modelota_quality_init(
+            &q, static_cast<uint16_t>(atoi(arg(argc, argv, "--classes", "4"))), window,
+            static_cast<uint32_t>(strtoul(arg(argc, argv, "--version", "1"), 0, 10)));
+        if (st != MODELOTA_OK) {
+            fprintf(stderr, "quality_init: %s\n", modelota_status_str(st));
+            return 2;
+        }
+        for (char* item = strtok(buf.data(), ","); item != NULL; item = strtok(NULL, ",")) {
+            unsigned cls = 0;
+            float conf = 0.0f;
+            int label = -1;
+            if (sscanf(item, "%u:%f:%d", &cls, &conf, &label) != 3 ||
+                modelota_quality_record(&q, static_cast<uint16_t>(cls), conf, label) < 0) {
+                fprintf(stderr, "bad inference %s\n", item);
+                return 2;
+            }
+        }
+        len = modelota_quality_json(&q, json, sizeof(json));
+        if (len < 0) {
+            fprintf(stderr, "quality_json: %s\n", modelota_status_str(static_cast<int>(len)));
+            return 2;
+        }
+    }
+    modelota_http h;
+    int st = modelota_http_init(&h, &hc);
+    if (st == MODELOTA_OK) {
+        st = modelota_http_post_quality(&h, json, static_cast<uint32_t>(len));
+    }
+    printf("result status=%d name=%s code=%d len=%ld connects=%lu clock=%lu signed=%lu\n", st,
+           modelota_http_status_str(st), modelota_http_code(&h), static_cast<long>(len),
+           static_cast<unsigned long>(conn.connects), static_cast<unsigned long>(h.clock_unix),
+           static_cast<unsigned long>(h.counter));
+    printf("json %s\n", json);
+    return 0;
+}
+
 /* ---- fuzz: garbage and mutations through the parser and manifest reader ---- */
 
 uint32_t rng_state = 1;
@@ -367,6 +443,9 @@ int main(int argc, char** argv) {
     if (argc >= 2 && strcmp(argv[1], "pull") == 0) {
         return run_pull(argc, argv);
     }
+    if (argc >= 2 && strcmp(argv[1], "quality") == 0) {
+        return run_quality(argc, argv);
+    }
     if (argc >= 2 && strcmp(argv[1], "fuzz") == 0) {
         return run_fuzz(argc, argv);
     }
@@ -379,6 +458,6 @@ int main(int argc, char** argv) {
                static_cast<unsigned long>(sizeof(modelota_updater)));
         return 0;
     }
-    fprintf(stderr, "usage: pull_main pull|fuzz|sizes ...\n");
+    fprintf(stderr, "usage: pull_main pull|quality|fuzz|sizes ...\n");
     return 2;
 }
