@@ -216,25 +216,31 @@ def fleet_text(action: str, out: Any) -> list[str]:
     return [json.dumps(out, indent=2)]
 
 
-def cmd_fleet(args: argparse.Namespace) -> int:
+def admin_call(args: argparse.Namespace, call: Callable[[Any], Any]) -> Any:
+    """``call(admin)`` with an AdminClient of ``--server``/``--token``/
+    ``--cacert``; every failure as one line (``fleet``, ``rollout``)."""
     import http.client
 
     from ..fleet.client import AdminClient, FleetClientError, FleetURLError
-    from .common import print_json
 
-    if args.action == "upload":
-        _check_upload(args)
     try:
-        admin = AdminClient(args.server, _token(args, True), cacert=args.cacert)
-        if args.action == "windows":
-            return _windows(admin, args)
-        out = _fleet_call(args, admin)
+        return call(AdminClient(args.server, _token(args, True), cacert=args.cacert))
     except FleetURLError as e:
         raise CliError(str(e)) from e
     except FleetClientError as e:
         raise CliError(f"{args.server}: {e}") from e
     except (OSError, http.client.HTTPException) as e:
         raise net_error(args.server, e) from e
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from .common import print_json
+
+    if args.action == "upload":
+        _check_upload(args)
+    if args.action == "windows":
+        return int(admin_call(args, lambda admin: _windows(admin, args)))
+    out = admin_call(args, lambda admin: _fleet_call(args, admin))
     if args.json:
         print_json(out)
     else:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..status import CliError
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -80,15 +78,10 @@ def describe(r: dict[str, Any]) -> str:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    import http.client
-
-    from ..fleet.client import AdminClient, FleetClientError, FleetURLError
     from .common import print_json
-    from .fleet import _token, net_error
+    from .fleet import admin_call
 
-    out: Any
-    try:
-        admin = AdminClient(args.server, _token(args, True), cacert=args.cacert)
+    def call(admin: Any) -> Any:
         if args.action == "create":
             policy: dict[str, Any] = {}
             for key in ("waves", "success", "error", "soak", "min_inferences",
@@ -98,19 +91,14 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                     policy[key] = v
             if args.require_quality:
                 policy["require_quality"] = True
-            out = admin.create_rollout(args.line, args.version, args.group, policy, args.start)
-        elif args.action == "list":
-            out = admin.rollouts()
-        elif args.action == "show":
-            out = admin.rollout(args.id)
-        else:
-            out = admin.rollout_action(args.id, args.action, args.note or "")
-    except FleetURLError as e:
-        raise CliError(str(e)) from e
-    except FleetClientError as e:
-        raise CliError(f"{args.server}: {e}") from e
-    except (OSError, http.client.HTTPException) as e:
-        raise net_error(args.server, e) from e
+            return admin.create_rollout(args.line, args.version, args.group, policy, args.start)
+        if args.action == "list":
+            return admin.rollouts()
+        if args.action == "show":
+            return admin.rollout(args.id)
+        return admin.rollout_action(args.id, args.action, args.note or "")
+
+    out = admin_call(args, call)
     if args.json:
         print_json(out)
     elif isinstance(out, list):
