@@ -740,7 +740,7 @@ def nak(off: int, reason: int) -> tuple[int, bytes]:
     return (NAK, struct.pack("<IB", off, reason))
 
 
-NAK_GAP, NAK_RANGE, NAK_INCOMPLETE, NAK_MALFORMED = 2, 4, 5, 6
+NAK_CRC, NAK_GAP, NAK_RANGE, NAK_INCOMPLETE, NAK_MALFORMED = 1, 2, 4, 5, 6
 
 
 # frame length: modelota_link_rx `len > max_body` (max_body = max data + 4)
@@ -756,7 +756,8 @@ def test_link_frame_one_byte_over_max_body_is_dropped() -> None:
     d = Link()
     d.start()
     over = frame(DATA, struct.pack("<I", 0) + d.payload[: FRAME_DATA + 1])
-    assert d.raw(over) == [] and d.board.frames_bad == 1 and d.board.acked == 0
+    # a corrupt length is a lost frame: NAKed like a CRC failure (protocol 2)
+    assert d.raw(over) == [nak(0, NAK_CRC)] and d.board.frames_bad == 1 and d.board.acked == 0
     assert d.data(0, FRAME_DATA) == [ack(FRAME_DATA)]  # the receiver hunted on
 
 
