@@ -216,7 +216,7 @@ int ModelOTA::restoreFactory() {
     /* Not gated on last_: a refused setting must not leave the model without
      * its factory weights. Only what the copy itself needs is checked. */
     if (cfg_.target.ram == nullptr || cfg_.target.size == 0u ||
-        cfg_.backup.size < cfg_.target.size) {
+        (cfg_.backup.size != 0u && cfg_.backup.size < cfg_.target.size)) { /* as modelota_init */
         last_ = MODELOTA_INVALID_ARGUMENT;
         return last_;
     }
