@@ -214,9 +214,8 @@ ModelOTA::ModelOTA(uint8_t* weights, uint32_t size, const uint8_t* fingerprint,
 
 int ModelOTA::restoreFactory() {
     /* Not gated on last_: a refused setting must not leave the model without
-     * its factory weights. Only what the copy itself needs is checked. */
-    if (cfg_.target.ram == nullptr || cfg_.target.size == 0u ||
-        (cfg_.backup.size != 0u && cfg_.backup.size < cfg_.target.size)) { /* as modelota_init */
+     * its factory weights. The read checks the backup's kind and size. */
+    if (cfg_.target.ram == nullptr || cfg_.target.size == 0u) {
         last_ = MODELOTA_INVALID_ARGUMENT;
         return last_;
     }

@@ -144,6 +144,14 @@ MUTANTS: tuple[Mutant, ...] = (
       "test_updater_crc32_digest_padding_byte_set_is_refused[first]"),
     m("updater.padding-last", DEC, "i < MODELOTA_DIGEST_LEN", "i < MODELOTA_DIGEST_LEN - 1u",
       "test_updater_crc32_digest_padding_byte_set_is_refused[last]"),
+    # ---- backup sources: modelota_source_read
+    m("updater.source-end+1", UPD, "len > src->size - offset", "len > src->size + 1u - offset",
+      "test_source_read_past_its_end_is_refused[len size+1]",
+      "test_source_read_past_its_end_is_refused[end size+1]"),
+    m("updater.source-end-1", UPD, "len > src->size - offset", "len >= src->size - offset",
+      "test_source_read_edges"),
+    m("updater.source-offset+1", UPD, "offset > src->size", "offset > src->size + 1u",
+      "test_source_read_past_its_end_is_refused[offset size+1]"),
     # ---- Updater: versions
     m("updater.rollback+1", UPD, "u->new_version < u->current_version",
       "u->new_version + 1u < u->current_version",

@@ -639,6 +639,33 @@ def test_store_region_read_past_region_is_refused(off: int, n: int) -> None:
     assert Status(lib.modelota_store_region_read(st.st, off, buf, n)) == Status.StorageIo
 
 
+# backup sources: modelota_source_read `offset > size || len > size - offset`
+# (size 0: not stated, unchecked)
+
+
+def source_read(size: int, off: int, n: int, stated: bool = True) -> Status:
+    lib, ffi = load().lib, load().ffi
+    image = ffi.new("uint8_t[]", bytes(range(256)) * 8)  # 2048 bytes: a wrong check cannot crash
+    src = lib.modelota_backup_ram(image, size if stated else 0, 1)
+    out = ffi.new("uint8_t[]", 2048)
+    return Status(lib.modelota_source_read(ffi.new("modelota_source*", src), off, out, n))
+
+
+def test_source_read_edges() -> None:
+    assert source_read(1000, 0, 1000) == Status.Ok
+    assert source_read(1000, 990, 10) == Status.Ok
+    assert source_read(1000, 1000, 0) == Status.Ok
+    assert source_read(1000, 0, 1001, stated=False) == Status.Ok  # no size: the caller's word
+
+
+@pytest.mark.parametrize(
+    ("off", "n"), [(0, 1001), (991, 10), (1001, 0), (U32_MAX, 1), (1, U32_MAX)],
+    ids=["len size+1", "end size+1", "offset size+1", "offset u32max", "len u32max"],
+)  # fmt: skip
+def test_source_read_past_its_end_is_refused(off: int, n: int) -> None:
+    assert source_read(1000, off, n) == Status.InvalidArgument
+
+
 # areas against the storage: modelota_store_init
 # `first > block_count || count > block_count - first`, overlaps, prog/block sizes
 

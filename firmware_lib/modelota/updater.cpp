@@ -951,6 +951,9 @@ modelota_source modelota_backup_callback(modelota_read_fn read, void* ctx, uint3
 
 int modelota_source_read(const modelota_source* src, uint32_t offset, uint8_t* dst,
                          uint32_t len) {
+    if (src->size != 0 && (offset > src->size || len > src->size - offset)) {
+        return MODELOTA_INVALID_ARGUMENT; /* past the end of a source of stated size */
+    }
     const uint8_t* image = source_image(src);
     if (image != NULL) {
         memcpy(dst, image + offset, sz(len));

@@ -115,7 +115,8 @@ modelota_source modelota_backup_callback(modelota_read_fn read, void* ctx, uint3
 
 /* Reads bytes [offset, offset + len) of a backup source, whatever its kind:
  * MODELOTA_OK, MODELOTA_STORAGE_IO when its callback failed,
- * MODELOTA_INVALID_ARGUMENT when it has no way to be read. */
+ * MODELOTA_INVALID_ARGUMENT when it has no way to be read or the bytes pass
+ * the end of a source whose size is stated (size 0: not stated, unchecked). */
 int modelota_source_read(const modelota_source* src, uint32_t offset, uint8_t* dst, uint32_t len);
 
 /* Signature check of a signed payload (docs/FORMAT.md, "Signature block"):
