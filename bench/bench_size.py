@@ -217,17 +217,17 @@ def floor_table(results: list[Sizes]) -> None:
         if not isinstance(r.tmd, int) or r.v2_delta <= TMD_GOAL * r.tmd or r.floor is None:
             continue
         f = r.floor
+        adaptive, without = f.total(True), f.total(True, without_bias=True)
         rows.append([r.name, r.v2_delta, int(TMD_GOAL * r.tmd), f.framing,
-                     f"{f.total(False):.0f}", f"{f.total(True):.0f}",
-                     ratio(round(f.total(True)), r.tmd),
-                     ratio(round(f.total(True, without_bias=True)), r.tmd)])  # fmt: skip
+                     f"{f.total(False):.0f}", f"{adaptive:.0f}", f"{without:.0f}",
+                     f"{adaptive / r.tmd:.3f}", f"{without / r.tmd:.3f}"])  # fmt: skip
     if not rows:
         return
     table("2b. The misses against their order-0 floors (bytes, size_floor.py): every changed"
           " field's byte lanes at their entropy (static) or under the KT learner (adaptive),"
           " plus v2's framing",
-          ["pair", "v2", "goal", "framing", "static floor", "adaptive floor", "adaptive / TMD",
-           "w/o bias scales / TMD"], rows)  # fmt: skip
+          ["pair", "v2", "goal", "framing", "static floor", "adaptive floor",
+           "w/o bias scales", "adaptive / TMD", "w/o bias scales / TMD"], rows)  # fmt: skip
     print("   w/o bias scales: the adaptive floor less the bias scale vectors that are, bit for"
           " bit, the float32 product of the input scale and the weights' scales (no information"
           " of their own; v2 codes them as numbers)")
