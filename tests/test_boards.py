@@ -137,6 +137,36 @@ def test_push_tool_updates_board(board: boards.Board) -> None:
     assert info.probe == boards.probe(new) != boards.probe(boards.FACTORY_WEIGHTS)
 
 
+def test_range_coded_payloads_decode_on_the_board(board: boards.Board) -> None:
+    """The device's own range decoder (on the Mega: the AVR asm loop of
+    decode.cpp) on peaked int8 weights (RC), a small fine-tune of them
+    (RC+DIFF against the base), float32 weights (RC+LANES) and a zeroed
+    tensor (RUNS): each applied exactly, read back through HELLO."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    n = boards.MODEL_SIZE
+    int8 = np.clip(np.round(rng.normal(0, 14, n)), -127, 127).astype(np.int8).tobytes()
+    step = rng.choice(np.array([-1, 0, 0, 0, 1], np.int8), n)
+    tuned = (np.frombuffer(int8, np.int8) + step).astype(np.int8).tobytes()
+    floats = rng.normal(0, 0.05, n // 4).astype("<f4").tobytes()
+    zeros = bytes(n - 3) + b"\x01\x02\x03"  # a pruned tensor
+    chunk = boards.CHUNK_SIZE[board.kind]
+    steps = [  # (new weights, base, what the packer's choice must include)
+        (int8, None, ("rc",)), (tuned, int8, ("rc", "diff")), (floats, None, ("rc", "lanes")),
+        (zeros, None, ("runs",)),
+    ]  # fmt: skip
+    for version, (new, base, enc) in enumerate(steps, start=2):
+        p = pack(new, fingerprint=boards.FINGERPRINT, version=version, chunk_size=chunk,
+                 base=base, base_version=None if base is None else version - 1)  # fmt: skip
+        chosen = p.encoding_stats()
+        assert any(all(part in name for part in enc) for name in chosen), (enc, chosen)
+        push(board.url, p.encode())
+        with serial.serial_for_url(board.url, timeout=1) as ser:
+            info = _hello(ser)
+        assert (info.version, info.weights_crc) == (version, zlib.crc32(new)), enc
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_sim_url_boots_the_board(kind: str) -> None:
     _build(kind)
