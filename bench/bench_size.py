@@ -57,6 +57,7 @@ except ImportError:  # run from a checkout without installing
 
 import trained_models  # noqa: E402
 from bench_crypto import table  # noqa: E402
+from size_floor import Floor, delta_floor  # noqa: E402
 
 from modelota.format.payload import Device, Payload, apply_reference  # noqa: E402
 from modelota.models.tflite import pack_tflite  # noqa: E402
@@ -113,6 +114,7 @@ class Sizes:
     zlib_delta: int
     tmd: int | str
     by_encoding: dict[str, int] = field(default_factory=dict)
+    floor: Floor | None = None  # of the delta (size_floor.py)
 
 
 def check_applies(payload: Payload, old: bytes, new: bytes, what: str) -> None:
@@ -152,6 +154,7 @@ def measure(pair: trained_models.Pair, tmp: Path) -> Sizes:
     return Sizes(
         pair.name, len(r1f), len(v2f.encode()), len(r1d), len(v2d.encode()),
         xz(r1f), zl(r1f), xz(r1d), zl(r1d), tinymldelta(pair.old, pair.new, tmp), by_enc,
+        delta_floor(pair.old, pair.new, v2d),
     )  # fmt: skip
 
 
@@ -193,6 +196,7 @@ def size_tables(results: list[Sizes]) -> None:
           f" v2/xz {tot['v2_full'] / tot['xz_full']:.3f}; delta v2/v1"
           f" {tot['v2_delta'] / tot['v1_delta']:.3f},"
           f" v2/xz {tot['v2_delta'] / tot['xz_delta']:.3f}")
+    floor_table(results)
     by_enc: dict[str, int] = {}
     for r in results:
         for k, v in r.by_encoding.items():
@@ -202,6 +206,31 @@ def size_tables(results: list[Sizes]) -> None:
           ["encoding", "bytes", "share"],
           [[k, v, f"{100 * v / total:.1f}%"]
            for k, v in sorted(by_enc.items(), key=lambda kv: -kv[1])])  # fmt: skip
+
+
+def floor_table(results: list[Sizes]) -> None:
+    """Table 2b: each pair that misses the goal against TinyMLDelta, next to
+    its order-0 floor (size_floor.py): how much of the miss a better byte
+    model could still take."""
+    rows = []
+    for r in results:
+        if not isinstance(r.tmd, int) or r.v2_delta <= TMD_GOAL * r.tmd or r.floor is None:
+            continue
+        f = r.floor
+        adaptive, without = f.total(True), f.total(True, without_bias=True)
+        rows.append([r.name, r.v2_delta, int(TMD_GOAL * r.tmd), f.framing,
+                     f"{f.total(False):.0f}", f"{adaptive:.0f}", f"{without:.0f}",
+                     f"{adaptive / r.tmd:.3f}", f"{without / r.tmd:.3f}"])  # fmt: skip
+    if not rows:
+        return
+    table("2b. The misses against their order-0 floors (bytes, size_floor.py): every changed"
+          " field's byte lanes at their entropy (static) or under the KT learner (adaptive),"
+          " plus v2's framing",
+          ["pair", "v2", "goal", "framing", "static floor", "adaptive floor",
+           "w/o bias scales", "adaptive / TMD", "w/o bias scales / TMD"], rows)  # fmt: skip
+    print("   w/o bias scales: the adaptive floor less the bias scale vectors that are, bit for"
+          " bit, the float32 product of the input scale and the weights' scales (no information"
+          " of their own; v2 codes them as numbers)")
 
 
 ABLATIONS = {

@@ -78,6 +78,11 @@ SILENCE = "static_cast<uint32_t>(t - l->last_rx_ms)"
 CHUNK_LEN = "len == 0 || len > u->max_chunk"
 CHUNK = "off < u->write_end || off > size || len > size - off"
 WVALID = "r.len == 0 || r.off < end || r.off > size || r.len > size - r.off"
+V2_LEN = "head.length == 0 || head.length > u->max_chunk || (coded && head.size >= head.length)"
+V2_REGION = "head.gap > size - u->write_end || head.length > size - u->write_end - head.gap"
+V2_REMAINING = "head.length > u->data_size - u->data_seen"
+V5 = "i == MODELOTA_VARINT_MAX - 1u && (b & 0xF0u) != 0"
+PY_V2_REGION = "gap > limit - write_end or length > limit - write_end - gap"
 
 MUTANTS: tuple[Mutant, ...] = (
     # ---- Updater: chunk against the region (check_chunk_head)
@@ -144,6 +149,43 @@ MUTANTS: tuple[Mutant, ...] = (
       "test_updater_crc32_digest_padding_byte_set_is_refused[first]"),
     m("updater.padding-last", DEC, "i < MODELOTA_DIGEST_LEN", "i < MODELOTA_DIGEST_LEN - 1u",
       "test_updater_crc32_digest_padding_byte_set_is_refused[last]"),
+    # ---- Updater, format v2: chunk heads (check_chunk_head_v2)
+    m("updater.v2-len-0", UPD, V2_LEN, V2_LEN.replace("head.length == 0 || ", ""),
+      "test_v2_zero_length_chunk_is_refused"),
+    m("updater.v2-max-chunk+1", UPD, V2_LEN, V2_LEN.replace("u->max_chunk", "u->max_chunk + 1u"),
+      "test_v2_chunk_one_byte_over_max_chunk_is_refused"),
+    m("updater.v2-max-chunk-1", UPD, V2_LEN, V2_LEN.replace("> u->max_chunk", ">= u->max_chunk"),
+      "test_v2_chunk_of_max_chunk_bytes_is_applied"),
+    m("updater.v2-coded-size+1", UPD, V2_LEN, V2_LEN.replace("size >= head", "size > head"),
+      "test_v2_coded_chunk_as_large_as_its_length_is_refused"),
+    m("updater.v2-coded-size-1", UPD, V2_LEN, V2_LEN.replace("size >= head", "size + 1u >= head"),
+      "test_v2_coded_chunk_one_byte_smaller_than_its_length_is_applied"),
+    m("updater.v2-gap+1", UPD, V2_REGION,
+      V2_REGION.replace("head.gap > size - u->write_end", "head.gap > size + 1u - u->write_end"),
+      "test_v2_gap_past_region_end_is_refused[size+1]"),
+    # No "gap - 1" mutant: `gap >= size - write_end` refuses only chunks that
+    # start at the region's end, which the length test refuses anyway (length >= 1).
+    m("updater.v2-end+1", UPD, V2_REGION,
+      V2_REGION.replace("head.length > size - u", "head.length > size + 1u - u"),
+      "test_v2_chunk_ending_one_past_region_end_is_refused"),
+    m("updater.v2-end-1", UPD, V2_REGION,
+      V2_REGION.replace("head.length > size - u", "head.length >= size - u"),
+      "test_v2_chunk_ending_exactly_at_region_end_is_applied"),
+    m("updater.v2-remaining+1", UPD, V2_REMAINING,
+      "head.length > u->data_size + 1u - u->data_seen",
+      "test_v2_chunk_carrying_one_byte_more_than_announced_is_refused"),
+    m("updater.v2-remaining-1", UPD, V2_REMAINING,
+      "head.length >= u->data_size - u->data_seen",
+      "test_v2_chunk_carrying_exactly_the_remaining_data_is_applied"),
+    # ---- varints (decode.cpp read_varint): five bytes, 32 bits, shortest form
+    m("varint.fifth-byte+1", DEC, V5, V5.replace("MAX - 1u", "MAX"),
+      "test_v2_varint_of_value_2_32_is_refused"),
+    m("varint.fifth-byte-bits+1", DEC, V5, V5.replace("0xF0u", "0xE0u"),
+      "test_v2_varint_of_value_2_32_is_refused"),
+    m("varint.fifth-byte-bits-1", DEC, V5, V5.replace("0xF0u", "0xF8u"),
+      "test_v2_varint_of_five_bytes_up_to_u32_max_is_read"),
+    m("varint.minimal+1", DEC, "i > 0 && b == 0", "i > 1u && b == 0",
+      "test_v2_varint_not_in_its_shortest_form_is_refused"),
     # ---- backup sources: modelota_source_read
     m("updater.source-end+1", UPD, "len > src->size - offset", "len > src->size + 1u - offset",
       "test_source_read_past_its_end_is_refused[len size+1]",
@@ -331,6 +373,13 @@ MUTANTS: tuple[Mutant, ...] = (
       "test_updater_data_size_over_region_is_refused[size+1]"),
     m("python.buffer+1", PAY, "h.max_chunk > dev.buffer_len", "h.max_chunk > dev.buffer_len + 1",
       "test_updater_max_chunk_over_buffer_is_refused[buffer+1]"),
+    m("python.v2-coded-size+1", PAY, "size >= length", "size > length",
+      "test_v2_coded_chunk_as_large_as_its_length_is_refused"),
+    # No "python.v2-gap+1": Python integers do not wrap, so the length test
+    # alone refuses a gap past the end (as with the v1 walk's `off > limit`).
+    m("python.v2-end+1", PAY, PY_V2_REGION,
+      PY_V2_REGION.replace("length > limit - write_end", "length > limit + 1 - write_end"),
+      "test_v2_chunk_ending_one_past_region_end_is_refused"),
     m("python.fewest-chunks+1", PAY, "(h.data_size - 1) // h.max_chunk >= h.chunk_count",
       "(h.data_size - 1) // h.max_chunk > h.chunk_count",
       "test_updater_one_chunk_fewer_than_max_chunk_allows_is_refused"),

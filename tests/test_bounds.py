@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from modelota.format import codec
+from modelota.format.constants import FORMAT_V2
 from modelota.format.payload import HEADER_LEN, Device, Header, apply_reference, crc32
 from modelota.link.push import (
     ACK,
@@ -396,6 +398,160 @@ def test_updater_chunk_ending_at_the_first_byte_of_a_writable_range_is_applied()
 
 def test_updater_chunk_starting_at_the_last_byte_of_a_writable_range_is_applied() -> None:
     assert writable_run(109, 111, [109]) == Status.Ok
+
+
+# ---------------------------------------------------------------- Updater, format v2
+# updater.cpp check_chunk_head_v2 and decode.cpp read_varint: v2 chunk heads
+# carry the gap since the previous chunk's end, the decoded length and (coded
+# chunks) the encoded size as varints.
+
+
+@dataclass
+class Chunk2Spec:
+    enc: int  # codec.RAW or codec.RUNS (a RUNS body decodes to one repeated byte)
+    gap: int
+    length: int
+    body: bytes
+    size: int | None = None  # what the head says (None: len(body)); RAW has no size field
+    raw_head: bytes | None = None  # the head's bytes as given (a malformed varint)
+
+
+def runs_body(length: int, value: int, size: int) -> bytes:
+    """A RUNS body of ``size`` bytes that decodes to ``length`` copies of
+    ``value``: one repeat token, then padding the decoder ignores."""
+    body = codec.varint(((length - 1) << 1) | 1) + bytes([value])
+    assert len(body) <= size
+    return body + bytes(size - len(body))
+
+
+def stream2(specs: list[Chunk2Spec], **fields: object) -> tuple[bytes, bytes, list[int]]:
+    """A v2 payload of ``specs`` over OLD: (payload, final weights, the stream
+    position just after each chunk's head). Header fields derive from the
+    chunks unless given; the digest is of the final region (clipped)."""
+    final = bytearray(OLD)
+    end = 0
+    for c in specs:
+        off = end + c.gap
+        data = codec.decode(c.enc, c.body, c.length, off, codec.Model())
+        lo, hi = min(off, SIZE), min(off + c.length, SIZE)
+        final[lo:hi] = data[: hi - lo]
+        end = off + c.length
+    h = Header(fingerprint=FP, model_version=V_NEW, weights_size=SIZE,
+               data_size=sum(c.length for c in specs), chunk_count=len(specs), segment_count=0,
+               max_chunk=max((c.length for c in specs), default=0),
+               digest=struct.pack("<I", crc32(bytes(final))) + bytes(28),
+               format_version=FORMAT_V2)  # fmt: skip
+    h = replace(h, **fields)  # type: ignore[arg-type]
+    out = bytearray(h.encode())
+    seed = h.crc
+    heads = []
+    for c in specs:
+        head = c.raw_head
+        if head is None:
+            size = b"" if c.enc == codec.RAW else codec.varint(len(c.body) if c.size is None
+                                                               else c.size)  # fmt: skip
+            head = bytes([c.enc]) + codec.varint(c.gap) + codec.varint(c.length) + size
+        out += head
+        heads.append(len(out))
+        seed = crc32(c.body, crc32(head, seed))
+        out += c.body + struct.pack("<I", seed)
+    return bytes(out), bytes(final), heads
+
+
+def applied2(specs: list[Chunk2Spec], **fields: object) -> None:
+    payload, final, _ = stream2(specs, **fields)
+    out = run(payload)
+    assert out.status == Status.Ok and out.weights == final
+
+
+def refused2(
+    specs: list[Chunk2Spec], status: Status, chunk: int, back: int = 0, **fields: object
+) -> None:
+    """Refused with ``status`` right after chunk ``chunk``'s head (``back``
+    bytes before its end: a malformed varint is refused at its last byte)."""
+    payload, _, heads = stream2(specs, **fields)
+    out = run(payload)
+    assert (out.status, out.consumed) == (status, heads[chunk] - back)
+
+
+def raw2(gap: int, n: int, seed: int = 2) -> Chunk2Spec:
+    return Chunk2Spec(codec.RAW, gap, n, new_bytes(n, seed))
+
+
+# chunk length: `head.length == 0 || head.length > u->max_chunk`
+
+
+def test_v2_zero_length_chunk_is_refused() -> None:
+    refused2([raw2(0, 10), raw2(0, 0)], Status.BadChunk, 1, chunk_count=2, max_chunk=10)
+
+
+def test_v2_chunk_of_max_chunk_bytes_is_applied() -> None:
+    applied2([raw2(0, 100), raw2(0, 1, 3)])
+
+
+def test_v2_chunk_one_byte_over_max_chunk_is_refused() -> None:
+    refused2([raw2(0, 101), raw2(0, 1, 3)], Status.BadChunk, 0, max_chunk=100)
+
+
+# a coded chunk is smaller than what it decodes to: `coded && head.size >= head.length`
+
+
+def test_v2_coded_chunk_one_byte_smaller_than_its_length_is_applied() -> None:
+    applied2([Chunk2Spec(codec.RUNS, 40, 20, runs_body(20, 0x5A, 19))])
+
+
+def test_v2_coded_chunk_as_large_as_its_length_is_refused() -> None:
+    refused2([Chunk2Spec(codec.RUNS, 40, 20, runs_body(20, 0x5A, 20))], Status.BadChunk, 0)
+
+
+# the chunk inside the region:
+# `head.gap > size - u->write_end || head.length > size - u->write_end - head.gap`
+
+
+def test_v2_chunk_ending_exactly_at_region_end_is_applied() -> None:
+    applied2([raw2(100, 50), raw2(SIZE - 160, 10, 3)])
+
+
+def test_v2_chunk_ending_one_past_region_end_is_refused() -> None:
+    refused2([raw2(100, 50), raw2(SIZE - 160, 11, 3)], Status.OutOfBounds, 1)
+
+
+@pytest.mark.parametrize("past", [1, 2], ids=["size+1", "size+2"])
+def test_v2_gap_past_region_end_is_refused(past: int) -> None:
+    # a gap beyond the end would make `size - write_end - gap` wrap: the first
+    # test stops it before the second one is reached
+    refused2([raw2(100, 50), raw2(SIZE - 150 + past, 1, 3)], Status.OutOfBounds, 1)
+
+
+# the data the header announced: `head.length > u->data_size - u->data_seen`
+
+
+def test_v2_chunk_carrying_exactly_the_remaining_data_is_applied() -> None:
+    applied2([raw2(0, 30), raw2(470, 20, 3)], data_size=50)
+
+
+def test_v2_chunk_carrying_one_byte_more_than_announced_is_refused() -> None:
+    refused2([raw2(0, 30), raw2(470, 21, 3)], Status.LayoutMismatch, 1, data_size=50)
+
+
+# varints (decode.cpp read_varint): at most 5 bytes, at most 2^32-1, minimal
+
+
+def test_v2_varint_of_five_bytes_up_to_u32_max_is_read() -> None:
+    # gap 2^32-1 is read (and then refused for what it says: outside the region)
+    head = bytes([codec.RAW]) + bytes([0xFF, 0xFF, 0xFF, 0xFF, 0x0F]) + codec.varint(1)
+    refused2([Chunk2Spec(codec.RAW, 0, 1, b"\x01", raw_head=head)], Status.OutOfBounds, 0)
+
+
+def test_v2_varint_of_value_2_32_is_refused() -> None:
+    head = bytes([codec.RAW]) + bytes([0x80, 0x80, 0x80, 0x80, 0x10]) + codec.varint(1)
+    refused2([Chunk2Spec(codec.RAW, 0, 1, b"\x01", raw_head=head)], Status.BadChunk, 0, back=1)
+
+
+def test_v2_varint_not_in_its_shortest_form_is_refused() -> None:
+    # gap 0 as two bytes 0x80 0x00: malformed; one byte 0x00 is the only form
+    head = bytes([codec.RAW, 0x80, 0x00]) + codec.varint(1)
+    refused2([Chunk2Spec(codec.RAW, 0, 1, b"\x01", raw_head=head)], Status.BadChunk, 0, back=1)
 
 
 # ---------------------------------------------------------------- Store
