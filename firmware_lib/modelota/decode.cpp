@@ -408,9 +408,8 @@ inline void rc_run(uint32_t& range, uint32_t& code, uint8_t& nb, uint16_t* tree,
         : "memory");
 }
 #else
-/* One bit from tree[nb], range normalized: the next node. */
-inline uint8_t rc_bit(uint32_t& range, uint32_t& code, uint16_t* tree, uint8_t nb) {
-    uint16_t* const p = tree + nb;
+/* One bit from *p, range normalized. */
+inline uint_fast8_t rc_bit(uint32_t& range, uint32_t& code, uint16_t* p) {
     const uint16_t prob = *p;
     const uint32_t bound = static_cast<uint32_t>(static_cast<uint16_t>(range >> 16)) * prob;
     if (code < bound) {
@@ -418,12 +417,12 @@ inline uint8_t rc_bit(uint32_t& range, uint32_t& code, uint16_t* tree, uint8_t n
         /* 0 - prob is 65536 - prob in 16 bits (prob > 0) */
         *p = static_cast<uint16_t>(prob +
                                    (static_cast<uint16_t>(0u - prob) >> MODELOTA_RC_MOVE_BITS));
-        return static_cast<uint8_t>(nb << 1);
+        return 0;
     }
     code -= bound;
     range -= bound;
     *p = static_cast<uint16_t>(prob - (prob >> MODELOTA_RC_MOVE_BITS));
-    return static_cast<uint8_t>((nb << 1) | 1u);
+    return 1;
 }
 #endif
 static_assert(MODELOTA_RC_MOVE_BITS == 5u, "the AVR loop moves a probability by 1/32");
@@ -449,14 +448,14 @@ uint32_t decode_rc(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* 
     }
     uint32_t range = d->range;
     uint32_t code = d->code;
-    uint8_t nb = static_cast<uint8_t>(d->node);
     uint16_t* const lit = d->lit;
     uint16_t* const lane = (d->enc & MODELOTA_ENC_LANES) != 0 ? d->lane : lit;
     uint8_t* dst = out + (d->out - from);
     uint8_t* const dst_end = out + (to - from);
     uint8_t lane_pos = static_cast<uint8_t>((d->offset + d->out) & 3u);
-    uint16_t* tree = nb < MODELOTA_RC_LANE_NODES && lane_pos == 3u ? lane : lit;
 #if defined(__AVR__) && defined(__AVR_HAVE_MUL__)
+    uint8_t nb = static_cast<uint8_t>(d->node);
+    uint16_t* const tree = nb < MODELOTA_RC_LANE_NODES && lane_pos == 3u ? lane : lit;
     RcIo io;
     io.src = src;
     io.src_end = src_end;
@@ -472,37 +471,47 @@ uint32_t decode_rc(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* 
     dst = io.dst;
 #else
     const bool diff = (d->enc & MODELOTA_ENC_DIFF) != 0;
+    uint_fast8_t nb = static_cast<uint_fast8_t>(d->node);
+    /* eight bits per output byte; each takes at most two input bytes. The
+     * tree node fits a byte until the last bit (1..255): 8-bit work on an
+     * 8-bit CPU (uint_fast8_t: a register on a 32-bit one); the last bit
+     * makes the output byte instead of a node */
     while (dst != dst_end) {
-        if (static_cast<uint8_t>(range >> 24) == 0) {
-            uint8_t b = 0;
-            if (in != NULL) {
-                if (src == src_end) { /* resume here with the next input */
-                    break;
+        uint16_t* const tree_b = lane_pos == 3u ? lane : lit;
+        uint8_t v;
+        for (;;) {
+            uint16_t* p = (nb < MODELOTA_RC_LANE_NODES ? tree_b : lit) + nb;
+            while (static_cast<uint8_t>(range >> 24) == 0) {
+                uint8_t b = 0;
+                if (in != NULL) {
+                    if (src == src_end) { /* resume here with the next input */
+                        d->range = range;
+                        d->code = code;
+                        d->node = static_cast<uint16_t>(nb);
+                        d->out = static_cast<uint32_t>(dst - out) + from;
+                        return n;
+                    }
+                    b = *src++;
                 }
-                b = *src++;
+                range <<= 8;
+                code = (code << 8) | b;
             }
-            range <<= 8;
-            code = (code << 8) | b;
-            continue;
-        }
-        const bool last = (nb & 0x80u) != 0; /* bit 0 of the byte */
-        nb = rc_bit(range, code, tree, nb);
-        if (!last) {
-            if ((nb & 0x80u) != 0) {
-                tree = lit;
+            const uint_fast8_t bit = rc_bit(range, code, p);
+            if (nb >= MODELOTA_RC_LANE_NODES) { /* bit 0 of the byte */
+                v = static_cast<uint8_t>((nb << 1) | bit);
+                break;
             }
-            continue;
+            nb = static_cast<uint_fast8_t>((nb << 1) | bit);
         }
-        *dst = diff ? static_cast<uint8_t>(*dst + nb) : nb;
+        *dst = diff ? static_cast<uint8_t>(*dst + v) : v;
         ++dst;
         lane_pos = static_cast<uint8_t>((lane_pos + 1u) & 3u);
-        tree = lane_pos == 3u ? lane : lit;
         nb = 1;
     }
 #endif
     d->range = range;
     d->code = code;
-    d->node = nb;
+    d->node = static_cast<uint16_t>(nb);
     d->out = static_cast<uint32_t>(dst - out) + from;
     return static_cast<uint32_t>(src - in);
 }
