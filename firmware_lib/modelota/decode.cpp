@@ -209,7 +209,7 @@ uint32_t decode_runs(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t
  * one asm block: avr-gcc 5 at -Os keeps range and code on the stack around a
  * 32 x 16 multiply and spends ~90 cycles a bit, too slow for a whole update
  * to keep up with 115200 baud (bench/bench_size.py, table 4b); the block
- * spends 62 (a 0) or 65 (a 1). bench_size.py runs it in simavr and checks
+ * spends 59 (a 0) or 64 (a 1). bench_size.py runs it in simavr and checks
  * every decoded byte and every whole update against the packer; the tests
  * compare the portable build with the Python reference. */
 #if defined(__AVR__) && defined(__AVR_HAVE_MUL__)
