@@ -229,6 +229,17 @@ static_assert(sizeof(void*) == 2u && offsetof(RcIo, lane_pos) == 12u &&
                   offsetof(RcIo, zeros) == 14u,
               "RcIo offsets used by the asm below");
 
+/* t >>= 5 in the asm below: swap gives >> 4 on both bytes, one shift more */
+#define RC_T_SHR5                                                                          \
+    "swap %B[t]\n\t"                                                                        \
+    "swap %A[t]\n\t"                                                                        \
+    "andi %A[t], 0x0F\n\t"                                                                  \
+    "eor  %A[t], %B[t]\n\t"                                                                 \
+    "andi %B[t], 0x0F\n\t"                                                                  \
+    "eor  %A[t], %B[t]\n\t"                                                                 \
+    "lsr  %B[t]\n\t"                                                                        \
+    "ror  %A[t]\n\t"
+
 /* Decodes from node nb with tree (the tree of that node) until io->dst
  * reaches io->dst_end (nb is then 1) or the input runs out (nb is the node
  * to resume at). range, code and nb stay in registers; io is read per
@@ -313,14 +324,7 @@ inline void rc_run(uint32_t& range, uint32_t& code, uint8_t& nb, uint16_t* tree,
         "clr  %B[t]\n\t"
         "sub  %A[t], %A[prob]\n\t"
         "sbc  %B[t], %B[prob]\n\t"
-        "swap %B[t]\n\t"
-        "swap %A[t]\n\t"
-        "andi %A[t], 0x0F\n\t"
-        "eor  %A[t], %B[t]\n\t"
-        "andi %B[t], 0x0F\n\t"
-        "eor  %A[t], %B[t]\n\t"
-        "lsr  %B[t]\n\t"
-        "ror  %A[t]\n\t"
+        RC_T_SHR5
         "add  %A[prob], %A[t]\n\t"
         "adc  %B[prob], %B[t]\n\t"
         "st   %a[p], %A[prob]\n\t"
@@ -340,14 +344,7 @@ inline void rc_run(uint32_t& range, uint32_t& code, uint8_t& nb, uint16_t* tree,
         "sbc  %C[range], %C[bound]\n\t"
         "sbc  %D[range], %D[bound]\n\t"
         "movw %A[t], %A[prob]\n\t"
-        "swap %B[t]\n\t"
-        "swap %A[t]\n\t"
-        "andi %A[t], 0x0F\n\t"
-        "eor  %A[t], %B[t]\n\t"
-        "andi %B[t], 0x0F\n\t"
-        "eor  %A[t], %B[t]\n\t"
-        "lsr  %B[t]\n\t"
-        "ror  %A[t]\n\t"
+        RC_T_SHR5
         "sub  %A[prob], %A[t]\n\t"
         "sbc  %B[prob], %B[t]\n\t"
         "st   %a[p], %A[prob]\n\t"
@@ -407,6 +404,7 @@ inline void rc_run(uint32_t& range, uint32_t& code, uint8_t& nb, uint16_t* tree,
         : [io] "r"(io)
         : "memory");
 }
+#undef RC_T_SHR5
 #else
 /* One bit from *p, range normalized. */
 inline uint_fast8_t rc_bit(uint32_t& range, uint32_t& code, uint16_t* p) {
