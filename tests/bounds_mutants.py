@@ -264,6 +264,11 @@ MUTANTS: tuple[Mutant, ...] = (
     m("store.walk-tail-1", STO, "st->log_len - pos - size < MODELOTA_CHUNK_TAIL_LEN",
       "st->log_len - pos - size <= MODELOTA_CHUNK_TAIL_LEN",
       "test_store_log_chunk_ending_at_region_end_commits"),
+    # v2 heads: the gap since the previous chunk. Moved by one it changes nothing
+    # (the offset test below refuses a chunk past the end); without it, a gap
+    # that wraps the 32-bit offset lands the chunk back at the start.
+    m("store.walk-v2-gap", STO, "ch.gap > c->region_size - write_end", "false",
+      "test_store_log_v2_gap_past_region_end_is_refused[wraps to 0]"),
     m("store.walk-offset+1", STO, "off > c->region_size", "off > c->region_size + 1u",
       "test_store_log_chunk_starting_past_region_end_is_refused"),
     m("store.walk-end+1", STO, "len > c->region_size - off", "len > c->region_size + 1u - off",

@@ -772,6 +772,41 @@ def test_store_log_one_byte_short_of_a_chunk_head_and_tail_is_refused() -> None:
     assert status == Status.StorageIo and st.read_region() == old
 
 
+def store_log_case_v2(
+    specs: list[Chunk2Spec],
+) -> tuple[_StoreHandle, bytes, Status]:
+    """store_log_case for a v2 payload: chunk heads as ``specs`` give them."""
+    region = 4 * BS
+    _, st = store_for(Layout.plan(BS, 4, region, 2048))
+    old = random.Random(6).randbytes(region)
+    assert st.format(old, 1) == Status.Ok
+    h = Header(fingerprint=FP, model_version=2, weights_size=region,
+               data_size=sum(c.length for c in specs), chunk_count=len(specs), segment_count=0,
+               max_chunk=max(c.length for c in specs), digest=bytes(32),
+               format_version=FORMAT_V2)  # fmt: skip
+    out = bytearray(h.encode())
+    seed = h.crc
+    for c in specs:
+        head = c.raw_head or bytes([c.enc]) + codec.varint(c.gap) + codec.varint(c.length)
+        seed = crc32(c.body, crc32(head, seed))
+        out += head + c.body + struct.pack("<I", seed)
+    assert begin(st) == Status.Ok and log(st, bytes(out)) == Status.Ok
+    return st, old, commit(st, 2)
+
+
+def test_store_log_v2_chunk_ending_one_past_region_end_is_refused() -> None:
+    st, old, status = store_log_case_v2([raw2(4 * BS - 8, 9)])
+    assert status == Status.StorageIo and st.read_region() == old and st.version == 1
+
+
+@pytest.mark.parametrize("gap", [4 * BS - 15, U32_MAX - 15], ids=["size+1", "wraps to 0"])
+def test_store_log_v2_gap_past_region_end_is_refused(gap: int) -> None:
+    # after a 16-byte chunk, a gap that ends past the region, or wraps the
+    # offset round to the start (where it would overlap the first chunk)
+    st, old, status = store_log_case_v2([raw2(0, 16), raw2(gap, 16, 3)])
+    assert status == Status.StorageIo and st.read_region() == old and st.version == 1
+
+
 # region reads: modelota_store_region_read `offset > region_size || len > region_size - offset`
 
 

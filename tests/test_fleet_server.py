@@ -487,6 +487,7 @@ def test_device_cli_polls_and_keeps_its_flash_between_runs(tmp_path: Path) -> No
         assert r.returncode == 0 and "secret " in r.stdout, r.stderr
         secret = key.read_text().strip()
         assert (key.stat().st_mode & 0o777) == 0o600 and secret in r.stdout
+        assert f"written to {key}" in r.stdout
         r = modelota(*admin, "register", "dev-1", "--group", "g", "--secret-file", key)
         assert r.returncode == 1 and "--rotate-secret" in r.stderr  # not shown twice
         assert key.read_text().strip() == secret

@@ -127,6 +127,7 @@ def _fleet_call(args: argparse.Namespace, admin: Any) -> Any:
         out = admin.register(args.device, args.group, args.fingerprint, args.rotate_secret)
         if args.secret_file and out.get("secret"):
             _write_secret(args.secret_file, out["secret"])
+            out = {**out, "secret_file": str(args.secret_file)}
         elif args.secret_file:
             raise CliError(f"device {args.device} exists: no new secret was issued for"
                            f" {args.secret_file} (add --rotate-secret to issue one)")  # fmt: skip
@@ -175,7 +176,12 @@ def fleet_text(action: str, out: Any) -> list[str]:
             f", {k} {out[k]}" for k in ("group", "fingerprint") if out.get(k) is not None
         )
         lines = [f"registered device {out['id']}{extra}"]
-        if out.get("secret"):  # shown once: when the device is new or its secret rotated
+        if out.get("secret_file"):  # shown once, and kept in the file
+            path = out["secret_file"]
+            lines.append(f"secret {out['secret']}  (written to {path}, mode 0600; give it to"
+                         f" the device: --secret-file {path}, FLEET_SECRET or --secret;"
+                         " the server does not show it again)")  # fmt: skip
+        elif out.get("secret"):  # shown once: when the device is new or its secret rotated
             lines.append(f"secret {out['secret']}  (give it to the device: FLEET_SECRET,"
                          " --secret; it is not shown again)")  # fmt: skip
         return lines
