@@ -5,9 +5,12 @@
 #include <avr/pgmspace.h>
 #define MODELOTA_CRC_ROM PROGMEM
 #define MODELOTA_CRC_ENTRY(table, i) pgm_read_dword(&(table)[i])
+#define MODELOTA_CRC_ENTRY4(table, b) \
+    pgm_read_dword(reinterpret_cast<const uint8_t*>(table) + (b))
 #else
 #define MODELOTA_CRC_ROM
 #define MODELOTA_CRC_ENTRY(table, i) ((table)[i])
+#define MODELOTA_CRC_ENTRY4(table, b) ((table)[(b) >> 2])
 #endif
 
 namespace {
@@ -113,7 +116,10 @@ extern "C" uint32_t modelota_crc32(uint32_t crc, const uint8_t* data, size_t len
         c = MODELOTA_CRC_ENTRY(kByte, (c ^ data[i]) & 0xFFu) ^ (c >> 8);
 #elif MODELOTA_CRC32_TABLE == 1
         const uint8_t x = static_cast<uint8_t>(c ^ data[i]);
-        c = MODELOTA_CRC_ENTRY(kLow, x & 0x0Fu) ^ MODELOTA_CRC_ENTRY(kHigh, x >> 4) ^ (c >> 8);
+        /* byte offsets of the two entries, in 8-bit arithmetic */
+        const uint8_t lo = static_cast<uint8_t>((x & 0x0Fu) << 2);
+        const uint8_t hi = static_cast<uint8_t>((x >> 2) & 0x3Cu);
+        c = MODELOTA_CRC_ENTRY4(kLow, lo) ^ MODELOTA_CRC_ENTRY4(kHigh, hi) ^ (c >> 8);
 #else
         c ^= data[i];
         for (int k = 0; k < 8; ++k) {

@@ -1,5 +1,6 @@
 #include "decode.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "status.h"
@@ -195,63 +196,243 @@ uint32_t decode_runs(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t
     return used;
 }
 
-/* The two arithmetic steps of every bit, (range >> 16) * prob and
- * prob >> 5. Portable C++ everywhere; on an AVR with a hardware multiplier
- * the same values in a few instructions: avr-gcc at -Os calls a 32 x 16
- * library multiply and shifts in a five-step loop, which made the range
- * coder too slow to keep up with 115200 baud (bench/bench_size.py, table 4).
- * bench_size.py runs the AVR build in simavr and checks every decoded byte. */
+/* The range coder (docs/FORMAT.md, "RC"). Per bit, with prob = tree[nb]
+ * and bound = (range >> 16) * prob: bit 0 when code < bound (range = bound,
+ * prob += (65536 - prob) >> 5), else bit 1 (code -= bound, range -= bound,
+ * prob -= prob >> 5); nb = (nb << 1) | bit. Before each bit, range < 2^24
+ * takes one more input byte (twice after a bit of probability below 1/256,
+ * which left less than 2^16); that is the only place that reads input, so
+ * the only place that can run out of it and stop, to resume there. Bits 7..1
+ * of a lane byte use tree B (lane), everything else tree A (lit).
+ *
+ * Portable C++ everywhere. On an AVR with a hardware multiplier the loop is
+ * one asm block: avr-gcc 5 at -Os keeps range and code on the stack around a
+ * 32 x 16 multiply and spends ~90 cycles a bit, too slow for a whole update
+ * to keep up with 115200 baud (bench/bench_size.py, table 4b); the block
+ * spends 59 (a 0) or 64 (a 1). bench_size.py runs it in simavr and checks
+ * every decoded byte and every whole update against the packer; the tests
+ * compare the portable build with the Python reference. */
 #if defined(__AVR__) && defined(__AVR_HAVE_MUL__)
-inline uint32_t rc_bound(uint32_t range, uint16_t prob) {
-    const uint16_t hi = static_cast<uint16_t>(range >> 16);
-    uint32_t r;
-    __asm__("mul  %A1, %A2\n\t"
-            "movw %A0, r0\n\t"
-            "mul  %B1, %B2\n\t"
-            "movw %C0, r0\n\t"
-            "mul  %A1, %B2\n\t"
-            "add  %B0, r0\n\t"
-            "adc  %C0, r1\n\t"
-            "clr  r1\n\t"
-            "adc  %D0, r1\n\t"
-            "mul  %B1, %A2\n\t"
-            "add  %B0, r0\n\t"
-            "adc  %C0, r1\n\t"
-            "clr  r1\n\t"
-            "adc  %D0, r1\n\t"
-            : "=&r"(r)
-            : "r"(hi), "r"(prob));
-    return r;
-}
+/* What the asm loop reads and writes in memory (offsets fixed below). */
+struct RcIo {
+    const uint8_t* src;     /* 0: next input byte */
+    const uint8_t* src_end; /* 2 */
+    uint8_t* dst;           /* 4: next output byte */
+    uint8_t* dst_end;       /* 6 */
+    uint16_t* lit;          /* 8: tree A */
+    uint16_t* lane;         /* 10: tree B, or tree A without LANES */
+    uint8_t lane_pos;       /* 12: (offset of the byte at dst) & 3 */
+    uint8_t diff;           /* 13: add to the byte at dst */
+    uint8_t zeros;          /* 14: no input: read zeros */
+};
+static_assert(sizeof(void*) == 2u && offsetof(RcIo, lane_pos) == 12u &&
+                  offsetof(RcIo, zeros) == 14u,
+              "RcIo offsets used by the asm below");
 
-inline uint16_t shr5(uint16_t x) {
-    __asm__("swap %B0\n\t"
-            "swap %A0\n\t"
-            "andi %A0, 0x0F\n\t"
-            "eor  %A0, %B0\n\t"
-            "andi %B0, 0x0F\n\t"
-            "eor  %A0, %B0\n\t"
-            "lsr  %B0\n\t"
-            "ror  %A0\n\t"
-            : "+d"(x));
-    return x;
+/* t >>= 5 in the asm below: swap gives >> 4 on both bytes, one shift more */
+#define RC_T_SHR5                                                                          \
+    "swap %B[t]\n\t"                                                                        \
+    "swap %A[t]\n\t"                                                                        \
+    "andi %A[t], 0x0F\n\t"                                                                  \
+    "eor  %A[t], %B[t]\n\t"                                                                 \
+    "andi %B[t], 0x0F\n\t"                                                                  \
+    "eor  %A[t], %B[t]\n\t"                                                                 \
+    "lsr  %B[t]\n\t"                                                                        \
+    "ror  %A[t]\n\t"
+
+/* Decodes from node nb with tree (the tree of that node) until io->dst
+ * reaches io->dst_end (nb is then 1) or the input runs out (nb is the node
+ * to resume at). range, code and nb stay in registers; io is read per
+ * byte and per input byte only. */
+inline void rc_run(uint32_t& range, uint32_t& code, uint8_t& nb, uint16_t* tree, RcIo* io) {
+    uint16_t prob;
+    uint32_t bound;
+    uint16_t t;
+    uint16_t* p;
+    __asm__(
+        "rjmp 1f\n"
+        /* 20: range < 2^24: the next input byte, or 0 with no input, or stop */
+        "20:\n\t"
+        "movw %A[p], %A[io]\n\t"
+        "ld   %A[t], %a[p]\n\t"
+        "ldd  %B[t], %a[p]+1\n\t"
+        "ldd  %A[bound], %a[p]+2\n\t"
+        "ldd  %B[bound], %a[p]+3\n\t"
+        "cp   %A[t], %A[bound]\n\t"
+        "cpc  %B[t], %B[bound]\n\t"
+        "brne 21f\n\t"
+        "ldd  %A[prob], %a[p]+14\n\t"
+        "tst  %A[prob]\n\t"
+        "brne 22f\n\t"
+        "rjmp 99f\n"
+        "22:\n\t"
+        "clr  %A[prob]\n\t"
+        "rjmp 23f\n"
+        "21:\n\t"
+        "movw %A[p], %A[t]\n\t"
+        "ld   %A[prob], %a[p]+\n\t"
+        "movw %A[t], %A[p]\n\t"
+        "movw %A[p], %A[io]\n\t"
+        "st   %a[p], %A[t]\n\t"
+        "std  %a[p]+1, %B[t]\n"
+        "23:\n\t"
+        "mov  %D[range], %C[range]\n\t"
+        "mov  %C[range], %B[range]\n\t"
+        "mov  %B[range], %A[range]\n\t"
+        "clr  %A[range]\n\t"
+        "mov  %D[code], %C[code]\n\t"
+        "mov  %C[code], %B[code]\n\t"
+        "mov  %B[code], %A[code]\n\t"
+        "mov  %A[code], %A[prob]\n"
+        /* 1: a bit. p = tree + nb (r1 is zero), prob = *p; bound =
+         * hi16(range) * prob in four 8 x 8 products (r1 zeroed after the
+         * last); compare; t = 65536 - prob or prob, shifted right by 5
+         * (swap: >> 4 on both bytes, then one more); *p updated; nb shifted
+         * with the bit, the carry out of it is the old bit 7: byte done */
+        "1:\n\t"
+        "tst  %D[range]\n\t"
+        "breq 20b\n\t"
+        "movw %A[p], %A[tree]\n\t"
+        "add  %A[p], %[nb]\n\t"
+        "adc  %B[p], r1\n\t"
+        "add  %A[p], %[nb]\n\t"
+        "adc  %B[p], r1\n\t"
+        "ld   %A[prob], %a[p]\n\t"
+        "ldd  %B[prob], %a[p]+1\n\t"
+        "mul  %C[range], %A[prob]\n\t"
+        "movw %A[bound], r0\n\t"
+        "mul  %D[range], %B[prob]\n\t"
+        "movw %C[bound], r0\n\t"
+        "mul  %C[range], %B[prob]\n\t"
+        "add  %B[bound], r0\n\t"
+        "adc  %C[bound], r1\n\t"
+        "clr  r1\n\t"
+        "adc  %D[bound], r1\n\t"
+        "mul  %D[range], %A[prob]\n\t"
+        "add  %B[bound], r0\n\t"
+        "adc  %C[bound], r1\n\t"
+        "clr  r1\n\t"
+        "adc  %D[bound], r1\n\t"
+        "cp   %A[code], %A[bound]\n\t"
+        "cpc  %B[code], %B[bound]\n\t"
+        "cpc  %C[code], %C[bound]\n\t"
+        "cpc  %D[code], %D[bound]\n\t"
+        "brsh 3f\n\t"
+        "movw %A[range], %A[bound]\n\t"
+        "movw %C[range], %C[bound]\n\t"
+        "clr  %A[t]\n\t"
+        "clr  %B[t]\n\t"
+        "sub  %A[t], %A[prob]\n\t"
+        "sbc  %B[t], %B[prob]\n\t"
+        RC_T_SHR5
+        "add  %A[prob], %A[t]\n\t"
+        "adc  %B[prob], %B[t]\n\t"
+        "st   %a[p], %A[prob]\n\t"
+        "std  %a[p]+1, %B[prob]\n\t"
+        "lsl  %[nb]\n\t"
+        "brcs 7f\n\t"
+        "sbrs %[nb], 7\n\t"
+        "rjmp 1b\n\t"
+        "rjmp 6f\n"
+        "3:\n\t"
+        "sub  %A[code], %A[bound]\n\t"
+        "sbc  %B[code], %B[bound]\n\t"
+        "sbc  %C[code], %C[bound]\n\t"
+        "sbc  %D[code], %D[bound]\n\t"
+        "sub  %A[range], %A[bound]\n\t"
+        "sbc  %B[range], %B[bound]\n\t"
+        "sbc  %C[range], %C[bound]\n\t"
+        "sbc  %D[range], %D[bound]\n\t"
+        "movw %A[t], %A[prob]\n\t"
+        RC_T_SHR5
+        "sub  %A[prob], %A[t]\n\t"
+        "sbc  %B[prob], %B[t]\n\t"
+        "st   %a[p], %A[prob]\n\t"
+        "std  %a[p]+1, %B[prob]\n\t"
+        "sec\n\t"
+        "rol  %[nb]\n"
+        "brcs 7f\n\t"
+        "sbrs %[nb], 7\n\t"
+        "rjmp 1b\n"
+        "6:\n\t"
+        "movw %A[p], %A[io]\n\t" /* bit 0 of the byte is next: tree A */
+        "ldd  %A[tree], %a[p]+8\n\t"
+        "ldd  %B[tree], %a[p]+9\n\t"
+        "rjmp 1b\n"
+        /* 7: nb is the byte: store it (added to the base with DIFF), stop
+         * at dst_end, else the next byte's tree and node 1 */
+        "7:\n\t"
+        "movw %A[p], %A[io]\n\t"
+        "ldd  %A[t], %a[p]+4\n\t"
+        "ldd  %B[t], %a[p]+5\n\t"
+        "ldd  %A[bound], %a[p]+6\n\t"
+        "ldd  %B[bound], %a[p]+7\n\t"
+        "ldd  %C[bound], %a[p]+13\n\t"
+        "ldd  %D[bound], %a[p]+12\n\t"
+        "movw %A[p], %A[t]\n\t"
+        "tst  %C[bound]\n\t"
+        "breq 8f\n\t"
+        "ld   %A[prob], %a[p]\n\t"
+        "add  %[nb], %A[prob]\n"
+        "8:\n\t"
+        "st   %a[p]+, %[nb]\n\t"
+        "movw %A[t], %A[p]\n\t"
+        "movw %A[p], %A[io]\n\t"
+        "std  %a[p]+4, %A[t]\n\t"
+        "std  %a[p]+5, %B[t]\n\t"
+        "clr  %[nb]\n\t"
+        "inc  %[nb]\n\t"
+        "cp   %A[t], %A[bound]\n\t"
+        "cpc  %B[t], %B[bound]\n\t"
+        "breq 99f\n\t"
+        "mov  %A[t], %D[bound]\n\t"
+        "inc  %A[t]\n\t"
+        "andi %A[t], 3\n\t"
+        "std  %a[p]+12, %A[t]\n\t"
+        "ldd  %A[tree], %a[p]+8\n\t"
+        "ldd  %B[tree], %a[p]+9\n\t"
+        "cpi  %A[t], 3\n\t"
+        "breq 9f\n\t"
+        "rjmp 1b\n"
+        "9:\n\t"
+        "ldd  %A[tree], %a[p]+10\n\t"
+        "ldd  %B[tree], %a[p]+11\n\t"
+        "rjmp 1b\n"
+        "99:"
+        : [range] "+r"(range), [code] "+r"(code), [nb] "+r"(nb), [tree] "+r"(tree),
+          [prob] "=&r"(prob), [bound] "=&r"(bound), [t] "=&d"(t), [p] "=&z"(p)
+        : [io] "r"(io)
+        : "memory");
 }
+#undef RC_T_SHR5
 #else
-inline uint32_t rc_bound(uint32_t range, uint16_t prob) {
-    return static_cast<uint32_t>(static_cast<uint16_t>(range >> 16)) * prob;
+/* One bit from *p, range normalized. */
+inline uint_fast8_t rc_bit(uint32_t& range, uint32_t& code, uint16_t* p) {
+    const uint16_t prob = *p;
+    const uint32_t bound = static_cast<uint32_t>(static_cast<uint16_t>(range >> 16)) * prob;
+    if (code < bound) {
+        range = bound;
+        /* 0 - prob is 65536 - prob in 16 bits (prob > 0) */
+        *p = static_cast<uint16_t>(prob +
+                                   (static_cast<uint16_t>(0u - prob) >> MODELOTA_RC_MOVE_BITS));
+        return 0;
+    }
+    code -= bound;
+    range -= bound;
+    *p = static_cast<uint16_t>(prob - (prob >> MODELOTA_RC_MOVE_BITS));
+    return 1;
 }
-
-inline uint16_t shr5(uint16_t x) { return static_cast<uint16_t>(x >> MODELOTA_RC_MOVE_BITS); }
 #endif
-static_assert(MODELOTA_RC_MOVE_BITS == 5u, "shr5 moves a probability by 1/32");
+static_assert(MODELOTA_RC_MOVE_BITS == 5u, "the AVR loop moves a probability by 1/32");
 
-/* The RC inner loop, kept free of 32-bit work that an 8-bit CPU would pay
- * per bit: node is 16 bits, output and input are walked with pointers, the
- * lane is tracked per byte, the normalization tests one byte. */
+/* The portable loop is kept free of 32-bit work that an 8-bit CPU would pay
+ * per bit: the node is a byte (1..255), the tree is picked per byte and
+ * switched to tree A before bit 0, output and input are walked with
+ * pointers, the normalization tests one byte. */
 uint32_t decode_rc(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* out,
                    uint32_t from, uint32_t to) {
     const uint8_t* src = in;
-    const uint8_t* src_end = in != NULL ? in + n : NULL;
+    const uint8_t* const src_end = in != NULL ? in + n : NULL;
     while (d->phase > 0) { /* the first four bytes of a chunk fill `code` */
         uint8_t b = 0;
         if (in != NULL) {
@@ -265,24 +446,39 @@ uint32_t decode_rc(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* 
     }
     uint32_t range = d->range;
     uint32_t code = d->code;
-    uint16_t node = d->node;
-    const bool diff = (d->enc & MODELOTA_ENC_DIFF) != 0;
-    const bool lanes = (d->enc & MODELOTA_ENC_LANES) != 0;
+    uint16_t* const lit = d->lit;
+    uint16_t* const lane = (d->enc & MODELOTA_ENC_LANES) != 0 ? d->lane : lit;
     uint8_t* dst = out + (d->out - from);
     uint8_t* const dst_end = out + (to - from);
     uint8_t lane_pos = static_cast<uint8_t>((d->offset + d->out) & 3u);
+#if defined(__AVR__) && defined(__AVR_HAVE_MUL__)
+    uint8_t nb = static_cast<uint8_t>(d->node);
+    uint16_t* const tree = nb < MODELOTA_RC_LANE_NODES && lane_pos == 3u ? lane : lit;
+    RcIo io;
+    io.src = src;
+    io.src_end = src_end;
+    io.dst = dst;
+    io.dst_end = dst_end;
+    io.lit = lit;
+    io.lane = lane;
+    io.lane_pos = lane_pos;
+    io.diff = (d->enc & MODELOTA_ENC_DIFF) != 0 ? 1u : 0u;
+    io.zeros = in == NULL ? 1u : 0u;
+    rc_run(range, code, nb, tree, &io);
+    src = io.src;
+    dst = io.dst;
+#else
+    const bool diff = (d->enc & MODELOTA_ENC_DIFF) != 0;
+    uint_fast8_t nb = static_cast<uint_fast8_t>(d->node);
     /* eight bits per output byte; each takes at most two input bytes. The
      * tree node fits a byte until the last bit (1..255): 8-bit work on an
      * 8-bit CPU (uint_fast8_t: a register on a 32-bit one); the last bit
      * makes the output byte instead of a node */
     while (dst != dst_end) {
-        uint16_t* const tree_b = lanes && lane_pos == 3u ? d->lane : d->lit;
-        uint_fast8_t nb = static_cast<uint_fast8_t>(node);
+        uint16_t* const tree_b = lane_pos == 3u ? lane : lit;
         uint8_t v;
         for (;;) {
-            uint16_t* p = (nb < MODELOTA_RC_LANE_NODES ? tree_b : d->lit) + nb;
-            /* range < 2^24: one more input byte; twice after a bit of
-             * probability below 1/256, which left less than 2^16 */
+            uint16_t* p = (nb < MODELOTA_RC_LANE_NODES ? tree_b : lit) + nb;
             while (static_cast<uint8_t>(range >> 24) == 0) {
                 uint8_t b = 0;
                 if (in != NULL) {
@@ -298,21 +494,8 @@ uint32_t decode_rc(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* 
                 range <<= 8;
                 code = (code << 8) | b;
             }
-            const uint16_t prob = *p;
-            const uint32_t bound = rc_bound(range, prob);
-            uint_fast8_t bit;
-            if (code < bound) {
-                range = bound;
-                /* 0 - prob is 65536 - prob in 16 bits (prob > 0) */
-                *p = static_cast<uint16_t>(prob + shr5(static_cast<uint16_t>(0u - prob)));
-                bit = 0;
-            } else {
-                code -= bound;
-                range -= bound;
-                *p = static_cast<uint16_t>(prob - shr5(prob));
-                bit = 1;
-            }
-            if (nb >= MODELOTA_RC_LANE_NODES) { /* the eighth bit */
+            const uint_fast8_t bit = rc_bit(range, code, p);
+            if (nb >= MODELOTA_RC_LANE_NODES) { /* bit 0 of the byte */
                 v = static_cast<uint8_t>((nb << 1) | bit);
                 break;
             }
@@ -321,11 +504,12 @@ uint32_t decode_rc(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* 
         *dst = diff ? static_cast<uint8_t>(*dst + v) : v;
         ++dst;
         lane_pos = static_cast<uint8_t>((lane_pos + 1u) & 3u);
-        node = 1;
+        nb = 1;
     }
+#endif
     d->range = range;
     d->code = code;
-    d->node = node;
+    d->node = static_cast<uint16_t>(nb);
     d->out = static_cast<uint32_t>(dst - out) + from;
     return static_cast<uint32_t>(src - in);
 }
