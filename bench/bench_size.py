@@ -61,7 +61,7 @@ except ImportError:  # run from a checkout without installing
 
 import trained_models  # noqa: E402
 from bench_crypto import table  # noqa: E402
-from size_floor import Floor, delta_floor  # noqa: E402
+from size_floor import Floor, delta_floor, predicted_scales_size  # noqa: E402
 
 from modelota.format.payload import Device, Payload, apply_reference  # noqa: E402
 from modelota.models.tflite import pack_tflite  # noqa: E402
@@ -119,6 +119,7 @@ class Sizes:
     tmd: int | str
     by_encoding: dict[str, int] = field(default_factory=dict)
     floor: Floor | None = None  # of the delta (size_floor.py)
+    predicted: int | None = None  # the delta with predicted scales, estimated (int8 pairs)
 
 
 def check_applies(payload: Payload, old: bytes, new: bytes, what: str) -> None:
@@ -159,6 +160,7 @@ def measure(pair: trained_models.Pair, tmp: Path) -> Sizes:
         pair.name, len(r1f), len(v2f.encode()), len(r1d), len(v2d.encode()),
         xz(r1f), zl(r1f), xz(r1d), zl(r1d), tinymldelta(pair.old, pair.new, tmp), by_enc,
         delta_floor(pair.old, pair.new, v2d),
+        predicted_scales_size(pair.old, pair.new) if pair.name.endswith("int8") else None,
     )  # fmt: skip
 
 
@@ -222,19 +224,28 @@ def floor_table(results: list[Sizes]) -> None:
             continue
         f = r.floor
         adaptive, without = f.total(True), f.total(True, without_bias=True)
+        pred = r.predicted
         rows.append([r.name, r.v2_delta, int(TMD_GOAL * r.tmd), f.framing,
                      f"{f.total(False):.0f}", f"{adaptive:.0f}", f"{without:.0f}",
-                     f"{adaptive / r.tmd:.3f}", f"{without / r.tmd:.3f}"])  # fmt: skip
+                     f"{adaptive / r.tmd:.3f}", f"{without / r.tmd:.3f}",
+                     "-" if pred is None else f"{pred} ({pred / r.tmd:.3f})"])  # fmt: skip
     if not rows:
         return
     table("2b. The misses against their order-0 floors (bytes, size_floor.py): every changed"
           " field's byte lanes at their entropy (static) or under the KT learner (adaptive),"
           " plus v2's framing",
           ["pair", "v2", "goal", "framing", "static floor", "adaptive floor",
-           "w/o bias scales", "adaptive / TMD", "w/o bias scales / TMD"], rows)  # fmt: skip
+           "w/o bias scales", "adaptive / TMD", "w/o bias scales / TMD",
+           "predicted scales (/ TMD)"], rows)  # fmt: skip
     print("   w/o bias scales: the adaptive floor less the bias scale vectors that are, bit for"
           " bit, the float32 product of the input scale and the weights' scales (no information"
           " of their own; v2 codes them as numbers)")
+    print("   predicted scales: v2's delta if a chunk could predict one vector of each such pair"
+          " from the other's new bytes (estimated; an encoding v2 does not have)")
+    gains = [1 - r.predicted / r.v2_delta for r in results if r.predicted is not None]
+    if gains:
+        print(f"   predicted scales on all {len(gains)} int8 deltas: {100 * min(gains):.1f}% to"
+              f" {100 * max(gains):.1f}% smaller than v2")
 
 
 ABLATIONS = {

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modelota.format.payload import Payload
+from modelota.format.payload import Payload, pack
 from modelota.models.tflite import TensorInfo, read_tflite, rebase
 
 ELEMENT = {"INT8": 1, "UINT8": 1, "BOOL": 1, "INT16": 2, "FLOAT16": 2, "INT32": 4,
            "FLOAT32": 4, "UINT32": 4, "INT64": 8, "FLOAT64": 8}  # fmt: skip
-OPS_WITH_BIAS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
+OPS_WITH_BIAS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
 
 
 def entropy_bytes(values: np.ndarray) -> float:
@@ -77,30 +77,62 @@ def fields(t: TensorInfo) -> list[tuple[int, int, int]]:
     return out
 
 
-def exact_bias_scales(model_bytes: bytes) -> set[tuple[int, int]]:
-    """(offset, length) of the bias scale vectors equal, bit for bit, to the
-    float32 product of the op's input scale and its weights' scales."""
+def bias_scale_pairs(model_bytes: bytes) -> list[tuple[float, int, int, int]]:
+    """(input scale, weights' scales offset, bias scales offset, vector bytes)
+    of every op whose bias scales equal, bit for bit, the float32 product of
+    the input scale and the weights' per-channel scales."""
     m = read_tflite(model_bytes)
 
-    def scales(t: TensorInfo) -> np.ndarray | None:
+    def scales(t: TensorInfo) -> tuple[int, np.ndarray] | None:
         q = t.quantization
         if q is None or q.scale_offset is None or q.scale_length == 0:
             return None
-        return np.frombuffer(model_bytes, np.float32, q.scale_length // 4, q.scale_offset)
+        n = q.scale_length // 4
+        return q.scale_offset, np.frombuffer(model_bytes, np.float32, n, q.scale_offset)
 
-    found = set()
-    for op in m.operators:
+    found = []
+    for op in m.operators:  # inputs (input, weights, bias) for these three
         if op.op not in OPS_WITH_BIAS or len(op.inputs) < 3 or min(op.inputs[:3]) < 0:
             continue
-        x, w, b = (m.tensor(op.subgraph, i) for i in op.inputs[:3])
-        sx, sw, sb = scales(x), scales(w), scales(b)
-        if sx is None or sw is None or sb is None or sx.size != 1 or sb.size != sw.size:
+        x, w, b = (scales(m.tensor(op.subgraph, i)) for i in op.inputs[:3])
+        if x is None or w is None or b is None or x[1].size != 1 or b[1].size != w[1].size:
             continue
-        if np.array_equal((sw * sx[0]).astype(np.float32).view(np.uint32), sb.view(np.uint32)):
-            q = b.quantization
-            assert q is not None and q.scale_offset is not None
-            found.add((q.scale_offset, q.scale_length))
+        product = (w[1] * x[1][0]).astype(np.float32)
+        if np.array_equal(product.view(np.uint32), b[1].view(np.uint32)):
+            found.append((float(x[1][0]), w[0], b[0], b[1].size * 4))
     return found
+
+
+def exact_bias_scales(model_bytes: bytes) -> set[tuple[int, int]]:
+    """(offset, length) of the bias scale vectors :func:`bias_scale_pairs` finds."""
+    return {(b, n) for _, _, b, n in bias_scale_pairs(model_bytes)}
+
+
+PREDICTION_HEAD = 6  # what a predicted vector would add: the input scale, a source distance
+
+
+def predicted_scales_size(old_bytes: bytes, new_bytes: bytes) -> int:
+    """Estimated size of the v2 delta if a chunk could predict, of each pair
+    of scale vectors bias_scale_pairs finds, the one later in the file from
+    the earlier one's new bytes (bias = input x weights, or weights = bias /
+    input), carrying only the difference: the delta packed against a base
+    holding those predictions, plus PREDICTION_HEAD bytes per vector. An
+    estimate for an encoding v2 does not have (docs/FORMAT.md)."""
+    old_m = read_tflite(old_bytes)
+    target = rebase(old_m, read_tflite(new_bytes))
+    base = bytearray(old_bytes)
+    predicted = 0
+    for sx, w, b, n in bias_scale_pairs(target):
+        sw = np.frombuffer(target, np.float32, n // 4, w)
+        sb = np.frombuffer(target, np.float32, n // 4, b)
+        x = np.float32(sx)
+        at, guess = (w, sb / x) if b < w else (b, sw * x)
+        if old_bytes[at : at + n] != target[at : at + n]:  # only vectors the delta rewrites
+            base[at : at + n] = guess.astype(np.float32).tobytes()
+            predicted += 1
+    payload = pack(target, fingerprint=old_m.fingerprint(), version=2, base=bytes(base),
+                   base_version=1, chunk_size=1024)  # fmt: skip
+    return len(payload.encode()) + PREDICTION_HEAD * predicted
 
 
 @dataclass
