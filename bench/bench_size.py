@@ -22,8 +22,9 @@ Tables printed (docs/BENCHMARKS.md explains them and quotes a run):
    the goals: v2 delta <= 0.9x TinyMLDelta, v2 <= 1.05x xz -9 of v1;
 2b. the pairs that miss the TinyMLDelta goal against their order-0 floors
    (size_floor.py: each changed field's byte lanes at their entropy, given or
-   learnt, plus framing; and without the bias scales TFLite writes as exact
-   products of other scales);
+   learnt, plus framing; without the bias scales TFLite writes as exact
+   products of other scales; and the delta an encoding predicting those
+   would give, estimated);
 3. v2 bytes by chunk encoding over all pairs;
 4. decoding cost on the Cortex-M4 (QEMU mps2-an386, -icount: instructions
    per output byte) and the ATmega2560 (simavr, cycle accurate: cycles per
