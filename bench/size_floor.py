@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modelota.format.payload import Payload, pack
+from modelota.format.payload import Payload, _entropy, pack
 from modelota.models.tflite import TensorInfo, read_tflite, rebase
 
 ELEMENT = {"INT8": 1, "UINT8": 1, "BOOL": 1, "INT16": 2, "FLOAT16": 2, "INT32": 4,
@@ -36,12 +36,8 @@ OPS_WITH_BIAS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
 
 
 def entropy_bytes(values: np.ndarray) -> float:
-    """Order-0 entropy of uint8 ``values``, in bytes."""
-    if values.size == 0:
-        return 0.0
-    counts = np.bincount(values, minlength=256)
-    p = counts[counts > 0] / values.size
-    return float(-(p * np.log2(p)).sum() * values.size / 8)
+    """Order-0 entropy of uint8 ``values``, in bytes (the packer's own measure)."""
+    return _entropy(values.tobytes())
 
 
 def adaptive_bytes(values: np.ndarray) -> float:

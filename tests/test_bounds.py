@@ -441,7 +441,13 @@ def stream2(specs: list[Chunk2Spec], **fields: object) -> tuple[bytes, bytes, li
                max_chunk=max((c.length for c in specs), default=0),
                digest=struct.pack("<I", crc32(bytes(final))) + bytes(28),
                format_version=FORMAT_V2)  # fmt: skip
-    h = replace(h, **fields)  # type: ignore[arg-type]
+    payload, heads = encode2(replace(h, **fields), specs)  # type: ignore[arg-type]
+    return payload, bytes(final), heads
+
+
+def encode2(h: Header, specs: list[Chunk2Spec]) -> tuple[bytes, list[int]]:
+    """Header and chunks on the wire, each chunk's CRC chained from the one
+    before (chunk 0: the header CRC), and the position after each head."""
     out = bytearray(h.encode())
     seed = h.crc
     heads = []
@@ -455,7 +461,7 @@ def stream2(specs: list[Chunk2Spec], **fields: object) -> tuple[bytes, bytes, li
         heads.append(len(out))
         seed = crc32(c.body, crc32(head, seed))
         out += c.body + struct.pack("<I", seed)
-    return bytes(out), bytes(final), heads
+    return bytes(out), heads
 
 
 def applied2(specs: list[Chunk2Spec], **fields: object) -> None:
@@ -784,13 +790,8 @@ def store_log_case_v2(
                data_size=sum(c.length for c in specs), chunk_count=len(specs), segment_count=0,
                max_chunk=max(c.length for c in specs), digest=bytes(32),
                format_version=FORMAT_V2)  # fmt: skip
-    out = bytearray(h.encode())
-    seed = h.crc
-    for c in specs:
-        head = c.raw_head or bytes([c.enc]) + codec.varint(c.gap) + codec.varint(c.length)
-        seed = crc32(c.body, crc32(head, seed))
-        out += head + c.body + struct.pack("<I", seed)
-    assert begin(st) == Status.Ok and log(st, bytes(out)) == Status.Ok
+    payload, _ = encode2(h, specs)
+    assert begin(st) == Status.Ok and log(st, payload) == Status.Ok
     return st, old, commit(st, 2)
 
 
