@@ -62,7 +62,7 @@ def test_updater_state_fits_the_ram_budget() -> None:
     size = ffi.sizeof("modelota_updater")
     decoder = ffi.sizeof("modelota_decoder")
     print(f"sizeof(modelota_updater) on this host: {size} bytes ({decoder} of them the decoder)")
-    assert size - decoder <= 256  # MODELOTA_MAX_UPDATER_BYTES
+    assert size - decoder <= 320  # MODELOTA_MAX_UPDATER_BYTES
     assert decoder <= 1024  # MODELOTA_MAX_DECODER_BYTES: what decoding v2 costs beyond the buffer
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from modelota import Status
 from modelota.format import codec
-from modelota.format.payload import Chunk2, Header, pack
+from modelota.format.payload import Chunk2, Header, Pred, pack
 from modelota.sim.native import Updater
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "FORMAT.md").read_text()
@@ -80,6 +80,17 @@ def walk_rows(rows: list[list[str]], raw: bytes, known: dict[str, int]) -> dict[
     out: dict[str, object] = {}
     pos = 0
     for _, size, name, _ in rows:
+        if size.endswith("varints") or "varints +" in size:  # e.g. "2 varints", "3 varints + 4"
+            names = [x.strip(" `") for x in name.split(",")]
+            count = int(size.split()[0])
+            for sub in names[:count]:
+                value, pos, ok = codec.read_varint(raw, pos)
+                assert ok and value is not None, sub
+                out[sub] = value
+            for sub in names[count:]:
+                out[sub] = raw[pos : pos + int(size.split("+")[1])]
+                pos += int(size.split("+")[1])
+            continue
         name = name.strip("`")
         if size == "varint":
             value, pos, ok = codec.read_varint(raw, pos)
@@ -137,11 +148,18 @@ def test_v2_header_table_matches_the_packer() -> None:
 
 def test_v2_chunk_table_matches_the_packer() -> None:
     rows = doc_rows("### Chunk (v2)")
-    assert [r[2].strip("`") for r in rows] == ["enc", "gap", "length", "size", "data", "crc"]
-    c = Chunk2(offset=70, length=300, enc=codec.RUNS, body=codec.runs_encode(bytes(300)), gap=20)
+    assert [r[2].strip("`") for r in rows] == [
+        "enc", "gap", "length", "size", "keep_start`, `keep_len",
+        "pred_start`, `pred_count`, `pred_back`, `divisor", "data", "crc"]  # fmt: skip
+    enc = codec.RUNS | codec.KEEP | codec.PRED  # every optional field present
+    pred = Pred(start=8, count=5, back=300, divisor=0x3C010204)
+    c = Chunk2(offset=70, length=300, enc=enc, body=codec.runs_encode(bytes(300)), gap=20,
+               keep=(130, 170), pred=pred)  # fmt: skip
     raw = c.encode(0x12345678)
-    got = walk_rows(rows, raw, {"enc": codec.RUNS, "gap": 20, "length": 300,
-                                "size": len(c.body), "data": c.body})  # fmt: skip
+    got = walk_rows(rows, raw, {"enc": enc, "gap": 20, "length": 300, "size": len(c.body),
+                                "keep_start": 130, "keep_len": 170, "pred_start": 8,
+                                "pred_count": 5, "pred_back": 300,
+                                "divisor": struct.pack("<I", pred.divisor), "data": c.body})  # fmt: skip
     assert got["crc"] == struct.pack("<I", zlib.crc32(raw[:-4], 0x12345678))
 
 

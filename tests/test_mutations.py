@@ -359,8 +359,9 @@ def test_v2_chunk_encodings_a_device_cannot_take_are_bad_chunks() -> None:
     p = case.payload()
     first = p.chunks[0]
     assert isinstance(first, Chunk2)
-    for enc, body in ((0x10, first.body), (0x03, first.body), (codec.RAW | codec.DIFF, first.body),
-                      (codec.RUNS | codec.LANES, b"\x00"), (codec.RUNS, first.body)):  # fmt: skip
+    for enc, body in ((0x40, first.body), (0x80, first.body), (0x03, first.body),
+                      (codec.RAW | codec.DIFF, first.body), (codec.RUNS | codec.LANES, b"\x00"),
+                      (codec.RUNS, first.body)):  # fmt: skip
         bad = Chunk2(first.offset, first.length, enc, body, first.gap)
         check_refused(case, reforge(p, p.header, (bad, *p.chunks[1:])), {Status.BadChunk})
 

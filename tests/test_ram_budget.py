@@ -6,7 +6,7 @@ with the real compiler for each target (``avr-g++ -mmcu=atmega2560``, the host
 ``g++``) and the objects' sizes are read from the symbol table with ``nm -S``,
 so the numbers are what the compiler lays out, not sums computed by hand. The
 lent chunk buffer is the caller's and is not counted. Budgets: the Updater
-without its v2 chunk decoder 256 bytes (MODELOTA_MAX_UPDATER_BYTES), the
+without its v2 chunk decoder 320 bytes (MODELOTA_MAX_UPDATER_BYTES), the
 decoder 1 KiB (MODELOTA_MAX_DECODER_BYTES: what decoding compressed chunks
 costs beyond the chunk buffer).
 
@@ -24,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE_LIB = ROOT / "firmware_lib"
-BUDGET = 256  # bytes; MODELOTA_MAX_UPDATER_BYTES's default
+BUDGET = 320  # bytes; MODELOTA_MAX_UPDATER_BYTES's default
 DECODER_BUDGET = 1024  # bytes; MODELOTA_MAX_DECODER_BYTES's default
 
 PROBE = """\

@@ -78,7 +78,7 @@
  * MODELOTA_MAX_DECODER_BYTES caps), checked with static_assert. The caller
  * lends the chunk buffer separately. */
 #ifndef MODELOTA_MAX_UPDATER_BYTES
-#define MODELOTA_MAX_UPDATER_BYTES 256
+#define MODELOTA_MAX_UPDATER_BYTES 320
 #endif
 
 /* Hard cap on the v2 chunk decoder's state (modelota_decoder, inside the

@@ -7,7 +7,7 @@
 
 static_assert(MODELOTA_RC_LIT_NODES == 256u, "tree A covers all eight bits of a byte");
 static_assert(MODELOTA_RC_LANE_NODES == 128u, "tree B covers bits 7..1 of a lane byte");
-static_assert(MODELOTA_V2_MAX_CHUNK_HEAD <= 16u, "a v2 chunk head fits the Updater's field");
+static_assert(MODELOTA_V2_MAX_CHUNK_HEAD <= 48u, "a v2 chunk head fits the Updater's field");
 static_assert(MODELOTA_RC_PROB_BITS == 16u, "16-bit probabilities: bound = (range >> 16) * p");
 
 namespace {
@@ -555,8 +555,12 @@ int modelota_chunk_head_parse(const uint8_t* f, uint32_t n, int delta, modelota_
         ((enc & MODELOTA_ENC_LANES) != 0 && method != MODELOTA_ENC_RC)) {
         return MODELOTA_BAD_CHUNK;
     }
-    uint32_t v[3] = {0, 0, 0};
-    uint32_t count = method == MODELOTA_ENC_RAW ? 2u : 3u;
+    /* gap, length, [size], [keep start, keep length], [pred start, count, back] */
+    uint32_t v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const uint32_t base = method == MODELOTA_ENC_RAW ? 2u : 3u;
+    const uint32_t keep = (enc & MODELOTA_ENC_KEEP) != 0 ? 2u : 0u;
+    const bool pred = (enc & MODELOTA_ENC_PRED) != 0;
+    const uint32_t count = base + keep + (pred ? 3u : 0u);
     uint32_t pos = 1;
     for (uint32_t i = 0; i < count; ++i) {
         uint32_t used = 0;
@@ -569,12 +573,104 @@ int modelota_chunk_head_parse(const uint8_t* f, uint32_t n, int delta, modelota_
         }
         pos += used;
     }
+    memset(out, 0, sizeof(*out));
+    if (pred) {
+        if (n - pos < 4u) {
+            return 0; /* the divisor's bytes */
+        }
+        out->pred_start = v[base + keep];
+        out->pred_count = v[base + keep + 1u];
+        out->pred_back = v[base + keep + 2u];
+        out->pred_divisor = modelota_load_u32le(f + pos);
+        pos += 4u;
+    }
+    if (keep != 0) {
+        out->keep_start = v[base];
+        out->keep_len = v[base + 1u];
+    }
     out->enc = enc;
     out->gap = v[0];
     out->length = v[1];
     out->size = method == MODELOTA_ENC_RAW ? v[1] : v[2];
     out->head_len = pos;
     return 1;
+}
+
+int modelota_chunk_refs_check(const modelota_chunk_head* h, uint32_t offset, uint32_t max_chunk,
+                              uint32_t kept_off, uint32_t kept_len) {
+    const uint32_t len = h->length;
+    if ((h->enc & MODELOTA_ENC_KEEP) != 0 &&
+        (h->keep_len == 0 || h->keep_start > len || h->keep_len > len - h->keep_start)) {
+        return MODELOTA_BAD_CHUNK;
+    }
+    if (kept_len != 0 && (kept_len > max_chunk || len > max_chunk - kept_len)) {
+        return MODELOTA_BAD_CHUNK; /* the kept bytes share the buffer with this chunk */
+    }
+    if ((h->enc & MODELOTA_ENC_PRED) == 0) {
+        return MODELOTA_OK;
+    }
+    const uint32_t n = h->pred_count;
+    if (n == 0 || h->pred_start > len || n > (len - h->pred_start) / 4u) {
+        return MODELOTA_BAD_CHUNK;
+    }
+    const uint32_t target = offset + h->pred_start; /* offset + len fits: checked before */
+    if (h->pred_back < 4u * n || h->pred_back > target) {
+        return MODELOTA_BAD_CHUNK; /* source overlapping the target, or before the region */
+    }
+    const uint32_t src = target - h->pred_back;
+    if (src >= offset) {
+        return MODELOTA_OK; /* earlier in this chunk */
+    }
+    if (kept_len != 0 && src >= kept_off && src - kept_off <= kept_len &&
+        4u * n <= kept_len - (src - kept_off)) {
+        return MODELOTA_OK; /* in the kept range */
+    }
+    return MODELOTA_BAD_CHUNK;
+}
+
+uint32_t modelota_fdiv(uint32_t a, uint32_t d) {
+    const uint32_t ea = (a >> 23) & 0xFFu;
+    const uint32_t ed = (d >> 23) & 0xFFu;
+    if (ea == 0 || ea == 0xFFu || ed == 0 || ed == 0xFFu) {
+        return 0;
+    }
+    uint32_t ma = (a & 0x7FFFFFu) | 0x800000u;
+    const uint32_t md = (d & 0x7FFFFFu) | 0x800000u;
+    int32_t e = static_cast<int32_t>(ea) - static_cast<int32_t>(ed) + 127;
+    if (ma < md) {
+        ma <<= 1;
+        e -= 1;
+    }
+    uint32_t q = 0;
+    uint32_t r = ma; /* below 2 * md < 2^25 throughout */
+    for (uint8_t i = 0; i < 24u; ++i) {
+        q <<= 1;
+        if (r >= md) {
+            r -= md;
+            q |= 1u;
+        }
+        r <<= 1;
+    }
+    if (r > md || (r == md && (q & 1u) != 0)) { /* r: twice the remainder */
+        q += 1u;
+        if (q == 0x1000000u) {
+            q = 0x800000u;
+            e += 1;
+        }
+    }
+    if (e <= 0 || e >= 0xFF) {
+        return 0;
+    }
+    return ((a ^ d) & 0x80000000u) | (static_cast<uint32_t>(e) << 23) | (q & 0x7FFFFFu);
+}
+
+void modelota_predict_add(uint8_t* out, const uint8_t* src, uint32_t count, uint32_t divisor) {
+    for (uint32_t k = 0; k < count; ++k) {
+        uint32_t q = modelota_fdiv(modelota_load_u32le(src + 4u * k), divisor);
+        for (uint8_t j = 0; j < 4u; ++j) {
+            out[4u * k + j] = static_cast<uint8_t>(out[4u * k + j] + (q >> (8u * j)));
+        }
+    }
 }
 
 void modelota_decoder_reset(modelota_decoder* d) {

@@ -67,6 +67,12 @@ typedef struct modelota_chunk_head {
     uint32_t length; /* decoded bytes */
     uint32_t size;   /* encoded bytes (RAW: length) */
     uint32_t head_len;
+    uint32_t keep_start;   /* KEEP: bytes of the chunk kept, from this one */
+    uint32_t keep_len;
+    uint32_t pred_start;   /* PRED: first predicted byte in the chunk */
+    uint32_t pred_count;   /* float32 values predicted */
+    uint32_t pred_back;    /* their source starts this many bytes before them */
+    uint32_t pred_divisor; /* float32 bits the source values are divided by */
     uint8_t enc;
 } modelota_chunk_head;
 
@@ -74,6 +80,17 @@ typedef struct modelota_chunk_head {
  * 0 when more bytes are needed, MODELOTA_BAD_CHUNK on an unknown encoding,
  * DIFF outside a delta, LANES without RC or a malformed varint. */
 int modelota_chunk_head_parse(const uint8_t* f, uint32_t n, int delta, modelota_chunk_head* out);
+/* The KEEP and PRED rules of a whole head for a chunk at region `offset`,
+ * with `kept_len` bytes from region offset `kept_off` still kept (0: none):
+ * MODELOTA_OK or MODELOTA_BAD_CHUNK (docs/FORMAT.md, "KEEP and PRED"). */
+int modelota_chunk_refs_check(const modelota_chunk_head* h, uint32_t offset, uint32_t max_chunk,
+                              uint32_t kept_off, uint32_t kept_len);
+/* float32 a / d on bit patterns, rounded to nearest even, in integer
+ * arithmetic: 0 unless a, d and the quotient are normal finite numbers. */
+uint32_t modelota_fdiv(uint32_t a, uint32_t d);
+/* PRED: adds to out[0..4*count) the prediction of `count` little-endian
+ * float32 values: each of src[] divided by `divisor`, little-endian. */
+void modelota_predict_add(uint8_t* out, const uint8_t* src, uint32_t count, uint32_t divisor);
 
 /* Chunk decoder state. The probabilities live for a whole payload
  * (modelota_decoder_reset at its start); the rest is per chunk. */

@@ -73,9 +73,11 @@ typedef struct modelota_header_layout {
 #define MODELOTA_V2_MIN_HEADER_LEN 37u /* 1-byte varints, CRC32 digest */
 #define MODELOTA_V2_MAX_HEADER_LEN MODELOTA_HEADER_LEN
 #define MODELOTA_VARINT_MAX 5u
-/* v2 chunk: enc byte, gap, length, [size] varints, encoded bytes, CRC32 of
- * all of them seeded with the previous chunk's CRC (chunk 0: header_crc). */
-#define MODELOTA_V2_MAX_CHUNK_HEAD (1u + 3u * MODELOTA_VARINT_MAX)
+/* v2 chunk: enc byte, gap, length, [size], [KEEP: start, length], [PRED:
+ * start, count, back varints and the divisor's 4 bytes], encoded bytes,
+ * CRC32 of all of them seeded with the previous chunk's CRC (chunk 0:
+ * header_crc). */
+#define MODELOTA_V2_MAX_CHUNK_HEAD (1u + 8u * MODELOTA_VARINT_MAX + 4u)
 /* Chunk encodings: method in bits 0-1, flags above. */
 #define MODELOTA_ENC_RAW 0u
 #define MODELOTA_ENC_RUNS 1u
@@ -83,7 +85,9 @@ typedef struct modelota_header_layout {
 #define MODELOTA_ENC_METHOD 0x03u
 #define MODELOTA_ENC_DIFF 0x04u  /* decoded bytes are added to the base bytes */
 #define MODELOTA_ENC_LANES 0x08u /* RC: bytes at offsets 3 mod 4 start in tree B */
-#define MODELOTA_ENC_KNOWN 0x0Fu
+#define MODELOTA_ENC_KEEP 0x10u  /* a range of the chunk is kept for a later PRED */
+#define MODELOTA_ENC_PRED 0x20u  /* float32 values predicted from earlier new bytes */
+#define MODELOTA_ENC_KNOWN 0x3Fu
 #define MODELOTA_RUNS_TOKEN_MAX 3u /* RUNS token varint bytes */
 /* RC: LZMA's literal coder with 16-bit probabilities of a 0 bit, moved
  * 1/32 per bit; bound = (range >> 16) * p (one 16 x 16-bit multiply). */

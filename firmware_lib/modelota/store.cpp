@@ -336,6 +336,7 @@ int flush_block(Apply* a) {
 /* What finishing a logged payload needs from its header (v1 or v2). */
 struct LogHeader {
     uint32_t chunk_count;
+    uint32_t max_chunk;
     uint32_t chunks_start; /* after the header and a signature block */
     uint32_t digest_len;
     uint8_t format_version;
@@ -360,6 +361,7 @@ int read_log_header(const modelota_store* st, LogHeader* out) {
         return MODELOTA_STORAGE_IO;
     }
     out->chunk_count = info.chunk_count;
+    out->max_chunk = info.max_chunk;
     bool signed_payload = (info.flags & MODELOTA_FLAG_SIGNED) != 0;
     out->chunks_start = len + (signed_payload ? MODELOTA_SIGNATURE_LEN : 0u);
     out->format_version = info.format_version;
@@ -379,6 +381,11 @@ struct Source {
     uint32_t end;  /* end of the chunk's encoded bytes */
     uint32_t done; /* decoded bytes of the chunk delivered so far */
     uint8_t enc;
+    /* PRED: region offsets of the predicted values and of their source */
+    uint32_t pred_at;
+    uint32_t pred_src;
+    uint32_t pred_count;
+    uint32_t pred_divisor;
 };
 
 /* The chunk's next `len` bytes into dst (DIFF: dst holds the base bytes).
@@ -427,22 +434,26 @@ int walk_log(modelota_store* st, piece_fn visit, void* ctx, modelota_decoder* de
     }
     uint32_t pos = lh.chunks_start;
     uint32_t write_end = 0;
+    uint32_t kept_off = 0; /* KEEP and PRED as the Updater checked them */
+    uint32_t kept_len = 0;
     uint32_t bs = bsize(st);
     for (uint32_t i = 0; i < lh.chunk_count; ++i) {
         uint8_t head[MODELOTA_V2_MAX_CHUNK_HEAD];
         uint32_t off, len, size, head_len;
         uint8_t enc = MODELOTA_ENC_RAW;
+        modelota_chunk_head ch;
+        memset(&ch, 0, sizeof(ch));
         if (pos > st->log_len || st->log_len - pos < MODELOTA_CHUNK_TAIL_LEN + 1u) {
             return MODELOTA_STORAGE_IO;
         }
         if (v2) {
             uint32_t k = st->log_len - pos < sizeof(head) ? st->log_len - pos : sizeof(head);
             TRY(area_read(st, c->log_block, pos, head, k));
-            modelota_chunk_head ch;
-            memset(&ch, 0, sizeof(ch));
             if (modelota_chunk_head_parse(head, k, (lh.flags & MODELOTA_FLAG_DELTA) != 0, &ch) !=
                     1 ||
-                ch.gap > c->region_size - write_end) {
+                ch.gap > c->region_size - write_end || ch.length > c->region_size - write_end - ch.gap ||
+                modelota_chunk_refs_check(&ch, write_end + ch.gap, lh.max_chunk, kept_off,
+                                          kept_len) != MODELOTA_OK) {
                 return MODELOTA_STORAGE_IO;
             }
             off = write_end + ch.gap;
@@ -465,7 +476,20 @@ int walk_log(modelota_store* st, piece_fn visit, void* ctx, modelota_decoder* de
             off > c->region_size || len > c->region_size - off) {
             return MODELOTA_STORAGE_IO;
         }
-        Source src = {st, dec, pos, pos + size, 0, enc};
+        Source src = {st, dec, pos, pos + size, 0, enc, 0, 0, 0, 0};
+        if ((enc & MODELOTA_ENC_PRED) != 0) {
+            src.pred_at = off + ch.pred_start;
+            src.pred_src = src.pred_at - ch.pred_back;
+            src.pred_count = ch.pred_count;
+            src.pred_divisor = ch.pred_divisor;
+            if (src.pred_src < off) {
+                kept_len = 0; /* released */
+            }
+        }
+        if ((enc & MODELOTA_ENC_KEEP) != 0) {
+            kept_off = off + ch.keep_start;
+            kept_len = ch.keep_len;
+        }
         if (enc != MODELOTA_ENC_RAW) {
             if (dec == NULL) {
                 src.enc = MODELOTA_ENC_RAW; /* counting: nothing is filled */
@@ -485,6 +509,39 @@ int walk_log(modelota_store* st, piece_fn visit, void* ctx, modelota_decoder* de
     return MODELOTA_OK;
 }
 
+/* A new byte of the region, before the block in block_buf: from flash (those
+ * blocks are rewritten) or from block_buf. */
+int new_byte(const Apply* a, uint32_t off, uint8_t* out) {
+    const modelota_store_config* c = a->st->cfg;
+    uint32_t bs = bsize(a->st);
+    if (off / bs == a->block) {
+        *out = c->block_buf[off % bs];
+        return MODELOTA_OK;
+    }
+    return rd(a->st, c->region_block + off / bs, off % bs, out, 1);
+}
+
+/* PRED: adds the prediction to region bytes [lo, hi) of block_buf, a part of
+ * the predicted values; their source precedes them and is already new. */
+int add_prediction(const Apply* a, const Source* s, uint32_t lo, uint32_t hi) {
+    uint32_t bs = bsize(a->st);
+    uint8_t* buf = a->st->cfg->block_buf;
+    for (uint32_t k = (lo - s->pred_at) / 4u; k <= (hi - 1u - s->pred_at) / 4u; ++k) {
+        uint8_t v[4];
+        for (uint32_t j = 0; j < 4u; ++j) {
+            TRY(new_byte(a, s->pred_src + 4u * k + j, &v[j]));
+        }
+        uint32_t q = modelota_fdiv(modelota_load_u32le(v), s->pred_divisor);
+        for (uint32_t j = 0; j < 4u; ++j) {
+            uint32_t at = s->pred_at + 4u * k + j;
+            if (at >= lo && at < hi) {
+                buf[at % bs] = static_cast<uint8_t>(buf[at % bs] + (q >> (8u * j)));
+            }
+        }
+    }
+    return MODELOTA_OK;
+}
+
 int apply_piece(void* ctx, uint32_t offset, uint32_t len, Source* src) {
     Apply* a = static_cast<Apply*>(ctx);
     uint32_t bs = bsize(a->st);
@@ -495,7 +552,19 @@ int apply_piece(void* ctx, uint32_t offset, uint32_t len, Source* src) {
         }
         TRY(start_block(a, b));
     }
-    return source_fill(src, a->st->cfg->block_buf + offset % bs, len, a->skip);
+    uint8_t* dst = a->st->cfg->block_buf + offset % bs;
+    uint32_t lo = 0;
+    uint32_t hi = 0;
+    if ((src->enc & MODELOTA_ENC_PRED) != 0) { /* the part of the piece that is predicted */
+        uint32_t end = src->pred_at + 4u * src->pred_count;
+        lo = offset > src->pred_at ? offset : src->pred_at;
+        hi = offset + len < end ? offset + len : end;
+        if (lo < hi && (src->enc & MODELOTA_ENC_DIFF) != 0) {
+            memset(dst + (lo - offset), 0, sz(hi - lo)); /* a residual, not a difference */
+        }
+    }
+    TRY(source_fill(src, dst, len, a->skip));
+    return lo < hi && !a->skip ? add_prediction(a, src, lo, hi) : MODELOTA_OK;
 }
 
 struct Count {

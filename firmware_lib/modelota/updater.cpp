@@ -119,8 +119,11 @@ int region_digest_range(modelota_updater* u, uint32_t lo, uint32_t hi) {
         digest_add(u, t->ram + lo, hi - lo);
         return MODELOTA_OK;
     }
+    /* bytes kept for a PRED sit at the end of the first max_chunk bytes: read
+     * around them (a chunk that follows has at least one byte of room) */
+    uint32_t room = u->kept_len != 0 ? u->max_chunk - u->kept_len : c->buffer_len;
     for (uint32_t off = lo; off < hi;) {
-        uint32_t n = min_u32(c->buffer_len, hi - off);
+        uint32_t n = min_u32(room, hi - off);
         if (t->read(t->ctx, off, c->buffer, n) != 0) {
             return MODELOTA_STORAGE_IO;
         }
@@ -417,6 +420,7 @@ int finalize(modelota_updater* u) {
     if (u->data_seen != u->data_size || (!is_v2(u) && u->segments_seen != u->segment_count)) {
         return MODELOTA_LAYOUT_MISMATCH;
     }
+    u->kept_len = 0; /* nothing follows that could use them: the whole buffer reads */
     int st;
     if (u->cfg->verify_only) {
         st = region_digest_range(u, u->digest_pos, u->cfg->target.size);
@@ -484,6 +488,9 @@ int start_chunk(modelota_updater* u, uint32_t head_len) {
         if (st < 0) {
             return st;
         }
+        if ((u->enc & MODELOTA_ENC_PRED) != 0) { /* a residual over the prediction */
+            memset(u->cfg->buffer + u->pred_start, 0, sz(4u * u->pred_count));
+        }
     }
     modelota_decode_begin(&u->dec, u->enc, u->chunk_offset, u->chunk_len);
     if (u->chunk_size == 0) { /* nothing encoded: decode on zeros */
@@ -539,6 +546,17 @@ int check_chunk_head_v2(modelota_updater* u) {
     if (head.length > u->data_size - u->data_seen) {
         return MODELOTA_LAYOUT_MISMATCH;
     }
+    int st = modelota_chunk_refs_check(&head, u->write_end + head.gap, u->max_chunk, u->kept_off,
+                                       u->kept_len);
+    if (st < 0) {
+        return st;
+    }
+    u->keep_start = head.keep_start;
+    u->kept_next = head.keep_len;
+    u->pred_start = head.pred_start;
+    u->pred_count = head.pred_count;
+    u->pred_back = head.pred_back;
+    u->pred_divisor = head.pred_divisor;
     u->chunk_offset = u->write_end + head.gap;
     u->chunk_len = head.length;
     u->chunk_size = head.size;
@@ -580,6 +598,15 @@ int apply_chunk(modelota_updater* u) {
     }
     uint32_t off = u->chunk_offset;
     uint32_t len = u->chunk_len;
+    uint8_t* buf = u->cfg->buffer;
+    bool from_kept = false;
+    if ((u->enc & MODELOTA_ENC_PRED) != 0) { /* sources checked by modelota_chunk_refs_check */
+        uint32_t src = off + u->pred_start - u->pred_back;
+        from_kept = src < off;
+        const uint8_t* from = from_kept ? buf + (u->max_chunk - u->kept_len) + (src - u->kept_off)
+                                        : buf + (src - off);
+        modelota_predict_add(buf + u->pred_start, from, u->pred_count, u->pred_divisor);
+    }
     bool new_segment = u->next_seq == 0 || off != u->write_end;
     int wst = check_writable(u->cfg, off, len);
     if (wst < 0) {
@@ -599,6 +626,14 @@ int apply_chunk(modelota_updater* u) {
         if (st < 0) {
             return st;
         }
+    }
+    if (from_kept) {
+        u->kept_len = 0; /* a prediction from the kept bytes releases them */
+    }
+    if ((u->enc & MODELOTA_ENC_KEEP) != 0) { /* to the end of the first max_chunk bytes */
+        u->kept_off = off + u->keep_start;
+        u->kept_len = u->kept_next;
+        memmove(buf + (u->max_chunk - u->kept_len), buf + u->keep_start, sz(u->kept_len));
     }
     if (new_segment) {
         u->segments_seen++;

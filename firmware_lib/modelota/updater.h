@@ -260,6 +260,14 @@ typedef struct modelota_updater {
     uint32_t total_in;   /* payload bytes consumed since begin */
     uint32_t min_version;/* anti-rollback floor: cfg->min_version, raised by each commit */
     uint32_t digest_pos; /* verify_only: region bytes covered by the running digest */
+    uint32_t kept_off;   /* v2 KEEP: region offset of the bytes kept at the end of */
+    uint32_t kept_len;   /* the buffer's first max_chunk bytes (0: none kept) */
+    uint32_t keep_start; /* the current chunk's KEEP and PRED fields (decode.h) */
+    uint32_t kept_next;
+    uint32_t pred_start;
+    uint32_t pred_count;
+    uint32_t pred_back;
+    uint32_t pred_divisor;
     union {              /* running digest of the region (one pass, ascending) */
         uint32_t crc;
 #if MODELOTA_SHA256

@@ -32,7 +32,9 @@ METHODS = {RAW: "raw", RUNS: "runs", RC: "rc"}
 METHOD_MASK = 0x03
 DIFF = 0x04  # the decoded bytes are added (mod 256) to the base bytes at the same offsets
 LANES = 0x08  # RC: bytes at offsets 3 mod 4 start in the lane tree
-KNOWN_ENC = METHOD_MASK | DIFF | LANES
+KEEP = 0x10  # the head names a range of the decoded chunk the device keeps for a later PRED
+PRED = 0x20  # the head names float32 values predicted from earlier new bytes (a residual follows)
+KNOWN_ENC = METHOD_MASK | DIFF | LANES | KEEP | PRED
 
 PROB_BITS = 16  # probabilities of a 0 bit in 1/65536; the split is (range >> 16) * p
 PROB_ONE = 1 << PROB_BITS
@@ -278,6 +280,50 @@ def runs_decode(body: bytes, length: int) -> bytearray:
             for _ in range(count):
                 out.append(byte())
     return out
+
+
+# ---------------------------------------------------------------- prediction
+
+
+def fdiv(a: int, d: int) -> int:
+    """float32 ``a / d`` rounded to nearest even, on bit patterns, in integer
+    arithmetic (docs/FORMAT.md, "Predicted values"): 0 unless both operands
+    and the quotient are normal finite numbers. Equal, bit for bit, to IEEE
+    single-precision division wherever it returns a nonzero value."""
+    ea = (a >> 23) & 0xFF
+    ed = (d >> 23) & 0xFF
+    if ea in (0, 0xFF) or ed in (0, 0xFF):
+        return 0
+    ma = (a & 0x7FFFFF) | 0x800000
+    md = (d & 0x7FFFFF) | 0x800000
+    e = ea - ed + 127
+    if ma < md:
+        ma <<= 1
+        e -= 1
+    q = 0
+    r = ma
+    for _ in range(24):  # restoring division: 24 quotient bits, the first one 1
+        q <<= 1
+        if r >= md:
+            r -= md
+            q |= 1
+        r <<= 1
+    if r > md or (r == md and q & 1):  # r is twice the remainder
+        q += 1
+        if q == 1 << 24:
+            q = 1 << 23
+            e += 1
+    if not 0 < e < 0xFF:
+        return 0
+    return ((a ^ d) & 0x80000000) | (e << 23) | (q & 0x7FFFFF)
+
+
+def predict(source: bytes | bytearray, divisor: int) -> bytes:
+    """The PRED prediction: each little-endian float32 of ``source`` divided by ``divisor``."""
+    out = bytearray()
+    for k in range(0, len(source) - 3, 4):
+        out += fdiv(int.from_bytes(source[k : k + 4], "little"), divisor).to_bytes(4, "little")
+    return bytes(out)
 
 
 # ---------------------------------------------------------------- chunk level

@@ -66,7 +66,7 @@ assert HEADER_CRC_OFFSET + 4 == HEADER_LEN
 
 # what the v2 packer may use besides raw: the RUNS and RC methods, the DIFF
 # flag (deltas) and the LANES flag (RC)
-ENCODINGS = ("raw", "runs", "rc", "diff", "lanes")
+ENCODINGS = ("raw", "runs", "rc", "diff", "lanes", "pred")
 
 
 def crc32(data: bytes, start: int = 0) -> int:
@@ -277,12 +277,26 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Pred:
+    """A PRED chunk's prediction: ``count`` float32 values at ``start`` (bytes
+    into the chunk) are the earlier new values ``back`` bytes before them,
+    each divided by the float32 ``divisor`` (bits), plus the decoded residual."""
+
+    start: int
+    count: int
+    back: int
+    divisor: int
+
+
+@dataclass(frozen=True)
 class Chunk2:
     """A v2 chunk: ``length`` decoded bytes for ``offset``, as ``body`` in
-    encoding ``enc`` (method | DIFF | LANES). ``gap`` is the distance from the
-    end of the previous chunk. ``data``, the new weight bytes, is known to the
-    packer and after applying; :func:`parse` leaves it None (a DIFF chunk's
-    bytes depend on the base, and decoding needs every earlier chunk)."""
+    encoding ``enc`` (method | DIFF | LANES | KEEP | PRED). ``gap`` is the
+    distance from the end of the previous chunk. ``data``, the new weight
+    bytes, is known to the packer and after applying; :func:`parse` leaves it
+    None (a DIFF chunk's bytes depend on the base, and decoding needs every
+    earlier chunk). ``keep`` (start, length): KEEP's range of this chunk's
+    new bytes; ``pred``: PRED's prediction."""
 
     offset: int
     length: int
@@ -290,6 +304,14 @@ class Chunk2:
     body: bytes
     gap: int
     data: bytes | None = field(default=None, compare=False)
+    keep: tuple[int, int] | None = None
+    pred: Pred | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.enc & codec.KEEP) != (self.keep is not None):
+            raise ValueError("a chunk has a kept range exactly when its encoding has KEEP")
+        if bool(self.enc & codec.PRED) != (self.pred is not None):
+            raise ValueError("a chunk has a prediction exactly when its encoding has PRED")
 
     @property
     def method(self) -> int:
@@ -299,16 +321,22 @@ class Chunk2:
     def encoding(self) -> str:
         """E.g. "rc+diff+lanes"."""
         name = codec.METHODS.get(self.method, f"method{self.method}")
-        if self.enc & codec.DIFF:
-            name += "+diff"
-        if self.enc & codec.LANES:
-            name += "+lanes"
+        for flag, word in ((codec.DIFF, "diff"), (codec.LANES, "lanes"), (codec.KEEP, "keep"),
+                           (codec.PRED, "pred")):  # fmt: skip
+            if self.enc & flag:
+                name += "+" + word
         return name
 
     def head(self) -> bytes:
         v = codec.varint
         size = v(len(self.body)) if self.method != codec.RAW else b""
-        return bytes([self.enc]) + v(self.gap) + v(self.length) + size
+        out = bytes([self.enc]) + v(self.gap) + v(self.length) + size
+        if self.keep is not None:
+            out += v(self.keep[0]) + v(self.keep[1])
+        if self.pred is not None:
+            q = self.pred
+            out += v(q.start) + v(q.count) + v(q.back) + _U32.pack(q.divisor)
+        return out
 
     def crc(self, seed: int) -> int:
         """CRC32 of head and body, seeded with the previous chunk's CRC (chunk 0: header CRC)."""
@@ -475,12 +503,32 @@ class _Encoder:
         self.allowed = set(allowed)
         self.model = codec.Model()
 
-    def encode(self, offset: int, new: bytes, base: bytes | None, gap: int) -> Chunk2:
+    def encode(self, offset: int, new: bytes, base: bytes | None, gap: int,
+               keep: tuple[int, int] | None = None, pred: Pred | None = None,
+               prediction: bytes = b"") -> Chunk2:  # fmt: skip
+        """``prediction``: with ``pred``, the predicted bytes of its range
+        (the residual over them replaces the new bytes or their difference)."""
         n = len(new)
-        best = (codec.RAW, new)
-        streams = [(0, new)]
+        flags = (codec.KEEP if keep is not None else 0) | (codec.PRED if pred is not None else 0)
+
+        def residual(stream: bytes) -> bytes:
+            if pred is None:
+                return stream
+            span = slice(pred.start, pred.start + 4 * pred.count)
+            out = bytearray(stream)
+            out[span] = codec.sub_base(new[span], prediction)
+            return bytes(out)
+
+        plain = residual(new)
+        best = (codec.RAW, plain)
+        streams = [(0, plain)]
         if base is not None and "diff" in self.allowed:
-            streams.append((codec.DIFF, codec.sub_base(new, base)))
+            streams.append((codec.DIFF, residual(codec.sub_base(new, base))))
+        if "runs" in self.allowed and not any(streams[-1][1]):
+            # all zeros (an exact prediction, an unchanged DIFF range): RUNS with
+            # no bytes decodes to zeros and leaves the range coder's model alone
+            return Chunk2(offset, n, codec.RUNS | streams[-1][0] | flags, b"", gap, bytes(new),
+                          keep, pred)  # fmt: skip
         if "runs" in self.allowed:
             for flag, stream in streams:
                 body = codec.runs_encode(stream)
@@ -503,7 +551,135 @@ class _Encoder:
                 best, model = (enc, body), trial
         if model is not None:
             self.model = model
-        return Chunk2(offset, n, best[0], bytes(best[1]), gap, data=bytes(new))
+        return Chunk2(offset, n, best[0] | flags, bytes(best[1]), gap, bytes(new), keep, pred)
+
+
+# A prediction the packer may use (pack's ``predictions``): ``count`` float32
+# values at region offset ``target`` equal, or nearly, the ones at ``source``
+# (earlier) divided by the float32 ``divisor`` (bits).
+Prediction = tuple[int, int, int, int]  # (target, count, source, divisor)
+
+
+@dataclass
+class _Plan:
+    """Chunk pieces and, per piece, its KEEP range and PRED."""
+
+    pieces: list[tuple[int, int]]
+    keep: dict[int, tuple[int, int]]
+    pred: dict[int, tuple[Pred, int]]  # piece -> (Pred, source region offset)
+
+
+def _plan(segments: list[tuple[int, int]], chunk_size: int,
+          predictions: Sequence[Prediction]) -> _Plan:  # fmt: skip
+    """Chunks for ``segments`` that let the device use the predictions: a
+    prediction and its source in one chunk when the span fits, else the
+    source kept (one kept range at a time) and the chunks until the target
+    small enough to leave room for it (docs/FORMAT.md, "KEEP and PRED").
+    Predictions that do not fit are dropped."""
+
+    def touches(a: int, b: int) -> bool:
+        return any(o < b and a < o + n for o, n in segments)
+
+    # a vector the delta changes travels whole, also its unchanged bytes
+    extra = [(a, 4 * c) for t, c, src, _ in predictions
+             if touches(t, t + 4 * c) and touches(src, src + 4 * c) for a in (t, src)]  # fmt: skip
+    if extra:
+        merged: list[tuple[int, int]] = []
+        for o, n in sorted(segments + extra):
+            if merged and o <= merged[-1][0] + merged[-1][1]:
+                last = merged[-1]
+                merged[-1] = (last[0], max(last[1], o + n - last[0]))
+            else:
+                merged.append((o, n))
+        segments = merged
+
+    def within(a: int, b: int) -> bool:
+        return any(o <= a and b <= o + n for o, n in segments)
+
+    chosen: list[tuple[int, int, int, int, bool]] = []  # target, count, source, divisor, in chunk
+    last_end = -1
+    for t, cnt, src, div in sorted(predictions):
+        n = 4 * cnt
+        if cnt < 1 or src + n > t or not within(t, t + n) or not within(src, src + n):
+            continue
+        if t + n - src <= chunk_size and within(src, t + n):
+            chosen.append((t, cnt, src, div, True))
+        elif n < chunk_size and src >= last_end:
+            chosen.append((t, cnt, src, div, False))
+            last_end = t + n
+    for _ in range(len(chosen) + 1):
+        plan = _split(segments, chunk_size, chosen)
+        bad = _plan_check(plan, chosen)
+        if bad is None:
+            return plan
+        chosen.remove(bad)
+    raise AssertionError("no chunk plan without predictions")  # _plan_check accepts none
+
+
+def _split(segments: list[tuple[int, int]], chunk_size: int,
+           chosen: list[tuple[int, int, int, int, bool]]) -> _Plan:  # fmt: skip
+    atomic = []
+    windows = []  # (first offset a chunk may start at, last, kept bytes)
+    for t, cnt, src, _, in_chunk in chosen:
+        if in_chunk:
+            atomic.append((src, t + 4 * cnt))
+        else:
+            atomic += [(src, src + 4 * cnt), (t, t + 4 * cnt)]
+            windows.append((src + 4 * cnt, t, 4 * cnt))
+    pieces = []
+    for off, length in segments:
+        p, end = off, off + length
+        while p < end:
+            limit = chunk_size - max([k for a, b, k in windows if a <= p <= b], default=0)
+            e = min(p + max(limit, 1), end)
+            for a, b in atomic:
+                if a < e < b and a > p:
+                    e = a
+            pieces.append((p, e - p))
+            p = e
+    plan = _Plan(pieces, {}, {})
+    starts = [o for o, _ in pieces]
+    import bisect
+
+    for t, cnt, src, div, in_chunk in chosen:
+        i = bisect.bisect_right(starts, t) - 1
+        j = bisect.bisect_right(starts, src) - 1
+        off = pieces[i][0]
+        plan.pred[i] = (Pred(t - off, cnt, t - src, div), src)
+        if not in_chunk and j != i:
+            plan.keep[j] = (src - pieces[j][0], 4 * cnt)
+    return plan
+
+
+def _plan_check(plan: _Plan, chosen: list[tuple[int, int, int, int, bool]]
+                ) -> tuple[int, int, int, int, bool] | None:  # fmt: skip
+    """The first chosen prediction the device would refuse in this plan
+    (the rules of _refs_problem), or None."""
+    max_chunk = max((n for _, n in plan.pieces), default=0)
+    kept: tuple[int, int] | None = None
+    by_target = {t: c for c in chosen for t in [c[0]]}
+    for i, (off, length) in enumerate(plan.pieces):
+        entry = plan.pred.get(i)
+        if kept is not None and length > max_chunk - kept[1]:
+            return next(c for c in chosen if c[2] == kept[0])
+        if entry is not None:
+            q, src = entry
+            c = by_target[off + q.start]
+            if q.start + 4 * q.count > length:
+                return c
+            in_chunk = src >= off
+            if not in_chunk and (kept is None or kept != (src, 4 * q.count)):
+                return c
+            if not in_chunk:
+                kept = None
+        k = plan.keep.get(i)
+        if k is not None:
+            if k[0] + k[1] > length:
+                return next(c for c in chosen if c[2] == off + k[0])
+            kept = (off + k[0], k[1])
+    if kept is not None:  # a kept range nothing used: its prediction fell out
+        return next(c for c in chosen if c[2] == kept[0])
+    return None
 
 
 def pack(
@@ -520,6 +696,7 @@ def pack(
     format_version: int = FORMAT_VERSION,
     encodings: Collection[str] = ENCODINGS,
     merge_gap: int | None = None,
+    predictions: Sequence[Prediction] = (),
 ) -> Payload:
     """Builds a payload that turns a device's weights into ``new``.
 
@@ -539,7 +716,10 @@ def pack(
     carry the difference with the base) and "lanes" (float32 sign-and-exponent
     bytes apart); each chunk gets the smallest of its candidates. ``merge_gap``:
     unchanged bytes between two changed ranges shipped rather than split
-    around (default: 16 in v1; in v2 chosen from the data).
+    around (default: 16 in v1; in v2 chosen from the data). ``predictions``
+    (v2, encoding "pred"): float32 vectors the device can predict from earlier
+    new bytes (:data:`Prediction`; the TFLite packer finds them); the packer
+    uses those whose ranges it ships and that fit its chunks.
     """
     if digest not in ("crc32", "sha256"):
         raise ValueError(f"digest must be crc32 or sha256, got {digest!r}")
@@ -581,10 +761,15 @@ def pack(
         enc = _Encoder(encodings)
         chunks = []
         end = 0
-        for off, n in _pieces(segments, chunk_size):
+        plan = _plan(segments, chunk_size, predictions if "pred" in encodings else ())
+        for i, (off, n) in enumerate(plan.pieces):
             piece = bytes(new[off : off + n])
             old = bytes(base[off : off + n]) if base is not None else None
-            chunks.append(enc.encode(off, piece, old, off - end))
+            q, guess = None, b""
+            if i in plan.pred:
+                q, src = plan.pred[i]
+                guess = codec.predict(new[src : src + 4 * q.count], q.divisor)
+            chunks.append(enc.encode(off, piece, old, off - end, plan.keep.get(i), q, guess))
             end = off + n
     else:
         chunks = list(split_chunks(new, segments, chunk_size))
@@ -669,10 +854,24 @@ def final_weights(payload: Payload, region: bytes) -> bytes:
 
 
 def _decode_chunk(c: Chunk2, region: bytes | bytearray, model: codec.Model) -> bytes:
-    """The new bytes of v2 chunk ``c`` over ``region`` (its base)."""
+    """The new bytes of v2 chunk ``c`` over ``region``: its base where the
+    chunk goes, the new bytes of every earlier chunk before it."""
     out = codec.decode(c.enc, c.body, c.length, c.offset, model)
+    q = c.pred
     if c.enc & codec.DIFF:
-        return codec.apply_diff(out, region[c.offset : c.offset + c.length])
+        base = bytearray(region[c.offset : c.offset + c.length])
+        if q is not None:  # a PRED range is a residual over its prediction, not the base
+            base[q.start : q.start + 4 * q.count] = bytes(4 * q.count)
+        out = bytearray(codec.apply_diff(out, base))
+    if q is not None:
+        src = c.offset + q.start - q.back
+        n = 4 * q.count
+        if src >= c.offset:  # earlier in this chunk
+            source = bytes(out[src - c.offset : src - c.offset + n])
+        else:  # an earlier chunk's (kept) new bytes
+            source = bytes(region[src : src + n])
+        span = slice(q.start, q.start + n)
+        out[span] = codec.apply_diff(out[span], codec.predict(source, q.divisor))
     return bytes(out)
 
 
@@ -1008,11 +1207,20 @@ def _walk_chunks_v1(stream: bytes, pos: int, h: Header, dev: Device | None, w: W
     return pos
 
 
-def _chunk_head_v2(
-    stream: bytes, pos: int, seq: int, h: Header, w: Walk
-) -> tuple[int, int, int, int, int]:
+@dataclass
+class _Head:
+    enc: int
+    gap: int
+    length: int
+    size: int
+    end: int
+    keep: tuple[int, int] | None
+    pred: Pred | None
+
+
+def _chunk_head_v2(stream: bytes, pos: int, seq: int, h: Header, w: Walk) -> _Head:
     """Reads a v2 chunk head at ``pos`` byte by byte, refusing as the device
-    does at the byte that shows the problem. Returns (enc, gap, length, size, end)."""
+    does at the byte that shows the problem."""
     n = len(stream)
     if pos >= n:
         w.consumed = n
@@ -1027,9 +1235,11 @@ def _chunk_head_v2(
         or (enc & codec.LANES and method != codec.RC)
     ):
         raise _Fail(Status.BadChunk, f"chunk {seq} has encoding 0x{enc:02x}")
+    count = (2 if method == codec.RAW else 3) + (2 if enc & codec.KEEP else 0)
+    count += 3 if enc & codec.PRED else 0
     values = []
     p = pos + 1
-    for _ in range(2 if method == codec.RAW else 3):
+    for _ in range(count):
         value, nxt, ok = codec.read_varint(stream, p)
         if not ok:
             w.consumed = nxt
@@ -1039,10 +1249,43 @@ def _chunk_head_v2(
             raise _Fail(Status.Truncated, f"stream ends inside chunk {seq}")
         values.append(value)
         p = nxt
+    pred = None
+    if enc & codec.PRED:
+        if p + 4 > n:
+            w.consumed = n
+            raise _Fail(Status.Truncated, f"stream ends inside chunk {seq}")
+        (divisor,) = _U32.unpack_from(stream, p)
+        p += 4
+        pred = Pred(*values[-3:], divisor)
     w.consumed = p
     gap, length = values[0], values[1]
     size = values[2] if method != codec.RAW else length
-    return enc, gap, length, size, p
+    k = 2 if method == codec.RAW else 3
+    keep = (values[k], values[k + 1]) if enc & codec.KEEP else None
+    return _Head(enc, gap, length, size, p, keep, pred)
+
+
+def _refs_problem(hd: _Head, off: int, max_chunk: int, kept: tuple[int, int] | None) -> str | None:
+    """What is wrong with a head's KEEP and PRED fields and the kept range
+    ``kept`` (region offset, length) still live, in the device's order."""
+    if hd.keep is not None:
+        ks, kl = hd.keep
+        if kl == 0 or ks > hd.length or kl > hd.length - ks:
+            return f"kept range [{ks}, {ks + kl}) outside the {hd.length}-byte chunk"
+    if kept is not None and hd.length > max_chunk - kept[1]:
+        return f"length {hd.length} with {kept[1]} bytes kept exceeds max_chunk {max_chunk}"
+    q = hd.pred
+    if q is not None:
+        if q.count == 0 or q.start > hd.length or q.count > (hd.length - q.start) // 4:
+            return f"{q.count} predicted values at {q.start} outside the {hd.length}-byte chunk"
+        target = off + q.start
+        if q.back < 4 * q.count or q.back > target:
+            return f"prediction source {q.back} bytes back overlaps or precedes the region"
+        src = target - q.back
+        in_kept = kept is not None and kept[0] <= src and src + 4 * q.count <= kept[0] + kept[1]
+        if src < off and not in_kept:
+            return f"prediction source at {src} is neither in this chunk nor kept"
+    return None
 
 
 def _walk_chunks_v2(stream: bytes, pos: int, h: Header, dev: Device | None, w: Walk) -> int:
@@ -1052,8 +1295,10 @@ def _walk_chunks_v2(stream: bytes, pos: int, h: Header, dev: Device | None, w: W
     limit = len(dev.weights) if dev is not None else h.weights_size
     seed = w.header_crc_stored
     model = codec.Model()
+    kept: tuple[int, int] | None = None  # (region offset, length) of the live KEEP range
     for seq in range(h.chunk_count):
-        enc, gap, length, size, p = _chunk_head_v2(stream, pos, seq, h, w)
+        hd = _chunk_head_v2(stream, pos, seq, h, w)
+        enc, gap, length, size, p = hd.enc, hd.gap, hd.length, hd.size, hd.end
         if length == 0 or length > h.max_chunk:
             raise _Fail(Status.BadChunk, f"chunk {seq} length {length} (max {h.max_chunk})")
         if enc & codec.METHOD_MASK != codec.RAW and size >= length:
@@ -1067,12 +1312,15 @@ def _walk_chunks_v2(stream: bytes, pos: int, h: Header, dev: Device | None, w: W
         if length > h.data_size - data_seen:
             raise _Fail(Status.LayoutMismatch, f"chunk {seq} exceeds the announced data size")
         off = write_end + gap
+        problem = _refs_problem(hd, off, h.max_chunk, kept)
+        if problem is not None:
+            raise _Fail(Status.BadChunk, f"chunk {seq}: {problem}")
         end = p + size + CHUNK_TAIL_LEN
         if end > n:
             w.consumed = n
             raise _Fail(Status.Truncated, f"stream ends inside chunk {seq}")
         w.consumed = end
-        chunk = Chunk2(off, length, enc, stream[p : p + size], gap)
+        chunk = Chunk2(off, length, enc, stream[p : p + size], gap, keep=hd.keep, pred=hd.pred)
         (stored,) = _U32.unpack_from(stream, end - CHUNK_TAIL_LEN)
         computed = crc32(stream[pos : p + size], seed)
         if stored != computed:
@@ -1083,8 +1331,12 @@ def _walk_chunks_v2(stream: bytes, pos: int, h: Header, dev: Device | None, w: W
         if dev is not None:
             data = _decode_chunk(chunk, dev.weights, model)
             dev.weights[off : off + length] = data
-            chunk = Chunk2(off, length, enc, chunk.body, gap, data=data)
+            chunk = Chunk2(off, length, enc, chunk.body, gap, data, hd.keep, hd.pred)
         w.chunks.append(chunk)
+        if hd.pred is not None and off + hd.pred.start - hd.pred.back < off:
+            kept = None  # a prediction from the kept range releases it
+        if hd.keep is not None:
+            kept = (off + hd.keep[0], hd.keep[1])
         seed = stored
         write_end = off + length
         data_seen += length

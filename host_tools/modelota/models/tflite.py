@@ -37,7 +37,8 @@ from flatbuffers.table import Table as _Table
 from tflite.utils import BUILTIN_OPCODE2NAME
 
 from ..format.constants import FORMAT_VERSION
-from ..format.payload import CHUNK_OVERHEAD, FINGERPRINT_LEN, Payload, pack
+from ..format.codec import predict
+from ..format.payload import CHUNK_OVERHEAD, FINGERPRINT_LEN, Payload, Prediction, pack
 from .roles import learned_tensors
 
 FILE_IDENTIFIER = b"TFL3"
@@ -1025,6 +1026,52 @@ def merge_ranges(
     return out
 
 
+_OPS_WITH_BIAS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
+_MIN_PREDICTED = 4  # values: a prediction's head (about 9 bytes) must pay for itself
+
+
+def scale_predictions(model: TFLiteModel) -> list[Prediction]:
+    """Scale vectors of ``model`` a device can predict from earlier ones
+    (pack's ``predictions``, docs/FORMAT.md "KEEP and PRED").
+
+    TFLite's converter sets an int8 layer's bias scales to the float32
+    product of the input's scale and the weights' per-channel scales, and
+    FlatBuffers writes the bias's vector first; so the weights' scales are
+    the bias scales divided by the input scale, up to the rounding of the
+    product. Returned where that division gives at least half the values
+    exactly (the rest travel as a residual); nothing for float models or
+    converters that lay the vectors out otherwise."""
+    data = model.data
+    out: list[Prediction] = []
+
+    def scales(sub: int, index: int) -> tuple[int, int] | None:
+        if index < 0:
+            return None
+        q = model.tensor(sub, index).quantization
+        if q is None or q.scale_offset is None or q.scale_length < 4:
+            return None
+        return q.scale_offset, q.scale_length // 4
+
+    for op in model.operators:
+        if op.op not in _OPS_WITH_BIAS or len(op.inputs) < 3:
+            continue
+        x, w, b = (scales(op.subgraph, i) for i in op.inputs[:3])
+        if op.op == "TRANSPOSE_CONV" and len(op.inputs) >= 4:  # output shape, weights, input, bias
+            w, x, b = (scales(op.subgraph, i) for i in op.inputs[1:4])
+        if x is None or w is None or b is None or x[1] != 1 or w[1] != b[1]:
+            continue
+        count = w[1]
+        if count < _MIN_PREDICTED or b[0] + 4 * count > w[0]:
+            continue
+        divisor = int.from_bytes(data[x[0] : x[0] + 4], "little")
+        guess = predict(data[b[0] : b[0] + 4 * count], divisor)
+        actual = data[w[0] : w[0] + 4 * count]
+        exact = sum(guess[k : k + 4] == actual[k : k + 4] for k in range(0, 4 * count, 4))
+        if 2 * exact >= count:
+            out.append((w[0], count, b[0], divisor))
+    return out
+
+
 def pack_tflite(
     old_bytes: bytes,
     new_bytes: bytes,
@@ -1051,6 +1098,7 @@ def pack_tflite(
     target = rebase(old, new)
     fp = old.fingerprint()
     options: dict[str, Any] = {} if encodings is None else {"encodings": encodings}
+    options["predictions"] = scale_predictions(read_tflite(target))
     if delta:
         if base_version is None:
             raise ValueError("a delta needs base_version: the version the devices run")
