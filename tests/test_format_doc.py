@@ -158,8 +158,8 @@ def test_v2_chunk_table_matches_the_packer() -> None:
     raw = c.encode(0x12345678)
     got = walk_rows(rows, raw, {"enc": enc, "gap": 20, "length": 300, "size": len(c.body),
                                 "keep_start": 130, "keep_len": 170, "pred_start": 8,
-                                "pred_count": 5, "pred_back": 300,
-                                "divisor": struct.pack("<I", pred.divisor), "data": c.body})  # fmt: skip
+                                "pred_count": 5, "pred_back": 300, "data": c.body,
+                                "divisor": struct.pack("<I", pred.divisor)})  # fmt: skip
     assert got["crc"] == struct.pack("<I", zlib.crc32(raw[:-4], 0x12345678))
 
 

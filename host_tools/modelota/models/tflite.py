@@ -36,8 +36,8 @@ import tflite
 from flatbuffers.table import Table as _Table
 from tflite.utils import BUILTIN_OPCODE2NAME
 
-from ..format.constants import FORMAT_VERSION
 from ..format.codec import predict
+from ..format.constants import FORMAT_VERSION
 from ..format.payload import CHUNK_OVERHEAD, FINGERPRINT_LEN, Payload, Prediction, pack
 from .roles import learned_tensors
 
