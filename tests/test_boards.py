@@ -17,13 +17,19 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import serial
 
-from modelota.format.payload import pack
+from modelota.format.payload import Chunk2, Payload, Prediction, final_weights, pack
 from modelota.link.push import push
 from modelota.sim import emulated as boards
+
+if TYPE_CHECKING:
+    import numpy as np
+
+Step = tuple[bytes, "bytes | None", tuple[str, ...], list[Prediction], int]
 
 KINDS = ("m4", "avr")
 
@@ -141,7 +147,8 @@ def test_range_coded_payloads_decode_on_the_board(board: boards.Board) -> None:
     """The device's own range decoder (on the Mega: the AVR asm loop of
     decode.cpp) on peaked int8 weights (RC), a small fine-tune of them
     (RC+DIFF against the base), float32 weights (RC+LANES) and a zeroed
-    tensor (RUNS): each applied exactly, read back through HELLO."""
+    tensor (RUNS); then the device's own fdiv and KEEP on scale vectors
+    (:func:`_scaled_steps`): each applied exactly, read back through HELLO."""
     import numpy as np
 
     rng = np.random.default_rng(7)
@@ -152,19 +159,77 @@ def test_range_coded_payloads_decode_on_the_board(board: boards.Board) -> None:
     floats = rng.normal(0, 0.05, n // 4).astype("<f4").tobytes()
     zeros = bytes(n - 3) + b"\x01\x02\x03"  # a pruned tensor
     chunk = boards.CHUNK_SIZE[board.kind]
-    steps = [  # (new weights, base, what the packer's choice must include)
-        (int8, None, ("rc",)), (tuned, int8, ("rc", "diff")), (floats, None, ("rc", "lanes")),
-        (zeros, None, ("runs",)),
+    steps: list[Step] = [
+        # (new weights, base, what the packer's choice must include, predictions, chunk)
+        (int8, None, ("rc",), [], chunk), (tuned, int8, ("rc", "diff"), [], chunk),
+        (floats, None, ("rc", "lanes"), [], chunk), (zeros, None, ("runs",), [], chunk),
+        *_scaled_steps(rng, tuned),
     ]  # fmt: skip
-    for version, (new, base, enc) in enumerate(steps, start=2):
-        p = pack(new, fingerprint=boards.FINGERPRINT, version=version, chunk_size=chunk,
-                 base=base, base_version=None if base is None else version - 1)  # fmt: skip
+    old = boards.FACTORY_WEIGHTS
+    for version, (new, base, enc, preds, size) in enumerate(steps, start=2):
+        p = pack(new, fingerprint=boards.FINGERPRINT, version=version, chunk_size=size,
+                 base=base, base_version=None if base is None else version - 1,
+                 predictions=preds)  # fmt: skip
         chosen = p.encoding_stats()
         assert any(all(part in name for part in enc) for name in chosen), (enc, chosen)
+        if preds:
+            _check_kept_and_predicted(p, new)
+        assert final_weights(p, old) == new  # the Python reference
         push(board.url, p.encode())
         with serial.serial_for_url(board.url, timeout=1) as ser:
             info = _hello(ser)
         assert (info.version, info.weights_crc) == (version, zlib.crc32(new)), enc
+        assert info.probe == boards.probe(new)
+        old = new
+
+
+# (source, target, values) of two scale vectors in the 512-byte model: the
+# first one's target 292 bytes after its source (KEEP with 128-byte chunks),
+# the second one's 40 (in one chunk)
+SCALES = ((8, 300, 12), (360, 400, 8))
+
+
+def _scaled_steps(rng: np.random.Generator, base: bytes) -> list[Step]:
+    """Two payloads with KEEP and PRED in 128-byte chunks: a full one over
+    ``base`` with int8 TFLite-like scales written in (bias scales, then the
+    weight scales they imply, ``w = b / x`` up to rounding), then a delta
+    that moves the scales and nudges the weights (DIFF + PRED)."""
+    import numpy as np
+
+    out: list[Step] = []
+    for x, prev in ((0.1, None), (0.0235, base)):
+        new = bytearray(base)
+        if prev is not None:
+            new = bytearray((np.frombuffer(out[-1][0], np.uint8) + 1).astype(np.uint8).tobytes())
+        preds: list[Prediction] = []
+        xs = np.float32(x)
+        for src, tgt, count in SCALES:
+            w = rng.uniform(1e-3, 2e-2, count).astype("<f4")
+            new[src : src + 4 * count] = (w * xs).astype("<f4").tobytes()
+            new[tgt : tgt + 4 * count] = w.tobytes()
+            preds.append((tgt, count, src, int(np.array([xs], "<f4").view("<u4")[0])))
+        encs = ("keep",) if prev is None else ("diff", "pred")
+        base_of = None if prev is None else out[-1][0]
+        out.append((bytes(new), base_of, encs, preds, 128))
+    return out
+
+
+def _check_kept_and_predicted(p: Payload, new: bytes) -> None:
+    """``p`` predicts one vector from a kept source and one inside its chunk,
+    and the residual is partly zero (fdiv's exact quotients) and partly not."""
+    from modelota.format.codec import predict
+
+    preds = [c for c in p.chunks if isinstance(c, Chunk2) and c.pred is not None]
+    assert any(c.keep is not None for c in p.chunks if isinstance(c, Chunk2))
+    assert {c.pred.back > c.pred.start for c in preds if c.pred is not None} == {True, False}
+    exact = []
+    for c in preds:
+        q = c.pred
+        assert q is not None
+        t = c.offset + q.start
+        guess = predict(new[t - q.back : t - q.back + 4 * q.count], q.divisor)
+        exact += [guess[k : k + 4] == new[t + k : t + k + 4] for k in range(0, 4 * q.count, 4)]
+    assert any(exact) and not all(exact), exact
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -133,6 +133,49 @@ def test_seeds_pass_every_check(fuzzer: Path, corpus: Path) -> None:
     assert accepted >= 30
 
 
+def test_keep_and_pred_seeds_reach_their_checks() -> None:
+    """The KEEP/PRED seeds do what they are for: the valid ones are applied,
+    each near miss is refused at its KEEP or PRED check (BadChunk) or, when
+    the fields are legal but the prediction is another, by the digest; the
+    native Updater (RAM and callback region, fed in pieces) and a
+    flash-resident model behind the Store end as the Python reference does,
+    with the same weights."""
+    from modelota import Status, apply_reference
+    from modelota.format.payload import Chunk2, Device, parse
+    from modelota.sim.device import FlashModelDevice, Layout
+    from modelota.sim.flash import SimFlash
+    from modelota.sim.native import Updater
+
+    seeds = make_corpus.pred_payloads()
+    assert sum(n.startswith("v2-pred-miss-") for n in seeds) >= 12
+    factory = make_corpus.factory()
+    kinds = set()
+    for name, payload in seeds.items():
+        key = make_corpus.FUZZ_PUBLIC_KEY if name.startswith("signed") else None
+        dev = Device(make_corpus.FP, 1, bytearray(factory), 1024, public_key=key)
+        want = apply_reference(payload, dev).status
+        assert (want == Status.Ok) == ("-miss-" not in name), (name, want)
+        assert want in (Status.Ok, Status.BadChunk, Status.DigestMismatch), (name, want)
+        kinds.add(want)
+        if want == Status.Ok:
+            parsed = {c.encoding for c in parse(payload).chunks if isinstance(c, Chunk2)}
+            assert any("keep" in e or "pred" in e for e in parsed), (name, parsed)
+        for mode in ("ram", "callback"):
+            weights = bytearray(factory)
+            u = Updater(weights, fingerprint=make_corpus.FP, current_version=1, buffer_len=1024,
+                        target_mode=mode, public_key=key)  # fmt: skip
+            got = u.apply(payload, splits=list(range(7, len(payload), 61)))
+            assert (got, bytes(weights)) == (want, bytes(dev.weights)), (name, mode, got)
+        layout = Layout.plan(128, 4, make_corpus.REGION, 4096)
+        flash = SimFlash(128, layout.block_count, 4, 0xFF)
+        flash.load(0, factory)
+        board = FlashModelDevice(flash, layout, make_corpus.FP, 1, public_key=key)
+        assert board.boot() == Status.Ok
+        got = board.update(payload, piece=45)
+        assert (got, board.weights()) == (want, bytes(dev.weights)), (name, "store", got)
+    assert kinds == {Status.Ok, Status.BadChunk, Status.DigestMismatch}
+
+
 def test_regressions_replay(fuzzer: Path) -> None:
     """Every crash ever found (and the hand-made edge cases) stays fixed."""
     inputs = regression_inputs()

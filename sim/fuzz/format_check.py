@@ -15,11 +15,16 @@ documentation promises:
 Inputs are those of fuzz_updater.cpp (4 control bytes, then a payload:
 byte 0 bit 2 picks the keyed device, byte 2 the floor, as there). With
 byte 3 bit 7 the bytes are chunks for the decoder alone, as there: each
-decodes (:mod:`modelota.format.codec`) to exactly its length, never raising.
+decodes (:mod:`modelota.format.codec`) to exactly its length, never raising;
+a PRED chunk's bytes are float32 pairs for ``codec.fdiv``, checked against
+numpy's float32 division as fuzz_updater.cpp checks ``modelota_fdiv``.
 """
 
 from __future__ import annotations
 
+import struct
+
+import numpy as np
 from make_corpus import FP, FUZZ_PUBLIC_KEY, REGION, factory
 
 from modelota.format import codec
@@ -82,3 +87,28 @@ def check_decoder(stream: bytes) -> None:
         pos += 4 + len(body)
         out = codec.decode(enc, body, length, offset, model)
         assert len(out) == length
+        if enc & codec.PRED:
+            check_fdiv(bytes(out))
+
+
+def _normal(bits: int) -> bool:
+    return 0 < (bits >> 23) & 0xFF < 0xFF
+
+
+def check_fdiv(out: bytes) -> None:
+    """``out`` as float32 pairs (a, d): ``codec.fdiv`` is IEEE float32
+    division wherever it is not 0, and not 0 where the operands and the
+    quotient are normal (a quotient rounded up to the smallest normal aside)."""
+    for k in range(len(out) // 8):
+        a, d = struct.unpack_from("<II", out, 8 * k)
+        q = codec.fdiv(a, d)
+        if not (_normal(a) and _normal(d)):
+            assert q == 0, (hex(a), hex(d), hex(q))
+            continue
+        fa, fd = np.frombuffer(out[8 * k : 8 * k + 8], "<f4")
+        with np.errstate(all="ignore"):
+            hw = int(np.array([fa / fd], "<f4").view("<u4")[0])
+        if q != 0:
+            assert q == hw, (hex(a), hex(d), hex(q), hex(hw))
+        else:
+            assert not _normal(hw) or hw & 0x7FFFFFFF == 0x00800000, (hex(a), hex(d), hex(hw))

@@ -3,7 +3,7 @@
  *
  *   clang++ -std=c++11 -g -O1 -fsanitize=fuzzer,address,undefined \
  *       -fno-sanitize-recover=all -Ifirmware_lib -Isim sim/fuzz/fuzz_updater.cpp \
- *       firmware_lib/modelota/{crc32,status,updater,store,sha256,sha512,ed25519}.cpp \
+ *       firmware_lib/modelota/{crc32,status,decode,updater,store,sha256,sha512,ed25519}.cpp \
  *       sim/sim_flash.cpp -o build/fuzz_updater
  *   python sim/fuzz/make_corpus.py build/fuzz-corpus     # valid seeds from the packer
  *   build/fuzz_updater build/fuzz-corpus -max_total_time=3600
@@ -35,8 +35,16 @@
  *     verifies; the Store commits it and a reboot finds exactly it;
  *   - decoder (c[3] bit 7): every chunk decodes to exactly its length,
  *     writes stay inside the output window, and decoding in random pieces
- *     and windows gives the same bytes and the same model as in one go.
+ *     and windows gives the same bytes and the same model as in one go;
+ *     a chunk with PRED in its enc byte: its decoded bytes are float32
+ *     pairs (a, d) and modelota_fdiv(a, d) is this machine's IEEE float
+ *     division wherever it is not 0, and not 0 wherever both operands and
+ *     the quotient are normal (the smallest normal aside: a quotient rounded
+ *     up to it from below is a subnormal for fdiv); modelota_predict_add
+ *     adds exactly those quotients.
  */
+#include <float.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -314,6 +322,63 @@ void fuzz_store(const uint8_t* c, const uint8_t* p, size_t n) {
     free(buffer);
 }
 
+uint32_t float_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+float bits_float(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+bool normal_bits(uint32_t u) {
+    uint32_t e = (u >> 23) & 0xFFu;
+    return e != 0 && e != 0xFFu;
+}
+
+/* PRED: out[0..len) read as float32 pairs (a, d); fdiv against the FPU. */
+void check_fdiv(const uint8_t* out, uint32_t len) {
+    uint32_t pairs = len / 8u;
+    if (pairs == 0) {
+        return;
+    }
+    uint32_t d0 = modelota_load_u32le(out + 4);
+    uint8_t* sum = static_cast<uint8_t*>(malloc(4u * pairs));
+    uint8_t* src = static_cast<uint8_t*>(malloc(4u * pairs));
+    for (uint32_t k = 0; k < pairs; ++k) {
+        uint32_t a = modelota_load_u32le(out + 8u * k);
+        uint32_t d = modelota_load_u32le(out + 8u * k + 4u);
+        uint32_t q = modelota_fdiv(a, d);
+        if (normal_bits(a) && normal_bits(d)) {
+            uint32_t hw = float_bits(bits_float(a) / bits_float(d));
+            float mag = fabsf(bits_float(hw));
+            if (q != 0) {
+                CHECK(q == hw);
+            } else {
+                CHECK(!normal_bits(hw) || mag == FLT_MIN);
+            }
+        } else {
+            CHECK(q == 0);
+        }
+        memcpy(src + 4u * k, out + 8u * k, 4);
+        for (uint32_t j = 0; j < 4u; ++j) {
+            sum[4u * k + j] = static_cast<uint8_t>(k + j);
+        }
+    }
+    modelota_predict_add(sum, src, pairs, d0); /* byte by byte, mod 256: no carries */
+    for (uint32_t k = 0; k < pairs; ++k) {
+        uint32_t q = modelota_fdiv(modelota_load_u32le(src + 4u * k), d0);
+        for (uint32_t j = 0; j < 4u; ++j) {
+            CHECK(sum[4u * k + j] == static_cast<uint8_t>(k + j + (q >> (8u * j))));
+        }
+    }
+    free(sum);
+    free(src);
+}
+
 /* The v2 chunk decoder alone: p = a sequence of chunks, each
  * enc u8, length u8 (1..256), offset u8, body length u8, body. Decoded once
  * in one call and once in random input pieces and output windows, from the
@@ -371,6 +436,9 @@ void fuzz_decoder(const uint8_t* c, const uint8_t* p, size_t n) {
         CHECK(memcmp(a, b, length) == 0);
         CHECK(memcmp(&one.lit, &split.lit, sizeof(one.lit)) == 0);
         CHECK(memcmp(&one.lane, &split.lane, sizeof(one.lane)) == 0);
+        if ((enc & MODELOTA_ENC_PRED) != 0) {
+            check_fdiv(a, length);
+        }
         free(a);
         free(b);
     }

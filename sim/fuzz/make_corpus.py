@@ -8,7 +8,11 @@ target's model (600 bytes, fingerprint "modelota-fuzz-fp", version 1): wire
 format v1 and v2 (v2 with weight-like bytes, so its chunks are range coded,
 run-length coded and differences with the base), full and delta, CRC32 and
 SHA-256, unsigned and signed with the fuzz key, an empty delta, and a few
-damaged ones; and seeds for the chunk decoder alone (control byte 3 bit 7).
+damaged ones; v2 payloads with KEEP and PRED chunks (float32 scale vectors
+predicted from earlier ones, in one chunk and from a kept range) and near
+misses of them (one KEEP or PRED field off, the chunk CRCs still right); and
+seeds for the chunk decoder alone (control byte 3 bit 7), PRED ones pairs of
+float32 for fdiv.
 libFuzzer mutates from there, so it starts with inputs that pass every check
 instead of stopping at the magic.
 """
@@ -17,12 +21,16 @@ from __future__ import annotations
 
 import hashlib
 import random
+import struct
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from modelota.format import codec
 from modelota.format import signing as keys
-from modelota.format.payload import pack
+from modelota.format.payload import AnyChunk, Chunk2, Payload, Prediction, pack
 from modelota.sim.sweep import weights_like
 
 REGION = 600
@@ -79,6 +87,108 @@ def payloads() -> dict[str, bytes]:
     out["signed-chunk-bit-flip"] = bytes(flipped)
     out["signed-truncated"] = signed[:-7]
     out["signed-trailing"] = signed + b"\x00"
+    out.update(pred_payloads())
+    return out
+
+
+def scale_vectors(rnd: np.random.Generator, count: int, x: float) -> tuple[bytes, bytes, int]:
+    """An int8 TFLite layer's scales: per-channel weight scales ``w``, the
+    bias scales the converter derives from them (float32 ``w * x``) and the
+    input scale ``x`` (float32 bits): ``w`` is ``b / x``, up to rounding."""
+    w = rnd.uniform(1e-3, 2e-2, count).astype("<f4")
+    xs = np.float32(x)
+    b = (w * xs).astype("<f4")
+    return b.tobytes(), w.tobytes(), struct.unpack("<I", struct.pack("<f", xs))[0]
+
+
+# (source, target, values): A's target is 404 bytes after its source (a KEEP
+# when chunks are under 452 bytes), B's 40 (in one chunk from 72 bytes up)
+PRED_VECTORS = ((16, 420, 12), (300, 340, 8))
+
+
+def pred_region(new: bytes, seed: int) -> tuple[bytes, list[Prediction]]:
+    """``new`` with the PRED_VECTORS' bias and weight scales written in, and
+    the predictions that pack them."""
+    rnd = np.random.default_rng(seed)
+    out = bytearray(new)
+    preds: list[Prediction] = []
+    for src, tgt, count in PRED_VECTORS:
+        b, w, x = scale_vectors(rnd, count, 0.1)
+        out[src : src + 4 * count] = b
+        out[tgt : tgt + 4 * count] = w
+        preds.append((tgt, count, src, x))
+    return bytes(out), preds
+
+
+def pred_payloads() -> dict[str, bytes]:
+    """v2 payloads with KEEP and PRED chunks (full and delta, a kept source
+    and one in the chunk, signed ones for the keyed devices) and near misses:
+    each breaks one KEEP or PRED rule (or the prediction itself) of a valid
+    payload, with every CRC recomputed, so the Updater gets to the check."""
+    rnd = random.Random(11)
+    full, preds = pred_region(weights_like(rnd, REGION), 1)
+    # a fine-tune (every byte nudged, so the delta's chunks are whole ones)
+    # that also moves the scales
+    delta, dpreds = pred_region(bytes((b + 1) & 0xFF for b in factory()), 2)
+    out: dict[str, bytes] = {}
+    for chunk in (64, 256, 600):
+        out[f"v2-pred-full-{chunk}"] = pack(
+            full, fingerprint=FP, version=2, chunk_size=chunk, predictions=preds
+        ).encode()
+        out[f"v2-pred-delta-{chunk}"] = pack(
+            delta, fingerprint=FP, version=2, chunk_size=chunk, base=factory(), base_version=1,
+            predictions=dpreds).encode()  # fmt: skip
+    out["signed-v2-pred-full-256"] = pack(
+        full, fingerprint=FP, version=3, chunk_size=256, sign_key=FUZZ_KEY, predictions=preds
+    ).encode()
+    out["signed-v2-pred-delta-256"] = pack(
+        delta, fingerprint=FP, version=3, chunk_size=256, sign_key=FUZZ_KEY, base=factory(),
+        base_version=1, predictions=dpreds).encode()  # fmt: skip
+    p = pack(full, fingerprint=FP, version=2, chunk_size=256, predictions=preds)
+    for name, chunks in pred_misses(p.chunks).items():
+        out[f"v2-pred-miss-{name}"] = Payload(p.header, chunks).encode()
+    return out
+
+
+def pred_misses(chunks: tuple[AnyChunk, ...]) -> dict[str, tuple[AnyChunk, ...]]:
+    """Chunk lists one field away from ``chunks`` (a 256-byte plan of
+    PRED_VECTORS: a KEEP chunk, an in-chunk PRED, a PRED from the kept range)."""
+    cs = [c for c in chunks if isinstance(c, Chunk2)]
+    keep = next(i for i, c in enumerate(cs) if c.keep is not None)
+    uses = next(i for i, c in enumerate(cs) if c.pred is not None and c.pred.back > c.pred.start)
+    local = next(i for i, c in enumerate(cs) if c.pred is not None and c.pred.back <= c.pred.start)
+    k, u, lo = cs[keep], cs[uses], cs[local]
+    assert k.keep is not None and u.pred is not None and lo.pred is not None
+    ks = k.keep[0]
+    kept_at = k.offset + ks
+    q, ql = u.pred, lo.pred
+    edits: dict[str, tuple[int, Chunk2]] = {
+        "keep-past-end": (keep, replace(k, keep=(ks, k.length - ks + 1))),
+        "keep-empty": (keep, replace(k, keep=(ks, 0))),
+        "keep-whole-chunk": (keep, replace(k, keep=(0, k.length))),  # no room for the next
+        "keep-dropped": (keep, replace(k, enc=k.enc & ~codec.KEEP, keep=None)),
+        "pred-before-kept": (uses, replace(u, pred=replace(q, back=q.back + 4))),
+        "pred-past-kept": (uses, replace(u, pred=replace(q, back=q.back - 4))),
+        "pred-past-chunk": (uses, replace(u, pred=replace(q, count=(u.length - q.start) // 4 + 1))),
+        "pred-none": (uses, replace(u, pred=replace(q, count=0))),
+        "pred-before-region": (uses, replace(u, pred=replace(q, back=u.offset + q.start + 1))),
+        "pred-divisor-zero": (uses, replace(u, pred=replace(q, divisor=0))),
+        "pred-divisor-nan": (uses, replace(u, pred=replace(q, divisor=0x7FC00000))),
+        "pred-overlap": (local, replace(lo, pred=replace(ql, back=4 * ql.count - 1))),
+        "pred-adjacent": (local, replace(lo, pred=replace(ql, back=4 * ql.count))),
+        # the in-chunk prediction takes the kept source instead: released, so
+        # the later one that needs it is refused
+        "pred-releases-kept": (
+            local,
+            replace(lo, pred=replace(ql, back=lo.offset + ql.start - kept_at)),
+        ),
+        "pred-divisor-ulp": (uses, replace(u, pred=replace(q, divisor=q.divisor + 1))),
+    }
+    out: dict[str, tuple[AnyChunk, ...]] = {}
+    for name, (i, c) in edits.items():
+        changed = list(chunks)
+        changed[chunks.index(cs[i])] = c
+        out[name] = tuple(changed)
     return out
 
 
@@ -111,6 +221,18 @@ def decoder_seeds() -> dict[str, bytes]:
         stream += bytes([codec.RUNS | codec.DIFF, len(data) - 1, 0, len(runs)]) + runs
     out["decoder-rc-runs"] = bytes(stream)
     out["decoder-raw"] = bytes([codec.RAW | codec.DIFF, 99, 3, 100]) + rnd.randbytes(100)
+    # PRED: the decoded bytes are float32 pairs (a, d) for fdiv: scales, ties,
+    # quotients at the edges of the normal range, zeros, subnormals, inf, NaN
+    pairs = [(0.0017, 0.1), (1.5, 1.0), (3.0, 2.0), (1.0, 3.0), (2.0**-120, 2.0**10),
+             (2.0**100, 2.0**-30), (1.0000001, 0.99999994), (-6.5, 0.25), (0.0, 1.0),
+             (1e-40, 1.0), (float("inf"), 2.0), (1.0, float("nan"))]  # fmt: skip
+    floats = b"".join(struct.pack("<ff", a, d) for a, d in pairs)
+    bits = b"".join(
+        struct.pack("<II", a, d)
+        for a, d in ((0x00800000, 0x3F800001), (0x7F7FFFFF, 0x3F7FFFFF), (0x00FFFFFF, 0x3FFFFFFF))
+    )
+    body = floats + bits
+    out["decoder-pred-raw"] = bytes([codec.RAW | codec.PRED, len(body) - 1, 0, len(body)]) + body
     return out
 
 
