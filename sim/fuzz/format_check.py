@@ -13,7 +13,8 @@ documentation promises:
   payload whose signature verifies.
 
 Inputs are those of fuzz_updater.cpp (4 control bytes, then a payload:
-byte 0 bit 2 picks the keyed device, byte 2 the floor, as there). With
+byte 0 bit 2 picks the keyed device, byte 2 the floor, byte 3 bit 6 the
+CRCs recomputed (:func:`fix_crcs`), as there). With
 byte 3 bit 7 the bytes are chunks for the decoder alone, as there: each
 decodes (:mod:`modelota.format.codec`) to exactly its length, never raising;
 a PRED chunk's bytes are float32 pairs for ``codec.fdiv``, checked against
@@ -29,10 +30,18 @@ from make_corpus import FP, FUZZ_PUBLIC_KEY, REGION, factory
 
 from modelota.format import codec
 from modelota.format import signing as keys
+from modelota.format.constants import (
+    FLAG_DELTA,
+    FLAG_SIGNED,
+    FORMAT_V2,
+    V2_MAX_HEADER_LEN,
+    V2_MIN_HEADER_LEN,
+)
 from modelota.format.payload import (
     SIGNATURE_LEN,
     Device,
     apply_reference,
+    crc32,
     final_digest,
     parse,
 )
@@ -48,6 +57,8 @@ def check(data: bytes) -> None:
     if control[3] & 0x80:
         check_decoder(stream)
         return
+    if control[3] & 0x40:
+        stream = fix_crcs(stream)
     keyed = bool(control[0] & 4)
     key = FUZZ_PUBLIC_KEY if keyed else None
     for k in (None, FUZZ_PUBLIC_KEY):
@@ -70,6 +81,47 @@ def check(data: bytes) -> None:
         n = h.length
         sig = stream[n : n + SIGNATURE_LEN]
         assert h.is_signed and keys.verify(FUZZ_PUBLIC_KEY, stream[:n], sig)
+
+
+def fix_crcs(stream: bytes) -> bytes:
+    """fuzz_updater.cpp's fix_crcs: a v2 payload with its header CRC (when
+    unsigned) and every chunk CRC as they should be, up to the first chunk
+    head the device refuses or the bytes do not hold."""
+    p = bytearray(stream)
+    n = len(p)
+    if n < 6 or p[4] != FORMAT_V2 or not V2_MIN_HEADER_LEN <= p[5] <= min(V2_MAX_HEADER_LEN, n):
+        return stream
+    hlen, flags = p[5], p[7]
+    if not flags & FLAG_SIGNED:
+        p[hlen - 4 : hlen] = crc32(bytes(p[: hlen - 4])).to_bytes(4, "little")
+    seed = int.from_bytes(p[hlen - 4 : hlen], "little")
+    pos = hlen + (SIGNATURE_LEN if flags & FLAG_SIGNED else 0)
+    for _ in range(64):
+        if pos >= n:
+            break
+        enc = p[pos]
+        method = enc & codec.METHOD_MASK
+        diff_ok = not enc & codec.DIFF or flags & FLAG_DELTA
+        if enc & ~codec.KNOWN_ENC or method > codec.RC or not diff_ok:
+            break
+        if enc & codec.LANES and method != codec.RC:
+            break
+        count = (2 if method == codec.RAW else 3) + (2 if enc & codec.KEEP else 0)
+        count += 3 if enc & codec.PRED else 0
+        values, q = [], pos + 1
+        for _ in range(count):
+            value, q, ok = codec.read_varint(p, q)
+            if value is None or not ok:
+                return bytes(p)
+            values.append(value)
+        q += 4 if enc & codec.PRED else 0
+        size = values[1] if method == codec.RAW else values[2]
+        if q > n or size > n - q or n - q - size < 4:
+            break
+        seed = crc32(bytes(p[pos : q + size]), seed)
+        p[q + size : q + size + 4] = seed.to_bytes(4, "little")
+        pos = q + size + 4
+    return bytes(p)
 
 
 def check_decoder(stream: bytes) -> None:

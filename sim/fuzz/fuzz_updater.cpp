@@ -21,6 +21,10 @@
  *   c[2]           anti-rollback floor: c[2] % 4
  *   c[3]  bit 7    the bytes go straight to the v2 chunk decoder instead
  *                  (fuzz_decoder below): no header, no CRC in the way
+ *         bit 6    v2: the harness recomputes the header CRC (unsigned
+ *                  payloads) and every chunk CRC before feeding (fix_crcs),
+ *                  so a mutated chunk head (KEEP, PRED, lengths) gets past
+ *                  its CRC to the checks and the code behind them
  *
  * Invariants checked after every input (any violation aborts, so libFuzzer
  * keeps the input as a crash):
@@ -444,6 +448,46 @@ void fuzz_decoder(const uint8_t* c, const uint8_t* p, size_t n) {
     }
 }
 
+void put_u32le(uint8_t* p, uint32_t v) {
+    for (uint32_t i = 0; i < 4u; ++i) {
+        p[i] = static_cast<uint8_t>(v >> (8u * i));
+    }
+}
+
+/* c[3] bit 6: the CRCs a v2 payload's header and chunks would need, written
+ * into p (the header's only when unsigned: a signed header stays as signed).
+ * Chunks are framed with the device's own head parser; stops at the first
+ * head it refuses or that the bytes do not hold. */
+void fix_crcs(uint8_t* p, size_t n) {
+    if (n < 6u || p[4] != MODELOTA_FORMAT_V2) {
+        return;
+    }
+    uint32_t hlen = p[MODELOTA_V2_LEN_OFFSET];
+    if (hlen < MODELOTA_V2_MIN_HEADER_LEN || hlen > MODELOTA_V2_MAX_HEADER_LEN || hlen > n) {
+        return;
+    }
+    const uint8_t flags = p[7];
+    const bool is_signed = (flags & MODELOTA_FLAG_SIGNED) != 0;
+    if (!is_signed) {
+        put_u32le(p + hlen - 4u, modelota_crc32(0, p, hlen - 4u));
+    }
+    uint32_t seed = modelota_load_u32le(p + hlen - 4u);
+    size_t pos = hlen + (is_signed ? MODELOTA_SIGNATURE_LEN : 0u);
+    for (int i = 0; i < 64 && pos < n; ++i) {
+        modelota_chunk_head h;
+        size_t avail = n - pos < MODELOTA_V2_MAX_CHUNK_HEAD ? n - pos : MODELOTA_V2_MAX_CHUNK_HEAD;
+        if (modelota_chunk_head_parse(p + pos, static_cast<uint32_t>(avail),
+                                      (flags & MODELOTA_FLAG_DELTA) != 0, &h) != 1 ||
+            h.size > n - pos - h.head_len || n - pos - h.head_len - h.size < 4u) {
+            return;
+        }
+        size_t body = h.head_len + h.size;
+        seed = modelota_crc32(seed, p + pos, body);
+        put_u32le(p + pos + body, seed);
+        pos += body + 4u;
+    }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -460,10 +504,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const uint8_t* c = data;
     if ((c[3] & 0x80u) != 0) {
         fuzz_decoder(c, data + 4, size - 4);
-    } else if ((c[0] & 3u) < 2u) {
-        fuzz_memory(c, data + 4, size - 4);
-    } else {
-        fuzz_store(c, data + 4, size - 4);
+        return 0;
     }
+    const uint8_t* p = data + 4;
+    uint8_t* fixed = NULL;
+    if ((c[3] & 0x40u) != 0) {
+        fixed = static_cast<uint8_t*>(malloc(size - 4 + 1)); /* +1: never malloc(0) */
+        memcpy(fixed, p, size - 4);
+        fix_crcs(fixed, size - 4);
+        p = fixed;
+    }
+    if ((c[0] & 3u) < 2u) {
+        fuzz_memory(c, p, size - 4);
+    } else {
+        fuzz_store(c, p, size - 4);
+    }
+    free(fixed);
     return 0;
 }

@@ -202,6 +202,12 @@ CONTROLS = {
     "storeflash-keyed-split": bytes([0x26, 5, 2, 0]),
     "storeram-keyed": bytes([0x37, 0, 3, 0]),
     "storeram-split": bytes([0x13, 11, 0, 0]),
+    # byte 3 bit 6: the harness recomputes the CRCs, so mutated KEEP and PRED
+    # fields reach their checks (these get the v2 KEEP/PRED seeds only)
+    "ram-fixcrc": bytes([0x30, 0, 0, 0x40]),
+    "callback-fixcrc-split": bytes([0x21, 13, 0, 0x40]),
+    "storeflash-fixcrc": bytes([0x32, 0, 0, 0x40]),
+    "storeram-fixcrc-split": bytes([0x23, 9, 0, 0x40]),
 }
 
 
@@ -247,6 +253,8 @@ def write(directory: Path) -> int:
         for pname, payload in payloads().items():
             if keyed != pname.startswith("signed"):
                 continue  # a keyed device refuses unsigned seeds at once: little to learn
+            if control[3] & 0x40 and not pname.startswith("v2-pred-"):
+                continue
             (directory / f"seed-{cname}-{pname}").write_bytes(control + payload)
             count += 1
     return count
