@@ -90,7 +90,6 @@ R_COUNT = "n == 0 || h->pred_start > len || n > (len - h->pred_start) / 4u"
 R_BACK = "h->pred_back < 4u * n || h->pred_back > target"
 FDIV_IN = "ea == 0 || ea == 0xFFu || ed == 0 || ed == 0xFFu"
 FDIV_OUT = "e <= 0 || e >= 0xFF"
-ROUND = "r > md || (r == md && (q & 1u) != 0)"
 ROOM = "u->kept_len != 0 ? u->max_chunk - u->kept_len : c->buffer_len"
 RELEASE = "u->kept_len = 0; /* a prediction from the kept bytes releases them */"
 WALK_REFS = (
@@ -292,14 +291,9 @@ MUTANTS: tuple[Mutant, ...] = (
       QE + "[quotient-exp-254]"),
     m("fdiv.quotient-high+1", DEC, FDIV_OUT, FDIV_OUT.replace("e >= 0xFF", "e > 0xFF"),
       QE + "[quotient-exp-255]"),
-    m("fdiv.round+1", DEC, ROUND, ROUND.replace("r > md", "r > md + 1u"),
-      QE + "[rounds-up-just-above-half]"),
-    # No other rounding or carry mutant: an exact quotient of two 24-bit
-    # mantissas is never a tie (r == md would need md's odd part to divide
-    # ma and 2^24 ma == (2j + 1) md, impossible with md < 2^24), so `r >= md`,
-    # `r > md - 1` and the ties-to-even term change nothing; nor is it ever
-    # within half a unit below 2 (2 md - ma < 1 for integers), so q never
-    # rounds up to 2^24 and the carry (`q == 0x1000000u`) never runs.
+    m("fdiv.round+1", DEC, "r > md", "r > md + 1u", QE + "[rounds-up-just-above-half]"),
+    # No "round-1" (`r >= md`): r is twice the remainder and never equals md
+    # (an exact quotient of two 24-bit significands is never half way).
     # ---- Updater: the kept range in the buffer (region_digest_range, apply_chunk)
     m("updater.digest-room+1", UPD, ROOM, ROOM.replace("- u->kept_len :", "- u->kept_len + 1u :"),
       "test_store_receive_hashes_gaps_around_the_kept_bytes"),
