@@ -157,16 +157,20 @@ def f32_bits(x: float) -> int:
 
 def ieee_quotient(a: int, d: int) -> int | None:
     """numpy's float32 a / d (IEEE 754, round to nearest even) when a, d and
-    the quotient are normal numbers, else None (fdiv then predicts 0)."""
+    the exact quotient are normal numbers, else None (fdiv then predicts 0)."""
+    from fractions import Fraction
+
     import numpy as np
 
     fa, fd = np.array([a, d], dtype=np.uint32).view(np.float32)
     if not (np.isfinite(fa) and np.isfinite(fd)) or 0 in ((a >> 23) & 0xFF, (d >> 23) & 0xFF):
         return None
+    exact = abs(Fraction(float(fa)) / Fraction(float(fd)))
+    if not Fraction(2) ** -126 <= exact < Fraction(2) ** 128:  # FORMAT.md: the exact quotient
+        return None
     with np.errstate(all="ignore"):
         q = np.float32(fa) / np.float32(fd)
-    bits = int(np.array([q], dtype=np.float32).view(np.uint32)[0])
-    return bits if 0 < (bits >> 23) & 0xFF < 0xFF else None
+    return int(np.array([q], dtype=np.float32).view(np.uint32)[0])
 
 
 @given(a=st.one_of(finite_f32, st.integers(0, 2**32 - 1).map(float)),
@@ -189,12 +193,15 @@ def test_fdiv_rounds_to_nearest_and_leaves_out_what_is_not_normal() -> None:
     one, three = f32_bits(1.0), f32_bits(3.0)
     assert codec.fdiv(one, three) == f32_bits(1.0 / 3.0)  # 0x3EAAAAAB: rounded up
     assert codec.fdiv(f32_bits(2.0), three) == f32_bits(2.0 / 3.0)
-    # the largest significand quotient there is: (2 - ulp) over (1 + ulp/2)...
+    # the largest significand quotient there is: (2 - ulp) over (1 + ulp)
     a, d = f32_bits(2.0 - 2**-23), f32_bits(1.0 + 2**-23)
     assert codec.fdiv(a, d) == ieee_quotient(a, d) == f32_bits(2.0 - 3 * 2**-23)
     assert codec.fdiv(0, three) == 0  # zero
     assert codec.fdiv(one, 0x7F800000) == 0  # infinity
     assert codec.fdiv(f32_bits(2.0**-120), f32_bits(2.0**10)) == 0  # subnormal quotient
+    # just below the smallest normal: IEEE rounds it up to 2^-126, fdiv predicts nothing
+    a, d = f32_bits(2.0**-125 * (1 - 2**-24)), f32_bits(2.0)
+    assert a >> 23 & 0xFF and codec.fdiv(a, d) == 0 == load().lib.modelota_fdiv(a, d)
     assert codec.fdiv(f32_bits(3e38), f32_bits(1e-3)) == 0  # overflow
     assert codec.fdiv(f32_bits(-6.0), three) == f32_bits(-2.0)
 
