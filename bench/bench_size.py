@@ -23,8 +23,8 @@ Tables printed (docs/BENCHMARKS.md explains them and quotes a run):
 2b. the pairs that miss the TinyMLDelta goal against their order-0 floors
    (size_floor.py: each changed field's byte lanes at their entropy, given or
    learnt, plus framing; without the bias scales TFLite writes as exact
-   products of other scales; and the delta an encoding predicting those
-   would give, estimated);
+   products of other scales; and the delta without PRED, which predicts the
+   weights' scales from them);
 3. v2 bytes by chunk encoding over all pairs;
 4. decoding cost on the Cortex-M4 (QEMU mps2-an386, -icount: instructions
    per output byte) and the ATmega2560 (simavr, cycle accurate: cycles per
@@ -62,7 +62,7 @@ except ImportError:  # run from a checkout without installing
 
 import trained_models  # noqa: E402
 from bench_crypto import table  # noqa: E402
-from size_floor import Floor, delta_floor, predicted_scales_size  # noqa: E402
+from size_floor import Floor, delta_floor  # noqa: E402
 
 from modelota.format.payload import Device, Payload, apply_reference  # noqa: E402
 from modelota.models.tflite import pack_tflite  # noqa: E402
@@ -120,7 +120,7 @@ class Sizes:
     tmd: int | str
     by_encoding: dict[str, int] = field(default_factory=dict)
     floor: Floor | None = None  # of the delta (size_floor.py)
-    predicted: int | None = None  # the delta with predicted scales, estimated (int8 pairs)
+    no_pred: int | None = None  # the delta without PRED (int8 pairs)
 
 
 def check_applies(payload: Payload, old: bytes, new: bytes, what: str) -> None:
@@ -161,7 +161,9 @@ def measure(pair: trained_models.Pair, tmp: Path) -> Sizes:
         pair.name, len(r1f), len(v2f.encode()), len(r1d), len(v2d.encode()),
         xz(r1f), zl(r1f), xz(r1d), zl(r1d), tinymldelta(pair.old, pair.new, tmp), by_enc,
         delta_floor(pair.old, pair.new, v2d),
-        predicted_scales_size(pair.old, pair.new) if pair.name.endswith("int8") else None,
+        len(pack_tflite(pair.old, pair.new, version=2, base_version=1, delta=True,
+                        chunk_size=CHUNK, encodings=WITHOUT_PRED).encode())
+        if pair.name.endswith("int8") else None,
     )  # fmt: skip
 
 
@@ -225,11 +227,10 @@ def floor_table(results: list[Sizes]) -> None:
             continue
         f = r.floor
         adaptive, without = f.total(True), f.total(True, without_bias=True)
-        pred = r.predicted
+        no_pred = "-" if r.no_pred is None else f"{r.no_pred} ({r.no_pred / r.tmd:.3f})"
         rows.append([r.name, r.v2_delta, int(TMD_GOAL * r.tmd), f.framing,
                      f"{f.total(False):.0f}", f"{adaptive:.0f}", f"{without:.0f}",
-                     f"{adaptive / r.tmd:.3f}", f"{without / r.tmd:.3f}",
-                     "-" if pred is None else f"{pred} ({pred / r.tmd:.3f})"])  # fmt: skip
+                     f"{adaptive / r.tmd:.3f}", f"{without / r.tmd:.3f}", no_pred])  # fmt: skip
     if not rows:
         return
     table("2b. The misses against their order-0 floors (bytes, size_floor.py): every changed"
@@ -237,23 +238,21 @@ def floor_table(results: list[Sizes]) -> None:
           " plus v2's framing",
           ["pair", "v2", "goal", "framing", "static floor", "adaptive floor",
            "w/o bias scales", "adaptive / TMD", "w/o bias scales / TMD",
-           "predicted scales (/ TMD)"], rows)  # fmt: skip
+           "v2 w/o PRED (/ TMD)"], rows)  # fmt: skip
     print("   w/o bias scales: the adaptive floor less the bias scale vectors that are, bit for"
           " bit, the float32 product of the input scale and the weights' scales (no information"
           " of their own; v2 codes them as numbers)")
-    print("   predicted scales: v2's delta if a chunk could predict one vector of each such pair"
-          " from the other's new bytes (estimated; an encoding v2 does not have)")
-    gains = [1 - r.predicted / r.v2_delta for r in results if r.predicted is not None]
-    if gains:
-        print(f"   predicted scales on all {len(gains)} int8 deltas: {100 * min(gains):.1f}% to"
-              f" {100 * max(gains):.1f}% smaller than v2")
+    print("   v2 w/o PRED: the delta without predicting the weights' scales from the bias"
+          " scales (docs/FORMAT.md, KEEP and PRED)")
 
 
+WITHOUT_PRED = ("runs", "rc", "diff", "lanes")
 ABLATIONS = {
-    "v2 (all)": ("runs", "rc", "diff", "lanes"),
-    "v2 without lanes": ("runs", "rc", "diff"),
-    "v2 without diff": ("runs", "rc", "lanes"),
-    "v2 without runs": ("rc", "diff", "lanes"),
+    "v2 (all)": ("runs", "rc", "diff", "lanes", "pred"),
+    "v2 without pred": WITHOUT_PRED,
+    "v2 without lanes": ("runs", "rc", "diff", "pred"),
+    "v2 without diff": ("runs", "rc", "lanes", "pred"),
+    "v2 without runs": ("rc", "diff", "lanes", "pred"),
     "v2 rc only": ("rc",),
     "v2 runs and diff only": ("runs", "diff"),
     "v2 raw only (framing)": ("raw",),

@@ -17,8 +17,8 @@ The one structure across fields this bench has found: TFLite's converter
 writes every bias's per-channel scales as the float32 product of the input
 scale and the weights' scales, bit for bit, so they carry no information of
 their own. ``exact_bias_scales`` finds them; table 2b shows the floor
-without them and, from ``predicted_scales_size``, the delta an encoding
-that predicted them would give.
+without them, next to the delta without PRED (the chunk flag that predicts
+the weights' scales from them, docs/FORMAT.md "KEEP and PRED").
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modelota.format.payload import Payload, _entropy, pack
+from modelota.format.payload import Payload, _entropy
 from modelota.models.tflite import TensorInfo, read_tflite, rebase
 
 ELEMENT = {"INT8": 1, "UINT8": 1, "BOOL": 1, "INT16": 2, "FLOAT16": 2, "INT32": 4,
@@ -103,33 +103,6 @@ def bias_scale_pairs(model_bytes: bytes) -> list[tuple[float, int, int, int]]:
 def exact_bias_scales(model_bytes: bytes) -> set[tuple[int, int]]:
     """(offset, length) of the bias scale vectors :func:`bias_scale_pairs` finds."""
     return {(b, n) for _, _, b, n in bias_scale_pairs(model_bytes)}
-
-
-PREDICTION_HEAD = 6  # what a predicted vector would add: the input scale, a source distance
-
-
-def predicted_scales_size(old_bytes: bytes, new_bytes: bytes) -> int:
-    """Estimated size of the v2 delta if a chunk could predict, of each pair
-    of scale vectors bias_scale_pairs finds, the one later in the file from
-    the earlier one's new bytes (bias = input x weights, or weights = bias /
-    input), carrying only the difference: the delta packed against a base
-    holding those predictions, plus PREDICTION_HEAD bytes per vector. An
-    estimate for an encoding v2 does not have (docs/FORMAT.md)."""
-    old_m = read_tflite(old_bytes)
-    target = rebase(old_m, read_tflite(new_bytes))
-    base = bytearray(old_bytes)
-    predicted = 0
-    for sx, w, b, n in bias_scale_pairs(target):
-        sw = np.frombuffer(target, np.float32, n // 4, w)
-        sb = np.frombuffer(target, np.float32, n // 4, b)
-        x = np.float32(sx)
-        at, guess = (w, sb / x) if b < w else (b, sw * x)
-        if old_bytes[at : at + n] != target[at : at + n]:  # only vectors the delta rewrites
-            base[at : at + n] = guess.astype(np.float32).tobytes()
-            predicted += 1
-    payload = pack(target, fingerprint=old_m.fingerprint(), version=2, base=bytes(base),
-                   base_version=1, chunk_size=1024)  # fmt: skip
-    return len(payload.encode()) + PREDICTION_HEAD * predicted
 
 
 @dataclass

@@ -182,6 +182,8 @@ void modelota_decode_begin(modelota_decoder* d, uint8_t enc, uint32_t offset, ui
 uint32_t modelota_decode(modelota_decoder* d, const uint8_t* in, uint32_t n, uint8_t* out,
                          uint32_t from, uint32_t to);
 uint32_t modelota_decoded(const modelota_decoder* d);
+uint32_t modelota_fdiv(uint32_t a, uint32_t d);
+void modelota_predict_add(uint8_t* out, const uint8_t* src, uint32_t count, uint32_t divisor);
 
 typedef struct modelota_link_io {
     void* ctx;

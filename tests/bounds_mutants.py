@@ -40,7 +40,7 @@ T = "tests/test_bounds.py::"
 class Mutant:
     id: str
     file: str  # under firmware_lib/, or host_tools/... for the Python mirror
-    old: str  # the checked expression, exactly once in the file
+    old: str  # the checked expression (or a statement, with its ;), exactly once in the file
     new: str  # the same check moved by one
     tests: tuple[str, ...]  # node ids (under tests/test_bounds.py) that must fail
 
@@ -83,6 +83,24 @@ V2_REGION = "head.gap > size - u->write_end || head.length > size - u->write_end
 V2_REMAINING = "head.length > u->data_size - u->data_seen"
 V5 = "i == MODELOTA_VARINT_MAX - 1u && (b & 0xF0u) != 0"
 PY_V2_REGION = "gap > limit - write_end or length > limit - write_end - gap"
+# KEEP and PRED (decode.cpp modelota_chunk_refs_check, modelota_fdiv, the head)
+R_KEEP = "h->keep_len == 0 || h->keep_start > len || h->keep_len > len - h->keep_start"
+R_LIVE = "kept_len > max_chunk || len > max_chunk - kept_len"
+R_COUNT = "n == 0 || h->pred_start > len || n > (len - h->pred_start) / 4u"
+R_BACK = "h->pred_back < 4u * n || h->pred_back > target"
+FDIV_IN = "ea == 0 || ea == 0xFFu || ed == 0 || ed == 0xFFu"
+FDIV_OUT = "e <= 0 || e >= 0xFF"
+ROOM = "u->kept_len != 0 ? u->max_chunk - u->kept_len : c->buffer_len"
+RELEASE = "u->kept_len = 0; /* a prediction from the kept bytes releases them */"
+WALK_REFS = (
+    "modelota_chunk_refs_check(&ch, write_end + ch.gap, lh.max_chunk, kept_off,\n"
+    "                                          kept_len) != MODELOTA_OK"
+)
+PRED_END = "src->pred_at + 4u * src->pred_count"
+PY_KEEP = "kl == 0 or ks > hd.length or kl > hd.length - ks"
+PY_COUNT = "q.count == 0 or q.start > hd.length or q.count > (hd.length - q.start) // 4"
+KP = "test_v2_pred_source_outside_the_kept_range_is_refused"
+QE = "test_v2_pred_quotient_edges"
 
 MUTANTS: tuple[Mutant, ...] = (
     # ---- Updater: chunk against the region (check_chunk_head)
@@ -186,6 +204,131 @@ MUTANTS: tuple[Mutant, ...] = (
       "test_v2_varint_of_five_bytes_up_to_u32_max_is_read"),
     m("varint.minimal+1", DEC, "i > 0 && b == 0", "i > 1u && b == 0",
       "test_v2_varint_not_in_its_shortest_form_is_refused"),
+    # ---- KEEP and PRED: modelota_chunk_refs_check (Updater and Store walk)
+    m("refs.keep-len-0", DEC, R_KEEP, R_KEEP.replace("h->keep_len == 0 || ", ""),
+      "test_v2_keep_of_zero_bytes_is_refused"),
+    m("refs.keep-end+1", DEC, R_KEEP,
+      R_KEEP.replace("len - h->keep_start", "len + 1u - h->keep_start"),
+      "test_v2_keep_ending_one_past_the_chunk_end_is_refused"),
+    m("refs.keep-end-1", DEC, R_KEEP, R_KEEP.replace("h->keep_len > len", "h->keep_len >= len"),
+      "test_v2_keep_ending_at_the_chunk_end_is_applied"),
+    m("refs.keep-start+1", DEC, R_KEEP, R_KEEP.replace("keep_start > len", "keep_start > len + 1u"),
+      "test_v2_keep_starting_past_the_chunk_end_is_refused[len+1]"),
+    # No "keep-start-1" (`keep_start >= len`): keep_len >= 1 does not fit the
+    # 0 bytes left at keep_start == len either way.
+    m("refs.kept-max+1", DEC, R_LIVE,
+      R_LIVE.replace("kept_len > max_chunk", "kept_len > max_chunk + 1u"),
+      "test_store_log_v2_kept_range_longer_than_max_chunk_is_refused"),
+    # No "kept-max-1": kept_len == max_chunk leaves room 0, refused by the next test.
+    m("refs.kept-room+1", DEC, R_LIVE,
+      R_LIVE.replace("max_chunk - kept_len", "max_chunk + 1u - kept_len"),
+      "test_v2_chunk_one_byte_over_max_chunk_with_the_kept_ones_is_refused"),
+    m("refs.kept-room-1", DEC, R_LIVE, R_LIVE.replace("len > max_chunk -", "len >= max_chunk -"),
+      "test_v2_chunk_of_max_chunk_bytes_with_the_kept_ones_is_applied"),
+    m("refs.pred-count-0", DEC, R_COUNT, R_COUNT.replace("n == 0 || ", ""),
+      "test_v2_pred_of_zero_values_is_refused"),
+    m("refs.pred-start+1", DEC, R_COUNT,
+      R_COUNT.replace("pred_start > len", "pred_start > len + 1u"),
+      "test_v2_pred_starting_past_the_chunk_end_is_refused[len+1]"),
+    # No "pred-start-1" (`pred_start >= len`): no value fits at the chunk's end.
+    m("refs.pred-end+1", DEC, R_COUNT,
+      R_COUNT.replace("(len - h->pred_start)", "(len + 1u - h->pred_start)"),
+      "test_v2_pred_past_the_chunk_end_is_refused[start+1]"),
+    m("refs.pred-end-1", DEC, R_COUNT, R_COUNT.replace("n > (len", "n >= (len"),
+      "test_v2_pred_ending_at_the_chunk_end_is_applied"),
+    m("refs.back-overlap+1", DEC, R_BACK, R_BACK.replace("pred_back < 4u", "pred_back + 1u < 4u"),
+      "test_v2_pred_source_overlapping_its_target_is_refused"),
+    m("refs.back-overlap-1", DEC, R_BACK, R_BACK.replace("pred_back < 4u", "pred_back <= 4u"),
+      "test_v2_pred_source_right_before_its_target_is_applied"),
+    m("refs.back-region+1", DEC, R_BACK, R_BACK.replace("> target", "> target + 1u"),
+      "test_v2_pred_source_before_the_region_is_refused"),
+    m("refs.back-region-1", DEC, R_BACK, R_BACK.replace("> target", ">= target"),
+      "test_v2_pred_source_at_region_offset_0_is_applied"),
+    m("refs.in-chunk+1", DEC, "src >= offset", "src + 1u >= offset",
+      "test_v2_pred_source_one_byte_before_the_chunk_is_refused"),
+    m("refs.in-chunk-1", DEC, "src >= offset", "src > offset",
+      "test_v2_pred_source_at_the_chunk_start_is_applied"),
+    m("refs.kept-start-1", DEC, "src >= kept_off", "src > kept_off",
+      "test_v2_pred_source_at_either_end_of_the_kept_range_is_applied[start]"),
+    # No "kept-start+1" (`src + 1 >= kept_off`): a source before kept_off
+    # makes `src - kept_off` wrap above kept_len, refused by the next test,
+    # which alone would do; nor `src - kept_off < kept_len`: a source starting
+    # at the kept range's end has no room for 4 n >= 4 bytes.
+    m("refs.kept-after-end+1", DEC, "src - kept_off <= kept_len", "src - kept_off <= kept_len + 1u",
+      KP + "[after-end]"),
+    m("refs.kept-end+1", DEC, "4u * n <= kept_len - (src - kept_off)",
+      "4u * n <= kept_len + 1u - (src - kept_off)", KP + "[past-end]"),
+    m("refs.kept-end-1", DEC, "4u * n <= kept_len - (src - kept_off)",
+      "4u * n < kept_len - (src - kept_off)",
+      "test_v2_pred_source_at_either_end_of_the_kept_range_is_applied[end]"),
+    # ---- the head's divisor: `n - pos < 4u` (modelota_chunk_head_parse)
+    m("head.divisor+1", DEC, "n - pos < 4u", "n - pos < 5u",
+      "test_v2_pred_ending_at_the_chunk_end_is_applied"),
+    m("head.divisor-1", DEC, "n - pos < 4u", "n - pos < 3u",
+      "test_v2_pred_ending_at_the_chunk_end_is_applied"),
+    # ---- modelota_fdiv: operands and quotient normal, rounding
+    m("fdiv.dividend-low+1", DEC, FDIV_IN, FDIV_IN.replace("ea == 0 ", "ea <= 1u "),
+      QE + "[dividend-exp-1]"),
+    m("fdiv.dividend-low-1", DEC, FDIV_IN, FDIV_IN.replace("ea == 0 || ", ""),
+      QE + "[dividend-subnormal]"),
+    m("fdiv.dividend-high-1", DEC, FDIV_IN, FDIV_IN.replace("ea == 0xFFu", "ea >= 0xFEu"),
+      QE + "[dividend-exp-254]"),
+    m("fdiv.dividend-high+1", DEC, FDIV_IN, FDIV_IN.replace("ea == 0xFFu || ", ""),
+      QE + "[dividend-inf]"),
+    m("fdiv.divisor-low+1", DEC, FDIV_IN, FDIV_IN.replace("ed == 0 ", "ed <= 1u "),
+      QE + "[divisor-exp-1]"),
+    m("fdiv.divisor-low-1", DEC, FDIV_IN, FDIV_IN.replace("ed == 0 || ", ""),
+      QE + "[divisor-subnormal]"),
+    m("fdiv.divisor-high-1", DEC, FDIV_IN, FDIV_IN.replace("ed == 0xFFu", "ed >= 0xFEu"),
+      QE + "[divisor-exp-254]"),
+    m("fdiv.divisor-high+1", DEC, FDIV_IN, FDIV_IN.replace(" || ed == 0xFFu", ""),
+      QE + "[divisor-inf]"),
+    m("fdiv.quotient-low+1", DEC, FDIV_OUT, FDIV_OUT.replace("e <= 0", "e <= 1"),
+      QE + "[quotient-exp-1]"),
+    m("fdiv.quotient-low-1", DEC, FDIV_OUT, FDIV_OUT.replace("e <= 0", "e < 0"),
+      QE + "[quotient-exp-0]"),
+    m("fdiv.quotient-high-1", DEC, FDIV_OUT, FDIV_OUT.replace("e >= 0xFF", "e >= 0xFE"),
+      QE + "[quotient-exp-254]"),
+    m("fdiv.quotient-high+1", DEC, FDIV_OUT, FDIV_OUT.replace("e >= 0xFF", "e > 0xFF"),
+      QE + "[quotient-exp-255]"),
+    m("fdiv.round+1", DEC, "r > md", "r > md + 1u", QE + "[rounds-up-just-above-half]"),
+    # No "round-1" (`r >= md`): r is twice the remainder and never equals md
+    # (an exact quotient of two 24-bit significands is never half way).
+    # ---- Updater: the kept range in the buffer (region_digest_range, apply_chunk)
+    m("updater.digest-room+1", UPD, ROOM, ROOM.replace("- u->kept_len :", "- u->kept_len + 1u :"),
+      "test_store_receive_hashes_gaps_around_the_kept_bytes"),
+    m("updater.digest-room-kept", UPD, ROOM, "c->buffer_len",
+      "test_store_receive_hashes_gaps_around_the_kept_bytes"),
+    # No "digest-room-1": the same bytes in more passes, and with kept_len ==
+    # max_chunk - 1 (a 1-byte chunk follows) a room of 0 that never ends.
+    m("updater.release-1", UPD, "src < off", "src <= off",
+      "test_v2_pred_from_its_own_chunk_leaves_the_range_kept",
+      "test_v2_pred_from_its_own_chunk_leaves_no_room_for_max_chunk"),
+    m("updater.release-never", UPD, RELEASE, "(void)0;",
+      "test_v2_pred_from_the_kept_range_releases_it"),
+    # No "release+1" (`src + 1 < off`): a source before the chunk lies in the
+    # kept range, which ends at the chunk's offset or before, so src <= off - 4.
+    # ---- Store: KEEP and PRED in the log (walk_log, apply_piece, add_prediction)
+    m("store.walk-refs", STO, WALK_REFS, "false",
+      "test_store_log_v2_pred_source_outside_the_kept_range_is_refused",
+      "test_store_log_v2_kept_range_longer_than_max_chunk_is_refused"),
+    m("store.walk-release-1", STO, "src.pred_src < off", "src.pred_src <= off",
+      "test_store_log_v2_keep_and_pred_commit_the_reference_weights"),
+    m("store.walk-release-never", STO, "src.pred_src < off", "false",
+      "test_store_log_v2_keep_and_pred_commit_the_reference_weights"),
+    m("store.pred-end+1", STO, PRED_END, PRED_END + " + 1u",
+      "test_store_log_v2_keep_and_pred_commit_the_reference_weights"),
+    m("store.pred-end-1", STO, PRED_END, PRED_END + " - 1u",
+      "test_store_log_v2_keep_and_pred_commit_the_reference_weights"),
+    m("store.pred-piece-start+1", STO, "at >= lo && at < hi", "at > lo && at < hi",
+      "test_store_log_v2_keep_and_pred_commit_the_reference_weights"),
+    m("store.pred-piece-end+1", STO, "at >= lo && at < hi", "at >= lo && at <= hi",
+      "test_store_log_v2_keep_and_pred_commit_the_reference_weights"),
+    m("store.pred-first-value+1", STO, "(lo - s->pred_at) / 4u", "(lo - s->pred_at) / 4u + 1u",
+      "test_store_log_v2_keep_and_pred_commit_the_reference_weights"),
+    m("store.pred-last-value-1", STO, "k <= (hi - 1u - s->pred_at) / 4u",
+      "k < (hi - 1u - s->pred_at) / 4u",
+      "test_store_log_v2_keep_and_pred_commit_the_reference_weights"),
     # ---- backup sources: modelota_source_read
     m("updater.source-end+1", UPD, "len > src->size - offset", "len > src->size + 1u - offset",
       "test_source_read_past_its_end_is_refused[len size+1]",
@@ -388,6 +531,33 @@ MUTANTS: tuple[Mutant, ...] = (
     m("python.fewest-chunks+1", PAY, "(h.data_size - 1) // h.max_chunk >= h.chunk_count",
       "(h.data_size - 1) // h.max_chunk > h.chunk_count",
       "test_updater_one_chunk_fewer_than_max_chunk_allows_is_refused"),
+    # KEEP and PRED (_refs_problem, _chunk_head_v2, the release in _walk_chunks_v2).
+    # No Python "keep-start", "pred-start" or "back-region" mutant: integers
+    # do not wrap, so the length and source tests alone refuse those heads.
+    m("python.keep-len-0", PAY, PY_KEEP, PY_KEEP.replace("kl == 0 or ", ""),
+      "test_v2_keep_of_zero_bytes_is_refused"),
+    m("python.keep-end+1", PAY, PY_KEEP, PY_KEEP.replace("hd.length - ks", "hd.length + 1 - ks"),
+      "test_v2_keep_ending_one_past_the_chunk_end_is_refused"),
+    m("python.kept-room+1", PAY, "hd.length > max_chunk - kept[1]",
+      "hd.length > max_chunk + 1 - kept[1]",
+      "test_v2_chunk_one_byte_over_max_chunk_with_the_kept_ones_is_refused"),
+    m("python.pred-count-0", PAY, PY_COUNT, PY_COUNT.replace("q.count == 0 or ", ""),
+      "test_v2_pred_of_zero_values_is_refused"),
+    m("python.pred-end+1", PAY, PY_COUNT,
+      PY_COUNT.replace("(hd.length - q.start)", "(hd.length + 1 - q.start)"),
+      "test_v2_pred_past_the_chunk_end_is_refused[start+1]"),
+    m("python.back-overlap+1", PAY, "q.back < 4 * q.count", "q.back + 1 < 4 * q.count",
+      "test_v2_pred_source_overlapping_its_target_is_refused"),
+    m("python.in-chunk+1", PAY, "src < off and not in_kept", "src + 1 < off and not in_kept",
+      "test_v2_pred_source_one_byte_before_the_chunk_is_refused"),
+    m("python.kept-start+1", PAY, "kept[0] <= src", "kept[0] <= src + 1", KP + "[before-start]"),
+    m("python.kept-end+1", PAY, "src + 4 * q.count <= kept[0] + kept[1]",
+      "src + 4 * q.count <= kept[0] + kept[1] + 1", KP + "[past-end]"),
+    m("python.release-1", PAY, "off + hd.pred.start - hd.pred.back < off",
+      "off + hd.pred.start - hd.pred.back <= off",
+      "test_v2_pred_from_its_own_chunk_leaves_the_range_kept"),
+    m("python.divisor-1", PAY, "p + 4 > n", "p + 3 > n",
+      "test_v2_stream_ending_inside_the_divisor_is_truncated[3]"),
 )  # fmt: skip
 
 # The default suite's sample: the off-by-one that once survived everything.
@@ -417,10 +587,15 @@ def instrumented_sources() -> dict[str, str]:
         text = texts.get(file) or (ROOT / "firmware_lib" / file).read_text()
         if text.count(old) != 1:
             raise LookupError(f"firmware_lib/{file}: {old!r} occurs {text.count(old)} times")
-        expr = f"({old})"
-        for mu in group:
-            expr = f"MODELOTA_MUT({_number(mu)}, ({mu.new}), {expr})"
-        texts[file] = text.replace(old, expr)
+        if ";" in old:  # a statement: `if (mutant == k) { new } else { old }`
+            site = old
+            for mu in group:
+                site = f"if (modelota_mutant == {_number(mu)}) {{ {mu.new} }} else {{ {site} }}"
+        else:
+            site = f"({old})"
+            for mu in group:
+                site = f"MODELOTA_MUT({_number(mu)}, ({mu.new}), {site})"
+        texts[file] = text.replace(old, site)
     for file, text in texts.items():
         first = text.index("#include")
         end = text.index("\n", first) + 1

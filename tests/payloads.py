@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -9,8 +10,9 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from modelota import Device, Status, apply_reference, pack
-from modelota.format.payload import Payload
+from modelota import Device, Status, apply_reference
+from modelota.format.payload import Payload, Prediction
+from modelota.format.payload import pack as pack_v
 from modelota.sim.native import Updater
 
 FP = bytes.fromhex("6d6f64656c6f74612d746573742d6670")  # "modelota-test-fp"
@@ -26,10 +28,12 @@ class Case:
     current_version: int
     new_version: int
     format_version: int = 2
+    predictions: tuple[Prediction, ...] = ()
 
     def payload(self) -> Payload:
+        v2 = {"predictions": self.predictions} if self.format_version == 2 else {}
         if self.delta:
-            return pack(
+            return pack_v(
                 self.new,
                 fingerprint=FP,
                 version=self.new_version,
@@ -37,13 +41,15 @@ class Case:
                 base=self.old,
                 base_version=self.current_version,
                 format_version=self.format_version,
+                **v2,  # type: ignore[arg-type]
             )
-        return pack(
+        return pack_v(
             self.new,
             fingerprint=FP,
             version=self.new_version,
             chunk_size=self.chunk_size,
             format_version=self.format_version,
+            **v2,  # type: ignore[arg-type]
         )
 
     def device(self, **kw: object) -> Updater:
@@ -110,7 +116,40 @@ def cases(draw: st.DrawFn, max_size: int = 70_000, formats: tuple[int, ...] = (1
     current = draw(st.integers(0, 2**32 - 2))
     new_version = draw(st.integers(current + 1, 2**32 - 1))
     fmt = draw(st.sampled_from(formats))
-    return Case(old, new, chunk, draw(st.booleans()), current, new_version, fmt)
+    new, predictions = draw(planted_predictions(new))
+    return Case(old, new, chunk, draw(st.booleans()), current, new_version, fmt, predictions)
+
+
+@st.composite
+def planted_predictions(draw: st.DrawFn, new: bytes) -> tuple[bytes, tuple[Prediction, ...]]:
+    """Sometimes ``new`` with up to three pairs of float32 vectors planted in
+    it, the later one (nearly: a value or two off) the earlier one divided by
+    a constant, and the predictions pack may use for them (KEEP and PRED)."""
+    import random
+
+    from modelota.format import codec
+
+    if len(new) < 16 or not draw(st.booleans()):
+        return new, ()
+    rnd = random.Random(draw(st.integers(0, 2**32 - 1)))
+    out = bytearray(new)
+    found = []
+    for _ in range(draw(st.integers(1, 3))):
+        count = draw(st.integers(1, max(1, min(300, len(new) // 16))))
+        n = 4 * count
+        src = rnd.randrange(0, len(new) - 2 * n + 1)
+        target = rnd.randrange(src + n, len(new) - n + 1)
+        divisor = int.from_bytes(struct.pack("<f", rnd.uniform(1e-3, 2.0)), "little")
+        values = struct.pack(f"<{count}f", *(rnd.gauss(0, 1) * 10 ** rnd.randint(-6, 2)
+                                             for _ in range(count)))  # fmt: skip
+        out[src : src + n] = values
+        guess = bytearray(codec.predict(values, divisor))
+        for k in range(0, n, 4):
+            if rnd.random() < 0.1:  # the rounding of a product: an ulp off
+                guess[k] = (guess[k] + rnd.choice((1, 255))) & 0xFF
+        out[target : target + n] = guess
+        found.append((target, count, src, divisor))
+    return bytes(out), tuple(found)
 
 
 @st.composite

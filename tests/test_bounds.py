@@ -25,8 +25,17 @@ from dataclasses import dataclass, replace
 import pytest
 
 from modelota.format import codec
-from modelota.format.constants import FORMAT_V2
-from modelota.format.payload import HEADER_LEN, Device, Header, apply_reference, crc32
+from modelota.format.constants import FLAG_DELTA, FORMAT_V2
+from modelota.format.payload import (
+    HEADER_LEN,
+    Device,
+    Header,
+    Pred,
+    apply_reference,
+    crc32,
+    final_weights,
+    parse,
+)
 from modelota.link.push import (
     ACK,
     COMMIT,
@@ -41,10 +50,10 @@ from modelota.link.push import (
     frame,
 )
 from modelota.sim.board import SimBoard, demo_model
-from modelota.sim.device import Layout, _StoreHandle
+from modelota.sim.device import FlashModelDevice, Layout, _StoreHandle
 from modelota.sim.flash import SimFlash
 from modelota.sim.native import Updater, load
-from modelota.status import Status
+from modelota.status import ModelOTAError, Status
 
 U32_MAX = 0xFFFF_FFFF
 SIZE = 1000  # weight region of the Updater tests
@@ -408,12 +417,14 @@ def test_updater_chunk_starting_at_the_last_byte_of_a_writable_range_is_applied(
 
 @dataclass
 class Chunk2Spec:
-    enc: int  # codec.RAW or codec.RUNS (a RUNS body decodes to one repeated byte)
+    enc: int  # codec.RAW or codec.RUNS (a RUNS body decodes to one repeated byte), | DIFF
     gap: int
     length: int
     body: bytes
     size: int | None = None  # what the head says (None: len(body)); RAW has no size field
     raw_head: bytes | None = None  # the head's bytes as given (a malformed varint)
+    keep: tuple[int, int] | None = None  # KEEP (start, length): the head gets flag and fields
+    pred: Pred | None = None  # PRED: likewise
 
 
 def runs_body(length: int, value: int, size: int) -> bytes:
@@ -428,14 +439,7 @@ def stream2(specs: list[Chunk2Spec], **fields: object) -> tuple[bytes, bytes, li
     """A v2 payload of ``specs`` over OLD: (payload, final weights, the stream
     position just after each chunk's head). Header fields derive from the
     chunks unless given; the digest is of the final region (clipped)."""
-    final = bytearray(OLD)
-    end = 0
-    for c in specs:
-        off = end + c.gap
-        data = codec.decode(c.enc, c.body, c.length, off, codec.Model())
-        lo, hi = min(off, SIZE), min(off + c.length, SIZE)
-        final[lo:hi] = data[: hi - lo]
-        end = off + c.length
+    final = final2(OLD, specs)
     h = Header(fingerprint=FP, model_version=V_NEW, weights_size=SIZE,
                data_size=sum(c.length for c in specs), chunk_count=len(specs), segment_count=0,
                max_chunk=max((c.length for c in specs), default=0),
@@ -452,16 +456,83 @@ def encode2(h: Header, specs: list[Chunk2Spec]) -> tuple[bytes, list[int]]:
     seed = h.crc
     heads = []
     for c in specs:
-        head = c.raw_head
-        if head is None:
-            size = b"" if c.enc == codec.RAW else codec.varint(len(c.body) if c.size is None
-                                                               else c.size)  # fmt: skip
-            head = bytes([c.enc]) + codec.varint(c.gap) + codec.varint(c.length) + size
+        head = c.raw_head if c.raw_head is not None else head2(c)
         out += head
         heads.append(len(out))
         seed = crc32(c.body, crc32(head, seed))
         out += c.body + struct.pack("<I", seed)
     return bytes(out), heads
+
+
+def head2(c: Chunk2Spec) -> bytes:
+    """The head of ``c`` (docs/FORMAT.md, "Chunk (v2)"): flags KEEP and PRED
+    set and their fields sent when ``c`` has them."""
+    v = codec.varint
+    raw = c.enc & codec.METHOD_MASK == codec.RAW
+    size = b"" if raw else v(len(c.body) if c.size is None else c.size)
+    enc = c.enc | (codec.KEEP if c.keep else 0) | (codec.PRED if c.pred else 0)
+    head = bytes([enc]) + v(c.gap) + v(c.length) + size
+    if c.keep is not None:
+        head += v(c.keep[0]) + v(c.keep[1])
+    if c.pred is not None:
+        q = c.pred
+        head += v(q.start) + v(q.count) + v(q.back) + struct.pack("<I", q.divisor)
+    return head
+
+
+def normal(bits: int) -> bool:
+    return 0 < (bits >> 23) & 0xFF < 0xFF
+
+
+def fdiv_fpu(a: int, d: int) -> int:
+    """FORMAT.md's fdiv from the FPU (numpy float32 division, IEEE 754 round
+    to nearest even), not from either implementation: the quotient's bits
+    when a, d and the quotient are normal numbers, else 0. (The two could
+    differ only for an exact quotient within half a subnormal step below
+    2^-126, which the FPU rounds up to a normal number; no test divides so.)"""
+    import numpy as np
+
+    if not (normal(a) and normal(d)):
+        return 0
+    with np.errstate(all="ignore"):
+        q = np.array([a], "<u4").view("<f4") / np.array([d], "<u4").view("<f4")
+    bits = int(q.view("<u4")[0])
+    return bits if normal(bits) else 0
+
+
+def final2(old: bytes, specs: list[Chunk2Spec]) -> bytes:
+    """``old`` with the chunks of ``specs`` laid over (clipped to the region),
+    computed here from FORMAT.md: DIFF adds to the base, PRED adds
+    fdiv_fpu(source, divisor) to the decoded residual, the source read from
+    the bytes as the payload has made them. Only RAW and RUNS (no range
+    coder model to carry). Refs outside chunk or region are left out: such
+    payloads are refused at the head, before their digest matters."""
+    final = bytearray(old)
+    end = 0
+    for c in specs:
+        off = end + c.gap
+        end = off + c.length
+        data = codec.decode(c.enc, c.body, c.length, off, codec.Model())
+        q = c.pred
+        if c.enc & codec.DIFF:
+            base = bytearray(final[off:end].ljust(c.length, b"\0"))
+            if q is not None:  # a residual over the prediction, not over the base
+                span = slice(q.start, q.start + 4 * q.count)
+                base[span] = bytes(len(base[span]))
+            data = bytearray((x + y) & 0xFF for x, y in zip(data, base, strict=True))
+        lo, hi = min(off, len(final)), min(end, len(final))
+        final[lo:hi] = data[: hi - lo]
+        if q is None:
+            continue
+        for k in range(q.count):
+            t = off + q.start + 4 * k
+            s = t - q.back
+            if s < 0 or t + 4 > hi:
+                break
+            p = fdiv_fpu(struct.unpack_from("<I", final, s)[0], q.divisor)
+            for j in range(4):
+                final[t + j] = (final[t + j] + (p >> (8 * j))) & 0xFF
+    return bytes(final)
 
 
 def applied2(specs: list[Chunk2Spec], **fields: object) -> None:
@@ -471,12 +542,16 @@ def applied2(specs: list[Chunk2Spec], **fields: object) -> None:
 
 
 def refused2(
-    specs: list[Chunk2Spec], status: Status, chunk: int, back: int = 0, **fields: object
+    specs: list[Chunk2Spec], status: Status, chunk: int, back: int = 0, cut: bool = False,
+    **fields: object,
 ) -> None:
     """Refused with ``status`` right after chunk ``chunk``'s head (``back``
-    bytes before its end: a malformed varint is refused at its last byte)."""
+    bytes before its end: a malformed varint is refused at its last byte).
+    ``cut``: the stream ends right after that head, so that a mutant letting
+    the head through stops at Truncated instead of applying a head whose
+    refs point outside the buffer."""
     payload, _, heads = stream2(specs, **fields)
-    out = run(payload)
+    out = run(payload[: heads[chunk]] if cut else payload)
     assert (out.status, out.consumed) == (status, heads[chunk] - back)
 
 
@@ -560,13 +635,234 @@ def test_v2_varint_not_in_its_shortest_form_is_refused() -> None:
     refused2([Chunk2Spec(codec.RAW, 0, 1, b"\x01", raw_head=head)], Status.BadChunk, 0, back=1)
 
 
+# ---------------------------------------------------------------- Updater, KEEP and PRED
+# decode.cpp modelota_chunk_refs_check (payload.py _refs_problem), in the
+# order of docs/FORMAT.md "KEEP and PRED"; the head parse (the divisor's 4
+# bytes); modelota_fdiv's limits; updater.cpp apply_chunk's release of the
+# kept range. Chunks carry float32 values so that every prediction is a
+# nonzero number: one read from the wrong bytes changes the final digest.
+
+DIV = struct.unpack("<I", struct.pack("<f", 0.7))[0]
+
+
+def floats(n: int, seed: int) -> bytes:
+    rng = random.Random(seed)
+    out = b"".join(struct.pack("<f", rng.choice((-1, 1)) * rng.uniform(0.01, 100.0))
+                   for _ in range(n // 4))  # fmt: skip
+    return out + bytes(n % 4)
+
+
+def fl2(gap: int, n: int, seed: int = 2, keep: tuple[int, int] | None = None,
+        pred: Pred | None = None) -> Chunk2Spec:  # fmt: skip
+    """A RAW chunk of ``n`` bytes of float32 values."""
+    return Chunk2Spec(codec.RAW, gap, n, floats(n, seed), keep=keep, pred=pred)
+
+
+def pr(start: int, count: int, back: int, divisor: int = DIV) -> Pred:
+    return Pred(start, count, back, divisor)
+
+
+# KEEP: `keep_len == 0 || keep_start > len || keep_len > len - keep_start`
+
+
+def test_v2_keep_of_zero_bytes_is_refused() -> None:
+    refused2([fl2(0, 40, keep=(10, 0))], Status.BadChunk, 0)
+
+
+def test_v2_keep_ending_at_the_chunk_end_is_applied() -> None:
+    # the next chunk predicts from the last 8 kept bytes, [32, 40)
+    applied2([fl2(0, 40, keep=(30, 10)), fl2(10, 20, 3, pred=pr(0, 2, 18))])
+
+
+def test_v2_keep_ending_one_past_the_chunk_end_is_refused() -> None:
+    refused2([fl2(0, 40, keep=(31, 10)), fl2(10, 20, 3)], Status.BadChunk, 0)
+
+
+@pytest.mark.parametrize("start", [41, U32_MAX], ids=["len+1", "u32max"])
+def test_v2_keep_starting_past_the_chunk_end_is_refused(start: int) -> None:
+    # `len - keep_start` would wrap: the start is checked first
+    refused2([fl2(0, 40, keep=(start, 1))], Status.BadChunk, 0)
+
+
+# a range is kept: `kept_len > max_chunk || len > max_chunk - kept_len`
+# (the first is defence for the Store's walk of a log: the Updater never
+# keeps more than max_chunk bytes; test_store_log_v2_kept_range_longer_...)
+
+
+def test_v2_chunk_of_max_chunk_bytes_with_the_kept_ones_is_applied() -> None:
+    # 70 + 30 kept = max_chunk; it predicts from the kept [22, 30), which
+    # sit in the buffer right after its 70 bytes
+    applied2([fl2(0, 40, keep=(0, 30)), fl2(10, 70, 3, pred=pr(62, 2, 90))], max_chunk=100)
+
+
+def test_v2_chunk_one_byte_over_max_chunk_with_the_kept_ones_is_refused() -> None:
+    refused2([fl2(0, 40, keep=(0, 30)), fl2(10, 71, 3, pred=pr(62, 2, 90))], Status.BadChunk, 1,
+             max_chunk=100)  # fmt: skip
+
+
+# the release (apply_chunk `from_kept = src < off`): a PRED from the kept
+# range ends it; one from its own chunk, even from the chunk's first byte, does not
+
+
+def test_v2_pred_from_the_kept_range_releases_it() -> None:
+    applied2([fl2(0, 40, keep=(30, 10)), fl2(0, 20, 3, pred=pr(0, 2, 10)), fl2(0, 100, 4)],
+             max_chunk=100)  # fmt: skip
+
+
+def test_v2_pred_from_its_own_chunk_leaves_the_range_kept() -> None:
+    # chunk 1 predicts from its first byte; chunk 2 (90 + 10 kept) from the kept range
+    applied2([fl2(0, 40, keep=(30, 10)), fl2(0, 20, 3, pred=pr(8, 2, 8)),
+              fl2(0, 90, 4, pred=pr(0, 2, 30))], max_chunk=100)  # fmt: skip
+
+
+def test_v2_pred_from_its_own_chunk_leaves_no_room_for_max_chunk() -> None:
+    refused2([fl2(0, 40, keep=(30, 10)), fl2(0, 20, 3, pred=pr(8, 2, 8)), fl2(0, 100, 4)],
+             Status.BadChunk, 2, max_chunk=100)  # fmt: skip
+
+
+# PRED: `n == 0 || pred_start > len || n > (len - pred_start) / 4`
+
+
+def test_v2_pred_of_zero_values_is_refused() -> None:
+    refused2([fl2(100, 40, pred=pr(8, 0, 4))], Status.BadChunk, 0)
+
+
+def test_v2_pred_ending_at_the_chunk_end_is_applied() -> None:
+    applied2([fl2(100, 40, pred=pr(32, 2, 32))])
+
+
+@pytest.mark.parametrize(("start", "count"), [(33, 2), (32, 3)], ids=["start+1", "count+1"])
+def test_v2_pred_past_the_chunk_end_is_refused(start: int, count: int) -> None:
+    refused2([fl2(100, 40, pred=pr(start, count, start))], Status.BadChunk, 0)
+
+
+@pytest.mark.parametrize("start", [41, U32_MAX], ids=["len+1", "u32max"])
+def test_v2_pred_starting_past_the_chunk_end_is_refused(start: int) -> None:
+    refused2([fl2(100, 40, pred=pr(start, 1, 4))], Status.BadChunk, 0)
+
+
+# PRED: `pred_back < 4 n || pred_back > T` (T = offset + pred_start)
+
+
+def test_v2_pred_source_right_before_its_target_is_applied() -> None:
+    applied2([fl2(100, 40, pred=pr(16, 2, 8))])
+
+
+def test_v2_pred_source_overlapping_its_target_is_refused() -> None:
+    refused2([fl2(100, 40, pred=pr(16, 2, 7))], Status.BadChunk, 0)
+
+
+def test_v2_pred_source_at_region_offset_0_is_applied() -> None:
+    # T = 48: the source is [0, 8), kept by chunk 0
+    applied2([fl2(0, 40, keep=(0, 8)), fl2(0, 20, 3, pred=pr(8, 2, 48))])
+
+
+def test_v2_pred_source_before_the_region_is_refused() -> None:
+    # T - pred_back would wrap to 2^32 - 1, "after" the chunk's offset
+    refused2([fl2(0, 40, keep=(0, 8)), fl2(0, 20, 3, pred=pr(8, 2, 49))], Status.BadChunk, 1,
+             cut=True)  # fmt: skip
+
+
+# PRED: the source in this chunk (`src >= offset`) or in the kept range
+# (`src >= kept_off && src - kept_off <= kept_len && 4 n <= kept_len - (src - kept_off)`)
+
+
+def test_v2_pred_source_at_the_chunk_start_is_applied() -> None:
+    applied2([fl2(100, 40, pred=pr(16, 2, 16))])
+
+
+def test_v2_pred_source_one_byte_before_the_chunk_is_refused() -> None:
+    refused2([fl2(100, 40, pred=pr(16, 2, 17))], Status.BadChunk, 0)
+
+
+KEPT_AT = [fl2(100, 40, keep=(10, 20))]  # kept: [110, 130); the next chunk at 160 predicts
+
+
+@pytest.mark.parametrize("src", [110, 122], ids=["start", "end"])
+def test_v2_pred_source_at_either_end_of_the_kept_range_is_applied(src: int) -> None:
+    applied2([*KEPT_AT, fl2(20, 20, 3, pred=pr(0, 2, 160 - src))])
+
+
+@pytest.mark.parametrize("src", [109, 123, 131], ids=["before-start", "past-end", "after-end"])
+def test_v2_pred_source_outside_the_kept_range_is_refused(src: int) -> None:
+    refused2([*KEPT_AT, fl2(20, 20, 3, pred=pr(0, 2, 160 - src))], Status.BadChunk, 1)
+
+
+# the head: the divisor's 4 bytes after the varints (`n - pos < 4`), the
+# KEEP and PRED varints as well formed as the others
+
+
+@pytest.mark.parametrize("have", [0, 1, 2, 3])
+def test_v2_stream_ending_inside_the_divisor_is_truncated(have: int) -> None:
+    payload, _, heads = stream2([fl2(100, 40, pred=pr(32, 2, 32))])
+    cut = payload[: heads[0] - 4 + have]
+    out = run(cut)
+    assert (out.status, out.consumed) == (Status.Truncated, len(cut))
+
+
+@pytest.mark.parametrize("field", range(5),
+                         ids=["keep_start", "keep_len", "pred_start", "pred_count", "pred_back"])
+def test_v2_malformed_varint_in_a_keep_or_pred_field_is_refused(field: int) -> None:
+    # the field as 0x80 0x00 (zero, not in its shortest form), refused at the 0x00
+    values = [4, 8, 16, 2, 16]
+    enc = codec.RAW | (codec.KEEP if field < 2 else codec.PRED)
+    fields = values[:2] if field < 2 else values[2:]
+    i = field if field < 2 else field - 2
+    rest = b"".join(codec.varint(v) for v in fields[i + 1 :])
+    rest += b"" if field < 2 else struct.pack("<I", DIV)
+    head = (bytes([enc]) + codec.varint(0) + codec.varint(40)
+            + b"".join(codec.varint(v) for v in fields[:i]) + b"\x80\x00" + rest)  # fmt: skip
+    refused2([Chunk2Spec(codec.RAW, 0, 40, floats(40, 2), raw_head=head)], Status.BadChunk, 0,
+             back=len(rest))  # fmt: skip
+
+
+# modelota_fdiv's limits: operands and quotient normal (`ea, ed` not 0 or
+# 255, `e <= 0 || e >= 255` gives 0), and the rounding (`r > md`: r is twice
+# the remainder). Each case: one value divided, the FPU's quotient expected.
+
+
+def f32(mantissa: float, exp: int) -> int:
+    """Bits of the float32 mantissa * 2^exp (mantissa in [1, 2))."""
+    return (exp + 127) << 23 | int((mantissa - 1) * (1 << 23))
+
+
+FDIV_CASES = {  # id: (a, d, the quotient's exponent field, 0 when no quotient)
+    "quotient-exp-1": (f32(1.5, -100), f32(1.25, 26), 1),
+    "quotient-exp-0": (f32(1.25, -100), f32(1.5, 26), 0),
+    "quotient-exp-254": (f32(1.5, 100), f32(1.25, -27), 254),
+    "quotient-exp-255": (f32(1.5, 100), f32(1.25, -28), 0),
+    # 2 * remainder == md + 1: the smallest remainder that rounds up
+    "rounds-up-just-above-half": (0x3FC00001, 0x3F800001, 127),
+    "dividend-exp-1": (f32(1.5, -126), f32(1.0, -20), 21),
+    "dividend-exp-254": (f32(1.5, 127), f32(1.0, 20), 234),
+    "divisor-exp-1": (f32(1.5, -100), f32(1.25, -126), 153),
+    "divisor-exp-254": (f32(1.5, 100), f32(1.25, 127), 100),
+    "dividend-subnormal": (0x00400000, f32(1.0, -20), 0),
+    "dividend-inf": (0x7F800000, f32(1.0, 20), 0),
+    "divisor-subnormal": (f32(1.0, -20), 0x00400000, 0),
+    "divisor-inf": (f32(1.0, 20), 0x7F800000, 0),
+}
+
+
+@pytest.mark.parametrize("case", list(FDIV_CASES))
+def test_v2_pred_quotient_edges(case: str) -> None:
+    a, d, exp = FDIV_CASES[case]
+    q = fdiv_fpu(a, d)
+    assert (q >> 23) & 0xFF == exp and (q != 0) == (exp != 0), hex(q)  # the edge it names
+    if case == "rounds-up-just-above-half":
+        ma, md = a & 0x7FFFFF | 0x800000, d & 0x7FFFFF | 0x800000
+        assert md % 2 == 1 and 2 * (ma * 2**23 % md) == md + 1
+    # a chunk of the value and the residual (zeros) of its prediction
+    applied2([Chunk2Spec(codec.RAW, 0, 8, struct.pack("<I", a) + bytes(4), pred=pr(4, 1, 4, d))])
+
+
 # ---------------------------------------------------------------- Store
 
 BS = 256  # block size of the Store tests
 
 
-def store_for(layout: Layout, prog: int = 4) -> tuple[SimFlash, _StoreHandle]:
-    flash = SimFlash(BS, layout.block_count, prog)
+def store_for(layout: Layout, prog: int = 4, bs: int = BS) -> tuple[SimFlash, _StoreHandle]:
+    flash = SimFlash(bs, layout.block_count, prog)
     st = _StoreHandle(flash, layout)
     assert st.init_status == Status.Ok
     assert st.recover() == Status.Ok
@@ -806,6 +1102,98 @@ def test_store_log_v2_gap_past_region_end_is_refused(gap: int) -> None:
     # offset round to the start (where it would overlap the first chunk)
     st, old, status = store_log_case_v2([raw2(0, 16), raw2(gap, 16, 3)])
     assert status == Status.StorageIo and st.read_region() == old and st.version == 1
+
+
+# KEEP and PRED in the log: walk_log checks each head again
+# (modelota_chunk_refs_check, its own kept range and release), apply_piece
+# and add_prediction rebuild the predicted bytes block by block, reading
+# the source from flash or from the block being rebuilt.
+
+STORE_MAX = 64
+# Region offsets: chunk 0 [20, 68) keeps [36, 60); chunk 1 [80, 120) (RUNS,
+# DIFF, no data: its new bytes are the base but for [88, 96), predicted
+# from its own first bytes: the range stays kept); chunk 2 [240, 280) (DIFF)
+# predicts [246, 270) from the whole kept range, across the block boundary
+# at 256 (the value at 254), and releases it; chunk 3 [300, 364), max_chunk
+# long, predicts [318, 334) from [302, 318) (across 320 for 64-byte blocks).
+PRED_LOG = [
+    fl2(20, 48, 2, keep=(16, 24)),
+    Chunk2Spec(codec.RUNS | codec.DIFF, 12, 40, b"", pred=pr(8, 2, 8)),
+    Chunk2Spec(codec.RAW | codec.DIFF, 120, 40, floats(40, 4), pred=pr(6, 6, 210)),
+    fl2(20, STORE_MAX, 5, pred=pr(18, 4, 16)),
+]
+
+
+def pred_header(old: bytes, specs: list[Chunk2Spec], **fields: object) -> Header:
+    """A delta header for ``specs`` over ``old``, digest of final2."""
+    h = Header(fingerprint=FP, model_version=2, weights_size=len(old),
+               data_size=sum(c.length for c in specs), chunk_count=len(specs), segment_count=0,
+               max_chunk=STORE_MAX, digest=struct.pack("<I", crc32(final2(old, specs))) + bytes(28),
+               flags=FLAG_DELTA, base_version=1, base_crc32=crc32(old),
+               format_version=FORMAT_V2)  # fmt: skip
+    return replace(h, **fields)  # type: ignore[arg-type]
+
+
+def store_log_pred(specs: list[Chunk2Spec], bs: int = BS,
+                   **fields: object) -> tuple[_StoreHandle, bytes, bytes, Status]:  # fmt: skip
+    """A store of ``bs``-byte blocks, 1024-byte region, committing a log of
+    the delta ``specs`` (written as is, no Updater): the store, the old
+    region, the log and the commit's status."""
+    region = 1024
+    _, st = store_for(Layout.plan(bs, 4, region, 2048), bs=bs)
+    old = random.Random(7).randbytes(region)
+    assert st.format(old, 1) == Status.Ok
+    payload, _ = encode2(pred_header(old, specs, **fields), specs)
+    assert begin(st) == Status.Ok and log(st, payload) == Status.Ok
+    return st, old, payload, commit(st, 2)
+
+
+@pytest.mark.parametrize("bs", [256, 64])
+def test_store_log_v2_keep_and_pred_commit_the_reference_weights(bs: int) -> None:
+    st, old, payload, status = store_log_pred(PRED_LOG, bs)
+    assert status == Status.Ok and st.version == 2
+    ref = final_weights(parse(payload), old)  # the Python reference, checks included
+    assert st.read_region() == ref == final2(old, PRED_LOG)
+
+
+def test_store_log_v2_pred_source_outside_the_kept_range_is_refused() -> None:
+    # chunk 1 predicts [53, 61): one byte past the kept [36, 60)
+    specs = [fl2(20, 48, 2, keep=(16, 24)), fl2(12, 40, 3, pred=pr(0, 2, 80 - 53))]
+    st, old, payload, status = store_log_pred(specs)
+    assert status == Status.StorageIo and st.read_region() == old and st.version == 1
+    with pytest.raises(ModelOTAError, match="neither in this chunk nor kept"):
+        parse(payload)
+
+
+def test_store_log_v2_kept_range_longer_than_max_chunk_is_refused() -> None:
+    """A log the Updater would never pass (a chunk and its kept range longer
+    than max_chunk): `kept_len > max_chunk` keeps `max_chunk - kept_len`
+    from wrapping round to room for any chunk."""
+    specs = [fl2(0, STORE_MAX + 1, 2, keep=(0, STORE_MAX + 1)), fl2(0, 4, 3)]
+    st, old, _, status = store_log_pred(specs)
+    assert status == Status.StorageIo and st.read_region() == old and st.version == 1
+
+
+@pytest.mark.parametrize("bs", [256, 64])
+def test_store_receive_hashes_gaps_around_the_kept_bytes(bs: int) -> None:
+    """The Store's receive path (the Updater verify-only, the region read
+    through the chunk buffer; 96 bytes, the least it takes, max_chunk 64):
+    between chunks 1 and 2 the 120 unchanged bytes are hashed in passes of
+    max_chunk - kept_len = 40 bytes (region_digest_range's room), which
+    must leave the kept bytes [40, 64) of the buffer alone for chunk 2's
+    prediction. Then the commit rebuilds the blocks from the log."""
+    region = 1024
+    layout = Layout.plan(bs, 4, region, 2048)
+    flash = SimFlash(bs, layout.block_count, 4)
+    old = random.Random(7).randbytes(region)
+    flash.load(0, old)
+    dev = FlashModelDevice(flash, layout, FP, 1, buffer_len=HEADER_LEN)
+    assert dev.boot() == Status.Ok
+    payload, _ = encode2(pred_header(old, PRED_LOG), PRED_LOG)
+    ref = Device(FP, 1, bytearray(old), HEADER_LEN)
+    assert apply_reference(payload, ref).status == Status.Ok
+    assert dev.update(payload, piece=7) == Status.Ok
+    assert dev.version == 2 and dev.weights() == bytes(ref.weights) == final2(old, PRED_LOG)
 
 
 # region reads: modelota_store_region_read `offset > region_size || len > region_size - offset`

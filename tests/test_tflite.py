@@ -30,6 +30,7 @@ from modelota.models.tflite import (
     pack_tflite,
     read_tflite,
     rebase,
+    scale_predictions,
 )
 from modelota.models.tflite_build import Dense, Graph, Quant, build_mlp
 from modelota.sim.native import Updater
@@ -715,3 +716,53 @@ def test_build_mlp_validates() -> None:
         build_mlp([d, e])
     with pytest.raises(ValueError, match="at least one layer"):
         build_mlp([])
+
+
+# ---------------------------------------------------------------- PRED: predicted weight scales
+
+
+def test_scale_predictions_find_every_per_channel_layer_and_pay() -> None:
+    """An int8 model with per-channel scales (bias scale = input scale x weight
+    scale, rounded from double precision as a converter may: some quotients are
+    an ulp off) gets one prediction per layer; the retrained delta packed with
+    them is smaller, carries PRED (and KEEP) chunks and applies exactly through
+    the Updater in place, through callbacks and through the Store on flash."""
+    from modelota.format import codec
+    from modelota.sim.device import FlashModelDevice, Layout
+    from modelota.sim.flash import SimFlash
+
+    arch = Arch((16, 64, 48, 10), ("relu", "relu", "none"), "int8", per_channel=True)
+    old, new = pair(arch, 7)
+    target = rebase(read_tflite(old), read_tflite(new))
+    preds = scale_predictions(read_tflite(target))
+    assert [c for _, c, _, _ in preds] == [64, 48, 10]
+    for t, c, src, d in preds:  # close, not always exact
+        guess = codec.predict(target[src : src + 4 * c], d)
+        have = np.frombuffer(guess, np.int32).astype(np.int64)
+        want = np.frombuffer(target, np.int32, c, t).astype(np.int64)
+        assert np.abs(have - want).max() <= 4
+    plain = pack_tflite(old, new, version=2, base_version=1, delta=True, chunk_size=256,
+                        encodings=("raw", "runs", "rc", "diff", "lanes"))  # fmt: skip
+    p = pack_tflite(old, new, version=2, base_version=1, delta=True, chunk_size=256)
+    assert len(p.encode()) < len(plain.encode())
+    assert any(c.pred is not None for c in p.chunks)  # type: ignore[union-attr]
+    assert any(c.keep is not None for c in p.chunks)  # type: ignore[union-attr]
+    raw = p.encode()
+    for mode in ("ram", "callback"):
+        u = Updater(bytearray(old), fingerprint=p.header.fingerprint, current_version=1,
+                    buffer_len=256, target_mode=mode)  # fmt: skip
+        assert u.apply(raw, list(range(5, len(raw), 97))) == Status.Ok
+        assert bytes(u.weights) == target
+    layout = Layout.plan(128, 4, len(old), len(raw) + 256)
+    flash = SimFlash(128, layout.block_count, 4)
+    flash.load(0, old)
+    dev = FlashModelDevice(flash, layout, p.header.fingerprint, 1, buffer_len=256)
+    assert dev.boot() == Status.Ok
+    assert dev.update(raw, piece=61) == Status.Ok and dev.weights() == target
+
+
+def test_no_predictions_for_float_or_per_tensor_models() -> None:
+    for dtype, per_channel in (("float32", False), ("int8", False)):
+        arch = Arch((16, 32, 10), ("relu", "none"), dtype, per_channel=per_channel)
+        model = export(arch, train(arch, np.random.default_rng(2)))
+        assert scale_predictions(read_tflite(model)) == []

@@ -651,12 +651,11 @@ uint32_t modelota_fdiv(uint32_t a, uint32_t d) {
         }
         r <<= 1;
     }
-    if (r > md || (r == md && (q & 1u) != 0)) { /* r: twice the remainder */
+    /* round to nearest: r is twice the remainder. Never a tie (md * (2q + 1)
+     * == ma * 2^24 would need 24 factors of 2 in md, which is below 2^24), and
+     * never up to 2^24 (ma <= 2 md - 1: the quotient is below 2^24 - 1/2) */
+    if (r > md) {
         q += 1u;
-        if (q == 0x1000000u) {
-            q = 0x800000u;
-            e += 1;
-        }
     }
     if (e <= 0 || e >= 0xFF) {
         return 0;

@@ -308,11 +308,11 @@ def fdiv(a: int, d: int) -> int:
             r -= md
             q |= 1
         r <<= 1
-    if r > md or (r == md and q & 1):  # r is twice the remainder
+    # round to nearest: r is twice the remainder. Never a tie (md * (2q + 1) =
+    # ma * 2**24 would need 24 factors of 2 in md, which is below 2**24), and
+    # never up to 2**24 (ma <= 2 md - 1, so the quotient is below 2**24 - 1/2)
+    if r > md:
         q += 1
-        if q == 1 << 24:
-            q = 1 << 23
-            e += 1
     if not 0 < e < 0xFF:
         return 0
     return ((a ^ d) & 0x80000000) | (e << 23) | (q & 0x7FFFFF)

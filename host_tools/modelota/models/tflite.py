@@ -1028,6 +1028,7 @@ def merge_ranges(
 
 _OPS_WITH_BIAS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
 _MIN_PREDICTED = 4  # values: a prediction's head (about 9 bytes) must pay for itself
+_ULPS = 4  # how far a predicted scale may be from the real one and still count
 
 
 def scale_predictions(model: TFLiteModel) -> list[Prediction]:
@@ -1039,8 +1040,8 @@ def scale_predictions(model: TFLiteModel) -> list[Prediction]:
     FlatBuffers writes the bias's vector first; so the weights' scales are
     the bias scales divided by the input scale, up to the rounding of the
     product. Returned where that division gives at least half the values
-    exactly (the rest travel as a residual); nothing for float models or
-    converters that lay the vectors out otherwise."""
+    within a few ulps (the differences travel as a residual); nothing for
+    float models or converters that lay the vectors out otherwise."""
     data = model.data
     out: list[Prediction] = []
 
@@ -1064,10 +1065,12 @@ def scale_predictions(model: TFLiteModel) -> list[Prediction]:
         if count < _MIN_PREDICTED or b[0] + 4 * count > w[0]:
             continue
         divisor = int.from_bytes(data[x[0] : x[0] + 4], "little")
-        guess = predict(data[b[0] : b[0] + 4 * count], divisor)
-        actual = data[w[0] : w[0] + 4 * count]
-        exact = sum(guess[k : k + 4] == actual[k : k + 4] for k in range(0, 4 * count, 4))
-        if 2 * exact >= count:
+        guess = struct.unpack(f"<{count}i", predict(data[b[0] : b[0] + 4 * count], divisor))
+        actual = struct.unpack_from(f"<{count}i", data, w[0])
+        # within a few ulps (a converter that rounds the product from wider
+        # scales): the residual is a small low byte, still far below a float
+        close = sum(abs(g - a) <= _ULPS for g, a in zip(guess, actual, strict=True))
+        if 2 * close >= count:
             out.append((w[0], count, b[0], divisor))
     return out
 

@@ -122,7 +122,14 @@ EVERY_ENCODING = (
     ("rc+lanes", 0x0A),
     ("rc+diff", 0x06),
     ("rc+diff+lanes", 0x0E),
+    # KEEP and PRED: float32 values predicted from earlier new values (divided
+    # by PRED_DIVISOR), the source kept from the chunk before or in the chunk
+    ("rc+lanes+keep", 0x1A),
+    ("runs+diff+pred", 0x25),
+    ("rc+pred", 0x22),
+    ("raw+diff+pred", 0x24),
 )
+PRED_DIVISOR = 0x3C4A0EE3  # float32 0.012332..., an input scale
 
 
 def _pieces_for(rnd: object, name: str, piece: int) -> tuple[bytes, bytes]:
@@ -145,6 +152,12 @@ def _pieces_for(rnd: object, name: str, piece: int) -> tuple[bytes, bytes]:
         else:  # a few bytes moved: differences are mostly zero runs
             new = bytes((b + 1) & 0xFF if r.random() < 0.05 else b for b in old)  # type: ignore[attr-defined]
         return old, new
+    if "pred" in name:  # float32 values; the predicted ones are laid over them
+        old = floats(piece)
+        if "diff" in name:  # the rest is a fine-tune of the base
+            return old, bytes((b + r.choice((0, 0, 0, 1))) & 0xFF if i % 4 == 0 else b  # type: ignore[attr-defined]
+                              for i, b in enumerate(old))  # fmt: skip
+        return old, floats(piece)
     if "lanes" in name:
         old = floats(piece)
         if "diff" in name:  # a fine-tune: the low mantissa bytes move
@@ -171,42 +184,67 @@ def every_encoding_payload(
     """(old, new, payload): a v2 delta with one chunk in each encoding of
     EVERY_ENCODING (built with the codec and the packer's framing), ``gap``
     unchanged bytes between chunks; the bytes are shaped so each encoding
-    compresses (int8 weights, float32 weights, pruned zeros, fine-tunes)."""
+    compresses (int8 weights, float32 weights, pruned zeros, fine-tunes).
+    Chunks are ``piece`` bytes (at least 16) but the one after the KEEP
+    chunk, shorter by the kept bytes (they share the device's buffer)."""
     import random
 
     from ..format import codec
-    from ..format.payload import Chunk2, Header, crc32, final_digest
+    from ..format.payload import Chunk2, Header, Pred, crc32, final_digest
 
+    if piece < 16:
+        raise ValueError("every_encoding_payload needs pieces of at least 16 bytes")
     rnd = random.Random(seed)
     old = bytearray(rnd.randbytes(gap))
     new = bytearray(old)
     model = codec.Model()
     chunks = []
+    half = 4 * (piece // 8)  # predicted or kept bytes: whole float32s, at most half a piece
+    kept_at = 0
     for name, enc in EVERY_ENCODING:
         at = len(old)
-        o, n = _pieces_for(rnd, name, piece)
+        keep = pred = None
+        length = piece - half if name == "runs+diff+pred" else piece
+        o, n = _pieces_for(rnd, name, length)
+        if enc & codec.KEEP:
+            keep, kept_at = (piece - half, half), at + piece - half
+        if enc & codec.PRED:
+            # from the kept bytes (right after the KEEP chunk) or this chunk's first half
+            start = 0 if name == "runs+diff+pred" else half
+            source = bytes(new[kept_at : kept_at + half]) if start == 0 else n[:half]
+            guess = bytearray(codec.predict(source, PRED_DIVISOR))
+            if name != "runs+diff+pred":  # a value or two off by an ulp: a residual to add
+                for k in range(0, half, 12):
+                    guess[k] = (guess[k] + 1) & 0xFF
+            n = n[:start] + bytes(guess) + n[start + half :]
+            back = at + start - (kept_at if start == 0 else at)
+            pred = Pred(start, half // 4, back, PRED_DIVISOR)
         old += o
         new += n
-        stream = codec.sub_base(n, o) if enc & codec.DIFF else n
+        stream = bytearray(codec.sub_base(n, o) if enc & codec.DIFF else n)
+        if pred is not None:
+            span = slice(pred.start, pred.start + half)
+            stream[span] = codec.sub_base(n[span], codec.predict(
+                source, PRED_DIVISOR))  # fmt: skip
         method = enc & codec.METHOD_MASK
         if method == codec.RC:
             body = codec.rc_encode(stream, at, bool(enc & codec.LANES), model)
         elif method == codec.RUNS:
             body = codec.runs_encode(stream)
         else:
-            body = stream
-        if len(n) != piece or (method != codec.RAW and len(body) >= piece):
+            body = bytes(stream)
+        if len(n) != length or (method != codec.RAW and len(body) >= length):
             raise AssertionError(f"{name}: {len(body)} encoded bytes for {len(n)}")
-        chunks.append(Chunk2(at, piece, enc, body, gap, data=n))
+        chunks.append(Chunk2(at, length, enc, body, gap, n, keep, pred))
         tail = rnd.randbytes(gap)
         old += tail
         new += tail
     digest_type = 2 if digest == "sha256" else 1
     header = Header(
         fingerprint=fingerprint, model_version=version, weights_size=len(new),
-        data_size=piece * len(chunks), chunk_count=len(chunks), segment_count=0, max_chunk=piece,
-        digest=final_digest(digest_type, bytes(new)), digest_type=digest_type, flags=1,
-        base_version=base_version, base_crc32=crc32(bytes(old)), format_version=2,
+        data_size=sum(c.length for c in chunks), chunk_count=len(chunks), segment_count=0,
+        max_chunk=piece, digest=final_digest(digest_type, bytes(new)), digest_type=digest_type,
+        flags=1, base_version=base_version, base_crc32=crc32(bytes(old)), format_version=2,
     )  # fmt: skip
     return bytes(old), bytes(new), Payload(header, tuple(chunks))
 
