@@ -104,15 +104,19 @@ def scale_vectors(rnd: np.random.Generator, count: int, x: float) -> tuple[bytes
 # (source, target, values): A's target is 404 bytes after its source (a KEEP
 # when chunks are under 452 bytes), B's 40 (in one chunk from 72 bytes up)
 PRED_VECTORS = ((16, 420, 12), (300, 340, 8))
+# not 4-aligned: a predicted value straddles the 128-byte flash blocks of
+# the fuzz target's Store (at 512 and at 384), which rebuilds it in two pieces
+ODD_VECTORS = ((13, 479, 12), (350, 382, 4))
 
 
-def pred_region(new: bytes, seed: int) -> tuple[bytes, list[Prediction]]:
-    """``new`` with the PRED_VECTORS' bias and weight scales written in, and
-    the predictions that pack them."""
+def pred_region(new: bytes, seed: int, vectors: tuple[tuple[int, int, int], ...] = PRED_VECTORS
+                ) -> tuple[bytes, list[Prediction]]:  # fmt: skip
+    """``new`` with the bias and weight scales of ``vectors`` (source,
+    target, values) written in, and the predictions that pack them."""
     rnd = np.random.default_rng(seed)
     out = bytearray(new)
     preds: list[Prediction] = []
-    for src, tgt, count in PRED_VECTORS:
+    for src, tgt, count in vectors:
         b, w, x = scale_vectors(rnd, count, 0.1)
         out[src : src + 4 * count] = b
         out[tgt : tgt + 4 * count] = w
@@ -144,6 +148,11 @@ def pred_payloads() -> dict[str, bytes]:
     out["signed-v2-pred-delta-256"] = pack(
         delta, fingerprint=FP, version=3, chunk_size=256, sign_key=FUZZ_KEY, base=factory(),
         base_version=1, predictions=dpreds).encode()  # fmt: skip
+    for kind, base in (("full", None), ("delta", factory())):
+        odd, opreds = pred_region(full if base is None else delta, 3, ODD_VECTORS)
+        out[f"v2-pred-odd-{kind}-256"] = pack(
+            odd, fingerprint=FP, version=2, chunk_size=256, base=base,
+            base_version=None if base is None else 1, predictions=opreds).encode()  # fmt: skip
     p = pack(full, fingerprint=FP, version=2, chunk_size=256, predictions=preds)
     for name, chunks in pred_misses(p.chunks).items():
         out[f"v2-pred-miss-{name}"] = Payload(p.header, chunks).encode()
