@@ -633,9 +633,12 @@ def _split(segments: list[tuple[int, int]], chunk_size: int,
         while p < end:
             limit = chunk_size - max([k for a, b, k in windows if a <= p <= b], default=0)
             e = min(p + max(limit, 1), end)
-            for a, b in atomic:
-                if a < e < b and a > p:
-                    e = a
+            moved = True
+            while moved:  # back to the start of any range it would cut (they may overlap)
+                moved = False
+                for a, b in atomic:
+                    if p < a < e < b:
+                        e, moved = a, True
             pieces.append((p, e - p))
             p = e
     plan = _Plan(pieces, {}, {})
