@@ -121,8 +121,13 @@ multi_chunk = small_cases().filter(lambda c: c.payload().header.chunk_count >= 2
 
 
 def misplaced(case: Case) -> set[Status]:
-    """v1 names each chunk's place (seq); v2 chains each chunk's CRC to the one before."""
-    return MISPLACED_V2 if case.format_version == 2 else {Status.BadSequence}
+    """v1 names each chunk's place (seq); v2 chains each chunk's CRC to the one before.
+    A v2 chunk with KEEP or PRED out of its place may break their rules (a source
+    no longer kept, a chunk too long beside the kept bytes): refused at its head."""
+    if case.format_version == 1:
+        return {Status.BadSequence}
+    refs = any(c.enc & (codec.KEEP | codec.PRED) for c in case.payload().chunks)  # type: ignore[union-attr]
+    return MISPLACED_V2 | {Status.BadChunk} if refs else MISPLACED_V2
 
 
 @given(data=st.data(), case=multi_chunk)

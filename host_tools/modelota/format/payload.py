@@ -19,6 +19,7 @@ chunk encodings in :mod:`modelota.format.codec`.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import struct
@@ -632,15 +633,16 @@ def _split(segments: list[tuple[int, int]], chunk_size: int,
         while p < end:
             limit = chunk_size - max([k for a, b, k in windows if a <= p <= b], default=0)
             e = min(p + max(limit, 1), end)
-            for a, b in atomic:
-                if a < e < b and a > p:
-                    e = a
+            moved = True
+            while moved:  # back to the start of any range it would cut (they may overlap)
+                moved = False
+                for a, b in atomic:
+                    if p < a < e < b:
+                        e, moved = a, True
             pieces.append((p, e - p))
             p = e
     plan = _Plan(pieces, {}, {})
     starts = [o for o, _ in pieces]
-    import bisect
-
     for t, cnt, src, div, in_chunk in chosen:
         i = bisect.bisect_right(starts, t) - 1
         j = bisect.bisect_right(starts, src) - 1
@@ -657,7 +659,7 @@ def _plan_check(plan: _Plan, chosen: list[tuple[int, int, int, int, bool]]
     (the rules of _refs_problem), or None."""
     max_chunk = max((n for _, n in plan.pieces), default=0)
     kept: tuple[int, int] | None = None
-    by_target = {t: c for c in chosen for t in [c[0]]}
+    by_target = {c[0]: c for c in chosen}
     for i, (off, length) in enumerate(plan.pieces):
         entry = plan.pred.get(i)
         if kept is not None and length > max_chunk - kept[1]:
