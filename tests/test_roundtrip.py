@@ -129,3 +129,38 @@ def test_every_encoding_through_the_store() -> None:
         assert again.boot() == Status.Ok and again.version == 2
         held = again.weights() if isinstance(again, FlashModelDevice) else bytes(again.ram)
         assert held == new, kind
+
+
+def test_kept_source_beside_small_chunks_sets_max_chunk_to_the_buffer_needed() -> None:
+    """Two changed float32 vectors far apart, each its own small chunk: the
+    later predicted from the earlier, kept. The header's max_chunk is the
+    buffer that needs (the target's chunk beside the kept bytes), not the
+    largest chunk. The C++ core applies it with its smallest buffer (96
+    bytes); the Python reference's device with exactly that buffer applies
+    it, one byte less refuses it before writing."""
+    import random
+    import struct
+
+    from modelota.format import codec
+    from modelota.format.payload import pack
+
+    rnd = random.Random(3)
+    old = bytearray(rnd.randbytes(600))
+    new = bytearray(old)
+    divisor = int.from_bytes(struct.pack("<f", 0.0173), "little")
+    src = struct.pack("<10f", *(rnd.uniform(1e-4, 1e-2) for _ in range(10)))
+    new[0:40] = src
+    new[500:540] = codec.predict(src, divisor)
+    p = pack(bytes(new), fingerprint=FP, version=2, chunk_size=256, base=bytes(old),
+             base_version=1, predictions=[(500, 10, 0, divisor)])  # fmt: skip
+    assert [(c.offset, c.length, c.keep is not None, c.pred is not None)
+            for c in p.chunks] == [(0, 40, True, False), (500, 40, False, True)]  # type: ignore[union-attr]  # fmt: skip
+    assert p.header.max_chunk == 80
+    raw = p.encode()
+    for buffer_len, status in ((96, Status.Ok), (256, Status.Ok)):
+        dev = Updater(bytearray(old), fingerprint=FP, current_version=1, buffer_len=buffer_len)
+        assert dev.apply(raw) == status and bytes(dev.weights) == new
+    ref = Device(FP, 1, bytearray(old), 80)
+    assert apply_reference(raw, ref).status == Status.Ok and bytes(ref.weights) == new
+    short = Device(FP, 1, bytearray(old), 79)
+    assert apply_reference(raw, short).status == Status.TooLarge and bytes(short.weights) == old

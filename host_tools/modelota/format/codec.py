@@ -287,7 +287,7 @@ def runs_decode(body: bytes, length: int) -> bytearray:
 
 def fdiv(a: int, d: int) -> int:
     """float32 ``a / d`` rounded to nearest even, on bit patterns, in integer
-    arithmetic (docs/FORMAT.md, "Predicted values"): 0 unless both operands
+    arithmetic (docs/FORMAT.md, "KEEP and PRED"): 0 unless both operands
     and the quotient are normal finite numbers. Equal, bit for bit, to IEEE
     single-precision division wherever it returns a nonzero value."""
     ea = (a >> 23) & 0xFF

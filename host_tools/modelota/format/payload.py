@@ -610,7 +610,7 @@ def _plan(segments: list[tuple[int, int]], chunk_size: int,
             last_end = t + n
     for _ in range(len(chosen) + 1):
         plan = _split(segments, chunk_size, chosen)
-        bad = _plan_check(plan, chosen)
+        bad = _plan_check(plan, chosen, chunk_size)
         if bad is None:
             return plan
         chosen.remove(bad)
@@ -653,11 +653,28 @@ def _split(segments: list[tuple[int, int]], chunk_size: int,
     return plan
 
 
-def _plan_check(plan: _Plan, chosen: list[tuple[int, int, int, int, bool]]
+def buffer_needed(chunks: Sequence[AnyChunk]) -> int:
+    """The header's ``max_chunk``: the largest decoded chunk, or chunk and the
+    bytes kept beside it (KEEP), whichever is larger: the chunk buffer a
+    device needs for the payload."""
+    need = 0
+    kept = 0
+    for c in chunks:
+        need = max(need, c.length + kept)
+        if isinstance(c, Chunk2):
+            q = c.pred
+            if q is not None and q.back > q.start:  # the source was kept: released
+                kept = 0
+            if c.keep is not None:
+                kept = c.keep[1]
+    return need
+
+
+def _plan_check(plan: _Plan, chosen: list[tuple[int, int, int, int, bool]], max_chunk: int
                 ) -> tuple[int, int, int, int, bool] | None:  # fmt: skip
     """The first chosen prediction the device would refuse in this plan
-    (the rules of _refs_problem), or None."""
-    max_chunk = max((n for _, n in plan.pieces), default=0)
+    (the rules of _refs_problem, with the header's max_chunk at most
+    ``max_chunk``), or None."""
     kept: tuple[int, int] | None = None
     by_target = {c[0]: c for c in chosen}
     for i, (off, length) in enumerate(plan.pieces):
@@ -792,7 +809,7 @@ def pack(
         data_size=sum(c.length for c in chunks),
         chunk_count=len(chunks),
         segment_count=0 if v2 else len(segments_of(chunks)),
-        max_chunk=max((c.length for c in chunks), default=0),
+        max_chunk=buffer_needed(chunks),
         digest=digest_bytes,
         digest_type=digest_type,
         flags=flags,
