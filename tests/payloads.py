@@ -184,3 +184,22 @@ def every_encoding_payload(seed: int = 1, **kw: object) -> tuple[bytes, bytes, P
 
 
 from modelota.sim.sweep import EVERY_ENCODING  # noqa: E402,F401
+
+
+def fdiv_ieee(a: int, d: int) -> int:
+    """FORMAT.md's fdiv from the FPU, not from either implementation: numpy's
+    float32 a / d (IEEE 754, round to nearest even) where a, d and the exact
+    quotient are normal numbers, else 0 (fdiv predicts nothing there)."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    fa, fd = np.array([a, d], dtype=np.uint32).view(np.float32)
+    if not (np.isfinite(fa) and np.isfinite(fd)) or 0 in ((a >> 23) & 0xFF, (d >> 23) & 0xFF):
+        return 0
+    exact = abs(Fraction(float(fa)) / Fraction(float(fd)))
+    if not Fraction(2) ** -126 <= exact < Fraction(2) ** 128:  # the exact quotient
+        return 0
+    with np.errstate(all="ignore"):
+        q = np.float32(fa) / np.float32(fd)
+    return int(np.array([q], dtype=np.float32).view(np.uint32)[0])

@@ -54,6 +54,7 @@ from modelota.sim.device import FlashModelDevice, Layout, _StoreHandle
 from modelota.sim.flash import SimFlash
 from modelota.sim.native import Updater, load
 from modelota.status import ModelOTAError, Status
+from payloads import fdiv_ieee
 
 U32_MAX = 0xFFFF_FFFF
 SIZE = 1000  # weight region of the Updater tests
@@ -480,30 +481,10 @@ def head2(c: Chunk2Spec) -> bytes:
     return head
 
 
-def normal(bits: int) -> bool:
-    return 0 < (bits >> 23) & 0xFF < 0xFF
-
-
-def fdiv_fpu(a: int, d: int) -> int:
-    """FORMAT.md's fdiv from the FPU (numpy float32 division, IEEE 754 round
-    to nearest even), not from either implementation: the quotient's bits
-    when a, d and the quotient are normal numbers, else 0. (The two could
-    differ only for an exact quotient within half a subnormal step below
-    2^-126, which the FPU rounds up to a normal number; no test divides so.)"""
-    import numpy as np
-
-    if not (normal(a) and normal(d)):
-        return 0
-    with np.errstate(all="ignore"):
-        q = np.array([a], "<u4").view("<f4") / np.array([d], "<u4").view("<f4")
-    bits = int(q.view("<u4")[0])
-    return bits if normal(bits) else 0
-
-
 def final2(old: bytes, specs: list[Chunk2Spec]) -> bytes:
     """``old`` with the chunks of ``specs`` laid over (clipped to the region),
     computed here from FORMAT.md: DIFF adds to the base, PRED adds
-    fdiv_fpu(source, divisor) to the decoded residual, the source read from
+    fdiv_ieee(source, divisor) to the decoded residual, the source read from
     the bytes as the payload has made them. Only RAW and RUNS (no range
     coder model to carry). Refs outside chunk or region are left out: such
     payloads are refused at the head, before their digest matters."""
@@ -529,7 +510,7 @@ def final2(old: bytes, specs: list[Chunk2Spec]) -> bytes:
             s = t - q.back
             if s < 0 or t + 4 > hi:
                 break
-            p = fdiv_fpu(struct.unpack_from("<I", final, s)[0], q.divisor)
+            p = fdiv_ieee(struct.unpack_from("<I", final, s)[0], q.divisor)
             for j in range(4):
                 final[t + j] = (final[t + j] + (p >> (8 * j))) & 0xFF
     return bytes(final)
@@ -847,7 +828,7 @@ FDIV_CASES = {  # id: (a, d, the quotient's exponent field, 0 when no quotient)
 @pytest.mark.parametrize("case", list(FDIV_CASES))
 def test_v2_pred_quotient_edges(case: str) -> None:
     a, d, exp = FDIV_CASES[case]
-    q = fdiv_fpu(a, d)
+    q = fdiv_ieee(a, d)
     assert (q >> 23) & 0xFF == exp and (q != 0) == (exp != 0), hex(q)  # the edge it names
     if case == "rounds-up-just-above-half":
         ma, md = a & 0x7FFFFF | 0x800000, d & 0x7FFFFF | 0x800000
