@@ -653,20 +653,26 @@ def _split(segments: list[tuple[int, int]], chunk_size: int,
     return plan
 
 
+def _kept_after(off: int, keep: tuple[int, int] | None, pred: Pred | None,
+                kept: tuple[int, int] | None) -> tuple[int, int] | None:  # fmt: skip
+    """The range kept (region offset, length) once a chunk at ``off`` with
+    these KEEP and PRED fields is applied, ``kept`` before it: a prediction
+    from the kept range releases it, a KEEP replaces it."""
+    if pred is not None and pred.back > pred.start:  # the source was before the chunk
+        kept = None
+    return (off + keep[0], keep[1]) if keep is not None else kept
+
+
 def buffer_needed(chunks: Sequence[AnyChunk]) -> int:
     """The header's ``max_chunk``: the largest decoded chunk, or chunk and the
     bytes kept beside it (KEEP), whichever is larger: the chunk buffer a
     device needs for the payload."""
     need = 0
-    kept = 0
+    kept: tuple[int, int] | None = None
     for c in chunks:
-        need = max(need, c.length + kept)
+        need = max(need, c.length + (kept[1] if kept is not None else 0))
         if isinstance(c, Chunk2):
-            q = c.pred
-            if q is not None and q.back > q.start:  # the source was kept: released
-                kept = 0
-            if c.keep is not None:
-                kept = c.keep[1]
+            kept = _kept_after(c.offset, c.keep, c.pred, kept)
     return need
 
 
@@ -686,16 +692,12 @@ def _plan_check(plan: _Plan, chosen: list[tuple[int, int, int, int, bool]], max_
             c = by_target[off + q.start]
             if q.start + 4 * q.count > length:
                 return c
-            in_chunk = src >= off
-            if not in_chunk and (kept is None or kept != (src, 4 * q.count)):
+            if src < off and kept != (src, 4 * q.count):
                 return c
-            if not in_chunk:
-                kept = None
         k = plan.keep.get(i)
-        if k is not None:
-            if k[0] + k[1] > length:
-                return next(c for c in chosen if c[2] == off + k[0])
-            kept = (off + k[0], k[1])
+        if k is not None and k[0] + k[1] > length:
+            return next(c for c in chosen if c[2] == off + k[0])
+        kept = _kept_after(off, k, entry[0] if entry is not None else None, kept)
     if kept is not None:  # a kept range nothing used: its prediction fell out
         return next(c for c in chosen if c[2] == kept[0])
     return None
@@ -1352,10 +1354,7 @@ def _walk_chunks_v2(stream: bytes, pos: int, h: Header, dev: Device | None, w: W
             dev.weights[off : off + length] = data
             chunk = Chunk2(off, length, enc, chunk.body, gap, data, hd.keep, hd.pred)
         w.chunks.append(chunk)
-        if hd.pred is not None and off + hd.pred.start - hd.pred.back < off:
-            kept = None  # a prediction from the kept range releases it
-        if hd.keep is not None:
-            kept = (off + hd.keep[0], hd.keep[1])
+        kept = _kept_after(off, hd.keep, hd.pred, kept)
         seed = stored
         write_end = off + length
         data_seen += length
