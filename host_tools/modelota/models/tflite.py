@@ -27,7 +27,7 @@ import hashlib
 import itertools
 import struct
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import flatbuffers
@@ -870,9 +870,7 @@ def _weight_roles(g: _Graph) -> list[bool]:
 
 
 def _replace(t: TensorInfo, **kw: Any) -> TensorInfo:
-    import dataclasses
-
-    return dataclasses.replace(t, **kw)
+    return replace(t, **kw)
 
 
 def _show_values(raw: bytes, dtype: str) -> list[Any] | None:
@@ -1101,7 +1099,8 @@ def pack_tflite(
     target = rebase(old, new)
     fp = old.fingerprint()
     options: dict[str, Any] = {} if encodings is None else {"encodings": encodings}
-    options["predictions"] = scale_predictions(read_tflite(target))
+    # target is the old file's layout with the new values: no second parse
+    options["predictions"] = scale_predictions(replace(old, data=target))
     if delta:
         if base_version is None:
             raise ValueError("a delta needs base_version: the version the devices run")
